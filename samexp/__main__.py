@@ -1,0 +1,30 @@
+"""`python -m samexp ...`: compose the config and run the pipeline; user errors print without a traceback."""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+import hydra
+from omegaconf import DictConfig
+
+import samexp.config  # noqa: F401  (registers the schemas)
+from samexp.errors import SamexpError
+
+log = logging.getLogger("samexp")
+
+
+@hydra.main(version_base="1.3", config_path="../conf", config_name="config")
+def main(cfg: DictConfig) -> float:
+    from samexp.runner import run
+
+    try:
+        metrics = run(cfg)
+    except SamexpError as e:
+        log.error("%s", e)
+        sys.exit(2)
+    return metrics[cfg.objective]
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,59 @@
+"""What every adapter is: a way to decide which of SAM's parameters train, applied in place.
+
+Adapters never copy SAM's code: they freeze, unfreeze, or wrap its submodules at run time.
+`spec()` is what gets saved beside the weights so the same adapter can be rebuilt on reload.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from typing import Any
+
+from segment_anything.modeling import Sam
+from torch import nn
+
+
+class Adapter(ABC):
+    kind: str = "adapter"
+
+    @abstractmethod
+    def apply(self, sam: Sam) -> None:
+        """Freeze / inject in place so that exactly this adapter's parameters require grad."""
+
+    def spec(self) -> dict[str, Any]:
+        """Hydra-instantiable description (`_target_` + hyperparameters), stored with the weights."""
+        cls = type(self)
+        return {"_target_": f"{cls.__module__}.{cls.__qualname__}", **self.hparams()}
+
+    def hparams(self) -> dict[str, Any]:
+        return {}
+
+    def label(self) -> str:
+        """Short name for run names, e.g. `lora-r8`."""
+        return self.kind
+
+    def merge(self, sam: Sam) -> None:
+        """Fold trained deltas into base weights (no-op for adapters that train weights directly)."""
+
+    def unmerge(self, sam: Sam) -> None:
+        """Undo `merge`."""
+
+
+def freeze(module: nn.Module) -> None:
+    for p in module.parameters():
+        p.requires_grad_(False)
+
+
+def unfreeze(module: nn.Module) -> None:
+    for p in module.parameters():
+        p.requires_grad_(True)
+
+
+def trainable_parameters(model: nn.Module) -> dict[str, nn.Parameter]:
+    return {n: p for n, p in model.named_parameters() if p.requires_grad}
+
+
+def parameter_counts(model: nn.Module) -> dict[str, int]:
+    total = sum(p.numel() for p in model.parameters())
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    return {"params/total": total, "params/trainable": trainable}

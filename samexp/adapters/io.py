@@ -1,0 +1,84 @@
+"""Save only the trained tensors, with what is needed to put them back on the same base model.
+
+The safetensors file carries its description in its metadata (and a JSON twin beside it for
+humans): adapter spec, base architecture and base-weights id. Reloading = build base, inject, load.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+from hydra.utils import instantiate
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+from samexp import __version__
+from samexp.adapters.base import Adapter, trainable_parameters
+from samexp.errors import SamexpError
+from samexp.models.build import BaseModel
+
+META_KEY = "samexp"
+
+
+def save_adapter(path: str | Path, base: BaseModel, adapter: Adapter) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tensors = {n: p.detach().cpu().contiguous() for n, p in trainable_parameters(base.sam).items()}
+    meta = {
+        "samexp_version": __version__,
+        "adapter": adapter.spec(),
+        "base": {
+            "arch": base.arch,
+            "weights_id": base.weights_id,
+            "build_kwargs": base.build_kwargs,
+        },
+        "tensors": len(tensors),
+    }
+    save_file(tensors, str(path), metadata={META_KEY: json.dumps(meta)})
+    path.with_suffix(".json").write_text(json.dumps(meta, indent=2))
+    return path
+
+
+def read_adapter_meta(path: str | Path) -> dict[str, Any]:
+    from safetensors import safe_open
+
+    path = Path(path)
+    if not path.is_file():
+        raise SamexpError(f"adapter weights not found: {path}")
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            meta = (f.metadata() or {}).get(META_KEY)
+    except (SafetensorError, OSError) as e:
+        raise SamexpError(f"{path} is not a readable safetensors file: {e}") from e
+    if meta is None:
+        raise SamexpError(f"{path} has no samexp metadata: was it saved by samexp?")
+    return json.loads(meta)
+
+
+def load_adapter(path: str | Path, base: BaseModel) -> Adapter:
+    """Rebuild the saved adapter on `base` and load its tensors; refuses a different base model."""
+    meta = read_adapter_meta(path)
+    saved = meta["base"]
+    if (saved["arch"], saved["weights_id"]) != (base.arch, base.weights_id):
+        raise SamexpError(
+            f"{path} was trained on base model {saved['arch']} ({saved['weights_id']}), "
+            f"but the model built now is {base.arch} ({base.weights_id}). Build the same base model "
+            f"(model={saved['arch']}, same checkpoint/seed) to load these weights."
+        )
+    adapter: Adapter = instantiate(meta["adapter"], _convert_="all")
+    adapter.apply(base.sam)
+    tensors = load_file(str(path))
+    expected = trainable_parameters(base.sam)
+    if set(tensors) != set(expected):
+        missing, extra = set(expected) - set(tensors), set(tensors) - set(expected)
+        raise SamexpError(
+            f"{path} does not match adapter {adapter.label()}: "
+            f"missing {sorted(missing)[:3]}, unexpected {sorted(extra)[:3]}"
+        )
+    with torch.no_grad():
+        for name, value in tensors.items():
+            expected[name].copy_(value)
+    return adapter

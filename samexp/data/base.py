@@ -1,0 +1,166 @@
+"""What every dataset format hands to training: SAM-framed samples, batches, and the resize/pad/read helpers.
+
+SAM sees an image whose longest side is its input size S, zero-padded bottom/right to S×S
+(`ResizeLongestSide` geometry). Targets are kept twice: in that frame for the loss, and at the
+original resolution for metrics, so scores are comparable with any other tool.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from os import PathLike
+
+import cv2
+import numpy as np
+import torch
+from segment_anything.utils.transforms import ResizeLongestSide
+
+from samexp.errors import DatasetError
+
+IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"})
+
+
+@dataclass
+class Sample:
+    """One image and its K ≥ 1 target instances, ready for SAM."""
+
+    name: str  # file stem, unique within the split
+    image_path: str
+    image: torch.Tensor  # uint8 3×S×S RGB, longest side S, zero-padded bottom/right
+    masks: torch.Tensor  # bool K×S×S, same frame as `image`
+    gt_masks: torch.Tensor  # bool K×H×W at the original resolution (metrics use these)
+    input_size: tuple[int, int]  # (h, w) of the resized image before padding
+    original_size: tuple[int, int]  # (H, W)
+
+
+@dataclass
+class Batch:
+    """Several samples; instances are flattened so a decoder can run once per instance."""
+
+    names: list[str]
+    image_paths: list[str]
+    images: torch.Tensor  # uint8 B×3×S×S
+    masks: torch.Tensor  # bool M×S×S, all instances of all images, image order
+    instance_image: torch.Tensor  # long M: index into `images` for each instance
+    gt_masks: list[torch.Tensor]  # M tensors, bool H_i×W_i
+    input_sizes: list[tuple[int, int]]
+    original_sizes: list[tuple[int, int]]
+
+    def to(self, device: torch.device | str) -> Batch:
+        """Move the model-facing tensors; `gt_masks` stay on CPU where metrics read them."""
+        return dataclasses.replace(
+            self,
+            images=self.images.to(device),
+            masks=self.masks.to(device),
+            instance_image=self.instance_image.to(device),
+        )
+
+
+def collate(samples: list[Sample]) -> Batch:
+    """Stack images and concatenate instances (images may differ in K and original size)."""
+    if not samples:
+        raise ValueError("collate needs at least one sample")
+    counts = torch.tensor([len(s.masks) for s in samples])
+    return Batch(
+        names=[s.name for s in samples],
+        image_paths=[s.image_path for s in samples],
+        images=torch.stack([s.image for s in samples]),
+        masks=torch.cat([s.masks for s in samples]),
+        instance_image=torch.repeat_interleave(torch.arange(len(samples)), counts),
+        gt_masks=[m for s in samples for m in s.gt_masks],
+        input_sizes=[s.input_size for s in samples],
+        original_sizes=[s.original_size for s in samples],
+    )
+
+
+def _resize(array: np.ndarray, size: int) -> np.ndarray:
+    """One resize for images and masks alike, so both land on exactly the same grid."""
+    h, w = array.shape[:2]
+    new_h, new_w = ResizeLongestSide.get_preprocess_shape(h, w, size)
+    # INTER_AREA averages when shrinking (no aliasing on 1920 px photos); LINEAR when enlarging.
+    interpolation = cv2.INTER_AREA if new_h * new_w < h * w else cv2.INTER_LINEAR
+    return cv2.resize(array, (new_w, new_h), interpolation=interpolation)
+
+
+def resize_longest_side(image: np.ndarray, size: int) -> np.ndarray:
+    """H×W×3 uint8 -> h×w×3 uint8 with max(h, w) == size, aspect ratio kept (SAM's geometry)."""
+    return _resize(image, size)
+
+
+def resize_mask_longest_side(mask: np.ndarray, size: int) -> np.ndarray:
+    """H×W bool -> h×w bool on the same grid as `resize_longest_side`.
+
+    Resized as float and cut at 0.5 (pixel at least half covered), rather than nearest
+    neighbour, which drops or shifts thin structures such as ring bands.
+    """
+    return _resize(mask.astype(np.float32), size) >= 0.5
+
+
+def pad_to_square(t: torch.Tensor, size: int) -> torch.Tensor:
+    """Zero-pad the last two dims at the bottom/right to size×size (where SAM expects padding)."""
+    h, w = t.shape[-2:]
+    if h > size or w > size:
+        raise ValueError(f"cannot pad {h}×{w} to {size}×{size}: resize first")
+    out = t.new_zeros(*t.shape[:-2], size, size)
+    out[..., :h, :w] = t
+    return out
+
+
+def make_sample(
+    name: str, image_path: str, image_rgb: np.ndarray, masks: np.ndarray, img_size: int
+) -> Sample:
+    """Build a `Sample` from an H×W×3 uint8 image and K×H×W masks; every format ends here."""
+    masks = np.asarray(masks, dtype=bool)
+    if masks.ndim != 3 or len(masks) == 0:
+        raise DatasetError(
+            f"{image_path}: expected K×H×W masks with K ≥ 1, got shape {masks.shape}"
+        )
+    if masks.shape[1:] != image_rgb.shape[:2]:
+        raise DatasetError(
+            f"{image_path}: image is {image_rgb.shape[0]}×{image_rgb.shape[1]} (H×W) but its "
+            f"masks are {masks.shape[1]}×{masks.shape[2]}; masks must match the image size"
+        )
+    resized = resize_longest_side(image_rgb, img_size)
+    resized_masks = np.stack([resize_mask_longest_side(m, img_size) for m in masks])
+    image = torch.from_numpy(np.ascontiguousarray(resized)).permute(2, 0, 1)
+    return Sample(
+        name=name,
+        image_path=image_path,
+        image=pad_to_square(image, img_size),
+        masks=pad_to_square(torch.from_numpy(resized_masks), img_size),
+        gt_masks=torch.from_numpy(masks.copy()),
+        input_size=(resized.shape[0], resized.shape[1]),
+        original_size=(image_rgb.shape[0], image_rgb.shape[1]),
+    )
+
+
+def to_uint8(array: np.ndarray, path: str | PathLike[str]) -> np.ndarray:
+    """8-bit stays, 16-bit is scaled (65535 -> 255); anything else is refused, naming the file."""
+    if array.dtype == np.uint8:
+        return array
+    if array.dtype == np.uint16:
+        return np.round(array / 257.0).astype(np.uint8)
+    raise DatasetError(f"{path}: unsupported pixel type {array.dtype}; save it as 8- or 16-bit")
+
+
+def imread_unchanged(path: str | PathLike[str]) -> np.ndarray:
+    """Decode a file as stored (bit depth, channels); unreadable -> DatasetError naming it.
+
+    IMREAD_UNCHANGED also ignores EXIF orientation, as PIL's header size does, so image and
+    mask sizes are compared in the same (stored) orientation.
+    """
+    array = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+    if array is None:
+        raise DatasetError(f"{path}: cannot be read as an image (missing, corrupt or unsupported)")
+    return array
+
+
+def read_image_rgb(path: str | PathLike[str]) -> np.ndarray:
+    """H×W×3 uint8 RGB from grayscale, RGB(A), 8- or 16-bit files; alpha is dropped."""
+    array = to_uint8(imread_unchanged(path), path)
+    if array.ndim == 2 or array.shape[2] == 1:
+        return np.repeat(array.reshape(*array.shape[:2], 1), 3, axis=2)
+    if array.shape[2] == 4:
+        return cv2.cvtColor(array, cv2.COLOR_BGRA2RGB)
+    return cv2.cvtColor(array, cv2.COLOR_BGR2RGB)

@@ -1,0 +1,220 @@
+"""The folder format: `<root>/<split>/images/<name>.<ext>` paired by stem with `<split>/masks/<name>.<ext>`.
+
+Everything that can be wrong with the files is found at construction, so a bad dataset stops
+the run before any model is built, with a message naming the file.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+from torch.utils.data import Dataset
+
+from samexp.data.base import (
+    IMAGE_EXTENSIONS,
+    Sample,
+    imread_unchanged,
+    make_sample,
+    read_image_rgb,
+    to_uint8,
+)
+from samexp.data.splits import DatasetSplits
+from samexp.errors import DatasetError
+
+logger = logging.getLogger(__name__)
+
+_MAX_LISTED = 5  # how many offending files an error message names before "and N more"
+
+
+@dataclass(frozen=True)
+class _Pair:
+    name: str
+    image_path: Path
+    mask_bits: np.ndarray  # np.packbits of the thresholded H×W mask: ~1/8 of a bool array
+    shape: tuple[int, int]
+
+    def mask(self) -> np.ndarray:
+        h, w = self.shape
+        return np.unpackbits(self.mask_bits, count=h * w).reshape(h, w).astype(bool)
+
+
+def _listing(paths: list[Path]) -> str:
+    shown = ", ".join(p.name for p in sorted(paths)[:_MAX_LISTED])
+    more = len(paths) - _MAX_LISTED
+    return shown + (f" and {more} more" if more > 0 else "")
+
+
+def _index(folder: Path, kind: str) -> dict[str, Path]:
+    """Stem -> file for the image files in `folder`; duplicate stems are an error, not a guess."""
+    if not folder.is_dir():
+        raise DatasetError(f"{kind} folder {folder} does not exist; create it or fix the path")
+    by_stem: dict[str, list[Path]] = {}
+    ignored = []
+    for path in folder.iterdir():
+        if path.name.startswith(".") or not path.is_file():
+            continue
+        if path.suffix.lower() in IMAGE_EXTENSIONS:
+            by_stem.setdefault(path.stem, []).append(path)
+        else:
+            ignored.append(path)
+    if ignored:
+        logger.warning(
+            "%s: ignoring %d non-image files: %s", folder, len(ignored), _listing(ignored)
+        )
+    duplicates = sorted(p for paths in by_stem.values() if len(paths) > 1 for p in paths)
+    if duplicates:
+        raise DatasetError(
+            f"{folder}: several {kind} files share a name and differ only by extension "
+            f"({_listing(duplicates)}); keep one file per name"
+        )
+    return {stem: paths[0] for stem, paths in by_stem.items()}
+
+
+def read_mask_gray(path: Path) -> np.ndarray:
+    """H×W uint8; colour masks collapse by max over channels (any non-black colour counts)."""
+    array = to_uint8(imread_unchanged(path), path)
+    if array.ndim == 3:
+        array = array[..., :3].max(axis=2)  # alpha dropped, as for images
+    return array
+
+
+def _image_size(path: Path) -> tuple[int, int]:
+    """(H, W) from the file header only: validation must not decode every photo."""
+    try:
+        with Image.open(path) as image:
+            w, h = image.size
+    except Exception as exc:  # PIL raises several types for bad files; all mean "unreadable"
+        raise DatasetError(f"{path}: cannot be read as an image ({exc})") from exc
+    return h, w
+
+
+class FolderDataset(Dataset[Sample]):
+    """One split of a folder dataset; one instance (K=1) per image."""
+
+    def __init__(
+        self,
+        root: str,
+        split: str,
+        img_size: int,
+        mask_threshold: int = 127,
+        images_dir: str = "images",
+        masks_dir: str = "masks",
+    ) -> None:
+        if not 0 <= mask_threshold < 255:
+            raise DatasetError(f"mask_threshold must be in [0, 254], got {mask_threshold}")
+        if img_size <= 0:
+            raise DatasetError(f"img_size must be positive, got {img_size}")
+        self.root = Path(root)
+        self.split = split
+        self.img_size = img_size
+        self.mask_threshold = mask_threshold
+        self.skipped: list[tuple[str, str]] = []
+        split_dir = self._split_dir()
+        images = _index(split_dir / images_dir, "image")
+        if not images:
+            raise DatasetError(
+                f"{split_dir / images_dir} holds no image files "
+                f"({', '.join(sorted(IMAGE_EXTENSIONS))}); add images or fix the path"
+            )
+        masks = _index(split_dir / masks_dir, "mask")
+        self._check_pairing(images, masks, split_dir / masks_dir, split_dir / images_dir)
+        self._pairs: list[_Pair] = []
+        for name in sorted(images):
+            self._add(name, images[name], masks[name])
+        if not self._pairs:
+            raise DatasetError(f"{split_dir}: every mask is empty; nothing to train or evaluate on")
+
+    def _split_dir(self) -> Path:
+        if not self.root.is_dir():
+            raise DatasetError(
+                f"dataset root {self.root.resolve()} does not exist; set SAMEXP_DATA to the folder "
+                f"holding your datasets (e.g. SAMEXP_DATA=../shared/datasets), or data_root=/path on the "
+                f"command line, or dataset.root=/path/to/this/dataset"
+            )
+        split_dir = self.root / self.split
+        if not split_dir.is_dir():
+            found = sorted(p.name for p in self.root.iterdir() if p.is_dir())
+            raise DatasetError(
+                f"split '{self.split}' not found: {split_dir} does not exist; "
+                f"splits in {self.root}: {', '.join(found) or 'none'}"
+            )
+        return split_dir
+
+    @staticmethod
+    def _check_pairing(
+        images: dict[str, Path], masks: dict[str, Path], masks_dir: Path, images_dir: Path
+    ) -> None:
+        lonely_images = [images[n] for n in images.keys() - masks.keys()]
+        if lonely_images:
+            raise DatasetError(
+                f"{len(lonely_images)} image(s) have no mask with the same name in {masks_dir}: "
+                f"{_listing(lonely_images)}; add the masks (any image extension) or remove the images"
+            )
+        lonely_masks = [masks[n] for n in masks.keys() - images.keys()]
+        if lonely_masks:
+            raise DatasetError(
+                f"{len(lonely_masks)} mask(s) have no image with the same name in {images_dir}: "
+                f"{_listing(lonely_masks)}; add the images or remove the masks"
+            )
+
+    def _add(self, name: str, image_path: Path, mask_path: Path) -> None:
+        image_size = _image_size(image_path)
+        gray = read_mask_gray(mask_path)
+        if gray.shape != image_size:
+            raise DatasetError(
+                f"size mismatch: image {image_path} is {image_size[1]}×{image_size[0]} (W×H) but "
+                f"mask {mask_path} is {gray.shape[1]}×{gray.shape[0]}; masks must match their image"
+            )
+        # Strictly above a mid threshold: JPEG masks carry noise near 0 and 255.
+        mask = gray > self.mask_threshold
+        if not mask.any():
+            logger.warning(
+                "%s: no pixel above %d, skipping this empty mask", mask_path, self.mask_threshold
+            )
+            self.skipped.append((name, f"empty mask: no pixel above {self.mask_threshold}"))
+            return
+        self._pairs.append(_Pair(name, image_path, np.packbits(mask), image_size))
+
+    @property
+    def names(self) -> list[str]:
+        return [p.name for p in self._pairs]
+
+    def summary(self) -> dict[str, int]:
+        """Counts for the run log: what was loaded and what was left out, and why."""
+        return {"loaded": len(self._pairs), "skipped_empty_mask": len(self.skipped)}
+
+    def __len__(self) -> int:
+        return len(self._pairs)
+
+    def __getitem__(self, index: int) -> Sample:
+        pair = self._pairs[index]
+        image = read_image_rgb(pair.image_path)
+        return make_sample(pair.name, str(pair.image_path), image, pair.mask()[None], self.img_size)
+
+
+def folder_splits(
+    name: str,
+    root: str,
+    img_size: int,
+    train_split: str = "train",
+    test_split: str = "test",
+    val_split: str | None = None,
+    mask_threshold: int = 127,
+    images_dir: str = "images",
+    masks_dir: str = "masks",
+) -> DatasetSplits:
+    """The splits of one folder dataset (the `conf/dataset/*.yaml` target)."""
+
+    def load(split: str) -> FolderDataset:
+        return FolderDataset(root, split, img_size, mask_threshold, images_dir, masks_dir)
+
+    return DatasetSplits(
+        name=name,
+        train=load(train_split),
+        test=load(test_split),
+        val=load(val_split) if val_split else None,
+    )

@@ -1,0 +1,44 @@
+"""What a prompt strategy is: target masks in, SAM prompts out, randomness only from the given generator.
+
+Training may randomise (jitter, sampling); evaluation must not, so baseline and fine-tuned models
+are compared on identical prompts.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+
+import torch
+
+from samexp.models.seam import Prompts
+
+
+class PromptStrategy(ABC):
+    @abstractmethod
+    def __call__(
+        self,
+        masks: torch.Tensor,
+        input_sizes: torch.Tensor,
+        generator: torch.Generator,
+        train: bool,
+    ) -> Prompts:
+        """masks: M×S×S bool in the input frame; input_sizes: M×2 (h, w) of the unpadded image."""
+
+
+def mask_to_box(masks: torch.Tensor) -> torch.Tensor:
+    """Tight xyxy boxes (pixel indices of the extreme foreground pixels) of M×H×W masks -> M×4.
+
+    An empty mask gets the whole frame, so a caller never crashes on it (loaders skip empties).
+    """
+    m, h, w = masks.shape
+    rows, cols = masks.any(dim=2), masks.any(dim=1)
+    ys = torch.arange(h, device=masks.device).expand(m, h)
+    xs = torch.arange(w, device=masks.device).expand(m, w)
+    y0 = torch.where(rows, ys, h).amin(1)
+    y1 = torch.where(rows, ys, -1).amax(1)
+    x0 = torch.where(cols, xs, w).amin(1)
+    x1 = torch.where(cols, xs, -1).amax(1)
+    boxes = torch.stack([x0, y0, x1, y1], dim=1).float()
+    empty = ~rows.any(1)
+    boxes[empty] = torch.tensor([0.0, 0.0, w - 1.0, h - 1.0], device=masks.device)
+    return boxes

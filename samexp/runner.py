@@ -1,0 +1,172 @@
+"""The one pipeline: build -> zero-shot eval -> train -> eval -> log. Returns the metrics (for sweepers)."""
+
+from __future__ import annotations
+
+import logging
+import random
+from pathlib import Path
+
+import numpy as np
+import torch
+from hydra.errors import InstantiationException
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+from torch.utils.data import DataLoader
+
+from samexp.adapters.base import Adapter, parameter_counts, trainable_parameters
+from samexp.adapters.io import save_adapter
+from samexp.data.base import collate, read_image_rgb
+from samexp.data.splits import DatasetSplits
+from samexp.errors import SamexpError
+from samexp.evaluate import EvalResult, evaluate
+from samexp.models.build import BaseModel
+from samexp.tracking import Tracker, flatten, provenance, scratch_dir
+from samexp.train import fit
+from samexp.viz import comparison
+
+log = logging.getLogger(__name__)
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise SamexpError(
+            "trainer.device=cuda but no CUDA device is available; use trainer.device=auto or cpu"
+        )
+    return torch.device(name)
+
+
+def _overrides() -> list[str]:
+    from hydra.core.hydra_config import HydraConfig
+
+    return list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else []
+
+
+def _output_dir(cfg: DictConfig) -> Path:
+    from hydra.core.hydra_config import HydraConfig
+
+    if cfg.get("output_dir"):
+        path = Path(cfg.output_dir)
+    elif HydraConfig.initialized():
+        path = Path(HydraConfig.get().runtime.output_dir)
+    else:
+        path = scratch_dir()
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def build(node: DictConfig, **kwargs):
+    """`instantiate`, but a samexp error raised inside a constructor reaches the user as itself,
+    not wrapped in Hydra's InstantiationException (which would print as a traceback)."""
+    try:
+        return instantiate(node, **kwargs)
+    except InstantiationException as e:
+        cause = e.__cause__
+        if isinstance(cause, SamexpError):
+            raise cause from None
+        raise SamexpError(f"{e}") from e
+
+
+def run(cfg: DictConfig) -> dict[str, float]:
+    tc = cfg.trainer
+    seed_everything(tc.seed)
+    device = resolve_device(str(tc.device.value if hasattr(tc.device, "value") else tc.device))
+    # the cheap objects first: a bad value fails before a model is built or downloaded
+    adapter: Adapter = build(cfg.adapter, _convert_="all")
+    prompt = build(cfg.prompt)
+    loss_fn = build(cfg.loss)
+    base: BaseModel = build(cfg.model, _convert_="all")
+    adapter.apply(base.sam)
+    base.sam.to(device)
+    splits: DatasetSplits = build(cfg.dataset, img_size=base.img_size)
+    log.info("data %s: %s", splits.name, splits.summary())
+
+    train_loader = DataLoader(
+        splits.train, batch_size=tc.batch_size, shuffle=True, collate_fn=collate,
+        num_workers=tc.num_workers, generator=torch.Generator().manual_seed(tc.seed),
+        pin_memory=device.type == "cuda",
+    )  # fmt: skip
+    eval_loader, test_loader = (
+        DataLoader(ds, batch_size=tc.batch_size, collate_fn=collate, num_workers=tc.num_workers)
+        for ds in (splits.eval, splits.test)
+    )
+    optimizer = build(cfg.optim, params=list(trainable_parameters(base.sam).values()))
+    tracker = Tracker(**cfg.tracking)
+    run_name = f"{adapter.label()}-{splits.name}-{base.arch}"
+    resolved = OmegaConf.to_container(cfg, resolve=True)
+    counts = parameter_counts(base.sam)
+    log.info(
+        "%s: %d of %d parameters train",
+        run_name,
+        counts["params/trainable"],
+        counts["params/total"],
+    )
+
+    def eval_split(loader: DataLoader, keep: int = 0, desc: str = "eval") -> EvalResult:
+        return evaluate(
+            base.sam, loader, prompt, device, seed=tc.seed, keep_predictions=keep, desc=desc
+        )
+
+    with tracker.start_run(run_name, params=flatten(resolved), tags=provenance(_overrides())):
+        tracker.log_text(OmegaConf.to_yaml(resolved), "config.yaml")
+        tracker.log_metrics({**counts, **{f"data/{k}": v for k, v in splits.summary().items()}})
+        baseline = eval_split(test_loader, keep=tracker.max_images, desc="zero-shot")
+        tracker.log_metrics(baseline.metrics("baseline/test"))
+        log.info("zero-shot: %s", baseline.metrics("baseline/test"))
+
+        fit(
+            base.sam, train_loader, prompt, loss_fn, optimizer,
+            device=device, epochs=tc.epochs, max_steps=tc.max_steps, seed=tc.seed,
+            multimask_output=tc.multimask_output, eval_every=tc.eval_every,
+            evaluate_fn=lambda epoch: eval_split(eval_loader).metrics(splits.eval_name),
+            log_fn=tracker.log_metrics,
+        )  # fmt: skip
+
+        final = eval_split(test_loader, keep=tracker.max_images, desc="fine-tuned")
+        metrics = {**baseline.metrics("baseline/test"), **final.metrics("final/test")}
+        for name in ("iou", "dice"):
+            metrics[f"delta/test/{name}"] = (
+                metrics[f"final/test/{name}"] - metrics[f"baseline/test/{name}"]
+            )
+        tracker.log_metrics(metrics)
+        log.info("final: %s", {k: round(v, 4) for k, v in metrics.items()})
+        _log_comparisons(tracker, splits.test, baseline, final)
+        tracker.log_json(_per_image(baseline, final), "metrics/per_image.json")
+
+        out = _output_dir(cfg)
+        weights = save_adapter(out / "adapter.safetensors", base, adapter)
+        if tracker.log_weights:
+            tracker.log_artifact(weights, "weights")
+            tracker.log_artifact(weights.with_suffix(".json"), "weights")
+        log.info("adapter weights: %s", weights)
+    metrics["run_id"] = tracker.run_id  # type: ignore[assignment]
+    return metrics
+
+
+def _per_image(baseline: EvalResult, final: EvalResult) -> list[dict]:
+    return [
+        {"name": b["name"], "instance": b["instance"], "baseline_iou": b["iou"], "final_iou": f["iou"],
+         "baseline_dice": b["dice"], "final_dice": f["dice"]}
+        for b, f in zip(baseline.rows, final.rows, strict=True)
+    ]  # fmt: skip
+
+
+def _log_comparisons(tracker: Tracker, dataset, baseline: EvalResult, final: EvalResult) -> None:
+    """image | ground truth | zero-shot | fine-tuned, one PNG per kept eval image."""
+    paths = {s_name: i for i, s_name in enumerate(dataset.names)}
+    before, after = baseline.by_name(), final.by_name()
+    for name, pred in final.predictions.items():
+        sample = dataset[paths[name]]
+        image = read_image_rgb(sample.image_path)
+        gt = sample.gt_masks.any(0).numpy()
+        iou0 = float(np.mean([r["iou"] for r in before[name]]))
+        iou1 = float(np.mean([r["iou"] for r in after[name]]))
+        strip = comparison(image, gt, baseline.predictions[name], pred, iou0, iou1)
+        tracker.log_image(strip, f"comparisons/{name}.png")

@@ -1,0 +1,161 @@
+"""Specifications for the shared data layer: reading, SAM's resize/pad geometry, samples and batches."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from samexp.data.base import (
+    Batch,
+    collate,
+    make_sample,
+    pad_to_square,
+    read_image_rgb,
+    resize_longest_side,
+    resize_mask_longest_side,
+)
+from samexp.errors import DatasetError
+
+
+def test_read_image_rgb_expands_grayscale_to_three_equal_channels(tmp_path: Path) -> None:
+    gray = np.arange(30 * 40, dtype=np.uint8).reshape(30, 40)
+    cv2.imwrite(str(tmp_path / "g.png"), gray)
+    rgb = read_image_rgb(tmp_path / "g.png")
+    assert rgb.shape == (30, 40, 3) and rgb.dtype == np.uint8
+    for c in range(3):
+        np.testing.assert_array_equal(rgb[..., c], gray)
+
+
+def test_read_image_rgb_returns_rgb_order_not_cv2_bgr(tmp_path: Path) -> None:
+    Image.new("RGB", (4, 3), (200, 100, 10)).save(tmp_path / "c.png")
+    assert read_image_rgb(tmp_path / "c.png")[0, 0].tolist() == [200, 100, 10]
+
+
+def test_read_image_rgb_drops_alpha(tmp_path: Path) -> None:
+    Image.new("RGBA", (4, 3), (200, 100, 10, 0)).save(tmp_path / "a.png")
+    rgb = read_image_rgb(tmp_path / "a.png")
+    assert rgb.shape == (3, 4, 3)
+    assert rgb[0, 0].tolist() == [200, 100, 10]
+
+
+def test_read_image_rgb_scales_16_bit_to_8_bit(tmp_path: Path) -> None:
+    deep = np.zeros((3, 4, 3), dtype=np.uint16)
+    deep[0, 0] = 65535
+    deep[0, 1] = 257 * 100
+    cv2.imwrite(str(tmp_path / "d.png"), deep)
+    rgb = read_image_rgb(tmp_path / "d.png")
+    assert rgb.dtype == np.uint8
+    assert rgb[0, 0].tolist() == [255, 255, 255]
+    assert rgb[0, 1].tolist() == [100, 100, 100]
+    assert rgb[1, 1].tolist() == [0, 0, 0]
+
+
+def test_read_image_rgb_unreadable_file_raises_dataset_error_naming_it(tmp_path: Path) -> None:
+    bad = tmp_path / "garbage.png"
+    bad.write_bytes(b"this is not a png")
+    with pytest.raises(DatasetError, match="garbage.png"):
+        read_image_rgb(bad)
+
+
+@pytest.mark.parametrize("shape", [(243, 208), (1080, 1920), (30, 40), (256, 256), (100, 7)])
+def test_resize_makes_longest_side_exactly_size_and_keeps_aspect(shape: tuple[int, int]) -> None:
+    h, w = shape
+    image = np.zeros((h, w, 3), dtype=np.uint8)
+    out = resize_longest_side(image, 256)
+    assert max(out.shape[:2]) == 256 and out.shape[2] == 3 and out.dtype == np.uint8
+    assert abs(out.shape[0] - h * 256 / max(h, w)) <= 1
+    assert abs(out.shape[1] - w * 256 / max(h, w)) <= 1
+
+
+def test_resized_mask_lands_on_the_same_grid_as_the_image() -> None:
+    image = np.zeros((243, 208, 3), dtype=np.uint8)
+    mask = np.zeros((243, 208), dtype=bool)
+    assert resize_mask_longest_side(mask, 256).shape == resize_longest_side(image, 256).shape[:2]
+
+
+def test_resized_mask_is_bool_and_keeps_a_thin_band_when_enlarging() -> None:
+    mask = np.zeros((30, 40), dtype=bool)
+    mask[10, :] = True  # one pixel high: nearest-neighbour-free resizing must not lose it
+    out = resize_mask_longest_side(mask, 256)
+    assert out.dtype == bool
+    assert out.any(axis=0).all()
+
+
+def test_resized_mask_keeps_area_fraction_when_shrinking() -> None:
+    mask = np.zeros((1080, 1920), dtype=bool)
+    mask[200:800, 300:1500] = True
+    out = resize_mask_longest_side(mask, 256)
+    assert out.mean() == pytest.approx(mask.mean(), abs=0.01)
+
+
+def test_pad_to_square_zero_pads_bottom_right_and_keeps_content_and_dtype() -> None:
+    t = torch.full((3, 5, 7), 9, dtype=torch.uint8)
+    out = pad_to_square(t, 8)
+    assert out.shape == (3, 8, 8) and out.dtype == torch.uint8
+    assert (out[:, :5, :7] == 9).all()
+    assert (out[:, 5:, :] == 0).all() and (out[:, :, 7:] == 0).all()
+
+
+def test_pad_to_square_works_for_bool_masks() -> None:
+    out = pad_to_square(torch.ones(2, 4, 3, dtype=torch.bool), 6)
+    assert out.dtype == torch.bool and out.sum() == 2 * 4 * 3
+
+
+def test_pad_to_square_refuses_input_larger_than_size() -> None:
+    with pytest.raises(ValueError, match="resize first"):
+        pad_to_square(torch.zeros(1, 9, 3), 8)
+
+
+def _sample(name: str, shape: tuple[int, int], k: int, img_size: int = 64):
+    image = np.full((*shape, 3), 200, dtype=np.uint8)
+    masks = np.zeros((k, *shape), dtype=bool)
+    masks[:, : shape[0] // 2, : shape[1] // 2] = True
+    return make_sample(name, f"/data/{name}.png", image, masks, img_size)
+
+
+def test_make_sample_frames_image_and_masks_like_sam() -> None:
+    s = _sample("a", (30, 40), k=2)
+    assert s.image.shape == (3, 64, 64) and s.image.dtype == torch.uint8
+    assert s.masks.shape == (2, 64, 64) and s.masks.dtype == torch.bool
+    assert s.gt_masks.shape == (2, 30, 40) and s.gt_masks.dtype == torch.bool
+    assert s.original_size == (30, 40) and s.input_size == (48, 64)
+    h, w = s.input_size
+    assert (s.image[:, :h, :w] == 200).all()  # uint8, not normalised: the model normalises
+    assert (s.image[:, h:, :] == 0).all() and not s.masks[:, h:, :].any()
+
+
+def test_make_sample_rejects_masks_of_another_size_naming_the_image() -> None:
+    with pytest.raises(DatasetError, match="/data/x.png"):
+        make_sample("x", "/data/x.png", np.zeros((30, 40, 3), np.uint8), np.ones((1, 30, 41)), 64)
+
+
+def test_make_sample_rejects_zero_instances() -> None:
+    with pytest.raises(DatasetError, match="K ≥ 1"):
+        make_sample("x", "/data/x.png", np.zeros((30, 40, 3), np.uint8), np.ones((0, 30, 40)), 64)
+
+
+def test_collate_flattens_instances_in_image_order_and_keeps_original_sizes() -> None:
+    batch = collate([_sample("a", (30, 40), k=2), _sample("b", (50, 20), k=1)])
+    assert isinstance(batch, Batch)
+    assert batch.names == ["a", "b"]
+    assert batch.images.shape == (2, 3, 64, 64)
+    assert batch.masks.shape == (3, 64, 64)
+    assert batch.instance_image.tolist() == [0, 0, 1]
+    assert batch.instance_image.dtype == torch.long
+    assert [tuple(m.shape) for m in batch.gt_masks] == [(30, 40), (30, 40), (50, 20)]
+    assert batch.original_sizes == [(30, 40), (50, 20)]
+    assert batch.input_sizes == [(48, 64), (64, 26)]
+
+
+def test_batch_to_moves_model_tensors_and_leaves_gt_masks_alone() -> None:
+    batch = collate([_sample("a", (30, 40), k=1)])
+    moved = batch.to("meta")
+    assert moved.images.device.type == "meta" and moved.masks.device.type == "meta"
+    assert moved.instance_image.device.type == "meta"
+    assert moved.gt_masks[0].device.type == "cpu"
+    assert batch.images.device.type == "cpu"  # the original batch is not modified

@@ -1,0 +1,249 @@
+"""Specifications for the folder format, on the real rings data and on tiny synthetic folders."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from torch.utils.data import DataLoader
+
+from samexp.data.base import collate
+from samexp.data.folder import FolderDataset
+from samexp.errors import DatasetError
+
+WritePair = Callable[..., tuple[Path, Path]]  # the `write_pair` fixture from conftest.py
+
+
+def _raw_mask(path: Path) -> np.ndarray:
+    """The mask file as stored, without going through the loader under test."""
+    return cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+
+
+# --- the real rings dataset ------------------------------------------------------------------
+
+
+def test_rings_splits_have_8_train_and_2_test_samples(rings_train, rings_test) -> None:
+    assert len(rings_train) == 8 and len(rings_test) == 2
+    assert rings_train.names == [f"ring{i}" for i in range(1, 9)]
+    assert rings_test.names == ["ring_test_1", "ring_test_2"]
+    assert rings_train.summary() == {"loaded": 8, "skipped_empty_mask": 0}
+    assert rings_train.skipped == []
+
+
+def test_rings_masks_are_binary_and_non_empty(rings_train, rings_test) -> None:
+    for dataset in (rings_train, rings_test):
+        for sample in dataset:
+            assert sample.masks.shape[0] == 1 and sample.masks.dtype == torch.bool
+            assert sample.gt_masks.dtype == torch.bool
+            assert sample.masks.any() and sample.gt_masks.any()
+
+
+def test_rings_loads_both_three_channel_and_one_channel_masks(rings_root, rings_train) -> None:
+    masks_dir = rings_root / "train" / "masks"
+    channels = {name: _raw_mask(masks_dir / f"{name}.jpg").ndim for name in rings_train.names}
+    # The claim is only proven if the raw files really contain both kinds.
+    assert set(channels.values()) == {2, 3}, channels
+    for i, name in enumerate(rings_train.names):
+        assert rings_train[i].gt_masks.any(), (
+            f"{name} ({channels[name]}-dim raw mask) lost its mask"
+        )
+
+
+def test_rings_sample_image_is_sam_framed_uint8_with_zero_padding(rings_train) -> None:
+    size = rings_train.img_size
+    for sample in rings_train:
+        assert sample.image.shape == (3, size, size) and sample.image.dtype == torch.uint8
+        h, w = sample.input_size
+        assert max(h, w) == size
+        assert (sample.image[:, h:, :] == 0).all() and (sample.image[:, :, w:] == 0).all()
+        assert not sample.masks[:, h:, :].any() and not sample.masks[:, :, w:].any()
+        assert sample.image[:, :h, :w].float().mean() > 50  # white-background packshots
+
+
+def test_rings_input_size_preserves_aspect_ratio_and_gt_masks_keep_original_size(
+    rings_train,
+) -> None:
+    for sample in rings_train:
+        with Image.open(sample.image_path) as image:
+            width, height = image.size
+        assert sample.original_size == (height, width)
+        assert tuple(sample.gt_masks.shape) == (1, height, width)
+        h, w = sample.input_size
+        scale = rings_train.img_size / max(height, width)
+        assert abs(h - height * scale) <= 1 and abs(w - width * scale) <= 1
+
+
+def test_jpeg_mask_noise_is_thresholded_at_127_never_compared_to_255(
+    rings_root, rings_train
+) -> None:
+    masks_dir = rings_root / "train" / "masks"
+    for i, name in enumerate(rings_train.names):
+        raw = _raw_mask(masks_dir / f"{name}.jpg")
+        gray = raw.max(axis=2) if raw.ndim == 3 else raw
+        assert ((gray > 0) & (gray < 255)).any(), f"{name}: expected JPEG noise in the raw mask"
+        loaded = rings_train[i].gt_masks[0].numpy()
+        assert set(np.unique(loaded.astype(np.uint8))) == {0, 1}
+        assert loaded.mean() == pytest.approx((gray > 127).mean(), abs=1e-9)
+        # Comparing to 255 would lose real foreground: the noise is not only at the border.
+        assert (gray == 255).mean() < (gray > 127).mean()
+
+
+def test_rings_collate_batches_images_of_different_original_sizes(rings_train) -> None:
+    loader = DataLoader(rings_train, batch_size=2, collate_fn=collate, shuffle=False)
+    batch = next(iter(loader))
+    size = rings_train.img_size
+    assert batch.names == ["ring1", "ring2"]
+    assert batch.original_sizes == [(243, 208), (1080, 1920)]
+    assert batch.images.shape == (2, 3, size, size)
+    assert batch.masks.shape == (2, size, size)
+    assert batch.instance_image.tolist() == [0, 1]
+    assert [tuple(m.shape) for m in batch.gt_masks] == [(243, 208), (1080, 1920)]
+
+
+# --- synthetic folders: what users get wrong ---------------------------------------------------
+
+
+def test_mixed_extensions_pair_by_stem(tmp_path: Path, write_pair: WritePair) -> None:
+    write_pair("a", image_ext=".jpg", mask_ext=".png")
+    write_pair("b", image_ext=".PNG", mask_ext=".bmp")
+    dataset = FolderDataset(str(tmp_path), "train", img_size=64)
+    assert dataset.names == ["a", "b"]
+    sample = dataset[0]
+    assert sample.gt_masks[0].sum() == 15 * 20  # the rectangle survives, JPEG image or not
+    assert sample.image_path.endswith("a.jpg")
+
+
+def test_image_without_mask_names_the_image_and_the_mask_folder(
+    tmp_path: Path, write_pair: WritePair
+) -> None:
+    write_pair("a")
+    write_pair("lonely", mask=False)
+    with pytest.raises(DatasetError, match="lonely.png") as err:
+        FolderDataset(str(tmp_path), "train", img_size=64)
+    assert str(tmp_path / "train" / "masks") in str(err.value)
+
+
+def test_mask_without_image_is_an_error_not_silently_dropped(
+    tmp_path: Path, write_pair: WritePair
+) -> None:
+    write_pair("a")
+    write_pair("orphan", image=False)
+    with pytest.raises(DatasetError, match="orphan.png") as err:
+        FolderDataset(str(tmp_path), "train", img_size=64)
+    assert "no image" in str(err.value)
+
+
+def test_unreadable_image_is_reported_by_name(tmp_path: Path, write_pair: WritePair) -> None:
+    _, _ = write_pair("broken")
+    (tmp_path / "train" / "images" / "broken.png").write_bytes(b"not an image at all")
+    with pytest.raises(DatasetError, match="broken.png"):
+        FolderDataset(str(tmp_path), "train", img_size=64)
+
+
+def test_unreadable_mask_is_reported_by_name(tmp_path: Path, write_pair: WritePair) -> None:
+    _, mask_path = write_pair("broken")
+    mask_path.write_bytes(b"\x00garbage")
+    with pytest.raises(DatasetError, match="masks/broken.png"):
+        FolderDataset(str(tmp_path), "train", img_size=64)
+
+
+def test_size_mismatch_names_both_files_and_both_sizes(
+    tmp_path: Path, write_pair: WritePair
+) -> None:
+    write_pair("a", shape=(30, 40), mask_shape=(30, 41))
+    with pytest.raises(DatasetError) as err:
+        FolderDataset(str(tmp_path), "train", img_size=64)
+    message = str(err.value)
+    assert "images/a.png" in message and "masks/a.png" in message
+    assert "40×30" in message and "41×30" in message
+
+
+def test_empty_images_folder_is_an_error(tmp_path: Path) -> None:
+    (tmp_path / "train" / "images").mkdir(parents=True)
+    (tmp_path / "train" / "masks").mkdir()
+    (tmp_path / "train" / "images" / "notes.txt").write_text("not an image")
+    with pytest.raises(DatasetError, match="no image files"):
+        FolderDataset(str(tmp_path), "train", img_size=64)
+
+
+def test_missing_split_lists_the_splits_that_exist(tmp_path: Path, write_pair: WritePair) -> None:
+    write_pair("a")
+    (tmp_path / "test").mkdir()
+    with pytest.raises(DatasetError, match="'val' not found") as err:
+        FolderDataset(str(tmp_path), "val", img_size=64)
+    assert "test, train" in str(err.value)
+
+
+def test_missing_root_is_an_error_naming_it(tmp_path: Path) -> None:
+    with pytest.raises(DatasetError, match="nowhere"):
+        FolderDataset(str(tmp_path / "nowhere"), "train", img_size=64)
+
+
+def test_missing_masks_folder_is_an_error_naming_it(tmp_path: Path, write_pair: WritePair) -> None:
+    write_pair("a")
+    with pytest.raises(DatasetError, match="labels"):
+        FolderDataset(str(tmp_path), "train", img_size=64, masks_dir="labels")
+
+
+@pytest.mark.parametrize("side", ["images", "masks"])
+def test_duplicate_stems_on_one_side_are_an_error(
+    tmp_path: Path, write_pair: WritePair, side: str
+) -> None:
+    write_pair("a", image_ext=".png", mask_ext=".png")
+    folder = tmp_path / "train" / side
+    cv2.imwrite(str(folder / "a.jpg"), cv2.imread(str(folder / "a.png")))
+    with pytest.raises(DatasetError, match="a.jpg, a.png"):
+        FolderDataset(str(tmp_path), "train", img_size=64)
+
+
+def test_empty_mask_is_skipped_with_a_warning_and_counted(
+    tmp_path: Path, write_pair: WritePair, caplog: pytest.LogCaptureFixture
+) -> None:
+    write_pair("a")
+    write_pair("blank", empty_mask=True)
+    with caplog.at_level(logging.WARNING, logger="samexp.data.folder"):
+        dataset = FolderDataset(str(tmp_path), "train", img_size=64)
+    assert dataset.names == ["a"]
+    assert dataset.summary() == {"loaded": 1, "skipped_empty_mask": 1}
+    assert [name for name, _ in dataset.skipped] == ["blank"]
+    assert any("blank.png" in r.getMessage() for r in caplog.records)
+
+
+def test_mask_below_threshold_counts_as_empty(tmp_path: Path, write_pair: WritePair) -> None:
+    write_pair("a")
+    _, mask_path = write_pair("faint")
+    cv2.imwrite(str(mask_path), np.full((30, 40), 127, dtype=np.uint8))
+    dataset = FolderDataset(str(tmp_path), "train", img_size=64)
+    assert dataset.summary() == {"loaded": 1, "skipped_empty_mask": 1}
+
+
+def test_all_masks_empty_is_an_error(tmp_path: Path, write_pair: WritePair) -> None:
+    write_pair("blank", empty_mask=True)
+    with pytest.raises(DatasetError, match="every mask is empty"):
+        FolderDataset(str(tmp_path), "train", img_size=64)
+
+
+def test_colour_mask_counts_any_bright_channel_as_foreground(
+    tmp_path: Path, write_pair: WritePair
+) -> None:
+    _, mask_path = write_pair("red")
+    colour = np.zeros((30, 40, 3), dtype=np.uint8)
+    colour[0:10, 0:10, 2] = 255  # pure red (BGR): luminance ~76 would fall under 127
+    cv2.imwrite(str(mask_path), colour)
+    dataset = FolderDataset(str(tmp_path), "train", img_size=64)
+    assert dataset[0].gt_masks.sum() == 100
+
+
+def test_images_and_masks_folder_names_are_configurable(tmp_path: Path) -> None:
+    for folder in ("img", "gt"):
+        (tmp_path / "val" / folder).mkdir(parents=True)
+    cv2.imwrite(str(tmp_path / "val" / "img" / "x.png"), np.zeros((30, 40, 3), np.uint8))
+    cv2.imwrite(str(tmp_path / "val" / "gt" / "x.png"), np.full((30, 40), 255, np.uint8))
+    dataset = FolderDataset(str(tmp_path), "val", img_size=64, images_dir="img", masks_dir="gt")
+    assert dataset.names == ["x"]
