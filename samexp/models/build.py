@@ -69,12 +69,16 @@ def build_official(
     )
     sam = sam_model_registry[arch](checkpoint=None)
     state = load_state_dict(resolved.path)
-    missing, unexpected = sam.load_state_dict(state, strict=False)
+    hint = "Is it a checkpoint of another architecture? Set model=vit_b/vit_l/vit_h to match it."
+    try:
+        missing, unexpected = sam.load_state_dict(state, strict=False)
+    except RuntimeError as e:  # shape mismatches
+        first = str(e).splitlines()[1:2]
+        raise CheckpointError(f"{resolved.path} does not fit SAM {arch}: {first}. {hint}") from None
     if missing or unexpected:
         raise CheckpointError(
             f"{resolved.path} does not fit SAM {arch}: {len(missing)} missing keys "
-            f"(e.g. {missing[:3]}), {len(unexpected)} unexpected (e.g. {unexpected[:3]}). "
-            f"Is it a checkpoint of another architecture? Set model=vit_b/vit_l/vit_h to match it."
+            f"(e.g. {missing[:3]}), {len(unexpected)} unexpected (e.g. {unexpected[:3]}). {hint}"
         )
     log.info("loaded SAM %s from %s", arch, resolved.path)
     return BaseModel(sam.eval(), arch, resolved.sha256, {"arch": arch})

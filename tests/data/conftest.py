@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 from pathlib import Path
 
@@ -11,22 +10,7 @@ import numpy as np
 import pytest
 
 from samexp.data.folder import FolderDataset
-
-IMG_SIZE = 256  # the tiny test model's input size; small keeps the real-data tests fast
-
-# The repo lives next to shared/ (e.g. /work/main and /work/shared).
-DEFAULT_DATA = Path(__file__).resolve().parents[2].parent / "shared" / "datasets"
-
-
-@pytest.fixture(scope="session")
-def rings_root() -> Path:
-    """The real rings dataset; missing data is a failure, not a skip (CI always has it)."""
-    root = Path(os.environ.get("SAMEXP_DATA", DEFAULT_DATA)) / "rings"
-    if not (root / "train").is_dir() or not (root / "test").is_dir():
-        pytest.fail(
-            f"rings dataset not found at {root}: set SAMEXP_DATA to the folder that holds rings/"
-        )
-    return root
+from tests.conftest import IMG_SIZE
 
 
 @pytest.fixture(scope="session")

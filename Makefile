@@ -1,0 +1,44 @@
+# Every target creates the virtualenv and installs the project first if needed.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+# The shared datasets live beside the repo; override with SAMEXP_DATA=/your/datasets
+export SAMEXP_DATA ?= $(abspath ../shared/datasets)
+ARGS ?= adapter=lora dataset=rings
+
+.PHONY: install test test-fast smoke run ui lint format clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --upgrade --quiet pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+test: $(STAMP)  ## the whole suite, slow end-to-end tests included (what CI runs)
+	$(BIN)/pytest -q --durations=10
+
+test-fast: $(STAMP)  ## skip the slow end-to-end and training tests
+	$(BIN)/pytest -q -m "not slow"
+
+smoke: $(STAMP)  ## offline run on the tiny random SAM, about a minute on CPU
+	$(BIN)/python -m samexp adapter=decoder dataset=rings model=tiny trainer.epochs=3
+
+run: $(STAMP)  ## the real thing: vit_b, downloads the official checkpoint once (ARGS=... to change)
+	$(BIN)/python -m samexp $(ARGS)
+
+ui: $(STAMP)  ## browse and compare runs at http://127.0.0.1:5000
+	$(BIN)/mlflow ui --backend-store-uri sqlite:///mlruns/mlflow.db --host 127.0.0.1 --port 5000
+
+lint: $(STAMP)
+	$(BIN)/ruff check samexp tests experiments
+	$(BIN)/ruff format --check samexp tests experiments
+
+format: $(STAMP)
+	$(BIN)/ruff format samexp tests experiments
+	$(BIN)/ruff check --fix samexp tests experiments
+
+clean:
+	rm -rf outputs multirun .pytest_cache .ruff_cache

@@ -1,0 +1,139 @@
+"""Invariants every adapter keeps, as a table of cases on the tiny SAM."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+import torch
+
+from samexp.adapters.base import Adapter, parameter_counts, trainable_parameters
+from samexp.adapters.decoder import DecoderAdapter
+from samexp.adapters.full import FullAdapter
+from samexp.adapters.io import load_adapter, save_adapter
+from samexp.adapters.lora import LoraAdapter
+from samexp.models.build import build_tiny
+from samexp.models.seam import Prompts, decode, encode, upscale
+
+# adapter -> regex every trainable parameter name must match (and every matching name must train)
+CASES = {
+    "lora": (
+        lambda: LoraAdapter(rank=4),
+        r"image_encoder\.blocks\.\d+\.attn\.qkv\.lora_[AB]\.\d+\.weight",
+    ),
+    "decoder": (lambda: DecoderAdapter(), r"mask_decoder\..*"),
+    "decoder+prompt": (
+        lambda: DecoderAdapter(train_prompt_encoder=True),
+        r"(mask_decoder|prompt_encoder)\..*",
+    ),
+    "full": (lambda: FullAdapter(), r".*"),
+}
+IDS = list(CASES)
+
+
+def _forward(sam) -> torch.Tensor:
+    g = torch.Generator().manual_seed(1)
+    images = torch.randint(0, 256, (2, 3, 256, 256), generator=g, dtype=torch.uint8)
+    sizes = [(256, 256), (256, 200)]
+    boxes = torch.tensor([[20.0, 30, 180, 220], [5, 5, 100, 90], [60, 40, 190, 250]])
+    low_res, iou = decode(
+        sam, encode(sam, images, sizes), torch.tensor([0, 1, 1]), Prompts(boxes=boxes)
+    )
+    return upscale(sam, low_res), iou
+
+
+def _train_step(sam) -> None:
+    params = list(trainable_parameters(sam).values())
+    optimizer = torch.optim.AdamW(params, lr=1e-2, weight_decay=0.0)
+    sam.train()
+    for _ in range(2):  # two steps: LoRA's A only gets gradient once B is non-zero
+        logits, iou = _forward(sam)
+        loss = logits.sigmoid().mean() + iou.mean()
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    sam.eval()
+
+
+@pytest.mark.parametrize("case", IDS)
+def test_adapter_trains_exactly_the_parameters_it_claims(case):
+    make, pattern = CASES[case]
+    base = build_tiny(seed=0)
+    make().apply(base.sam)
+    names = {n for n, _ in base.sam.named_parameters()}
+    trainable = set(trainable_parameters(base.sam))
+    assert trainable == {n for n in names if re.fullmatch(pattern, n)}
+    assert trainable
+
+    before = {n: p.detach().clone() for n, p in base.sam.named_parameters()}
+    _train_step(base.sam)
+    changed = {n for n, p in base.sam.named_parameters() if not torch.equal(p, before[n])}
+    assert changed <= trainable, f"frozen parameters changed: {sorted(changed - trainable)[:5]}"
+    assert changed, "nothing trained"
+
+
+@pytest.mark.parametrize("case", IDS)
+def test_adapter_starts_equal_to_the_base_model(case):
+    reference = _forward(build_tiny(seed=0).sam)[0]
+    base = build_tiny(seed=0)
+    CASES[case][0]().apply(base.sam)
+    assert torch.allclose(_forward(base.sam)[0], reference, atol=1e-6)
+
+
+@pytest.mark.parametrize("case", IDS)
+def test_saved_adapter_round_trips_exactly(case, tmp_path):
+    base = build_tiny(seed=0)
+    adapter: Adapter = CASES[case][0]()
+    adapter.apply(base.sam)
+    _train_step(base.sam)
+    expected = _forward(base.sam)[0]
+    path = save_adapter(tmp_path / "adapter.safetensors", base, adapter)
+
+    fresh = build_tiny(seed=0)
+    reloaded = load_adapter(path, fresh)
+    assert type(reloaded) is type(adapter) and reloaded.hparams() == adapter.hparams()
+    assert torch.equal(_forward(fresh.sam)[0], expected)
+
+
+def test_saved_file_holds_only_the_trained_tensors(tmp_path):
+    from safetensors.torch import load_file
+
+    base = build_tiny(seed=0)
+    adapter = LoraAdapter(rank=2)
+    adapter.apply(base.sam)
+    path = save_adapter(tmp_path / "a.safetensors", base, adapter)
+    tensors = load_file(str(path))
+    assert set(tensors) == set(trainable_parameters(base.sam))
+    assert (
+        sum(t.numel() for t in tensors.values()) == parameter_counts(base.sam)["params/trainable"]
+    )
+    assert path.with_suffix(".json").is_file()
+
+
+def test_parameter_counts_report_trainable_and_total(tiny):
+    DecoderAdapter().apply(tiny.sam)
+    counts = parameter_counts(tiny.sam)
+    assert counts["params/trainable"] == sum(p.numel() for p in tiny.sam.mask_decoder.parameters())
+    assert counts["params/total"] == sum(p.numel() for p in tiny.sam.parameters())
+
+
+def test_loading_onto_a_different_base_model_is_refused(tmp_path):
+    from samexp.errors import SamexpError
+
+    base = build_tiny(seed=0)
+    adapter = LoraAdapter(rank=2)
+    adapter.apply(base.sam)
+    path = save_adapter(tmp_path / "a.safetensors", base, adapter)
+    with pytest.raises(SamexpError, match="trained on base model tiny"):
+        load_adapter(path, build_tiny(seed=1))
+
+
+def test_loading_a_file_that_is_not_samexp_weights_is_a_clear_error(tmp_path):
+    from samexp.errors import SamexpError
+
+    garbage = tmp_path / "x.safetensors"
+    garbage.write_bytes(b"not a safetensors file")
+    with pytest.raises(SamexpError, match="x.safetensors"):
+        load_adapter(garbage, build_tiny())
+    with pytest.raises(SamexpError, match="not found"):
+        load_adapter(tmp_path / "missing.safetensors", build_tiny())

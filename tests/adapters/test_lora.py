@@ -1,0 +1,114 @@
+"""LoRA: q and v slices of SAM's fused qkv, zero-initialised B, exact merge/unmerge."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from samexp.adapters.lora import LoraAdapter, LoraLinear
+from samexp.errors import SamexpError
+from samexp.models.build import build_tiny
+
+
+def _trained_lora(parts=("q", "v")) -> LoraLinear:
+    torch.manual_seed(0)
+    layer = LoraLinear(
+        nn.Linear(8, 24),
+        rank=2,
+        alpha=4.0,
+        out_slices=[slice(0, 8), slice(16, 24)] if parts == ("q", "v") else None,
+    )
+    with torch.no_grad():
+        for b in layer.lora_B:
+            b.weight.normal_()
+    return layer
+
+
+def test_lora_delta_touches_only_q_and_v_slices():
+    layer = _trained_lora()
+    x = torch.randn(5, 8)
+    diff = layer(x) - layer.base(x)
+    assert torch.all(diff[:, 8:16] == 0), "k slice must be untouched"
+    assert diff[:, :8].abs().sum() > 0 and diff[:, 16:].abs().sum() > 0
+
+
+def test_lora_delta_is_b_a_x_times_alpha_over_rank():
+    layer = _trained_lora()
+    x = torch.randn(3, 8)
+    expected_q = x @ (layer.lora_B[0].weight @ layer.lora_A[0].weight).T * (4.0 / 2)
+    assert torch.allclose((layer(x) - layer.base(x))[:, :8], expected_q, atol=1e-6)
+
+
+def test_merged_output_equals_unmerged_output_and_unmerge_restores_the_base():
+    layer = _trained_lora()
+    x = torch.randn(4, 8)
+    base_weight = layer.base.weight.detach().clone()
+    unmerged = layer(x)
+    layer.merge()
+    assert torch.allclose(layer(x), unmerged, atol=1e-5)
+    layer.merge()  # idempotent: merging twice must not add the delta twice
+    assert torch.allclose(layer(x), unmerged, atol=1e-5)
+    layer.unmerge()
+    assert torch.allclose(layer.base.weight, base_weight, atol=1e-6)
+    assert torch.allclose(layer(x), unmerged, atol=1e-5)
+
+
+def test_lora_adapter_wraps_every_encoder_qkv_with_q_and_v_parts(tiny):
+    LoraAdapter(rank=4).apply(tiny.sam)
+    wrapped = {n: m for n, m in tiny.sam.named_modules() if isinstance(m, LoraLinear)}
+    assert set(wrapped) == {
+        f"image_encoder.blocks.{i}.attn.qkv" for i in range(len(tiny.sam.image_encoder.blocks))
+    }
+    dim = tiny.sam.image_encoder.blocks[0].attn.qkv.base.in_features
+    assert [(s.start, s.stop) for s in next(iter(wrapped.values())).out_slices] == [
+        (0, dim),
+        (2 * dim, 3 * dim),
+    ]
+
+
+def test_whole_model_merge_matches_unmerged_within_1e_5(tiny):
+    adapter = LoraAdapter(rank=4, qkv_parts=["q", "k", "v"])
+    adapter.apply(tiny.sam)
+    with torch.no_grad():
+        for n, p in tiny.sam.named_parameters():
+            if "lora_B" in n:
+                p.normal_(std=0.1)
+    x = torch.randn(1, 3, 256, 256)
+    unmerged = tiny.sam.image_encoder(x)
+    adapter.merge(tiny.sam)
+    assert torch.allclose(tiny.sam.image_encoder(x), unmerged, atol=1e-5)
+    adapter.unmerge(tiny.sam)
+    assert torch.allclose(tiny.sam.image_encoder(x), unmerged, atol=1e-5)
+
+
+def test_target_modules_regex_can_reach_the_decoder(tiny):
+    LoraAdapter(
+        rank=2, target_modules=r"mask_decoder\.transformer\.layers\.\d+\.self_attn\.(q|v)_proj"
+    ).apply(tiny.sam)
+    wrapped = [n for n, m in tiny.sam.named_modules() if isinstance(m, LoraLinear)]
+    assert wrapped and all(n.startswith("mask_decoder.transformer.layers.") for n in wrapped)
+    assert all(
+        m.out_slices == [slice(0, m.base.out_features)]
+        for m in tiny.sam.modules()
+        if isinstance(m, LoraLinear)
+    )
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"rank": 0}, "rank"),
+        ({"dropout": 1.5}, "dropout"),
+        ({"qkv_parts": ["q", "x"]}, "qkv_parts"),
+        ({"qkv_parts": []}, "qkv_parts"),
+    ],
+)
+def test_bad_lora_settings_are_refused_with_the_key_named(kwargs, message):
+    with pytest.raises(SamexpError, match=message):
+        LoraAdapter(**kwargs)
+
+
+def test_target_regex_that_matches_nothing_is_a_clear_error():
+    with pytest.raises(SamexpError, match="matches no Linear"):
+        LoraAdapter(target_modules=r"nothing\.here").apply(build_tiny().sam)

@@ -1,0 +1,93 @@
+"""Shared fixtures: the tiny SAM, the real rings data (read in place), synthetic folder datasets,
+and config composition. Nothing here touches the network."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from hydra import compose, initialize_config_dir
+from omegaconf import DictConfig
+
+import samexp.config  # noqa: F401  (registers the schemas)
+from samexp.models.build import BaseModel, build_tiny
+
+REPO = Path(__file__).resolve().parents[1]
+CONF_DIR = REPO / "conf"
+IMG_SIZE = 256  # the tiny model's input size; small keeps the real-data tests fast
+# The repo lives next to shared/ (e.g. /work/main and /work/shared; CI clones beside ../shared).
+DEFAULT_DATA = REPO.parent / "shared" / "datasets"
+
+
+def data_root() -> Path:
+    return Path(os.environ.get("SAMEXP_DATA", DEFAULT_DATA)).resolve()
+
+
+@pytest.fixture(scope="session")
+def rings_root() -> Path:
+    """The real rings dataset; missing data is a failure, not a skip (CI always has it)."""
+    root = data_root() / "rings"
+    if not (root / "train").is_dir() or not (root / "test").is_dir():
+        pytest.fail(
+            f"rings dataset not found at {root}: set SAMEXP_DATA to the folder that holds rings/"
+        )
+    return root
+
+
+@pytest.fixture
+def tiny() -> BaseModel:
+    return build_tiny(seed=0)
+
+
+def compose_config(overrides: list[str]) -> DictConfig:
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        return compose(config_name="config", overrides=overrides)
+
+
+@pytest.fixture
+def make_config(tmp_path: Path) -> Callable[..., DictConfig]:
+    """Compose the real config with tracking and outputs redirected into tmp_path."""
+
+    def make(*overrides: str) -> DictConfig:
+        return compose_config(
+            [
+                f"data_root={data_root()}",
+                f"tracking.tracking_uri=sqlite:///{tmp_path}/mlruns/mlflow.db",
+                f"tracking.artifact_root={tmp_path}/mlruns/artifacts",
+                f"output_dir={tmp_path}/out",
+                *overrides,
+            ]
+        )
+
+    return make
+
+
+def write_shapes_dataset(
+    root: Path, splits: dict[str, int], size: tuple[int, int] = (96, 128), seed: int = 0
+) -> Path:
+    """A folder dataset of bright ellipses on textured dark backgrounds: learnable in a few steps."""
+    rng = np.random.default_rng(seed)
+    h, w = size
+    for split, count in splits.items():
+        (root / split / "images").mkdir(parents=True, exist_ok=True)
+        (root / split / "masks").mkdir(parents=True, exist_ok=True)
+        for i in range(count):
+            image = rng.integers(0, 60, (h, w, 3), dtype=np.uint8)
+            mask = np.zeros((h, w), dtype=np.uint8)
+            centre = (int(rng.integers(w // 4, 3 * w // 4)), int(rng.integers(h // 4, 3 * h // 4)))
+            axes = (int(rng.integers(w // 8, w // 4)), int(rng.integers(h // 8, h // 4)))
+            cv2.ellipse(mask, centre, axes, float(rng.integers(0, 180)), 0, 360, 255, -1)
+            colour = rng.integers(150, 256, 3)
+            image[mask > 0] = colour
+            cv2.imwrite(str(root / split / "images" / f"shape{i}.png"), image[:, :, ::-1])
+            cv2.imwrite(str(root / split / "masks" / f"shape{i}.png"), mask)
+    return root
+
+
+@pytest.fixture(scope="session")
+def shapes_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return write_shapes_dataset(tmp_path_factory.mktemp("shapes"), {"train": 8, "test": 4})

@@ -1,0 +1,119 @@
+"""Every config option composes and instantiates; a wrong key or type fails at startup, naming it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from hydra.errors import ConfigCompositionException
+from hydra.utils import instantiate
+from omegaconf.errors import ValidationError
+
+from samexp.adapters.base import Adapter
+from samexp.data.splits import DatasetSplits
+from samexp.losses import SamLoss
+from samexp.models.build import BaseModel
+from samexp.prompts.base import PromptStrategy
+from tests.conftest import CONF_DIR, compose_config
+
+
+def options(group: str) -> list[str]:
+    return sorted(p.stem for p in (CONF_DIR / group).glob("*.yaml"))
+
+
+def test_default_config_is_lora_on_rings_with_vit_b():
+    cfg = compose_config([])
+    assert cfg.model.arch == "vit_b"
+    assert cfg.dataset.name == "rings"
+    assert cfg.adapter._target_.endswith("LoraAdapter")
+    assert list(cfg.adapter.qkv_parts) == ["q", "v"]
+    assert cfg.tracking.tracking_uri == "sqlite:///mlruns/mlflow.db"
+
+
+@pytest.mark.parametrize("arch", ["vit_b", "vit_l", "vit_h"])
+def test_official_models_compose_with_their_arch(arch):
+    cfg = compose_config([f"model={arch}"])
+    assert cfg.model.arch == arch and cfg.model.pretrained is True
+
+
+def test_official_model_builds_without_download_when_not_pretrained():
+    cfg = compose_config(["model=vit_b", "model.pretrained=false"])
+    base = instantiate(cfg.model, _convert_="all")
+    assert isinstance(base, BaseModel) and base.img_size == 1024
+    assert base.weights_id == "random:vit_b:seed0"
+
+
+def test_tiny_model_instantiates_small_and_fast():
+    base = instantiate(compose_config(["model=tiny"]).model, _convert_="all")
+    assert base.img_size == 256
+    assert sum(p.numel() for p in base.sam.parameters()) < 500_000
+
+
+@pytest.mark.parametrize("name", options("adapter"))
+def test_every_adapter_option_instantiates(name):
+    assert isinstance(
+        instantiate(compose_config([f"adapter={name}"]).adapter, _convert_="all"), Adapter
+    )
+
+
+@pytest.mark.parametrize("name", options("loss"))
+def test_every_loss_option_instantiates(name):
+    assert isinstance(instantiate(compose_config([f"loss={name}"]).loss), SamLoss)
+
+
+@pytest.mark.parametrize("name", options("prompt"))
+def test_every_prompt_option_instantiates(name):
+    assert isinstance(instantiate(compose_config([f"prompt={name}"]).prompt), PromptStrategy)
+
+
+@pytest.mark.parametrize("name", options("dataset"))
+def test_every_dataset_option_loads_its_splits(name, rings_root: Path):
+    cfg = compose_config([f"dataset={name}", f"data_root={rings_root.parent}"])
+    splits = instantiate(cfg.dataset, img_size=256)
+    assert isinstance(splits, DatasetSplits) and len(splits.train) > 0 and len(splits.test) > 0
+
+
+@pytest.mark.parametrize("group", ["optim", "trainer", "tracking"])
+def test_every_remaining_group_option_composes(group):
+    for name in options(group):
+        assert compose_config([f"{group}={name}"])[group] is not None
+
+
+def test_optimizer_instantiates_over_given_parameters(tiny):
+    optimizer = instantiate(compose_config([]).optim, params=list(tiny.sam.parameters()))
+    assert optimizer.defaults["lr"] == pytest.approx(1e-4)
+
+
+def test_unknown_key_fails_at_composition_naming_it():
+    with pytest.raises(ConfigCompositionException) as e:
+        compose_config(["adapter.rnak=4"])
+    assert "rnak" in str(e.value.__cause__) and "LoraAdapterConfig" in str(e.value.__cause__)
+
+
+def test_force_appended_unknown_key_fails_when_the_runner_builds_it():
+    from samexp.errors import SamexpError
+    from samexp.runner import build
+
+    cfg = compose_config(["+adapter.rnak=4"])  # `+` forces the key past the schema...
+    with pytest.raises(
+        SamexpError, match="rnak"
+    ):  # ...so the constructor refuses it, before any model
+        build(cfg.adapter)
+
+
+def test_wrong_type_fails_at_composition_naming_the_key():
+    with pytest.raises(ConfigCompositionException) as e:
+        compose_config(["trainer.epochs=ten"])
+    assert isinstance(e.value.__cause__, ValidationError)
+    assert "trainer.epochs" in str(e.value.__cause__)
+
+
+def test_device_accepts_only_auto_cpu_cuda():
+    assert compose_config(["trainer.device=cpu"]).trainer.device.value == "cpu"
+    with pytest.raises(ConfigCompositionException):
+        compose_config(["trainer.device=tpu"])
+
+
+def test_data_root_follows_samexp_data(monkeypatch, tmp_path):
+    monkeypatch.setenv("SAMEXP_DATA", str(tmp_path))
+    assert compose_config([]).dataset.root == f"{tmp_path}/rings"
