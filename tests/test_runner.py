@@ -1,0 +1,244 @@
+"""End to end: `run(cfg)` on the real rings data with the tiny SAM, read back through MLflow.
+
+Each adapter runs once per module (a few optimizer steps) and the tests below read that run.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from importlib.metadata import version
+from pathlib import Path
+
+import cv2
+import pytest
+import torch
+import yaml
+from mlflow.entities import Run
+from mlflow.tracking import MlflowClient
+from omegaconf import DictConfig, OmegaConf
+from torch.utils.data import DataLoader
+
+from samexp import runner
+from samexp.adapters.io import load_adapter
+from samexp.data.base import Batch, collate
+from samexp.data.folder import FolderDataset
+from samexp.evaluate import evaluate
+from samexp.models.build import BaseModel, build_tiny
+from samexp.models.seam import decode, encode
+from samexp.prompts.box import BoxPrompt
+from tests.conftest import IMG_SIZE, compose_config, data_root
+
+# 8 train images in batches of 4: epoch 1 takes 2 steps, epoch 2 stops after its first (max_steps),
+# so both the per-epoch logging and the mid-epoch stop are exercised. The high learning rate makes
+# the trained weights differ clearly from the base, so "reloaded == trained" cannot pass by accident.
+STEPS = ("trainer.epochs=2", "trainer.max_steps=3", "trainer.batch_size=4", "optim.lr=1e-2")
+EVALUATED_EPOCHS = [1, 2]
+TEST_NAMES = ["ring_test_1", "ring_test_2"]
+
+
+@dataclass
+class Finished:
+    """What one `run()` left behind, and the trained model it saved (caught on its way to disk)."""
+
+    cfg: DictConfig
+    metrics: dict
+    client: MlflowClient
+    run: Run
+    trained: BaseModel
+    out_dir: Path
+    downloads: Path
+
+    def history(self, key: str) -> list[tuple[int, float]]:
+        return sorted((m.step, m.value) for m in self.client.get_metric_history(self.run_id, key))
+
+    @property
+    def run_id(self) -> str:
+        return self.run.info.run_id
+
+    def download(self, artifact_path: str) -> Path:
+        return Path(self.client.download_artifacts(self.run_id, artifact_path, str(self.downloads)))
+
+
+def _config(tmp: Path, *overrides: str) -> DictConfig:
+    return compose_config(
+        [
+            f"data_root={data_root()}",
+            f"tracking.tracking_uri=sqlite:///{tmp}/mlruns/mlflow.db",
+            f"tracking.artifact_root={tmp}/mlruns/artifacts",
+            f"output_dir={tmp}/out",
+            "model=tiny",
+            "trainer.device=cpu",
+            *STEPS,
+            *overrides,
+        ]
+    )
+
+
+def _finish(tmp: Path, adapter: str) -> Finished:
+    cfg = _config(tmp, f"adapter={adapter}")
+    saved: list[BaseModel] = []
+    save_adapter = runner.save_adapter
+
+    def keep_model(path, base, adapter):
+        saved.append(base)  # the trained model, as the runner hands it to be saved
+        return save_adapter(path, base, adapter)
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(runner, "save_adapter", keep_model)
+        metrics = runner.run(cfg)
+    client = MlflowClient(tracking_uri=cfg.tracking.tracking_uri)
+    (downloads := tmp / "downloads").mkdir()
+    return Finished(
+        cfg, metrics, client, client.get_run(metrics["run_id"]), saved[0], tmp / "out", downloads
+    )
+
+
+@pytest.fixture(scope="module")
+def lora_run(rings_root, tmp_path_factory: pytest.TempPathFactory) -> Finished:
+    return _finish(tmp_path_factory.mktemp("lora"), "lora")
+
+
+@pytest.fixture(scope="module")
+def decoder_run(rings_root, tmp_path_factory: pytest.TempPathFactory) -> Finished:
+    return _finish(tmp_path_factory.mktemp("decoder"), "decoder")
+
+
+def _test_batch() -> Batch:
+    ds = FolderDataset(str(data_root() / "rings"), "test", img_size=IMG_SIZE)
+    return collate([ds[i] for i in range(len(ds))])
+
+
+@torch.no_grad()
+def _low_res_logits(base: BaseModel, batch: Batch) -> torch.Tensor:
+    sam = base.sam.eval()
+    sizes = torch.tensor(batch.input_sizes)[batch.instance_image]
+    prompts = BoxPrompt()(batch.masks, sizes, torch.Generator().manual_seed(0), train=False)
+    embeddings = encode(sam, batch.images, batch.input_sizes)
+    return decode(sam, embeddings, batch.instance_image, prompts)[0]
+
+
+def test_run_returns_and_logs_consistent_baseline_final_and_delta_test_metrics(lora_run):
+    logged = lora_run.run.data.metrics
+    for name in ("iou", "dice"):
+        baseline, final = logged[f"baseline/test/{name}"], logged[f"final/test/{name}"]
+        assert 0.0 <= baseline <= 1.0 and 0.0 <= final <= 1.0
+        assert logged[f"delta/test/{name}"] == pytest.approx(final - baseline, abs=1e-12)
+        for key in (f"baseline/test/{name}", f"final/test/{name}", f"delta/test/{name}"):
+            assert lora_run.metrics[key] == pytest.approx(logged[key], abs=1e-12)
+    assert lora_run.metrics["run_id"] == lora_run.run_id
+
+
+def test_run_logs_eval_iou_and_train_loss_once_per_epoch(lora_run):
+    iou = lora_run.history("test/iou")
+    assert [step for step, _ in iou] == EVALUATED_EPOCHS
+    assert all(0.0 <= value <= 1.0 for _, value in iou)
+    # the last epoch's evaluation is the fine-tuned model's: same prompts, same split
+    assert iou[-1][1] == pytest.approx(lora_run.run.data.metrics["final/test/iou"], abs=1e-12)
+    loss = lora_run.history("train/loss")
+    assert [step for step, _ in loss] == EVALUATED_EPOCHS
+    assert all(value > 0 for _, value in loss)
+
+
+def test_run_logs_parameter_counts_of_the_adapter(lora_run):
+    logged = lora_run.run.data.metrics
+    tiny, adapter = lora_run.cfg.model, lora_run.cfg.adapter
+    # A (d×r) and B (r×d) for each of q and v in every encoder block
+    lora = tiny.depth * len(adapter.qkv_parts) * 2 * tiny.embed_dim * adapter.rank
+    assert logged["params/trainable"] == lora
+    assert (
+        logged["params/total"] == sum(p.numel() for p in build_tiny(seed=0).sam.parameters()) + lora
+    )
+
+
+def test_run_params_hold_the_flattened_resolved_config(lora_run):
+    params = lora_run.run.data.params
+    assert params["adapter.rank"] == "8"
+    assert params["model._target_"] == "samexp.models.build.build_tiny"
+    assert params["trainer.max_steps"] == "3"
+    assert params["loss.mask_loss._target_"] == "monai.losses.DiceCELoss"
+    # interpolations are resolved before logging: the path, not "${data_root}/rings"
+    assert params["dataset.root"] == f"{data_root()}/rings"
+
+
+def test_run_tags_record_git_commit_package_versions_and_overrides(lora_run):
+    tags = lora_run.run.data.tags
+    assert len(tags["git_commit"]) == 40
+    assert tags["git_dirty"] in {"true", "false"}
+    assert tags["version.torch"] == version("torch")
+    assert "overrides" in tags  # empty here: overrides come from Hydra's CLI (see test_cli)
+
+
+@pytest.mark.parametrize(
+    ("finished", "name"),
+    [("lora_run", "lora-r8-rings-tiny"), ("decoder_run", "decoder-rings-tiny")],
+)
+def test_run_is_named_adapter_dataset_model(request, finished, name):
+    assert request.getfixturevalue(finished).run.info.run_name == name
+
+
+def test_run_logs_its_resolved_config_as_yaml(lora_run):
+    logged = yaml.safe_load(lora_run.download("config.yaml").read_text())
+    assert logged == OmegaConf.to_container(lora_run.cfg, resolve=True)
+
+
+def test_run_logs_a_four_panel_comparison_png_per_test_image(lora_run):
+    listed = [a.path for a in lora_run.client.list_artifacts(lora_run.run_id, "comparisons")]
+    assert sorted(listed) == [f"comparisons/{name}.png" for name in TEST_NAMES]
+    for path in listed:
+        strip = cv2.imread(str(lora_run.download(path)))
+        assert strip is not None, f"{path} is not a readable PNG"
+        height, width = strip.shape[:2]
+        # square test images: four panels side by side, each as wide as it is tall (below its title)
+        assert width > 3 * height
+
+
+def test_run_logs_per_image_metrics_that_average_to_the_summary(lora_run):
+    rows = json.loads(lora_run.download("metrics/per_image.json").read_text())
+    assert [r["name"] for r in rows] == TEST_NAMES
+    logged = lora_run.run.data.metrics
+    for key in ("baseline_iou", "final_iou", "baseline_dice", "final_dice"):
+        stage, name = key.split("_")
+        mean = sum(r[key] for r in rows) / len(rows)
+        assert mean == pytest.approx(logged[f"{stage}/test/{name}"], abs=1e-9)
+
+
+@pytest.mark.parametrize("finished", ["lora_run", "decoder_run"])
+def test_logged_adapter_weights_reload_onto_a_fresh_base_with_identical_predictions(
+    request, finished
+):
+    done: Finished = request.getfixturevalue(finished)
+    weights = done.download("weights/adapter.safetensors")
+    description = json.loads(done.download("weights/adapter.json").read_text())
+    assert description["base"]["weights_id"] == "random:tiny:seed0"
+
+    reloaded = build_tiny(seed=0)
+    load_adapter(weights, reloaded)
+    batch = _test_batch()
+    logits = _low_res_logits(reloaded, batch)
+    assert torch.equal(logits, _low_res_logits(done.trained, batch))
+    # the comparison has teeth: training moved the predictions away from the base model's
+    assert not torch.allclose(logits, _low_res_logits(build_tiny(seed=0), batch), atol=1e-4)
+
+    loader = DataLoader(
+        FolderDataset(str(data_root() / "rings"), "test", img_size=IMG_SIZE),
+        batch_size=done.cfg.trainer.batch_size,
+        collate_fn=collate,
+    )
+    result = evaluate(reloaded.sam, loader, BoxPrompt(), torch.device("cpu"), seed=0)
+    assert result.metrics("final/test")["final/test/iou"] == done.run.data.metrics["final/test/iou"]
+
+
+def test_run_without_tracking_returns_metrics_and_writes_weights_to_output_dir(
+    rings_root, tmp_path
+):
+    cfg = _config(tmp_path, "adapter=decoder", "tracking.enabled=false")
+    metrics = runner.run(cfg)
+    assert metrics["run_id"] is None
+    assert 0.0 <= metrics["final/test/iou"] <= 1.0
+    assert metrics["delta/test/iou"] == pytest.approx(
+        metrics["final/test/iou"] - metrics["baseline/test/iou"]
+    )
+    assert (tmp_path / "out" / "adapter.safetensors").is_file()
+    assert (tmp_path / "out" / "adapter.json").is_file()
+    assert not (tmp_path / "mlruns").exists()
