@@ -23,14 +23,26 @@ def predict(
     generator: torch.Generator,
     train: bool,
     multimask_output: bool = False,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Low-res logits and predicted IoU for every instance of the batch, one encoder pass per image."""
+) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """Low-res logits (M×C×h×w) and predicted IoU (M×C) for every instance of the batch, one
+    entry per decoder pass (1 + `prompt.refinements`); one encoder pass per image in all cases."""
     encoder_trains = any(p.requires_grad for p in sam.image_encoder.parameters())
     with torch.set_grad_enabled(torch.is_grad_enabled() and encoder_trains):
         embeddings = encode(sam, batch.images, batch.input_sizes)
     sizes = torch.tensor(batch.input_sizes, device=batch.masks.device)[batch.instance_image]
     prompts = prompt(batch.masks, sizes, generator, train=train).to(embeddings.device)
-    return decode(sam, embeddings, batch.instance_image, prompts, multimask_output)
+    passes = [decode(sam, embeddings, batch.instance_image, prompts, multimask_output)]
+    for _ in range(prompt.refinements):
+        best = select_best(*passes[-1])
+        prompts = prompt.refine(prompts, best.detach(), batch.masks, sizes, generator, train=train)
+        passes.append(decode(sam, embeddings, batch.instance_image, prompts.to(embeddings.device), multimask_output))
+    return passes
+
+
+def select_best(low_res: torch.Tensor, iou_pred: torch.Tensor) -> torch.Tensor:
+    """The mask SAM itself would pick: highest predicted IoU per instance (M×C×h×w -> M×1×h×w)."""
+    index = iou_pred.argmax(dim=1)
+    return low_res[torch.arange(len(low_res), device=low_res.device), index].unsqueeze(1)
 
 
 @dataclass
@@ -41,10 +53,18 @@ class EvalResult:
     )  # name -> H×W bool (kept images)
 
     def metrics(self, prefix: str) -> dict[str, float]:
-        return {
+        """Means over instances; with several categories also per category (`test/iou/<name>`)."""
+        out = {
             f"{prefix}/iou": metrics.summarize([r["iou"] for r in self.rows]),
             f"{prefix}/dice": metrics.summarize([r["dice"] for r in self.rows]),
         }
+        categories = sorted({r.get("category", "object") for r in self.rows})
+        if len(categories) > 1:
+            for c in categories:
+                rows = [r for r in self.rows if r.get("category") == c]
+                out[f"{prefix}/iou/{c}"] = metrics.summarize([r["iou"] for r in rows])
+                out[f"{prefix}/dice/{c}"] = metrics.summarize([r["dice"] for r in rows])
+        return out
 
     def by_name(self) -> dict[str, list[dict]]:
         out: dict[str, list[dict]] = {}
@@ -62,6 +82,7 @@ def evaluate(
     seed: int = 0,
     keep_predictions: int = 0,
     desc: str = "eval",
+    multimask_output: bool = False,
 ) -> EvalResult:
     """Per-instance IoU/Dice at the original resolution. The generator is re-seeded on every call,
     so every evaluation of a split sees exactly the same prompts."""
@@ -80,10 +101,12 @@ def evaluate(
             pred = (logits[:, 0] > sam.mask_threshold).cpu()
             target = torch.stack([batch.gt_masks[j] for j in index.tolist()])
             ious, dices = metrics.iou(pred, target), metrics.dice(pred, target)
-            for k in range(len(index)):
+            for k, j in enumerate(index.tolist()):
+                category = batch.categories[j] if batch.categories else "object"
                 result.rows.append(
-                    {"name": name, "instance": k, "iou": float(ious[k]), "dice": float(dices[k])}
-                )
+                    {"name": name, "instance": k, "category": category,
+                     "iou": float(ious[k]), "dice": float(dices[k])}
+                )  # fmt: skip
             if len(result.predictions) < keep_predictions:
                 result.predictions[name] = pred.any(0).numpy()
     sam.train(was_training)

@@ -8,6 +8,7 @@ original resolution for metrics, so scores are comparable with any other tool.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from dataclasses import dataclass
 from os import PathLike
 
@@ -32,6 +33,7 @@ class Sample:
     gt_masks: torch.Tensor  # bool K×H×W at the original resolution (metrics use these)
     input_size: tuple[int, int]  # (h, w) of the resized image before padding
     original_size: tuple[int, int]  # (H, W)
+    categories: list[str] = dataclasses.field(default_factory=list)  # K names; metrics group by them
 
 
 @dataclass
@@ -46,14 +48,24 @@ class Batch:
     gt_masks: list[torch.Tensor]  # M tensors, bool H_i×W_i
     input_sizes: list[tuple[int, int]]
     original_sizes: list[tuple[int, int]]
+    categories: list[str] = dataclasses.field(default_factory=list)  # M names
+
+    def pin_memory(self) -> Batch:
+        """DataLoader(pin_memory=True) calls this, so host->GPU copies can overlap compute."""
+        return dataclasses.replace(
+            self,
+            images=self.images.pin_memory(),
+            masks=self.masks.pin_memory(),
+            instance_image=self.instance_image.pin_memory(),
+        )
 
     def to(self, device: torch.device | str) -> Batch:
         """Move the model-facing tensors; `gt_masks` stay on CPU where metrics read them."""
         return dataclasses.replace(
             self,
-            images=self.images.to(device),
-            masks=self.masks.to(device),
-            instance_image=self.instance_image.to(device),
+            images=self.images.to(device, non_blocking=True),
+            masks=self.masks.to(device, non_blocking=True),
+            instance_image=self.instance_image.to(device, non_blocking=True),
         )
 
 
@@ -71,6 +83,7 @@ def collate(samples: list[Sample]) -> Batch:
         gt_masks=[m for s in samples for m in s.gt_masks],
         input_sizes=[s.input_size for s in samples],
         original_sizes=[s.original_size for s in samples],
+        categories=[c for s in samples for c in s.categories],
     )
 
 
@@ -108,10 +121,22 @@ def pad_to_square(t: torch.Tensor, size: int) -> torch.Tensor:
 
 
 def make_sample(
-    name: str, image_path: str, image_rgb: np.ndarray, masks: np.ndarray, img_size: int
+    name: str,
+    image_path: str,
+    image_rgb: np.ndarray,
+    masks: np.ndarray,
+    img_size: int,
+    categories: list[str] | None = None,
+    transform: Callable[[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]] | None = None,
 ) -> Sample:
-    """Build a `Sample` from an H×W×3 uint8 image and K×H×W masks; every format ends here."""
+    """Build a `Sample` from an H×W×3 uint8 image and K×H×W masks; every format ends here.
+
+    `transform` (training augmentation) maps (image, masks) to (image, masks) before SAM's resize;
+    instances it removes entirely (cropped out) are dropped, and if none survive the sample is
+    used un-augmented, so augmentation never yields an image without targets.
+    """
     masks = np.asarray(masks, dtype=bool)
+    categories = list(categories) if categories is not None else ["object"] * len(masks)
     if masks.ndim != 3 or len(masks) == 0:
         raise DatasetError(
             f"{image_path}: expected K×H×W masks with K ≥ 1, got shape {masks.shape}"
@@ -121,6 +146,12 @@ def make_sample(
             f"{image_path}: image is {image_rgb.shape[0]}×{image_rgb.shape[1]} (H×W) but its "
             f"masks are {masks.shape[1]}×{masks.shape[2]}; masks must match the image size"
         )
+    if transform is not None:
+        aug_image, aug_masks = transform(image_rgb, masks)
+        keep = aug_masks.reshape(len(aug_masks), -1).any(1)
+        if keep.any():
+            image_rgb, masks = aug_image, aug_masks[keep]
+            categories = [c for c, k in zip(categories, keep, strict=True) if k]
     resized = resize_longest_side(image_rgb, img_size)
     resized_masks = np.stack([resize_mask_longest_side(m, img_size) for m in masks])
     image = torch.from_numpy(np.ascontiguousarray(resized)).permute(2, 0, 1)
@@ -129,9 +160,10 @@ def make_sample(
         image_path=image_path,
         image=pad_to_square(image, img_size),
         masks=pad_to_square(torch.from_numpy(resized_masks), img_size),
-        gt_masks=torch.from_numpy(masks.copy()),
+        gt_masks=torch.from_numpy(np.ascontiguousarray(masks)),
         input_size=(resized.shape[0], resized.shape[1]),
         original_size=(image_rgb.shape[0], image_rgb.shape[1]),
+        categories=categories,
     )
 
 

@@ -14,6 +14,12 @@ from samexp.models.seam import Prompts
 
 
 class PromptStrategy(ABC):
+    """`refinements` > 0 asks for that many extra decoder passes; before each, `refine` turns the
+    previous prediction into the next prompts (corrective points, mask feedback). The image
+    embedding is computed once and reused by every pass."""
+
+    refinements: int = 0
+
     @abstractmethod
     def __call__(
         self,
@@ -23,6 +29,19 @@ class PromptStrategy(ABC):
         train: bool,
     ) -> Prompts:
         """masks: M×S×S bool in the input frame; input_sizes: M×2 (h, w) of the unpadded image."""
+
+    def refine(
+        self,
+        prompts: Prompts,
+        low_res_logits: torch.Tensor,
+        masks: torch.Tensor,
+        input_sizes: torch.Tensor,
+        generator: torch.Generator,
+        train: bool,
+    ) -> Prompts:
+        """Next prompts from the previous pass's M×1×h×w logits (detached). Only called when
+        `refinements` > 0."""
+        raise NotImplementedError(f"{type(self).__name__} does not refine its prompts")
 
 
 def mask_to_box(masks: torch.Tensor) -> torch.Tensor:
