@@ -14,6 +14,11 @@ from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING
 
 
+class Mode(str, Enum):
+    max = "max"
+    min = "min"
+
+
 class Device(str, Enum):
     auto = "auto"
     cpu = "cpu"
@@ -66,6 +71,47 @@ class FolderDatasetConfig:
     masks_dir: str = "masks"
 
 
+@dataclass
+class CocoDatasetConfig:
+    """COCO instance segmentation. Two layouts, detected from the files:
+    single: <root>/<images_dir>/ + <root>/<annotations>, `val_size` of the images held out (seeded);
+    pre-split: <root>/<train_split>/ and <root>/<val_split>/, each with images + annotations.
+    COCO's held-out `val` part is what samexp evaluates on (`test/*` metrics); the early-stopping
+    validation split is carved from train by `trainer.val_fraction`."""
+
+    _target_: str = "samexp.data.coco.coco_splits"
+    name: str = MISSING
+    root: str = MISSING
+    images_dir: str = "images"
+    annotations: str = "annotations.json"
+    train_split: str = "train"
+    val_split: str = "val"
+    val_size: float = 0.2
+    seed: int = 0
+    categories: list[str] | None = None  # keep only these category names (default: all)
+    min_area: float = 0.0  # instances smaller than this many pixels are skipped (and counted)
+
+
+@dataclass
+class LabelMapDatasetConfig:
+    """Semantic label maps: <root>/<split>/<images_dir>/ + <root>/<split>/<labels_dir>/ PNGs whose
+    pixel value is a class id, and <root>/<classes_file> with `id name` per line. Each class
+    present in an image becomes one target instance; metrics are also reported per class."""
+
+    _target_: str = "samexp.data.labelmap.labelmap_splits"
+    name: str = MISSING
+    root: str = MISSING
+    train_split: str = "train"
+    test_split: str = "test"
+    val_split: str | None = None
+    images_dir: str = "images"
+    labels_dir: str = "labels"
+    classes_file: str = "classes.txt"
+    ignore_index: int | None = 255  # pixels with this value belong to no target
+    background_ids: list[int] = field(default_factory=lambda: [0])  # classes that are never targets
+    min_area: int = 0  # class regions smaller than this many pixels are skipped (and counted)
+
+
 # --- adapter ---------------------------------------------------------------------------------
 @dataclass
 class LoraAdapterConfig:
@@ -105,6 +151,91 @@ class BoxPromptConfig:
     max_jitter_px: float = 20.0  # ... and never more than this many input-frame pixels
 
 
+@dataclass
+class PointsPromptConfig:
+    _target_: str = "samexp.prompts.points.PointsPrompt"
+    positive: int = 1  # points sampled inside the target
+    negative: int = 0  # points sampled outside it (within the image)
+    center: bool = False  # first positive point = deepest point of the distance transform
+    grid_points_per_side: int | None = None  # snap points to the automatic mask generator's grid
+
+
+@dataclass
+class BoxPointsPromptConfig:
+    _target_: str = "samexp.prompts.box_points.BoxPointsPrompt"
+    jitter: float = 0.1
+    max_jitter_px: float = 20.0
+    positive: int = 1
+    negative: int = 0
+    center: bool = True
+
+
+@dataclass
+class MaskPromptConfig:
+    """Two decoder passes: `initial` prompts, then the same prompts plus the first pass's logits."""
+
+    _target_: str = "samexp.prompts.mask.MaskPrompt"
+    initial: Any = field(default_factory=lambda: {"_target_": "samexp.prompts.box.BoxPrompt"})
+
+
+@dataclass
+class IterativePromptConfig:
+    """SAM-paper / micro-sam training: start from a box or one point, then `iterations` times add a
+    corrective point from the error region (positive in misses, negative in false alarms),
+    feeding back the previous logits as mask prompt."""
+
+    _target_: str = "samexp.prompts.iterative.IterativePrompt"
+    start: str = "box"  # box | point
+    iterations: int = 7
+    mask_feedback: bool = True
+    jitter: float = 0.1
+    max_jitter_px: float = 20.0
+
+
+# --- lr schedules / augmentation -------------------------------------------------------------
+@dataclass
+class ConstantScheduleConfig:
+    _target_: str = "samexp.schedulers.constant"
+
+
+@dataclass
+class WarmupCosineScheduleConfig:
+    _target_: str = "samexp.schedulers.warmup_cosine"
+    warmup: float = 0.05  # fraction of all steps (< 1) or a number of steps (>= 1)
+    min_lr_ratio: float = 0.0
+
+
+@dataclass
+class StepScheduleConfig:
+    _target_: str = "samexp.schedulers.step_decay"
+    step_size: int = 10  # epochs
+    gamma: float = 0.1
+
+
+@dataclass
+class PlateauScheduleConfig:
+    _target_: str = "samexp.schedulers.plateau"
+    factor: float = 0.5
+    patience: int = 2  # evaluations without improvement of trainer.monitor
+    min_lr: float = 0.0
+
+
+@dataclass
+class AugmentConfig:
+    """Training-only augmentation (torchvision.transforms.v2, image and masks together; prompts are
+    derived from the augmented masks, so they follow)."""
+
+    _target_: str = "samexp.data.augment.Augment"
+    hflip: float = 0.5
+    vflip: float = 0.0
+    crop: float = 0.5  # probability of a random scale/crop
+    crop_scale: list[float] = field(default_factory=lambda: [0.5, 1.0])  # area fraction kept
+    brightness: float = 0.2
+    contrast: float = 0.2
+    saturation: float = 0.2
+    hue: float = 0.0
+
+
 # --- optimisation / training / tracking ------------------------------------------------------
 @dataclass
 class OptimConfig:
@@ -122,7 +253,14 @@ class TrainerConfig:
     device: Device = Device.auto
     num_workers: int = 0
     eval_every: int = 1  # epochs between evaluations on the eval split
-    multimask_output: bool = False
+    multimask_output: bool = False  # train on SAM's 3 masks, back-propagating the min-loss one
+    grad_accum_steps: int = 1  # optimizer step every N batches (effective batch = N × batch_size)
+    grad_clip: float | None = None  # max global grad norm
+    val_fraction: float = 0.2  # carved (seeded) from train when the dataset has no val split
+    monitor: str = "iou"  # eval metric for early stopping / best epoch / plateau schedule
+    monitor_mode: Mode = Mode.max
+    patience: int | None = None  # stop after this many evaluations without improvement
+    restore_best: bool = True  # evaluate on test (and save) the best epoch's weights
 
 
 @dataclass
@@ -143,6 +281,11 @@ class Config:
     adapter: Any = MISSING
     loss: Any = MISSING
     prompt: Any = MISSING
+    eval_prompt: Any = (
+        None  # default: `prompt` without training randomness; `+prompt@eval_prompt=points`
+    )
+    scheduler: Any = MISSING
+    augment: Any = None  # `augment=default` to turn it on
     optim: OptimConfig = field(default_factory=OptimConfig)
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
@@ -155,14 +298,31 @@ class Config:
 
 SCHEMAS = {
     "model": {"official_schema": OfficialModelConfig, "tiny_schema": TinyModelConfig},
-    "dataset": {"folder_schema": FolderDatasetConfig},
+    "dataset": {
+        "folder_schema": FolderDatasetConfig,
+        "coco_schema": CocoDatasetConfig,
+        "labelmap_schema": LabelMapDatasetConfig,
+    },
     "adapter": {
         "lora_schema": LoraAdapterConfig,
         "decoder_schema": DecoderAdapterConfig,
         "full_schema": FullAdapterConfig,
     },
     "loss": {"loss_schema": LossConfig},
-    "prompt": {"box_schema": BoxPromptConfig},
+    "prompt": {
+        "box_schema": BoxPromptConfig,
+        "points_schema": PointsPromptConfig,
+        "box_points_schema": BoxPointsPromptConfig,
+        "mask_schema": MaskPromptConfig,
+        "iterative_schema": IterativePromptConfig,
+    },
+    "scheduler": {
+        "constant_schema": ConstantScheduleConfig,
+        "cosine_schema": WarmupCosineScheduleConfig,
+        "step_schema": StepScheduleConfig,
+        "plateau_schema": PlateauScheduleConfig,
+    },
+    "augment": {"augment_schema": AugmentConfig},
     "optim": {"optim_schema": OptimConfig},
     "trainer": {"trainer_schema": TrainerConfig},
     "tracking": {"tracking_schema": TrackingConfig},

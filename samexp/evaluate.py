@@ -35,7 +35,15 @@ def predict(
     for _ in range(prompt.refinements):
         best = select_best(*passes[-1])
         prompts = prompt.refine(prompts, best.detach(), batch.masks, sizes, generator, train=train)
-        passes.append(decode(sam, embeddings, batch.instance_image, prompts.to(embeddings.device), multimask_output))
+        passes.append(
+            decode(
+                sam,
+                embeddings,
+                batch.instance_image,
+                prompts.to(embeddings.device),
+                multimask_output,
+            )
+        )
     return passes
 
 
@@ -92,12 +100,13 @@ def evaluate(
     result = EvalResult()
     for batch in tqdm(loader, desc=desc, leave=False):
         batch = batch.to(device)
-        low_res, _ = predict(sam, batch, prompt, generator, train=False)
+        passes = predict(
+            sam, batch, prompt, generator, train=False, multimask_output=multimask_output
+        )
+        low_res = select_best(*passes[-1])
         for i, name in enumerate(batch.names):
             index = torch.nonzero(batch.instance_image == i).flatten()
-            logits = to_original(
-                sam, low_res[index][:, :1], batch.input_sizes[i], batch.original_sizes[i]
-            )
+            logits = to_original(sam, low_res[index], batch.input_sizes[i], batch.original_sizes[i])
             pred = (logits[:, 0] > sam.mask_threshold).cpu()
             target = torch.stack([batch.gt_masks[j] for j in index.tolist()])
             ious, dices = metrics.iou(pred, target), metrics.dice(pred, target)

@@ -34,3 +34,26 @@ class SamLoss(nn.Module):
             parts["iou_head"] = iou_loss
             total = total + self.iou_head_weight * iou_loss
         return total, parts
+
+    def min_over_candidates(
+        self, logits: torch.Tensor, target: torch.Tensor, iou_pred: torch.Tensor
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """logits N×C×H×W (SAM's C candidate masks): per instance, the loss of its best candidate.
+
+        Losses are computed per (instance, candidate) so that the choice is the true minimum of the
+        configured loss, not a proxy; N×C small decoder-sized terms are cheap next to the encoder.
+        """
+        n, c = logits.shape[:2]
+        per = [
+            [
+                self(
+                    logits[i : i + 1, j : j + 1], target[i : i + 1], iou_pred[i : i + 1, j : j + 1]
+                )
+                for j in range(c)
+            ]
+            for i in range(n)
+        ]
+        chosen = [min(row, key=lambda lp: lp[0].item()) for row in per]
+        total = torch.stack([loss for loss, _ in chosen]).mean()
+        parts = {k: torch.stack([p[k] for _, p in chosen]).mean() for k in chosen[0][1]}
+        return total, parts

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 import random
 from pathlib import Path
 
@@ -20,8 +21,9 @@ from samexp.data.splits import DatasetSplits
 from samexp.errors import SamexpError
 from samexp.evaluate import EvalResult, evaluate
 from samexp.models.build import BaseModel
+from samexp.prompts.base import PromptStrategy
 from samexp.tracking import Tracker, flatten, provenance, scratch_dir
-from samexp.train import fit
+from samexp.train import Monitor, fit
 from samexp.viz import comparison
 
 log = logging.getLogger(__name__)
@@ -74,30 +76,46 @@ def build(node: DictConfig, **kwargs):
         raise SamexpError(f"{e}") from e
 
 
+def _loaders(splits: DatasetSplits, tc: DictConfig, device: torch.device) -> tuple[DataLoader, ...]:
+    """train (shuffled, seeded), per-epoch eval split, test split."""
+    common = {"batch_size": tc.batch_size, "collate_fn": collate, "num_workers": tc.num_workers,
+              "pin_memory": device.type == "cuda"}  # fmt: skip
+    train = DataLoader(
+        splits.train, shuffle=True, generator=torch.Generator().manual_seed(tc.seed), **common
+    )
+    return train, DataLoader(splits.eval, **common), DataLoader(splits.test, **common)
+
+
 def run(cfg: DictConfig) -> dict[str, float]:
     tc = cfg.trainer
     seed_everything(tc.seed)
-    device = resolve_device(str(tc.device.value if hasattr(tc.device, "value") else tc.device))
+    device = resolve_device(_enum_value(tc.device))
     # the cheap objects first: a bad value fails before a model is built or downloaded
     adapter: Adapter = build(cfg.adapter, _convert_="all")
-    prompt = build(cfg.prompt)
+    prompt: PromptStrategy = build(cfg.prompt)
+    eval_prompt: PromptStrategy = build(cfg.eval_prompt) if cfg.get("eval_prompt") else prompt
+    augment = build(cfg.augment, _convert_="all") if cfg.get("augment") else None
     loss_fn = build(cfg.loss)
     base: BaseModel = build(cfg.model, _convert_="all")
     adapter.apply(base.sam)
     base.sam.to(device)
-    splits: DatasetSplits = build(cfg.dataset, img_size=base.img_size)
-    log.info("data %s: %s", splits.name, splits.summary())
 
-    train_loader = DataLoader(
-        splits.train, batch_size=tc.batch_size, shuffle=True, collate_fn=collate,
-        num_workers=tc.num_workers, generator=torch.Generator().manual_seed(tc.seed),
-        pin_memory=device.type == "cuda",
-    )  # fmt: skip
-    eval_loader, test_loader = (
-        DataLoader(ds, batch_size=tc.batch_size, collate_fn=collate, num_workers=tc.num_workers)
-        for ds in (splits.eval, splits.test)
-    )
+    splits: DatasetSplits = build(cfg.dataset, img_size=base.img_size)
+    data_summary = splits.summary()  # before carving: skip counts of the files as loaded
+    splits = splits.carve_val(tc.val_fraction, tc.seed)
+    if augment is not None:
+        splits.train.transform = augment
+        log.info("augmentation on the train split only: %s", cfg.augment)
+    log.info("data %s: %s", splits.name, {**data_summary, **splits.summary()})
+    train_loader, eval_loader, test_loader = _loaders(splits, tc, device)
+
     optimizer = build(cfg.optim, params=list(trainable_parameters(base.sam).values()))
+    steps_per_epoch = math.ceil(len(train_loader) / tc.grad_accum_steps)
+    total_steps = min(tc.max_steps or math.inf, tc.epochs * steps_per_epoch)
+    mode = _enum_value(tc.monitor_mode)
+    schedule = build(cfg.scheduler, optimizer=optimizer, total_steps=int(total_steps), mode=mode)
+    monitor = Monitor(f"{splits.eval_name}/{tc.monitor}", mode, tc.patience)
+
     tracker = Tracker(**cfg.tracking)
     run_name = f"{adapter.label()}-{splits.name}-{base.arch}"
     resolved = OmegaConf.to_container(cfg, resolve=True)
@@ -110,24 +128,34 @@ def run(cfg: DictConfig) -> dict[str, float]:
     )
 
     def eval_split(loader: DataLoader, keep: int = 0, desc: str = "eval") -> EvalResult:
-        return evaluate(
-            base.sam, loader, prompt, device, seed=tc.seed, keep_predictions=keep, desc=desc
-        )
+        return evaluate(base.sam, loader, eval_prompt, device, seed=tc.seed, keep_predictions=keep,
+                        desc=desc, multimask_output=tc.multimask_output)  # fmt: skip
 
     with tracker.start_run(run_name, params=flatten(resolved), tags=provenance(_overrides())):
         tracker.log_text(OmegaConf.to_yaml(resolved), "config.yaml")
-        tracker.log_metrics({**counts, **{f"data/{k}": v for k, v in splits.summary().items()}})
+        tracker.log_json({**data_summary, **splits.summary()}, "data/summary.json")
+        tracker.log_metrics(
+            {**counts, **{f"data/{k}": v for k, v in {**data_summary, **splits.summary()}.items()}}
+        )
         baseline = eval_split(test_loader, keep=tracker.max_images, desc="zero-shot")
         tracker.log_metrics(baseline.metrics("baseline/test"))
         log.info("zero-shot: %s", baseline.metrics("baseline/test"))
 
-        fit(
+        result = fit(
             base.sam, train_loader, prompt, loss_fn, optimizer,
             device=device, epochs=tc.epochs, max_steps=tc.max_steps, seed=tc.seed,
-            multimask_output=tc.multimask_output, eval_every=tc.eval_every,
+            multimask_output=tc.multimask_output, grad_accum_steps=tc.grad_accum_steps,
+            grad_clip=tc.grad_clip, schedule=schedule, monitor=monitor, eval_every=tc.eval_every,
             evaluate_fn=lambda epoch: eval_split(eval_loader).metrics(splits.eval_name),
             log_fn=tracker.log_metrics,
         )  # fmt: skip
+        if tc.restore_best and monitor.best_state:
+            monitor.restore(base.sam)
+            log.info("restored the best epoch (%d, %s=%.4f) for the final evaluation",
+                     monitor.best_epoch, monitor.name, monitor.best)  # fmt: skip
+        weights_epoch = (
+            monitor.best_epoch if tc.restore_best and monitor.best_state else result.epochs
+        )
 
         final = eval_split(test_loader, keep=tracker.max_images, desc="fine-tuned")
         metrics = {**baseline.metrics("baseline/test"), **final.metrics("final/test")}
@@ -135,6 +163,9 @@ def run(cfg: DictConfig) -> dict[str, float]:
             metrics[f"delta/test/{name}"] = (
                 metrics[f"final/test/{name}"] - metrics[f"baseline/test/{name}"]
             )
+        metrics.update({"best/epoch": weights_epoch, f"best/{monitor.name}": monitor.best,
+                        "train/epochs_run": result.epochs, "train/steps": result.steps,
+                        "train/stopped_early": float(result.stopped_early)})  # fmt: skip
         tracker.log_metrics(metrics)
         log.info("final: %s", {k: round(v, 4) for k, v in metrics.items()})
         _log_comparisons(tracker, splits.test, baseline, final)
@@ -145,9 +176,13 @@ def run(cfg: DictConfig) -> dict[str, float]:
         if tracker.log_weights:
             tracker.log_artifact(weights, "weights")
             tracker.log_artifact(weights.with_suffix(".json"), "weights")
-        log.info("adapter weights: %s", weights)
+        log.info("adapter weights (epoch %d): %s", weights_epoch, weights)
     metrics["run_id"] = tracker.run_id  # type: ignore[assignment]
     return metrics
+
+
+def _enum_value(value) -> str:
+    return str(value.value if hasattr(value, "value") else value)
 
 
 def _per_image(baseline: EvalResult, final: EvalResult) -> list[dict]:

@@ -1,24 +1,63 @@
-"""The training loop, top to bottom: predict, loss, step; evaluate and report once per epoch.
-
-Tracking and evaluation reach the loop as plain callables, so the loop never imports mlflow.
+"""The training loop, top to bottom: predict, loss, (accumulate, clip) step; evaluate once per epoch,
+keep the best weights, stop early. Tracking and evaluation reach the loop as plain callables, so
+the loop never imports mlflow.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 from segment_anything.modeling import Sam
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
+from samexp.adapters.base import trainable_parameters
 from samexp.evaluate import predict
+from samexp.losses import SamLoss
 from samexp.models.seam import upscale
 from samexp.prompts.base import PromptStrategy
+from samexp.schedulers import Schedule
 
 log = logging.getLogger(__name__)
+
+
+@dataclass
+class Monitor:
+    """Which eval metric decides the best epoch, early stopping and plateau schedules."""
+
+    name: str  # full metric name, e.g. "val/iou"
+    mode: str = "max"
+    patience: int | None = None
+    best: float = math.nan
+    best_epoch: int = 0
+    best_state: dict[str, torch.Tensor] = field(default_factory=dict)
+    stale: int = 0
+
+    def improved(self, value: float) -> bool:
+        if math.isnan(value):
+            return False
+        if math.isnan(self.best):
+            return True
+        return value > self.best if self.mode == "max" else value < self.best
+
+    def update(self, value: float, epoch: int, sam: Sam) -> bool:
+        """Record an evaluation; True when training should stop (patience exhausted)."""
+        if self.improved(value):
+            self.best, self.best_epoch, self.stale = value, epoch, 0
+            self.best_state = {n: p.detach().clone() for n, p in trainable_parameters(sam).items()}
+        else:
+            self.stale += 1
+        return self.patience is not None and self.stale >= self.patience
+
+    def restore(self, sam: Sam) -> None:
+        params = trainable_parameters(sam)
+        with torch.no_grad():
+            for name, value in self.best_state.items():
+                params[name].copy_(value)
 
 
 @dataclass
@@ -26,13 +65,34 @@ class FitResult:
     steps: int
     epochs: int
     last_loss: float
+    best_epoch: int
+    best_value: float
+    stopped_early: bool
+
+
+def training_loss(
+    sam: Sam, loss_fn: SamLoss, passes: list[tuple[torch.Tensor, torch.Tensor]], masks: torch.Tensor
+) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """Mean loss over the decoder passes; with several candidate masks per pass, each instance
+    back-propagates only its lowest-loss candidate (SAM's multimask training)."""
+    totals, parts_sum = [], {}
+    for low_res, iou_pred in passes:
+        logits = upscale(sam, low_res)
+        if logits.shape[1] == 1:
+            loss, parts = loss_fn(logits, masks, iou_pred)
+        else:
+            loss, parts = loss_fn.min_over_candidates(logits, masks, iou_pred)
+        totals.append(loss)
+        for k, v in parts.items():
+            parts_sum[k] = parts_sum.get(k, 0.0) + v.detach() / len(passes)
+    return torch.stack(totals).mean(), parts_sum
 
 
 def fit(
     sam: Sam,
     loader: DataLoader,
     prompt: PromptStrategy,
-    loss_fn: torch.nn.Module,
+    loss_fn: SamLoss,
     optimizer: torch.optim.Optimizer,
     *,
     device: torch.device,
@@ -40,27 +100,40 @@ def fit(
     max_steps: int | None = None,
     seed: int = 0,
     multimask_output: bool = False,
+    grad_accum_steps: int = 1,
+    grad_clip: float | None = None,
+    schedule: Schedule | None = None,
+    monitor: Monitor | None = None,
     eval_every: int = 1,
     evaluate_fn: Callable[[int], dict[str, float]] | None = None,
     log_fn: Callable[[dict[str, float], int], None] = lambda metrics, step: None,
 ) -> FitResult:
     generator = torch.Generator().manual_seed(seed)
-    step, epoch, mean_loss = 0, 0, float("nan")
+    schedule = schedule or Schedule(None, "step")
+    params = list(trainable_parameters(sam).values())
+    step, epoch, mean_loss, stop = 0, 0, math.nan, False
     for epoch in range(1, epochs + 1):
         sam.train()
         sums: dict[str, float] = {}
         seen = 0
+        optimizer.zero_grad(set_to_none=True)
         bar = tqdm(loader, desc=f"epoch {epoch}/{epochs}", leave=False)
-        for batch in bar:
+        for i, batch in enumerate(bar, start=1):
             batch = batch.to(device)
-            low_res, iou_pred = predict(
+            passes = predict(
                 sam, batch, prompt, generator, train=True, multimask_output=multimask_output
             )
-            loss, parts = loss_fn(upscale(sam, low_res), batch.masks, iou_pred)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            step += 1
+            loss, parts = training_loss(sam, loss_fn, passes, batch.masks)
+            (loss / grad_accum_steps).backward()
+            if i % grad_accum_steps == 0 or i == len(loader):
+                if grad_clip is not None:
+                    sums["grad_norm"] = sums.get("grad_norm", 0.0) + float(
+                        torch.nn.utils.clip_grad_norm_(params, grad_clip)
+                    )
+                optimizer.step()
+                optimizer.zero_grad(set_to_none=True)
+                schedule.step("step")
+                step += 1
             seen += 1
             for name, value in {"loss": loss, **{f"loss/{k}": v for k, v in parts.items()}}.items():
                 sums[name] = sums.get(name, 0.0) + float(value.detach())
@@ -72,9 +145,20 @@ def fit(
         epoch_metrics["train/lr"] = optimizer.param_groups[0]["lr"]
         done = max_steps is not None and step >= max_steps
         if evaluate_fn is not None and (epoch % eval_every == 0 or epoch == epochs or done):
-            epoch_metrics.update(evaluate_fn(epoch))
+            eval_metrics = evaluate_fn(epoch)
+            epoch_metrics.update(eval_metrics)
+            if monitor is not None:
+                value = eval_metrics.get(monitor.name, math.nan)
+                stop = monitor.update(value, epoch, sam)
+                schedule.step("metric", value)
+        schedule.step("epoch")
         log.info("epoch %d: %s", epoch, ", ".join(f"{k}={v:.4f}" for k, v in epoch_metrics.items()))
         log_fn(epoch_metrics, epoch)
-        if done:
+        if stop:
+            log.info("early stop: %s did not improve for %d evaluations (best %.4f at epoch %d)",
+                     monitor.name, monitor.stale, monitor.best, monitor.best_epoch)  # fmt: skip
+        if done or stop:
             break
-    return FitResult(steps=step, epochs=epoch, last_loss=mean_loss)
+    best_epoch = monitor.best_epoch if monitor is not None else epoch
+    best_value = monitor.best if monitor is not None else math.nan
+    return FitResult(step, epoch, mean_loss, best_epoch, best_value, stop)

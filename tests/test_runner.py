@@ -32,7 +32,10 @@ from tests.conftest import IMG_SIZE, compose_config, data_root
 # 8 train images in batches of 4: epoch 1 takes 2 steps, epoch 2 stops after its first (max_steps),
 # so both the per-epoch logging and the mid-epoch stop are exercised. The high learning rate makes
 # the trained weights differ clearly from the base, so "reloaded == trained" cannot pass by accident.
-STEPS = ("trainer.epochs=2", "trainer.max_steps=3", "trainer.batch_size=4", "optim.lr=1e-2")
+# Evaluating on test each epoch (no carved validation, last epoch kept) lets the last per-epoch
+# evaluation be compared with the final one.
+STEPS = ("trainer.epochs=2", "trainer.max_steps=3", "trainer.batch_size=4", "optim.lr=1e-2",
+         "trainer.val_fraction=0", "trainer.restore_best=false")  # fmt: skip
 EVALUATED_EPOCHS = [1, 2]
 TEST_NAMES = ["ring_test_1", "ring_test_2"]
 
@@ -242,3 +245,17 @@ def test_run_without_tracking_returns_metrics_and_writes_weights_to_output_dir(
     assert (tmp_path / "out" / "adapter.safetensors").is_file()
     assert (tmp_path / "out" / "adapter.json").is_file()
     assert not (tmp_path / "mlruns").exists()
+
+
+def test_carved_validation_split_drives_per_epoch_eval_and_the_best_epoch_is_what_gets_tested(make_config):
+    cfg = make_config("model=tiny", "adapter=decoder", "trainer.epochs=3", "trainer.batch_size=3",
+                      "trainer.val_fraction=0.25", "optim.lr=1e-2")  # fmt: skip
+    metrics = runner.run(cfg)
+    client = MlflowClient(tracking_uri=cfg.tracking.tracking_uri)
+    run = client.get_run(metrics["run_id"])
+    assert run.data.metrics["data/val/loaded"] == 2 and run.data.metrics["data/train/loaded"] == 6
+    val = sorted((m.step, m.value) for m in client.get_metric_history(run.info.run_id, "val/iou"))
+    assert [s for s, _ in val] == [1, 2, 3]
+    assert not client.get_metric_history(run.info.run_id, "test/iou")  # test is only touched twice
+    best_epoch, best = max(val, key=lambda sv: (sv[1], -sv[0]))
+    assert metrics["best/epoch"] == best_epoch and metrics["best/val/iou"] == pytest.approx(best)

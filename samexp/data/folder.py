@@ -1,7 +1,9 @@
 """The folder format: `<root>/<split>/images/<name>.<ext>` paired by stem with `<split>/masks/<name>.<ext>`.
 
 Everything that can be wrong with the files is found at construction, so a bad dataset stops
-the run before any model is built, with a message naming the file.
+the run before any model is built, with a message naming the file. Images are used as displayed
+(EXIF orientation applied); a mask drawn on the stored pixels is turned with its image.
+The file-indexing helpers here serve the other folder-shaped formats too (label maps).
 """
 
 from __future__ import annotations
@@ -11,14 +13,16 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
 from torch.utils.data import Dataset
 
 from samexp.data.base import (
     IMAGE_EXTENSIONS,
     Sample,
+    apply_orientation,
+    image_header,
     imread_unchanged,
     make_sample,
+    mask_orientation,
     read_image_rgb,
     to_uint8,
 )
@@ -35,20 +39,21 @@ class _Pair:
     name: str
     image_path: Path
     mask_bits: np.ndarray  # np.packbits of the thresholded H×W mask: ~1/8 of a bool array
-    shape: tuple[int, int]
+    shape: tuple[int, int]  # (H, W) as displayed, like the mask
 
     def mask(self) -> np.ndarray:
         h, w = self.shape
         return np.unpackbits(self.mask_bits, count=h * w).reshape(h, w).astype(bool)
 
 
-def _listing(paths: list[Path]) -> str:
+def listing(paths: list[Path]) -> str:
+    """The first few file names, then "and N more": error messages stay one readable line."""
     shown = ", ".join(p.name for p in sorted(paths)[:_MAX_LISTED])
     more = len(paths) - _MAX_LISTED
     return shown + (f" and {more} more" if more > 0 else "")
 
 
-def _index(folder: Path, kind: str) -> dict[str, Path]:
+def index_images(folder: Path, kind: str) -> dict[str, Path]:
     """Stem -> file for the image files in `folder`; duplicate stems are an error, not a guess."""
     if not folder.is_dir():
         raise DatasetError(f"{kind} folder {folder} does not exist; create it or fix the path")
@@ -63,13 +68,13 @@ def _index(folder: Path, kind: str) -> dict[str, Path]:
             ignored.append(path)
     if ignored:
         logger.warning(
-            "%s: ignoring %d non-image files: %s", folder, len(ignored), _listing(ignored)
+            "%s: ignoring %d non-image files: %s", folder, len(ignored), listing(ignored)
         )
     duplicates = sorted(p for paths in by_stem.values() if len(paths) > 1 for p in paths)
     if duplicates:
         raise DatasetError(
             f"{folder}: several {kind} files share a name and differ only by extension "
-            f"({_listing(duplicates)}); keep one file per name"
+            f"({listing(duplicates)}); keep one file per name"
         )
     return {stem: paths[0] for stem, paths in by_stem.items()}
 
@@ -82,14 +87,52 @@ def read_mask_gray(path: Path) -> np.ndarray:
     return array
 
 
-def _image_size(path: Path) -> tuple[int, int]:
-    """(H, W) from the file header only: validation must not decode every photo."""
-    try:
-        with Image.open(path) as image:
-            w, h = image.size
-    except Exception as exc:  # PIL raises several types for bad files; all mean "unreadable"
-        raise DatasetError(f"{path}: cannot be read as an image ({exc})") from exc
-    return h, w
+def _split_dir(root: Path, split: str) -> Path:
+    if not root.is_dir():
+        raise DatasetError(
+            f"dataset root {root.resolve()} does not exist; set SAMEXP_DATA to the folder "
+            f"holding your datasets (e.g. SAMEXP_DATA=../shared/datasets), or data_root=/path on the "
+            f"command line, or dataset.root=/path/to/this/dataset"
+        )
+    split_dir = root / split
+    if not split_dir.is_dir():
+        found = sorted(p.name for p in root.iterdir() if p.is_dir())
+        raise DatasetError(
+            f"split '{split}' not found: {split_dir} does not exist; "
+            f"splits in {root}: {', '.join(found) or 'none'}"
+        )
+    return split_dir
+
+
+def find_pairs(
+    root: Path, split: str, images_dir: str, masks_dir: str, kind: str = "mask"
+) -> tuple[Path, dict[str, tuple[Path, Path]]]:
+    """The split folder and stem -> (image, mask) for every image; any unpaired file is an error.
+
+    `kind` names the second side in messages ("mask", "label").
+    """
+    split_dir = _split_dir(root, split)
+    images_path, masks_path = split_dir / images_dir, split_dir / masks_dir
+    images = index_images(images_path, "image")
+    if not images:
+        raise DatasetError(
+            f"{images_path} holds no image files "
+            f"({', '.join(sorted(IMAGE_EXTENSIONS))}); add images or fix the path"
+        )
+    masks = index_images(masks_path, kind)
+    lonely_images = [images[n] for n in images.keys() - masks.keys()]
+    if lonely_images:
+        raise DatasetError(
+            f"{len(lonely_images)} image(s) have no {kind} with the same name in {masks_path}: "
+            f"{listing(lonely_images)}; add the {kind}s or remove the images"
+        )
+    lonely_masks = [masks[n] for n in masks.keys() - images.keys()]
+    if lonely_masks:
+        raise DatasetError(
+            f"{len(lonely_masks)} {kind}(s) have no image with the same name in {images_path}: "
+            f"{listing(lonely_masks)}; add the images or remove the {kind}s"
+        )
+    return split_dir, {name: (images[name], masks[name]) for name in sorted(images)}
 
 
 class FolderDataset(Dataset[Sample]):
@@ -113,71 +156,27 @@ class FolderDataset(Dataset[Sample]):
         self.img_size = img_size
         self.mask_threshold = mask_threshold
         self.skipped: list[tuple[str, str]] = []
-        split_dir = self._split_dir()
-        images = _index(split_dir / images_dir, "image")
-        if not images:
-            raise DatasetError(
-                f"{split_dir / images_dir} holds no image files "
-                f"({', '.join(sorted(IMAGE_EXTENSIONS))}); add images or fix the path"
-            )
-        masks = _index(split_dir / masks_dir, "mask")
-        self._check_pairing(images, masks, split_dir / masks_dir, split_dir / images_dir)
+        self.transform = None  # training augmentation, set by the runner on the train split only
+        split_dir, pairs = find_pairs(self.root, split, images_dir, masks_dir)
         self._pairs: list[_Pair] = []
-        for name in sorted(images):
-            self._add(name, images[name], masks[name])
+        for name, (image_path, mask_path) in pairs.items():
+            self._add(name, image_path, mask_path)
         if not self._pairs:
             raise DatasetError(f"{split_dir}: every mask is empty; nothing to train or evaluate on")
 
-    def _split_dir(self) -> Path:
-        if not self.root.is_dir():
-            raise DatasetError(
-                f"dataset root {self.root.resolve()} does not exist; set SAMEXP_DATA to the folder "
-                f"holding your datasets (e.g. SAMEXP_DATA=../shared/datasets), or data_root=/path on the "
-                f"command line, or dataset.root=/path/to/this/dataset"
-            )
-        split_dir = self.root / self.split
-        if not split_dir.is_dir():
-            found = sorted(p.name for p in self.root.iterdir() if p.is_dir())
-            raise DatasetError(
-                f"split '{self.split}' not found: {split_dir} does not exist; "
-                f"splits in {self.root}: {', '.join(found) or 'none'}"
-            )
-        return split_dir
-
-    @staticmethod
-    def _check_pairing(
-        images: dict[str, Path], masks: dict[str, Path], masks_dir: Path, images_dir: Path
-    ) -> None:
-        lonely_images = [images[n] for n in images.keys() - masks.keys()]
-        if lonely_images:
-            raise DatasetError(
-                f"{len(lonely_images)} image(s) have no mask with the same name in {masks_dir}: "
-                f"{_listing(lonely_images)}; add the masks (any image extension) or remove the images"
-            )
-        lonely_masks = [masks[n] for n in masks.keys() - images.keys()]
-        if lonely_masks:
-            raise DatasetError(
-                f"{len(lonely_masks)} mask(s) have no image with the same name in {images_dir}: "
-                f"{_listing(lonely_masks)}; add the images or remove the masks"
-            )
-
     def _add(self, name: str, image_path: Path, mask_path: Path) -> None:
-        image_size = _image_size(image_path)
+        image_shape, orientation = image_header(image_path)
         gray = read_mask_gray(mask_path)
-        if gray.shape != image_size:
-            raise DatasetError(
-                f"size mismatch: image {image_path} is {image_size[1]}×{image_size[0]} (W×H) but "
-                f"mask {mask_path} is {gray.shape[1]}×{gray.shape[0]}; masks must match their image"
-            )
+        turn = mask_orientation(image_path, image_shape, orientation, mask_path, gray.shape)
         # Strictly above a mid threshold: JPEG masks carry noise near 0 and 255.
-        mask = gray > self.mask_threshold
+        mask = apply_orientation(gray > self.mask_threshold, turn)
         if not mask.any():
             logger.warning(
                 "%s: no pixel above %d, skipping this empty mask", mask_path, self.mask_threshold
             )
             self.skipped.append((name, f"empty mask: no pixel above {self.mask_threshold}"))
             return
-        self._pairs.append(_Pair(name, image_path, np.packbits(mask), image_size))
+        self._pairs.append(_Pair(name, image_path, np.packbits(mask), mask.shape))
 
     @property
     def names(self) -> list[str]:
@@ -192,8 +191,15 @@ class FolderDataset(Dataset[Sample]):
 
     def __getitem__(self, index: int) -> Sample:
         pair = self._pairs[index]
-        image = read_image_rgb(pair.image_path)
-        return make_sample(pair.name, str(pair.image_path), image, pair.mask()[None], self.img_size)
+        image = read_image_rgb(pair.image_path, orient=True)
+        return make_sample(
+            pair.name,
+            str(pair.image_path),
+            image,
+            pair.mask()[None],
+            self.img_size,
+            transform=self.transform,
+        )
 
 
 def folder_splits(

@@ -1,12 +1,52 @@
-"""The splits a run uses; every dataset format's factory returns one of these."""
+"""The splits a run uses; every dataset format's factory returns one of these.
+
+A dataset here is any torch Dataset of `Sample`s that also has `names` (one per item),
+`summary()` (loaded/skipped counts) and a settable `transform` (training augmentation).
+"""
 
 from __future__ import annotations
 
+import copy
+import logging
 from dataclasses import dataclass
 
+import torch
 from torch.utils.data import Dataset
 
 from samexp.data.base import Sample
+
+log = logging.getLogger(__name__)
+
+
+class Subset(Dataset[Sample]):
+    """Some items of a dataset, with a transform of their own (the dataset is shallow-copied, so
+    augmenting the train part never augments a validation part carved from the same files)."""
+
+    def __init__(self, dataset: Dataset[Sample], indices: list[int]) -> None:
+        self.dataset = copy.copy(dataset)
+        self.indices = list(indices)
+
+    @property
+    def names(self) -> list[str]:
+        names = self.dataset.names
+        return [names[i] for i in self.indices]
+
+    @property
+    def transform(self):
+        return self.dataset.transform
+
+    @transform.setter
+    def transform(self, value) -> None:
+        self.dataset.transform = value
+
+    def summary(self) -> dict[str, int]:
+        return {"loaded": len(self.indices)}
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def __getitem__(self, index: int) -> Sample:
+        return self.dataset[self.indices[index]]
 
 
 @dataclass
@@ -25,6 +65,23 @@ class DatasetSplits:
     @property
     def eval(self) -> Dataset[Sample]:
         return self.val if self.val is not None else self.test
+
+    def carve_val(self, fraction: float, seed: int) -> DatasetSplits:
+        """Hold out a seeded `fraction` of train as the validation split, unless the dataset has one."""
+        if self.val is not None or fraction <= 0:
+            return self
+        n = len(self.train)
+        k = max(1, round(n * fraction))
+        if n - k < 1:
+            log.warning("train split has %d images: too few to carve a validation split from", n)
+            return self
+        order = torch.randperm(n, generator=torch.Generator().manual_seed(seed)).tolist()
+        return DatasetSplits(
+            self.name,
+            Subset(self.train, sorted(order[k:])),
+            self.test,
+            Subset(self.train, sorted(order[:k])),
+        )
 
     def summary(self) -> dict[str, int]:
         """Loaded/skipped counts per split, e.g. {'train/loaded': 8, 'train/skipped_empty_mask': 0}."""

@@ -1,0 +1,270 @@
+"""The label-map (semantic) format: `<root>/<split>/images/<name>.<ext>` paired by stem with
+`<split>/labels/<name>.png`, whose pixel values are the class ids listed in `<root>/classes.txt`.
+
+SAM segments one object per prompt, so each class present in an image becomes one target
+instance (its mask: label == id) and metrics come per class. As in the folder format, every
+file problem is found at construction: each label is read once, images only by their header.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+from torch.utils.data import Dataset
+
+from samexp.data.base import (
+    Sample,
+    apply_orientation,
+    image_header,
+    imread_unchanged,
+    make_sample,
+    mask_orientation,
+    read_image_rgb,
+)
+from samexp.data.folder import find_pairs, listing
+from samexp.data.splits import DatasetSplits
+from samexp.errors import DatasetError
+
+logger = logging.getLogger(__name__)
+
+_MAX_ID = 65535  # labels are 8- or 16-bit PNGs
+
+
+def read_classes(path: Path) -> dict[int, str]:
+    """`id name` per line -> {id: name}; blank lines and `#` comments allowed, names may hold spaces."""
+    if not path.is_file():
+        raise DatasetError(
+            f"classes file {path} does not exist; write one `id name` line per class "
+            f"(e.g. `1 cat`) or point dataset.classes_file at it"
+        )
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise DatasetError(f"{path}: cannot be read as UTF-8 text ({exc})") from exc
+    classes: dict[int, str] = {}
+    for number, raw in enumerate(lines, start=1):
+        line = raw.split("#", 1)[0].strip()
+        if not line:
+            continue
+        where = f"{path}, line {number}"
+        parts = line.split(maxsplit=1)
+        if len(parts) != 2 or not (parts[0].isascii() and parts[0].isdigit()):
+            raise DatasetError(f"{where}: expected `id name` (e.g. `1 cat`), got {raw.strip()!r}")
+        class_id, name = int(parts[0]), parts[1]
+        if class_id > _MAX_ID:
+            raise DatasetError(
+                f"{where}: id {class_id} does not fit a 16-bit label (max {_MAX_ID})"
+            )
+        if class_id in classes:
+            raise DatasetError(
+                f"{where}: id {class_id} is listed twice ({classes[class_id]!r} and {name!r})"
+            )
+        if name in classes.values():
+            raise DatasetError(f"{where}: class name {name!r} is listed twice; names must differ")
+        classes[class_id] = name
+    if not classes:
+        raise DatasetError(f"{path} lists no classes; write one `id name` line per class")
+    return classes
+
+
+def read_label(path: Path) -> np.ndarray:
+    """H×W class ids exactly as stored: palette indices for 'P' PNGs, 8/16-bit values otherwise.
+
+    Palette PNGs are read with PIL because cv2 expands them to their display colours (the classic
+    bug); 16-bit ids are kept as uint16, never scaled to 8 bits as images are.
+    """
+    try:
+        with Image.open(path) as image:
+            bands = image.getbands()
+            if image.mode in ("P", "1"):
+                return np.asarray(image).astype(np.uint8)
+    except Exception as exc:  # PIL raises several types for bad files; all mean "unreadable"
+        raise DatasetError(f"{path}: cannot be read as an image ({exc})") from exc
+    array = imread_unchanged(path)
+    if len(bands) > 1 or (array.ndim == 3 and array.shape[2] > 1):
+        raise DatasetError(
+            f"{path}: label maps must be single-channel class ids, but this file has "
+            f"{len(bands)} channels ({''.join(bands)}); convert it to one id per pixel "
+            f"(8/16-bit grayscale or palette PNG), e.g. by mapping each colour to its class id"
+        )
+    if array.dtype not in (np.uint8, np.uint16):
+        raise DatasetError(f"{path}: unsupported label type {array.dtype}; save 8- or 16-bit ids")
+    return array.reshape(array.shape[:2])
+
+
+@dataclass(frozen=True)
+class _Item:
+    name: str
+    image_path: Path
+    label_path: Path
+    orientation: int  # turns the label onto the image as displayed (see `mask_orientation`)
+    class_ids: tuple[int, ...]  # target classes kept for this image: one instance each
+
+
+class LabelMapDataset(Dataset[Sample]):
+    """One split of a label-map dataset; K = the number of target classes present per image."""
+
+    def __init__(
+        self,
+        root: str,
+        split: str,
+        img_size: int,
+        images_dir: str = "images",
+        labels_dir: str = "labels",
+        classes_file: str = "classes.txt",
+        ignore_index: int | None = 255,
+        background_ids: Iterable[int] = (0,),
+        min_area: int = 0,
+    ) -> None:
+        if img_size <= 0:
+            raise DatasetError(f"img_size must be positive, got {img_size}")
+        if min_area < 0:
+            raise DatasetError(f"min_area must be ≥ 0 pixels, got {min_area}")
+        self.root, self.split, self.img_size, self.min_area = Path(root), split, img_size, min_area
+        self.classes_path = self.root / classes_file
+        classes = read_classes(self.classes_path)
+        background, ignore = set(background_ids), {ignore_index} - {None}
+        # ids that may appear in a label: listed classes plus the configured background/ignore
+        self._known = set(classes) | background | ignore
+        self.classes = {i: n for i, n in classes.items() if i not in background | ignore}
+        if not self.classes:
+            raise DatasetError(
+                f"{self.classes_path}: every class is background ({sorted(background)}) or "
+                f"ignore_index ({ignore_index}); list at least one class to segment"
+            )
+        self.skipped: list[tuple[str, str]] = []  # images left out, and why
+        self.skipped_regions: list[tuple[str, str, int]] = []  # (image, class, area) under min_area
+        self.transform = None  # training augmentation, set by the runner on the train split only
+        split_dir, pairs = find_pairs(self.root, split, images_dir, labels_dir, kind="label")
+        not_png = [label for _, label in pairs.values() if label.suffix.lower() != ".png"]
+        if not_png:
+            raise DatasetError(
+                f"{split_dir / labels_dir}: label maps must be PNG files (lossless ids), got "
+                f"{listing(not_png)}; save them as PNG"
+            )
+        self._items: list[_Item] = []
+        for name, (image_path, label_path) in pairs.items():
+            self._add(name, image_path, label_path)
+        if not self._items:
+            raise DatasetError(
+                f"{split_dir}: no label map contains a class to segment "
+                f"({', '.join(self.classes.values())}); nothing to train or evaluate on"
+            )
+        self._log_counts()
+
+    def _add(self, name: str, image_path: Path, label_path: Path) -> None:
+        image_shape, orientation = image_header(image_path)
+        label = read_label(label_path)
+        turn = mask_orientation(
+            image_path, image_shape, orientation, label_path, label.shape, kind="label"
+        )
+        ids, areas = np.unique(label, return_counts=True)
+        unknown = [i for i in ids.tolist() if i not in self._known]
+        if unknown:
+            shown = ", ".join(map(str, unknown[:10])) + (" ..." if len(unknown) > 10 else "")
+            raise DatasetError(
+                f"{label_path}: label values {shown} are not in {self.classes_path} (nor "
+                f"background/ignore ids); add them as classes or fix the label map"
+            )
+        kept = []
+        for class_id, area in zip(ids.tolist(), areas.tolist(), strict=True):
+            if class_id not in self.classes:
+                continue
+            if area < self.min_area:
+                self.skipped_regions.append((name, self.classes[class_id], area))
+                continue
+            kept.append(class_id)
+        if not kept:
+            logger.warning(
+                "%s: no class to segment in its label map, skipping %s", label_path, name
+            )
+            self.skipped.append((name, "no target class"))
+            return
+        self._items.append(_Item(name, image_path, label_path, turn, tuple(kept)))
+
+    def _log_counts(self) -> None:
+        per_class = self.instances_per_class()
+        logger.info(
+            "%s/%s: %d images loaded, %d skipped without a target class, %d class regions under "
+            "min_area=%d px skipped; instances per class: %s",
+            self.root.name,
+            self.split,
+            len(self._items),
+            len(self.skipped),
+            len(self.skipped_regions),
+            self.min_area,
+            ", ".join(f"{name}={count}" for name, count in per_class.items()),
+        )
+
+    def instances_per_class(self) -> dict[str, int]:
+        """Target instances per class name, in class-id order (zeros included)."""
+        counts = Counter(i for item in self._items for i in item.class_ids)
+        return {name: counts[i] for i, name in sorted(self.classes.items())}
+
+    @property
+    def names(self) -> list[str]:
+        return [item.name for item in self._items]
+
+    def summary(self) -> dict[str, int]:
+        """Counts for the run log: what was loaded, what was left out and why, instances per class."""
+        per_class = self.instances_per_class()
+        return {
+            "loaded": len(self._items),
+            "skipped_no_targets": len(self.skipped),
+            "skipped_small_region": len(self.skipped_regions),
+            "instances": sum(per_class.values()),
+            **{f"instances/{name}": count for name, count in per_class.items()},
+        }
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def __getitem__(self, index: int) -> Sample:
+        item = self._items[index]
+        # Re-read rather than kept from validation: a label is small to decode, large to hold.
+        label = apply_orientation(read_label(item.label_path), item.orientation)
+        return make_sample(
+            item.name,
+            str(item.image_path),
+            read_image_rgb(item.image_path, orient=True),
+            np.stack([label == i for i in item.class_ids]),
+            self.img_size,
+            categories=[self.classes[i] for i in item.class_ids],
+            transform=self.transform,
+        )
+
+
+def labelmap_splits(
+    name: str,
+    root: str,
+    img_size: int,
+    train_split: str = "train",
+    test_split: str = "test",
+    val_split: str | None = None,
+    images_dir: str = "images",
+    labels_dir: str = "labels",
+    classes_file: str = "classes.txt",
+    ignore_index: int | None = 255,
+    background_ids: Iterable[int] = (0,),
+    min_area: int = 0,
+) -> DatasetSplits:
+    """The splits of one label-map dataset (the `conf/dataset/labelmap.yaml` target)."""
+
+    def load(split: str) -> LabelMapDataset:
+        return LabelMapDataset(
+            root, split, img_size, images_dir, labels_dir, classes_file,
+            ignore_index, tuple(background_ids), min_area,
+        )  # fmt: skip
+
+    return DatasetSplits(
+        name=name,
+        train=load(train_split),
+        test=load(test_split),
+        val=load(val_split) if val_split else None,
+    )

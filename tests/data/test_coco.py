@@ -1,0 +1,428 @@
+"""Specifications for the COCO format, on tiny COCO files written into tmp_path."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import torch
+from PIL import Image, ImageOps
+from pycocotools import mask as mask_utils
+
+from samexp.data.base import collate
+from samexp.data.coco import _ORIENT, CocoDataset, coco_splits, read_coco
+from samexp.errors import DatasetError
+from tests.conftest import IMG_SIZE
+
+# pycocotools' decode trips numpy 2's copy-keyword deprecation inside its Cython code
+pytestmark = pytest.mark.filterwarnings("ignore:__array__ implementation:DeprecationWarning")
+
+H, W = 48, 64
+CATEGORIES = [{"id": 1, "name": "square"}, {"id": 2, "name": "blob"}]
+
+
+def _box(y0: int, y1: int, x0: int, x1: int) -> np.ndarray:
+    """H×W bool with rows y0:y1 and columns x0:x1 set."""
+    m = np.zeros((H, W), dtype=bool)
+    m[y0:y1, x0:x1] = True
+    return m
+
+
+def _rect_polygon(y0: int, y1: int, x0: int, x1: int) -> list[float]:
+    """The polygon whose COCO rasterisation is exactly `_box(y0, y1, x0, x1)`."""
+    return [x0, y0, x1, y0, x1, y1, x0, y1]
+
+
+def _uncompressed_rle(mask: np.ndarray) -> dict:
+    """COCO's uncompressed RLE: run lengths in column-major order, starting with a zero run."""
+    flat = mask.flatten(order="F").astype(np.int8)
+    edges = np.flatnonzero(np.diff(np.concatenate([[0], flat, [1 - flat[-1]]])))
+    counts = np.diff(np.concatenate([[0], edges])).tolist()
+    return {"size": list(mask.shape), "counts": counts}
+
+
+def _compressed_rle(mask: np.ndarray) -> dict:
+    rle = mask_utils.encode(np.asfortranarray(mask.astype(np.uint8)))
+    return {"size": rle["size"], "counts": rle["counts"].decode("ascii")}
+
+
+def _ann(ann_id: int, image_id: int, category: int, segmentation, **extra) -> dict:
+    return {"id": ann_id, "image_id": image_id, "category_id": category,
+            "segmentation": segmentation, "iscrowd": 0, **extra}  # fmt: skip
+
+
+def _image_entry(image_id: int, file_name: str, h: int = H, w: int = W) -> dict:
+    return {"id": image_id, "file_name": file_name, "height": h, "width": w}
+
+
+def _write_image(path: Path, h: int = H, w: int = W, seed: int = 0) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    pixels = np.random.default_rng(seed).integers(0, 60, (h, w, 3), dtype=np.uint8)
+    assert cv2.imwrite(str(path), pixels)
+
+
+def _write(folder: Path, images: list[dict], annotations: list[dict], write_images: bool = True,
+           categories: list[dict] = CATEGORIES) -> Path:  # fmt: skip
+    """`<folder>/annotations.json` and (unless told not to) every listed image under images/."""
+    folder.mkdir(parents=True, exist_ok=True)
+    data = {"images": images, "annotations": annotations, "categories": categories}
+    (folder / "annotations.json").write_text(json.dumps(data))
+    for i, entry in enumerate(images if write_images else []):
+        _write_image(folder / "images" / entry["file_name"], entry["height"], entry["width"], i)
+    return folder / "annotations.json"
+
+
+# The tiny file most tests read: what every annotation should decode to.
+SQUARE_A = _box(10, 25, 10, 30)  # polygon
+BLOB_A = _box(5, 15, 40, 50) | _box(30, 40, 40, 55)  # two polygons, one instance
+CROWD_A = _box(30, 45, 0, 20)  # uncompressed RLE, iscrowd=1
+BLOB_B = np.zeros((H, W), dtype=np.uint8)
+cv2.ellipse(BLOB_B, (40, 24), (15, 10), 30, 0, 360, 1, -1)
+BLOB_B = BLOB_B.astype(bool)  # uncompressed RLE
+SQUARE_B = _box(0, 10, 0, 10)  # compressed RLE
+
+
+@pytest.fixture
+def tiny_coco(tmp_path: Path) -> Path:
+    """a.png: 2 instances + a crowd; b.png: 2 RLE instances; c.png: only a 2-point polygon."""
+    images = [_image_entry(1, "a.png"), _image_entry(2, "b.png"), _image_entry(3, "c.png")]
+    annotations = [
+        _ann(11, 1, 1, [_rect_polygon(10, 25, 10, 30)]),
+        _ann(12, 1, 2, [_rect_polygon(5, 15, 40, 50), _rect_polygon(30, 40, 40, 55)]),
+        _ann(13, 1, 1, _uncompressed_rle(CROWD_A), iscrowd=1),
+        _ann(21, 2, 2, _uncompressed_rle(BLOB_B)),
+        _ann(22, 2, 1, _compressed_rle(SQUARE_B)),
+        _ann(31, 3, 1, [[1, 1, 5, 5]]),
+    ]
+    return _write(tmp_path, images, annotations)
+
+
+def _dataset(annotations: Path, **kwargs) -> CocoDataset:
+    return CocoDataset(read_coco(annotations, annotations.parent / "images", **kwargs), IMG_SIZE)
+
+
+# --- decoding --------------------------------------------------------------------------------
+
+
+def test_polygons_and_both_rle_kinds_decode_to_the_drawn_masks(tiny_coco: Path) -> None:
+    dataset = _dataset(tiny_coco)
+    a, b = dataset[0], dataset[1]
+    assert torch.equal(a.gt_masks, torch.from_numpy(np.stack([SQUARE_A, BLOB_A])))
+    assert torch.equal(b.gt_masks, torch.from_numpy(np.stack([BLOB_B, SQUARE_B])))
+
+
+def test_a_slanted_polygon_covers_what_cv2_fills_up_to_its_boundary(tmp_path: Path) -> None:
+    triangle = [10, 10, 50, 10, 30, 40]
+    _write(tmp_path, [_image_entry(1, "t.png")], [_ann(1, 1, 1, [triangle])])
+    mask = _dataset(tmp_path / "annotations.json")[0].gt_masks[0].numpy()
+    filled = np.zeros((H, W), dtype=np.uint8)
+    cv2.fillPoly(filled, [np.array(triangle).reshape(-1, 2).astype(np.int32)], 1)
+    filled = filled.astype(bool)
+    assert (mask & filled).sum() / (mask | filled).sum() > 0.85
+    assert abs(int(mask.sum()) - 40 * 30 / 2) < 2 * (40 + 2 * 36)  # area ≈ the triangle's, ± edges
+
+
+def test_each_image_carries_all_its_instances_named_by_category(tiny_coco: Path) -> None:
+    dataset = _dataset(tiny_coco)
+    assert dataset.names == ["a", "b"]
+    assert [dataset[i].categories for i in range(2)] == [["square", "blob"], ["blob", "square"]]
+    batch = collate([dataset[0], dataset[1]])
+    assert batch.masks.shape == (4, IMG_SIZE, IMG_SIZE)
+    assert batch.instance_image.tolist() == [0, 0, 1, 1]
+    assert batch.categories == ["square", "blob", "blob", "square"]
+
+
+def test_samples_are_sam_framed_with_the_original_size_kept(tiny_coco: Path) -> None:
+    sample = _dataset(tiny_coco)[0]
+    assert sample.image.shape == (3, IMG_SIZE, IMG_SIZE) and sample.image.dtype == torch.uint8
+    assert sample.original_size == (H, W) and sample.input_size == (192, 256)
+    assert sample.masks.shape == (2, IMG_SIZE, IMG_SIZE) and not sample.masks[:, 192:].any()
+
+
+def test_crowd_annotations_are_not_targets_but_are_counted(tiny_coco: Path) -> None:
+    dataset = _dataset(tiny_coco)
+    assert not any((m & torch.from_numpy(CROWD_A)).any() for m in dataset[0].gt_masks)
+    assert dataset.summary()["skipped_crowd"] == 1
+    assert ("a", "annotation 13: crowd region") in dataset.skipped
+
+
+def test_summary_counts_loaded_images_and_every_skip(tiny_coco: Path, caplog) -> None:
+    with caplog.at_level(logging.INFO, logger="samexp.data.coco"):
+        dataset = _dataset(tiny_coco)
+    assert dataset.summary() == {
+        "loaded": 2, "skipped_crowd": 1, "skipped_category": 0, "skipped_bad_polygon": 1,
+        "skipped_small": 0, "skipped_no_instances": 1,
+    }  # fmt: skip
+    assert "coco: 2 images, 4 instances; skipped: 1 crowd, 1 bad polygon, 1 no instances" in (
+        caplog.text
+    )
+    assert ("c", "no instance left to train or evaluate on") in dataset.skipped
+
+
+def test_transform_is_applied_when_set(tiny_coco: Path) -> None:
+    dataset = _dataset(tiny_coco)
+    assert dataset.transform is None
+    dataset.transform = lambda image, masks: (image[:, ::-1].copy(), masks[:, :, ::-1].copy())
+    assert torch.equal(dataset[0].gt_masks[0], torch.from_numpy(SQUARE_A[:, ::-1].copy()))
+
+
+# --- filters ---------------------------------------------------------------------------------
+
+
+def test_category_filter_keeps_only_the_named_categories_and_counts_the_rest(tiny_coco) -> None:
+    dataset = _dataset(tiny_coco, categories=["blob"])
+    assert [dataset[i].categories for i in range(len(dataset))] == [["blob"], ["blob"]]
+    # squares 11, 22 and 31 (before its polygon is looked at); crowd 13 counts as crowd
+    assert dataset.summary()["skipped_category"] == 3 and dataset.summary()["skipped_crowd"] == 1
+
+
+def test_unknown_category_in_the_filter_is_an_error_listing_the_available_ones(tiny_coco) -> None:
+    with pytest.raises(DatasetError, match=r"\['cat'\] not found; available: blob, square"):
+        _dataset(tiny_coco, categories=["blob", "cat"])
+
+
+def test_min_area_skips_smaller_instances_and_counts_them(tiny_coco: Path) -> None:
+    # areas: SQUARE_A 300, BLOB_A 250, SQUARE_B 100, BLOB_B ~470
+    dataset = _dataset(tiny_coco, min_area=260)
+    assert [dataset[i].categories for i in range(2)] == [["square"], ["blob"]]
+    assert dataset.summary()["skipped_small"] == 2
+    assert ("a", "annotation 12: area 250 px < min_area 260") in dataset.skipped
+
+
+def test_an_image_left_without_instances_is_skipped_and_counted(tiny_coco: Path) -> None:
+    dataset = _dataset(tiny_coco, categories=["square"], min_area=200)  # b keeps nothing
+    assert dataset.names == ["a"]
+    assert dataset.summary()["skipped_no_instances"] == 2
+
+
+# --- layouts ---------------------------------------------------------------------------------
+
+
+def _many(root: Path, count: int) -> Path:
+    """A single-layout dataset of `count` images with one square each."""
+    images = [_image_entry(i, f"img{i:02d}.png") for i in range(count)]
+    anns = [_ann(100 + i, i, 1, [_rect_polygon(10, 20, 10, 20)]) for i in range(count)]
+    _write(root, images, anns)
+    return root
+
+
+def test_single_layout_holds_out_val_size_of_the_images_seeded_and_disjoint(tmp_path) -> None:
+    root = str(_many(tmp_path, 10))
+    splits = coco_splits("coco", root, IMG_SIZE, val_size=0.3, seed=0)
+    assert len(splits.test) == 3 and len(splits.train) == 7 and splits.val is None
+    assert set(splits.train.names).isdisjoint(splits.test.names)
+    assert set(splits.train.names) | set(splits.test.names) == {f"img{i:02d}" for i in range(10)}
+    again = coco_splits("coco", root, IMG_SIZE, val_size=0.3, seed=0)
+    assert again.test.names == splits.test.names
+    others = {tuple(coco_splits("coco", root, IMG_SIZE, val_size=0.3, seed=s).test.names)
+              for s in range(1, 5)}  # fmt: skip
+    assert others - {tuple(splits.test.names)}, "the seed does not change the split"
+
+
+def test_single_layout_holds_out_at_least_one_image(tmp_path: Path) -> None:
+    splits = coco_splits("coco", str(_many(tmp_path, 4)), IMG_SIZE, val_size=0.01)
+    assert (len(splits.train), len(splits.test)) == (3, 1)
+
+
+def test_single_layout_with_a_single_usable_image_is_an_error(tmp_path: Path) -> None:
+    with pytest.raises(DatasetError, match="1 image\\(s\\) with instances, too few"):
+        coco_splits("coco", str(_many(tmp_path, 1)), IMG_SIZE)
+
+
+def test_val_size_outside_0_1_is_an_error_naming_the_key(tmp_path: Path) -> None:
+    with pytest.raises(DatasetError, match="dataset.val_size must be between 0 and 1, got 1.5"):
+        coco_splits("coco", str(_many(tmp_path, 4)), IMG_SIZE, val_size=1.5)
+
+
+def test_pre_split_layout_is_detected_and_its_val_part_is_the_test_split(tmp_path: Path) -> None:
+    _many(tmp_path / "train", 3)
+    _many(tmp_path / "val", 2)
+    _write_image(tmp_path / "images" / "decoy.png")  # single-layout files are ignored
+    splits = coco_splits("coco", str(tmp_path), IMG_SIZE)
+    assert (len(splits.train), len(splits.test), splits.val) == (3, 2, None)
+    assert splits.test[0].image_path == str(tmp_path / "val" / "images" / "img00.png")
+    assert splits.summary()["test/loaded"] == 2 and "train/skipped_crowd" in splits.summary()
+
+
+def test_pre_split_layout_without_its_val_part_is_an_error_naming_the_file(tmp_path) -> None:
+    _many(tmp_path / "train", 3)
+    with pytest.raises(DatasetError, match=r"val/annotations.json does not exist"):
+        coco_splits("coco", str(tmp_path), IMG_SIZE)
+
+
+def test_a_root_without_annotations_is_an_error_naming_both_layouts(tmp_path: Path) -> None:
+    with pytest.raises(DatasetError, match="no COCO annotations") as err:
+        coco_splits("coco", str(tmp_path), IMG_SIZE)
+    assert "annotations.json" in str(err.value) and "train/annotations.json" in str(err.value)
+
+
+def test_colliding_stems_are_named_by_their_relative_path(tmp_path: Path) -> None:
+    images = [_image_entry(1, "x/0001.png"), _image_entry(2, "y/0001.png"), _image_entry(3, "z.png")]
+    anns = [_ann(i, i, 1, [_rect_polygon(10, 20, 10, 20)]) for i in (1, 2, 3)]
+    assert _dataset(_write(tmp_path, images, anns)).names == ["x__0001.png", "y__0001.png", "z"]
+
+
+# --- bad input -------------------------------------------------------------------------------
+
+
+def test_missing_annotations_file_is_an_error_naming_it(tmp_path: Path) -> None:
+    with pytest.raises(DatasetError, match="labels.json does not exist"):
+        read_coco(tmp_path / "labels.json", tmp_path / "images")
+
+
+def test_invalid_json_is_an_error_naming_the_file_and_position(tmp_path: Path) -> None:
+    (tmp_path / "annotations.json").write_text('{"images": [],\n "annotations": [,]}')
+    with pytest.raises(DatasetError, match=r"annotations.json: not valid JSON .* line 2, column"):
+        read_coco(tmp_path / "annotations.json", tmp_path / "images")
+
+
+@pytest.mark.parametrize("key", ["images", "annotations"])
+def test_a_missing_top_level_list_is_an_error_naming_it(tmp_path: Path, key: str) -> None:
+    data = {"images": [], "annotations": [], "categories": CATEGORIES}
+    del data[key]
+    (tmp_path / "annotations.json").write_text(json.dumps(data))
+    with pytest.raises(DatasetError, match=rf"annotations.json: no '{key}' list"):
+        read_coco(tmp_path / "annotations.json", tmp_path / "images")
+
+
+@pytest.mark.parametrize("file_name", ["../outside.png", "/tmp/outside.png", "a/../../x.png"])
+def test_a_file_name_outside_the_dataset_is_an_error(tmp_path: Path, file_name: str) -> None:
+    path = _write(tmp_path, [_image_entry(1, file_name)], [], write_images=False)
+    with pytest.raises(DatasetError, match=f"file_name '{file_name}', which is outside"):
+        read_coco(path, tmp_path / "images")
+
+
+def test_an_annotation_of_an_unlisted_image_is_an_error_naming_the_annotation(tmp_path) -> None:
+    path = _write(tmp_path, [_image_entry(1, "a.png")], [_ann(77, 9, 1, [[1, 1, 9, 1, 9, 9]])])
+    with pytest.raises(DatasetError, match="annotation 77 refers to image id 9"):
+        read_coco(path, tmp_path / "images")
+
+
+def test_a_listed_image_without_its_file_is_an_error_naming_the_file(tmp_path: Path) -> None:
+    path = _write(tmp_path, [_image_entry(1, "a.png")], [])
+    _write(tmp_path, [_image_entry(1, "a.png"), _image_entry(2, "gone.png")], [],
+           write_images=False)  # fmt: skip
+    with pytest.raises(DatasetError, match="missing from .*images: gone.png"):
+        read_coco(path, tmp_path / "images")
+
+
+def test_a_polygon_with_fewer_than_3_points_is_skipped_with_a_warning(tiny_coco, caplog) -> None:
+    with caplog.at_level(logging.WARNING, logger="samexp.data.coco"):
+        dataset = _dataset(tiny_coco)
+    assert "annotation 31 on c.png has a polygon with fewer than 3 points" in caplog.text
+    assert dataset.summary()["skipped_bad_polygon"] == 1
+
+
+@pytest.mark.parametrize(
+    "second", [_image_entry(1, "b.png"), _image_entry(2, "a.png")], ids=["same id", "same file"]
+)
+def test_an_image_listed_twice_is_an_error(tmp_path: Path, second: dict) -> None:
+    path = _write(tmp_path, [_image_entry(1, "a.png"), second], [])
+    with pytest.raises(DatasetError, match=f"'{second['file_name']}'\\) is listed twice"):
+        read_coco(path, tmp_path / "images")
+
+
+def test_a_size_that_differs_from_the_file_is_an_error_naming_both(tmp_path: Path) -> None:
+    path = _write(tmp_path, [_image_entry(1, "a.png")], [])
+    _write(tmp_path, [_image_entry(1, "a.png", h=50, w=70)], [], write_images=False)
+    with pytest.raises(DatasetError, match=r"images/a.png: .* says it is 70×50 .* file is 64×48"):
+        read_coco(path, tmp_path / "images")
+
+
+def test_an_rle_of_another_size_than_its_image_is_an_error(tmp_path: Path) -> None:
+    rle = _compressed_rle(np.ones((10, 10), dtype=bool))
+    path = _write(tmp_path, [_image_entry(1, "a.png")], [_ann(5, 1, 1, rle)])
+    with pytest.raises(DatasetError, match=r"annotation 5 has an RLE of size \[10, 10\]"):
+        read_coco(path, tmp_path / "images")
+
+
+def test_a_box_only_annotation_is_an_error_asking_for_masks(tmp_path: Path) -> None:
+    ann = {"id": 5, "image_id": 1, "category_id": 1, "bbox": [1, 1, 5, 5], "iscrowd": 0}
+    path = _write(tmp_path, [_image_entry(1, "a.png")], [ann])
+    with pytest.raises(DatasetError, match="annotation 5 has no usable 'segmentation'"):
+        read_coco(path, tmp_path / "images")
+
+
+# --- EXIF orientation ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("orientation", range(2, 9))
+def test_orientations_turn_pixels_as_pil_exif_transpose_does(orientation: int) -> None:
+    stored = np.random.default_rng(orientation).integers(0, 256, (5, 7, 3), dtype=np.uint8)
+    image = Image.fromarray(stored)
+    image.getexif()[0x0112] = orientation
+    assert np.array_equal(_ORIENT[orientation](stored), np.asarray(ImageOps.exif_transpose(image)))
+
+
+def _save_rotated_jpeg(path: Path, displayed: np.ndarray) -> None:
+    """Store `displayed` turned back 90°, with EXIF orientation 6 (viewers rotate it upright)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    stored = Image.fromarray(np.ascontiguousarray(np.rot90(displayed, 1)))
+    exif = stored.getexif()
+    exif[0x0112] = 6
+    stored.save(path, exif=exif, quality=95)
+
+
+def test_an_exif_rotated_jpeg_is_turned_to_the_annotated_frame(tmp_path: Path) -> None:
+    displayed = np.full((W, H, 3), 20, dtype=np.uint8)  # 64 tall, 48 wide once rotated upright
+    displayed[5:20, 10:40] = 230  # the annotated object, in displayed coordinates
+    _save_rotated_jpeg(tmp_path / "images" / "phone.jpg", displayed)
+    with Image.open(tmp_path / "images" / "phone.jpg") as stored:
+        assert stored.size == (W, H)  # the file holds 64 wide × 48 tall
+    anns = [_ann(1, 1, 1, [_rect_polygon(5, 20, 10, 40)])]
+    path = _write(tmp_path, [_image_entry(1, "phone.jpg", h=W, w=H)], anns, write_images=False)
+    sample = _dataset(path)[0]
+    assert sample.original_size == (W, H)
+    assert sample.gt_masks[0].sum() == 15 * 30
+    h, w = sample.input_size
+    image, mask = sample.image[:, :h, :w].float().mean(0), sample.masks[0, :h, :w]
+    assert image[mask].mean() > 200 and image[~mask].mean() < 50  # the mask lies on the object
+
+
+def test_a_json_sized_as_stored_keeps_the_pixels_as_stored(tmp_path: Path) -> None:
+    """A tool that ignored EXIF annotated the stored pixels; turning them would misalign masks."""
+    displayed = np.zeros((W, H, 3), dtype=np.uint8)
+    _save_rotated_jpeg(tmp_path / "images" / "phone.jpg", displayed)
+    anns = [_ann(1, 1, 1, [_rect_polygon(5, 20, 10, 40)])]
+    path = _write(tmp_path, [_image_entry(1, "phone.jpg", h=H, w=W)], anns, write_images=False)
+    assert _dataset(path)[0].original_size == (H, W)
+
+
+# --- end to end ------------------------------------------------------------------------------
+
+
+def _shapes_coco(root: Path, count: int = 6) -> Path:
+    """Bright squares and blobs on dark noise, one of each per image: learnable, 2 categories."""
+    rng = np.random.default_rng(0)
+    images, anns = [], []
+    for i in range(count):
+        pixels = rng.integers(0, 50, (96, 128, 3), dtype=np.uint8)
+        y, x = int(rng.integers(5, 40)), int(rng.integers(5, 40))
+        pixels[y : y + 30, x : x + 30] = (230, 230, 60)
+        blob = np.zeros((96, 128), dtype=np.uint8)
+        cv2.circle(blob, (int(rng.integers(85, 110)), int(rng.integers(25, 70))), 15, 1, -1)
+        pixels[blob > 0] = (60, 220, 230)
+        (root / "images").mkdir(parents=True, exist_ok=True)
+        cv2.imwrite(str(root / "images" / f"s{i}.png"), pixels[:, :, ::-1])
+        images.append(_image_entry(i, f"s{i}.png", 96, 128))
+        anns.append(_ann(2 * i, i, 1, [[x, y, x + 30, y, x + 30, y + 30, x, y + 30]]))
+        anns.append(_ann(2 * i + 1, i, 2, _compressed_rle(blob.astype(bool))))
+    data = {"images": images, "annotations": anns, "categories": CATEGORIES}
+    (root / "annotations.json").write_text(json.dumps(data))
+    return root
+
+
+def test_run_on_a_coco_dataset_reports_test_iou_per_category(tmp_path, make_config) -> None:
+    from samexp.runner import run
+
+    root = _shapes_coco(tmp_path / "coco")
+    metrics = run(make_config(
+        "dataset=coco", f"dataset.root={root}", "dataset.val_size=0.34", "model=tiny",
+        "adapter=decoder", "trainer.epochs=1", "trainer.max_steps=2", "trainer.batch_size=2",
+    ))  # fmt: skip
+    for key in ("final/test/iou", "final/test/iou/square", "final/test/iou/blob"):
+        assert 0.0 <= metrics[key] <= 1.0, key

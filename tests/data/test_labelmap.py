@@ -1,0 +1,331 @@
+"""Specifications for the label-map (semantic) format, on a tiny generated 3-class dataset."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from PIL import Image
+
+import samexp.data.labelmap as labelmap
+from samexp.data.labelmap import LabelMapDataset, labelmap_splits
+from samexp.errors import DatasetError
+
+SHAPE = (40, 56)  # H×W
+CLASSES = "# id name\n0 background\n1 cat\n2 dog\n\n3 bird  # birds of any kind\n"
+NAMES = {1: "cat", 2: "dog", 3: "bird"}
+IGNORE = 255
+# image name -> classes drawn; "empty" holds background and ignore pixels only
+LAYOUT = {"a": (1, 2, 3), "b": (1,), "c": (2, 3), "empty": ()}
+
+
+def draw_label(classes: tuple[int, ...], shape: tuple[int, int] = SHAPE) -> np.ndarray:
+    """Background 0, one block per class, and a VOC-style ignore band (255) at each block's edge."""
+    label = np.zeros(shape, dtype=np.uint8)
+    label[0:3, :] = IGNORE
+    for k, class_id in enumerate(classes):
+        top, left = 6 + 10 * k, 4 + 16 * k
+        label[top - 1 : top + 11, left - 1 : left + 13] = IGNORE
+        label[top : top + 10, left : left + 12] = class_id
+    return label
+
+
+def write_labelmap(root: Path, splits: dict[str, dict[str, tuple[int, ...]]]) -> Path:
+    """Images whose class blocks are bright, distinct colours (learnable), labels as 8-bit PNGs."""
+    (root / "classes.txt").write_text(CLASSES)
+    colours = {
+        0: (20, 20, 20),
+        1: (250, 60, 60),
+        2: (60, 250, 60),
+        3: (60, 60, 250),
+        255: (90,) * 3,
+    }
+    for split, layout in splits.items():
+        (root / split / "images").mkdir(parents=True)
+        (root / split / "labels").mkdir(parents=True)
+        for name, classes in layout.items():
+            label = draw_label(classes)
+            image = np.zeros((*SHAPE, 3), dtype=np.uint8)
+            for value, colour in colours.items():
+                image[label == value] = colour
+            Image.fromarray(image).save(root / split / "images" / f"{name}.jpg", quality=95)
+            Image.fromarray(label).save(root / split / "labels" / f"{name}.png")
+    return root
+
+
+@pytest.fixture
+def root(tmp_path: Path) -> Path:
+    return write_labelmap(tmp_path, {"train": LAYOUT, "test": {"t1": (1, 2, 3), "t2": (2,)}})
+
+
+def load(root: Path, split: str = "train", **kwargs) -> LabelMapDataset:
+    return LabelMapDataset(str(root), split, img_size=64, **kwargs)
+
+
+def label_path(root: Path, name: str, split: str = "train") -> Path:
+    return root / split / "labels" / f"{name}.png"
+
+
+# --- what a label map becomes ------------------------------------------------------------------
+
+
+def test_each_class_present_becomes_one_instance_named_by_its_class(root: Path) -> None:
+    dataset = load(root)
+    assert dataset.names == ["a", "b", "c"]
+    for sample, name in zip(dataset, dataset.names, strict=True):
+        assert sample.categories == [NAMES[i] for i in LAYOUT[name]]
+        assert len(sample.gt_masks) == len(LAYOUT[name])
+
+
+def test_masks_equal_label_equals_id_and_ignore_and_background_are_in_no_mask(root: Path) -> None:
+    dataset = load(root)
+    for sample, name in zip(dataset, dataset.names, strict=True):
+        raw = np.asarray(Image.open(label_path(root, name)))  # not through the loader under test
+        for mask, class_id in zip(sample.gt_masks.numpy(), LAYOUT[name], strict=True):
+            np.testing.assert_array_equal(mask, raw == class_id)
+        union = sample.gt_masks.any(0).numpy()
+        assert not union[raw == IGNORE].any() and not union[raw == 0].any()
+        assert sample.masks.shape == (len(LAYOUT[name]), 64, 64)
+
+
+def test_summary_counts_loaded_skipped_and_instances_per_class(root: Path) -> None:
+    assert load(root).summary() == {
+        "loaded": 3,
+        "skipped_no_targets": 1,
+        "skipped_small_region": 0,
+        "instances": 6,
+        "instances/cat": 2,
+        "instances/dog": 2,
+        "instances/bird": 2,
+    }
+
+
+def test_image_without_a_target_class_is_skipped_with_a_warning(
+    root: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.WARNING, logger="samexp.data.labelmap"):
+        dataset = load(root)
+    assert "empty" not in dataset.names
+    assert dataset.skipped == [("empty", "no target class")]
+    assert any("empty.png" in r.getMessage() for r in caplog.records)
+
+
+def test_split_is_logged_with_instance_counts_per_class(
+    root: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.INFO, logger="samexp.data.labelmap"):
+        load(root)
+    assert any("cat=2, dog=2, bird=2" in r.getMessage() for r in caplog.records)
+
+
+def test_regions_smaller_than_min_area_are_skipped_and_counted(root: Path) -> None:
+    small = draw_label((1,))
+    small[30:33, 50:53] = 2  # a 3×3 speck of dog beside a 10×12 cat
+    Image.fromarray(small).save(label_path(root, "b"))
+    dataset = load(root, min_area=10)
+    assert dataset.summary()["skipped_small_region"] == 1
+    assert dataset.skipped_regions == [("b", "dog", 9)]
+    assert dataset[dataset.names.index("b")].categories == ["cat"]
+    assert load(root).skipped_regions == []  # min_area=0 keeps every region
+
+
+def test_only_background_ids_are_never_targets(root: Path) -> None:
+    dataset = load(root, background_ids=(0, 1))  # cat declared background
+    assert "cat" not in {c for sample in dataset for c in sample.categories}
+    assert "b" not in dataset.names  # b held only cat
+
+
+# --- label encodings ---------------------------------------------------------------------------
+
+
+def test_palette_png_labels_are_read_as_indices_not_colours(root: Path) -> None:
+    label = draw_label((1, 2, 3))
+    palette = Image.fromarray(label)
+    palette.putpalette([0, 0, 0, 128, 0, 0, 0, 128, 0, 128, 128, 0] + [224, 224, 192] * 252)
+    assert palette.mode == "P"
+    palette.save(label_path(root, "a"))
+    assert cv2.imread(str(label_path(root, "a")), cv2.IMREAD_UNCHANGED).ndim == 3  # the trap
+    sample = load(root)[0]
+    assert sample.categories == ["cat", "dog", "bird"]
+    for mask, class_id in zip(sample.gt_masks.numpy(), (1, 2, 3), strict=True):
+        np.testing.assert_array_equal(mask, label == class_id)
+
+
+def test_16_bit_labels_keep_their_ids_unscaled(root: Path) -> None:
+    label = draw_label((1, 2, 3)).astype(np.uint16)
+    assert cv2.imwrite(str(label_path(root, "a")), label)
+    assert cv2.imread(str(label_path(root, "a")), cv2.IMREAD_UNCHANGED).dtype == np.uint16
+    sample = load(root)[0]
+    assert sample.categories == ["cat", "dog", "bird"]
+    np.testing.assert_array_equal(sample.gt_masks[2].numpy(), label == 3)
+
+
+def test_16_bit_ids_above_255_are_classes_when_listed(root: Path) -> None:
+    (root / "classes.txt").write_text(CLASSES + "1000 building\n")
+    label = draw_label((1,)).astype(np.uint16)
+    label[30:, 40:] = 1000
+    assert cv2.imwrite(str(label_path(root, "b")), label)
+    assert load(root)[1].categories == ["cat", "building"]
+
+
+def test_rgb_label_image_is_refused_asking_for_single_channel_ids(root: Path) -> None:
+    label = draw_label((1,))
+    Image.fromarray(np.stack([label] * 3, axis=-1)).save(label_path(root, "b"))
+    with pytest.raises(DatasetError, match="single-channel class ids") as err:
+        load(root)
+    assert "labels/b.png" in str(err.value) and "convert" in str(err.value)
+
+
+# --- what users get wrong ----------------------------------------------------------------------
+
+
+def test_label_value_not_in_the_class_list_names_the_file_and_values(root: Path) -> None:
+    label = draw_label((1,))
+    label[30:, 40:] = 7
+    label[30:, :5] = 9
+    Image.fromarray(label).save(label_path(root, "b"))
+    with pytest.raises(DatasetError, match=r"labels/b.png: label values 7, 9 are not in") as err:
+        load(root)
+    assert "classes.txt" in str(err.value)
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("0 background\n1 cat\n1 dog\n", r"classes.txt, line 3: id 1 is listed twice"),
+        ("0 background\n\n1 cat\n2 cat\n", r"classes.txt, line 4: class name 'cat' is listed"),
+        ("# ids\n0 background\ncat 1\n", r"classes.txt, line 3: expected `id name`"),
+        ("0 background\n2\n", r"classes.txt, line 2: expected `id name`"),
+        ("0 background\n-1 cat\n", r"classes.txt, line 2: expected `id name`"),
+        ("# nothing yet\n", r"classes.txt lists no classes"),
+        ("0 background\n255 void\n", r"every class is background"),
+    ],
+)
+def test_bad_classes_file_names_the_file_and_line(root: Path, text: str, message: str) -> None:
+    (root / "classes.txt").write_text(text)
+    with pytest.raises(DatasetError, match=message):
+        load(root)
+
+
+def test_class_names_may_hold_spaces_and_ignore_may_be_listed(root: Path) -> None:
+    (root / "classes.txt").write_text("0 background\n1 tabby cat\n2 dog\n3 bird\n255 void\n")
+    assert load(root)[1].categories == ["tabby cat"]
+
+
+def test_missing_classes_file_is_an_error_naming_it(root: Path) -> None:
+    (root / "classes.txt").unlink()
+    with pytest.raises(DatasetError, match=r"classes file .*classes.txt does not exist"):
+        load(root)
+
+
+def test_image_without_label_names_the_image_and_the_labels_folder(root: Path) -> None:
+    label_path(root, "b").unlink()
+    with pytest.raises(DatasetError, match=r"have no label .* b.jpg") as err:
+        load(root)
+    assert str(root / "train" / "labels") in str(err.value)
+
+
+def test_label_without_image_is_an_error(root: Path) -> None:
+    (root / "train" / "images" / "b.jpg").unlink()
+    with pytest.raises(DatasetError, match=r"label\(s\) have no image .* b.png"):
+        load(root)
+
+
+def test_label_saved_as_jpeg_is_refused(root: Path) -> None:
+    label_path(root, "b").rename(root / "train" / "labels" / "b.jpg")
+    with pytest.raises(DatasetError, match=r"must be PNG files .* b.jpg"):
+        load(root)
+
+
+def test_size_mismatch_names_both_files_and_sizes(root: Path) -> None:
+    Image.fromarray(draw_label((1,), shape=(40, 50))).save(label_path(root, "b"))
+    with pytest.raises(DatasetError, match="size mismatch") as err:
+        load(root)
+    message = str(err.value)
+    assert "images/b.jpg" in message and "labels/b.png" in message
+    assert "56×40" in message and "50×40" in message
+
+
+@pytest.mark.parametrize("folder", ["labels", "images"])
+def test_missing_folder_is_an_error_naming_it(root: Path, folder: str) -> None:
+    for path in (root / "train" / folder).iterdir():
+        path.unlink()
+    (root / "train" / folder).rmdir()
+    with pytest.raises(DatasetError, match=f"train/{folder} does not exist"):
+        load(root)
+
+
+def test_empty_images_folder_is_an_error(root: Path) -> None:
+    for path in (root / "train" / "images").iterdir():
+        path.unlink()
+    with pytest.raises(DatasetError, match="holds no image files"):
+        load(root)
+
+
+def test_split_where_no_image_has_a_target_is_an_error(tmp_path: Path) -> None:
+    write_labelmap(tmp_path, {"train": {"e1": (), "e2": ()}})
+    with pytest.raises(DatasetError, match="no label map contains a class to segment"):
+        load(tmp_path)
+
+
+def test_missing_split_and_root_are_errors_naming_them(root: Path) -> None:
+    with pytest.raises(DatasetError, match="'val' not found"):
+        load(root, "val")
+    with pytest.raises(DatasetError, match="nowhere"):
+        load(root / "nowhere")
+
+
+def test_validation_reads_each_label_once_and_no_image_pixels(
+    root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    reads: list[str] = []
+    real = labelmap.read_label
+    monkeypatch.setattr(labelmap, "read_label", lambda p: reads.append(p.name) or real(p))
+
+    def no_decode(*args, **kwargs):
+        raise AssertionError("construction must read images by header only")
+
+    monkeypatch.setattr(labelmap, "read_image_rgb", no_decode)
+    load(root)
+    assert sorted(reads) == ["a.png", "b.png", "c.png", "empty.png"]
+
+
+def test_label_drawn_on_stored_pixels_turns_with_an_exif_rotated_image(root: Path) -> None:
+    image = np.asarray(Image.open(root / "train" / "images" / "b.jpg"))
+    exif = Image.Exif()
+    exif[0x0112] = 6  # stored sideways: displayed turned 90° clockwise
+    Image.fromarray(image).save(root / "train" / "images" / "b.jpg", exif=exif, quality=95)
+    sample = load(root)[1]
+    assert sample.original_size == (SHAPE[1], SHAPE[0])
+    displayed = Image.fromarray(draw_label((1,))).transpose(Image.Transpose.ROTATE_270)
+    np.testing.assert_array_equal(sample.gt_masks[0].numpy(), np.asarray(displayed) == 1)
+
+
+# --- end to end --------------------------------------------------------------------------------
+
+
+def test_splits_factory_builds_train_test_and_optional_val(root: Path) -> None:
+    splits = labelmap_splits("pets", str(root), img_size=64, val_split="test")
+    assert splits.name == "pets" and splits.eval_name == "val"
+    assert len(splits.train) == 3 and len(splits.test) == 2 and len(splits.val) == 2
+
+
+@pytest.mark.slow
+def test_run_reports_overall_and_per_class_metrics(root: Path, make_config) -> None:
+    from samexp.runner import run
+
+    cfg = make_config(
+        "dataset=labelmap", f"dataset.root={root}", "model=tiny", "adapter=decoder",
+        "trainer.epochs=1", "trainer.max_steps=2", "trainer.val_fraction=0",
+    )  # fmt: skip
+    metrics = run(cfg)
+    for key in (
+        "final/test/iou",
+        "final/test/iou/cat",
+        "final/test/iou/dog",
+        "final/test/iou/bird",
+    ):
+        assert 0.0 <= metrics[key] <= 1.0, key
