@@ -16,7 +16,7 @@ from torch.utils.data import DataLoader
 
 from samexp.adapters.base import Adapter, parameter_counts, trainable_parameters
 from samexp.adapters.io import save_adapter
-from samexp.data.base import collate, read_image_rgb
+from samexp.data.base import collate
 from samexp.data.splits import DatasetSplits
 from samexp.errors import SamexpError
 from samexp.evaluate import EvalResult, evaluate
@@ -24,7 +24,7 @@ from samexp.models.build import BaseModel
 from samexp.prompts.base import PromptStrategy
 from samexp.tracking import Tracker, flatten, provenance, scratch_dir
 from samexp.train import Monitor, fit
-from samexp.viz import comparison
+from samexp.viz import comparison, original_frame
 
 log = logging.getLogger(__name__)
 
@@ -199,7 +199,7 @@ def _log_comparisons(tracker: Tracker, dataset, baseline: EvalResult, final: Eva
     before, after = baseline.by_name(), final.by_name()
     for name, pred in final.predictions.items():
         sample = dataset[paths[name]]
-        image = read_image_rgb(sample.image_path)
+        image = original_frame(sample)
         gt = sample.gt_masks.any(0).numpy()
         iou0 = float(np.mean([r["iou"] for r in before[name]]))
         iou1 = float(np.mean([r["iou"] for r in after[name]]))

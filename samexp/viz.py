@@ -5,8 +5,19 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
+from samexp.data.base import Sample
+
 GT_COLOUR = (46, 204, 113)
 PRED_COLOUR = (52, 152, 219)
+
+
+def original_frame(sample: Sample) -> np.ndarray:
+    """The image as the model saw it (EXIF-oriented, decoded by the dataset) at its original size,
+    so overlays line up with `gt_masks` whatever the format did to the file's pixels."""
+    h, w = sample.input_size
+    image = sample.image[:, :h, :w].permute(1, 2, 0).numpy()
+    height, width = sample.original_size
+    return cv2.resize(image, (width, height), interpolation=cv2.INTER_LINEAR)
 
 
 def overlay(

@@ -67,10 +67,17 @@ def test_every_prompt_option_instantiates(name):
 
 
 @pytest.mark.parametrize("name", options("dataset"))
-def test_every_dataset_option_loads_its_splits(name, rings_root: Path):
-    cfg = compose_config([f"dataset={name}", f"data_root={rings_root.parent}"])
+def test_every_dataset_option_composes_and_names_a_callable_factory(name):
+    from hydra.utils import get_method
+
+    cfg = compose_config([f"dataset={name}"])
+    assert cfg.dataset.name and callable(get_method(cfg.dataset._target_))
+
+
+def test_rings_dataset_option_loads_its_splits(rings_root: Path):
+    cfg = compose_config(["dataset=rings", f"data_root={rings_root.parent}"])
     splits = instantiate(cfg.dataset, img_size=256)
-    assert isinstance(splits, DatasetSplits) and len(splits.train) > 0 and len(splits.test) > 0
+    assert isinstance(splits, DatasetSplits) and len(splits.train) == 8 and len(splits.test) == 2
 
 
 @pytest.mark.parametrize("group", ["optim", "trainer", "tracking"])
@@ -117,3 +124,29 @@ def test_device_accepts_only_auto_cpu_cuda():
 def test_data_root_follows_samexp_data(monkeypatch, tmp_path):
     monkeypatch.setenv("SAMEXP_DATA", str(tmp_path))
     assert compose_config([]).dataset.root == f"{tmp_path}/rings"
+
+
+@pytest.mark.parametrize("name", options("scheduler"))
+def test_every_scheduler_option_builds_a_schedule(name, tiny):
+    from samexp.schedulers import Schedule
+
+    optimizer = instantiate(compose_config([]).optim, params=list(tiny.sam.parameters()))
+    schedule = instantiate(
+        compose_config([f"scheduler={name}"]).scheduler, optimizer=optimizer, total_steps=10
+    )
+    assert isinstance(schedule, Schedule)
+
+
+def test_augmentation_is_off_by_default_and_instantiates_when_chosen():
+    from samexp.data.augment import Augment
+
+    assert compose_config([]).augment is None
+    assert isinstance(
+        instantiate(compose_config(["augment=default"]).augment, _convert_="all"), Augment
+    )
+
+
+def test_eval_prompt_defaults_to_the_training_prompt_and_can_be_chosen_separately():
+    assert compose_config([]).eval_prompt is None
+    cfg = compose_config(["prompt=box", "+prompt@eval_prompt=box", "eval_prompt.jitter=0"])
+    assert cfg.eval_prompt.jitter == 0 and cfg.prompt.jitter == 0.1

@@ -247,7 +247,9 @@ def test_run_without_tracking_returns_metrics_and_writes_weights_to_output_dir(
     assert not (tmp_path / "mlruns").exists()
 
 
-def test_carved_validation_split_drives_per_epoch_eval_and_the_best_epoch_is_what_gets_tested(make_config):
+def test_carved_validation_split_drives_per_epoch_eval_and_the_best_epoch_is_what_gets_tested(
+    make_config,
+):
     cfg = make_config("model=tiny", "adapter=decoder", "trainer.epochs=3", "trainer.batch_size=3",
                       "trainer.val_fraction=0.25", "optim.lr=1e-2")  # fmt: skip
     metrics = runner.run(cfg)

@@ -1,4 +1,4 @@
-"""The COCO instance-segmentation format: one sample per image, carrying all its annotated instances.
+"""The COCO instance-segmentation format: one sample per image, carrying all its instances.
 
 The JSON is checked in full when a split is built (a bad file stops the run before any model is
 built, naming the file); masks are kept as compressed RLE and decoded by pycocotools only when a
@@ -14,30 +14,24 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
-import numpy as np
 import torch
-from PIL import Image
 from pycocotools import mask as mask_utils
 from torch.utils.data import Dataset
 
-from samexp.data.base import Sample, make_sample, read_image_rgb
+from samexp.data.base import (
+    Sample,
+    apply_orientation,
+    displayed_shape,
+    image_header,
+    make_sample,
+    read_image_rgb,
+)
 from samexp.data.splits import DatasetSplits
 from samexp.errors import DatasetError
 
 logger = logging.getLogger(__name__)
 
 _SKIPS = ("crowd", "category", "bad_polygon", "small", "no_instances")  # summary() counters
-_MAX_LISTED = 5
-# EXIF orientation -> stored pixels to displayed pixels (the same maps as PIL's exif_transpose)
-_ORIENT = {
-    2: lambda a: a[:, ::-1],
-    3: lambda a: a[::-1, ::-1],
-    4: lambda a: a[::-1],
-    5: lambda a: a.swapaxes(0, 1),
-    6: lambda a: np.rot90(a, -1),
-    7: lambda a: a[::-1, ::-1].swapaxes(0, 1),
-    8: lambda a: np.rot90(a, 1),
-}
 
 
 @dataclass
@@ -53,20 +47,13 @@ class CocoImage:
     skips: list[tuple[str, str]] = field(default_factory=list)  # (counter, reason) per skip
 
 
-def _listing(items: Sequence[str]) -> str:
-    more = len(items) - _MAX_LISTED
-    return ", ".join(items[:_MAX_LISTED]) + (f" and {more} more" if more > 0 else "")
-
-
 def _load_json(path: Path) -> dict:
     if not path.is_file():
         raise DatasetError(f"COCO annotations file {path} does not exist; fix the path")
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as e:
-        raise DatasetError(f"{path}: not valid JSON ({e.msg} at line {e.lineno}, column {e.colno})") from e
-    except UnicodeDecodeError as e:
-        raise DatasetError(f"{path}: not UTF-8 text ({e.reason} at byte {e.start})") from e
+        data = json.loads(path.read_bytes())
+    except ValueError as e:  # JSONDecodeError says "line L column C"; also bad UTF-8
+        raise DatasetError(f"{path}: not valid JSON ({e})") from e
     keys = ("images", "annotations", "categories")
     missing = [k for k in keys if not isinstance(data, dict) or not isinstance(data.get(k), list)]
     if missing:
@@ -77,27 +64,26 @@ def _load_json(path: Path) -> dict:
     return data
 
 
-def _orientation_for(path: Path, stated: tuple[int, int] | None, json_path: Path) -> tuple[tuple[int, int], int]:
+def _orientation_for(
+    path: Path, stated: tuple[int, int] | None, json_path: Path
+) -> tuple[tuple[int, int], int]:
     """The annotation frame (H, W) and the EXIF orientation that turns the file's pixels into it.
 
     COCO annotations are in the displayed (EXIF-rotated) frame. A JSON size that matches only the
     stored frame was written by a tool that ignored EXIF: then the pixels are used as stored.
     Only the header is read, so checking a large dataset does not decode every photo.
     """
-    try:
-        with Image.open(path) as image:
-            (w, h), orientation = image.size, image.getexif().get(0x0112, 1)
-    except Exception as exc:  # PIL raises several types for bad files; all mean "unreadable"
-        raise DatasetError(f"{path}: cannot be read as an image ({exc})") from exc
-    orientation = orientation if orientation in _ORIENT else 1
-    displayed = (w, h) if orientation in (5, 6, 7, 8) else (h, w)
+    stored, orientation = image_header(path)
+    displayed = displayed_shape(stored, orientation)
     if stated is None or stated == displayed:
         return displayed, orientation
-    if stated == (h, w):
-        return (h, w), 1
+    if stated == stored:
+        return stored, 1
+    (h, w), (dh, dw) = stored, displayed
+    as_shown = f" ({dw}×{dh} as displayed, EXIF orientation {orientation})" * (orientation > 1)
     raise DatasetError(
         f"{path}: {json_path.name} says it is {stated[1]}×{stated[0]} (W×H) but the file is "
-        f"{displayed[1]}×{displayed[0]}; fix its 'width'/'height' or re-export the annotations"
+        f"{w}×{h}{as_shown}; fix its 'width'/'height' or re-export the annotations"
     )
 
 
@@ -105,10 +91,11 @@ def _list_images(data: dict, json_path: Path, images_dir: Path) -> dict[object, 
     """Image id -> CocoImage, after checking every entry and file (see `read_coco`)."""
     images: dict[object, CocoImage] = {}
     ids_by_file: dict[str, object] = {}
+    stated: dict[object, tuple[int, int]] = {}  # (H, W) as the JSON says, where it says
     for entry in data["images"]:
         image_id, file_name = entry.get("id"), entry.get("file_name")
         if image_id is None or not isinstance(file_name, str):
-            raise DatasetError(f"{json_path}: image entry {entry!r:.100} needs 'id' and 'file_name'")
+            raise DatasetError(f"{json_path}: image entry {entry!r:.80} lacks 'id' or 'file_name'")
         rel = PurePosixPath(file_name)
         if rel.is_absolute() or ".." in rel.parts or not rel.parts:
             raise DatasetError(
@@ -122,19 +109,21 @@ def _list_images(data: dict, json_path: Path, images_dir: Path) -> dict[object, 
                 f"file_name as image {other}); list each image once"
             )
         ids_by_file[file_name] = image_id
-        stated = (entry["height"], entry["width"]) if "height" in entry and "width" in entry else None
-        images[image_id] = CocoImage(rel.stem, images_dir / rel, stated)  # type: ignore[arg-type]
-    missing = [str(im.path.relative_to(images_dir)) for im in images.values() if not im.path.is_file()]
+        if "height" in entry and "width" in entry:
+            stated[image_id] = (entry["height"], entry["width"])
+        images[image_id] = CocoImage(rel.stem, images_dir / rel, size=(0, 0))
+    missing = [str(p.relative_to(images_dir)) for p in (im.path for im in images.values())
+               if not p.is_file()]  # fmt: skip
     if missing:
         raise DatasetError(
             f"{len(missing)} image(s) listed in {json_path} are missing from {images_dir}: "
-            f"{_listing(missing)}; add the files or fix their file_name"
+            f"{', '.join(missing[:5])}{' ...' * (len(missing) > 5)}; add them or fix file_name"
         )
     stems = Counter(im.name for im in images.values())
-    for im in images.values():
+    for image_id, im in images.items():
         if stems[im.name] > 1:  # e.g. a/0001.jpg and b/0001.jpg
             im.name = str(im.path.relative_to(images_dir)).replace("/", "__")
-        im.size, im.orientation = _orientation_for(im.path, im.size, json_path)
+        im.size, im.orientation = _orientation_for(im.path, stated.get(image_id), json_path)
     return images
 
 
@@ -211,7 +200,8 @@ def read_coco(
             continue
         area = float(mask_utils.area(rle))
         if area <= 0 or area < min_area:
-            im.skips.append(("small", f"annotation {ann_id}: area {area:g} px < min_area {min_area:g}"))
+            reason = f"annotation {ann_id}: area {area:g} px < min_area {min_area:g}"
+            im.skips.append(("small", reason))
             continue
         im.rles.append(rle)
         im.categories.append(category)
@@ -234,8 +224,8 @@ class CocoDataset(Dataset[Sample]):
         self.skipped = [(name, reason) for _, name, reason in self._skips]
         counts = {k: v for k, v in self.summary().items() if k.startswith("skipped_") and v}
         skipped = ", ".join(f"{v} {k[8:].replace('_', ' ')}" for k, v in counts.items()) or "none"
-        instances = sum(len(im.rles) for im in self._images)
-        logger.info("%s: %d images, %d instances; skipped: %s", label, len(self), instances, skipped)
+        n = sum(len(im.rles) for im in self._images)
+        logger.info("%s: %d images, %d instances; skipped: %s", label, len(self), n, skipped)
         if not self._images:
             raise DatasetError(f"{label}: no image has an instance left to train or evaluate on")
 
@@ -253,9 +243,7 @@ class CocoDataset(Dataset[Sample]):
 
     def __getitem__(self, index: int) -> Sample:
         im = self._images[index]
-        image = read_image_rgb(im.path)
-        if im.orientation in _ORIENT:
-            image = np.ascontiguousarray(_ORIENT[im.orientation](image))
+        image = apply_orientation(read_image_rgb(im.path), im.orientation)
         masks = mask_utils.decode(im.rles).transpose(2, 0, 1).astype(bool)  # H×W×K -> K×H×W
         return make_sample(
             im.name, str(im.path), image, masks, self.img_size,
@@ -263,7 +251,9 @@ class CocoDataset(Dataset[Sample]):
         )  # fmt: skip
 
 
-def _hold_out(images: list[CocoImage], val_size: float, seed: int, source: Path) -> tuple[list, list]:
+def _hold_out(
+    images: list[CocoImage], val_size: float, seed: int, source: Path
+) -> tuple[list[CocoImage], list[CocoImage]]:
     """Seeded (train, held-out) parts with max(1, round(val_size × usable)) usable images held out.
 
     Images without instances go wherever the shuffle puts them, so each part reports its own skips.

@@ -37,7 +37,7 @@ _MAX_ID = 65535  # labels are 8- or 16-bit PNGs
 
 
 def read_classes(path: Path) -> dict[int, str]:
-    """`id name` per line -> {id: name}; blank lines and `#` comments allowed, names may hold spaces."""
+    """`id name` per line -> {id: name}; blank lines and `#` comments allowed, spaces in names too."""
     if not path.is_file():
         raise DatasetError(
             f"classes file {path} does not exist; write one `id name` line per class "
@@ -156,7 +156,9 @@ class LabelMapDataset(Dataset[Sample]):
                 f"{split_dir}: no label map contains a class to segment "
                 f"({', '.join(self.classes.values())}); nothing to train or evaluate on"
             )
-        self._log_counts()
+        counts = {k: v for k, v in self.summary().items() if "/" not in k}
+        per_class = ", ".join(f"{n}={c}" for n, c in self.instances_per_class().items())
+        logger.info("%s/%s: %s; instances per class: %s", self.root.name, split, counts, per_class)
 
     def _add(self, name: str, image_path: Path, label_path: Path) -> None:
         image_shape, orientation = image_header(image_path)
@@ -187,20 +189,6 @@ class LabelMapDataset(Dataset[Sample]):
             self.skipped.append((name, "no target class"))
             return
         self._items.append(_Item(name, image_path, label_path, turn, tuple(kept)))
-
-    def _log_counts(self) -> None:
-        per_class = self.instances_per_class()
-        logger.info(
-            "%s/%s: %d images loaded, %d skipped without a target class, %d class regions under "
-            "min_area=%d px skipped; instances per class: %s",
-            self.root.name,
-            self.split,
-            len(self._items),
-            len(self.skipped),
-            len(self.skipped_regions),
-            self.min_area,
-            ", ".join(f"{name}={count}" for name, count in per_class.items()),
-        )
 
     def instances_per_class(self) -> dict[str, int]:
         """Target instances per class name, in class-id order (zeros included)."""

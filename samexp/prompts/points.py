@@ -68,10 +68,11 @@ class PointsPrompt(PromptStrategy):
         if self.grid_points_per_side is not None:
             pos = self._snap(pos, masks, input_sizes)
             neg = self._snap(neg, outside, input_sizes)
-        points = torch.cat([pos, neg], dim=1)
-        labels = torch.cat([pos_found.long(), torch.zeros_like(neg_found, dtype=torch.long)], 1)
+        labels = torch.cat([torch.ones_like(pos_found), torch.zeros_like(neg_found)], 1).long()
         found = torch.cat([pos_found, neg_found], dim=1)
-        return Prompts(points=points, labels=labels.masked_fill(~found, PADDING_LABEL))
+        return Prompts(
+            points=torch.cat([pos, neg], dim=1), labels=labels.masked_fill(~found, PADDING_LABEL)
+        )
 
     def _snap(
         self, points: torch.Tensor, region: torch.Tensor, input_sizes: torch.Tensor

@@ -8,12 +8,15 @@ import cv2
 import numpy as np
 import pytest
 import torch
-from PIL import Image
+from PIL import Image, ImageOps
 
 from samexp.data.base import (
     Batch,
+    apply_orientation,
     collate,
+    exif_orientation,
     make_sample,
+    mask_orientation,
     pad_to_square,
     read_image_rgb,
     resize_longest_side,
@@ -60,6 +63,70 @@ def test_read_image_rgb_unreadable_file_raises_dataset_error_naming_it(tmp_path:
     bad.write_bytes(b"this is not a png")
     with pytest.raises(DatasetError, match="garbage.png"):
         read_image_rgb(bad)
+
+
+def _exif(orientation: int) -> Image.Exif:
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    return exif
+
+
+@pytest.mark.parametrize("orientation", range(1, 9))
+@pytest.mark.parametrize("channels", [0, 3])
+def test_apply_orientation_matches_pil_exif_transpose(orientation: int, channels: int) -> None:
+    shape = (3, 5, channels) if channels else (3, 5)
+    array = np.random.default_rng(orientation).integers(0, 256, shape, dtype=np.uint8)
+    image = Image.fromarray(array)
+    image.getexif()[0x0112] = orientation
+    expected = np.asarray(ImageOps.exif_transpose(image))
+    out = apply_orientation(array, orientation)
+    assert out.shape == expected.shape and out.flags.c_contiguous
+    np.testing.assert_array_equal(out, expected)
+    if orientation >= 5:
+        assert out.shape[:2] == (5, 3)  # PIL really turned it: the comparison is not vacuous
+
+
+def test_apply_orientation_refuses_values_outside_1_to_8() -> None:
+    with pytest.raises(ValueError, match="1-8"):
+        apply_orientation(np.zeros((2, 2)), 9)
+
+
+def test_exif_orientation_reads_the_tag_and_defaults_to_1(tmp_path: Path) -> None:
+    Image.new("RGB", (4, 3)).save(tmp_path / "turned.jpg", exif=_exif(6))
+    Image.new("RGB", (4, 3)).save(tmp_path / "plain.png")
+    (tmp_path / "garbage.jpg").write_bytes(b"not an image")
+    assert exif_orientation(tmp_path / "turned.jpg") == 6
+    assert exif_orientation(tmp_path / "plain.png") == 1
+    assert exif_orientation(tmp_path / "garbage.jpg") == 1
+    assert exif_orientation(tmp_path / "missing.jpg") == 1
+
+
+def test_read_image_rgb_applies_exif_orientation_only_when_asked(tmp_path: Path) -> None:
+    pixels = np.zeros((30, 40, 3), dtype=np.uint8)
+    pixels[:10, :10] = 255  # top-left as stored
+    Image.fromarray(pixels).save(tmp_path / "p.jpg", exif=_exif(6), quality=95)
+    assert read_image_rgb(tmp_path / "p.jpg").shape == (30, 40, 3)  # as stored (cv2 ignores EXIF)
+    shown = read_image_rgb(tmp_path / "p.jpg", orient=True)
+    assert shown.shape == (40, 30, 3)
+    assert shown[:10, -10:].mean() > 200 and shown[:10, :10].mean() < 50  # turned clockwise
+
+
+@pytest.mark.parametrize(
+    ("mask_shape", "expected"), [((30, 40), 6), ((40, 30), 1)], ids=["stored", "displayed"]
+)
+def test_mask_orientation_follows_the_size_the_mask_was_drawn_at(
+    mask_shape: tuple[int, int], expected: int
+) -> None:
+    assert mask_orientation("i.jpg", (30, 40), 6, "m.png", mask_shape) == expected
+
+
+def test_mask_orientation_mismatch_names_stored_and_displayed_sizes() -> None:
+    with pytest.raises(DatasetError) as err:
+        mask_orientation("img/i.jpg", (30, 40), 6, "lab/m.png", (30, 41), kind="label")
+    message = str(err.value)
+    assert "img/i.jpg" in message and "lab/m.png" in message and "label" in message
+    assert "40×30 (W×H) as stored" in message and "30×40 as displayed" in message
+    assert "41×30" in message
 
 
 @pytest.mark.parametrize("shape", [(243, 208), (1080, 1920), (30, 40), (256, 256), (100, 7)])

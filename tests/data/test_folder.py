@@ -10,7 +10,7 @@ import cv2
 import numpy as np
 import pytest
 import torch
-from PIL import Image
+from PIL import Image, ImageOps
 from torch.utils.data import DataLoader
 
 from samexp.data.base import collate
@@ -247,3 +247,89 @@ def test_images_and_masks_folder_names_are_configurable(tmp_path: Path) -> None:
     cv2.imwrite(str(tmp_path / "val" / "gt" / "x.png"), np.full((30, 40), 255, np.uint8))
     dataset = FolderDataset(str(tmp_path), "val", img_size=64, images_dir="img", masks_dir="gt")
     assert dataset.names == ["x"]
+
+
+# --- EXIF orientation: photos stored sideways ----------------------------------------------------
+
+STORED = (40, 64)  # H×W of the pixels as stored in the file
+BLOCK = (slice(5, 15), slice(40, 60))  # a bright block off-centre, so any turn would move it
+
+
+def _write_turned_jpeg(tmp_path: Path, orientation: int) -> Path:
+    """A JPEG whose stored pixels have a bright block, tagged with an EXIF orientation."""
+    (tmp_path / "train" / "images").mkdir(parents=True)
+    (tmp_path / "train" / "masks").mkdir(parents=True)
+    pixels = np.full((*STORED, 3), 20, dtype=np.uint8)
+    pixels[BLOCK] = 240
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    path = tmp_path / "train" / "images" / "photo.jpg"
+    Image.fromarray(pixels).save(path, exif=exif, quality=95)
+    return path
+
+
+def _displayed(path: Path) -> np.ndarray:
+    """The image as viewers show it, by PIL (not the loader under test)."""
+    with Image.open(path) as image:
+        return np.asarray(ImageOps.exif_transpose(image).convert("RGB"))
+
+
+def _iou(a: np.ndarray, b: np.ndarray) -> float:
+    return float((a & b).sum() / (a | b).sum())
+
+
+def _check_mask_lines_up(dataset: FolderDataset, image_path: Path) -> None:
+    sample = dataset[0]
+    shown = _displayed(image_path)
+    assert sample.original_size == shown.shape[:2]
+    mask = sample.gt_masks[0].numpy()
+    h, w = sample.input_size  # img_size is the displayed longest side: the frame is not resized
+    loaded = sample.image[:, :h, :w].permute(1, 2, 0).numpy()
+    assert (h, w) == shown.shape[:2]
+    assert _iou(mask, loaded.mean(2) > 128) > 0.95  # the mask sits on the bright block
+    assert _iou(mask, shown.mean(2) > 128) > 0.95  # ... where viewers see it
+
+
+@pytest.mark.parametrize("orientation", [3, 6])
+def test_mask_drawn_on_stored_pixels_turns_with_an_exif_oriented_image(
+    tmp_path: Path, orientation: int
+) -> None:
+    image_path = _write_turned_jpeg(tmp_path, orientation)
+    mask = np.zeros(STORED, dtype=np.uint8)
+    mask[BLOCK] = 255
+    cv2.imwrite(str(tmp_path / "train" / "masks" / "photo.png"), mask)
+    dataset = FolderDataset(str(tmp_path), "train", img_size=max(STORED))
+    if orientation == 6:
+        assert dataset[0].original_size == (STORED[1], STORED[0])  # displayed upright
+    _check_mask_lines_up(dataset, image_path)
+
+
+def test_mask_drawn_on_the_displayed_image_is_used_as_is(tmp_path: Path) -> None:
+    image_path = _write_turned_jpeg(tmp_path, 6)
+    mask = (_displayed(image_path).mean(2) > 128).astype(np.uint8) * 255
+    assert mask.shape == (STORED[1], STORED[0])
+    cv2.imwrite(str(tmp_path / "train" / "masks" / "photo.png"), mask)
+    _check_mask_lines_up(FolderDataset(str(tmp_path), "train", img_size=max(STORED)), image_path)
+
+
+def test_size_mismatch_with_exif_names_stored_and_displayed_sizes(tmp_path: Path) -> None:
+    _write_turned_jpeg(tmp_path, 6)
+    cv2.imwrite(str(tmp_path / "train" / "masks" / "photo.png"), np.zeros((41, 64), np.uint8))
+    with pytest.raises(DatasetError) as err:
+        FolderDataset(str(tmp_path), "train", img_size=64)
+    message = str(err.value)
+    assert "64×40 (W×H) as stored" in message and "40×64 as displayed" in message
+    assert "EXIF orientation 6" in message and "64×41" in message
+
+
+def test_construction_reads_images_by_header_only(
+    tmp_path: Path, write_pair: WritePair, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    write_pair("a", image_ext=".jpg")
+    decoded: list[str] = []
+    real = cv2.imread
+    monkeypatch.setattr(cv2, "imread", lambda p, *a: decoded.append(p) or real(p, *a))
+    dataset = FolderDataset(str(tmp_path), "train", img_size=64)
+    assert decoded and not [p for p in decoded if "/images/" in p]  # masks only
+    dataset[0]
+    assert [p for p in decoded if "/images/" in p]  # the image is decoded when used
