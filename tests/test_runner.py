@@ -261,3 +261,14 @@ def test_carved_validation_split_drives_per_epoch_eval_and_the_best_epoch_is_wha
     assert not client.get_metric_history(run.info.run_id, "test/iou")  # test is only touched twice
     best_epoch, best = max(val, key=lambda sv: (sv[1], -sv[0]))
     assert metrics["best/epoch"] == best_epoch and metrics["best/val/iou"] == pytest.approx(best)
+
+
+def test_eval_prompt_can_differ_from_the_training_prompt(make_config):
+    def baseline(*overrides: str) -> float:
+        cfg = make_config("model=tiny", "adapter=decoder", "trainer.epochs=1", "trainer.max_steps=1",
+                          "trainer.val_fraction=0", "tracking.enabled=false", *overrides)  # fmt: skip
+        return runner.run(cfg)["baseline/test/iou"]
+
+    box = baseline()
+    assert baseline("+prompt@eval_prompt=box") == box  # same strategy, same fixed prompts
+    assert baseline("+prompt@eval_prompt=points", "eval_prompt.center=true") != box

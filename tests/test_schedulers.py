@@ -27,7 +27,9 @@ def test_warmup_rises_linearly_then_cosine_decays_to_the_floor():
     lrs = _lrs(warmup_cosine(opt, total_steps=20, warmup=4, min_lr_ratio=0.1), opt, 21)
     assert lrs[:4] == pytest.approx([0.25, 0.5, 0.75, 1.0])
     assert lrs[4] == pytest.approx(1.0)
-    assert all(a >= b for a, b in zip(lrs[4:], lrs[5:], strict=False))  # monotone decay after warmup
+    assert all(
+        a >= b for a, b in zip(lrs[4:], lrs[5:], strict=False)
+    )  # monotone decay after warmup
     assert lrs[20] == pytest.approx(0.1)
     assert lrs[12] == pytest.approx(0.1 + 0.9 * 0.5)  # half-way through the cosine
 

@@ -3,7 +3,8 @@
 SAM sees an image whose longest side is its input size S, zero-padded bottom/right to S×S
 (`ResizeLongestSide` geometry). Targets are kept twice: in that frame for the loss, and at the
 original resolution for metrics, so scores are comparable with any other tool. Images are used
-as displayed, i.e. with their EXIF orientation applied (phone photos store pixels sideways).
+as displayed, i.e. with their EXIF orientation applied (phone photos store pixels sideways;
+see `samexp.data.orientation`).
 """
 
 from __future__ import annotations
@@ -16,13 +17,12 @@ from os import PathLike
 import cv2
 import numpy as np
 import torch
-from PIL import Image
 from segment_anything.utils.transforms import ResizeLongestSide
 
+from samexp.data.orientation import apply_orientation, exif_orientation
 from samexp.errors import DatasetError
 
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"})
-EXIF_ORIENTATION = 0x0112
 
 
 @dataclass
@@ -206,84 +206,3 @@ def read_image_rgb(path: str | PathLike[str], orient: bool = False) -> np.ndarra
     else:
         rgb = cv2.cvtColor(array, cv2.COLOR_BGR2RGB)
     return apply_orientation(rgb, exif_orientation(path)) if orient else rgb
-
-
-# EXIF orientation -> the view of the stored pixels that shows them as displayed; the same
-# transposes as PIL.ImageOps.exif_transpose, on numpy arrays so masks and label maps can follow.
-_ORIENTATIONS = {
-    1: lambda a: a,
-    2: lambda a: a[:, ::-1],  # mirrored left-right
-    3: lambda a: a[::-1, ::-1],  # rotated 180°
-    4: lambda a: a[::-1],  # mirrored top-bottom
-    5: lambda a: a.swapaxes(0, 1),  # transposed
-    6: lambda a: np.rot90(a, -1),  # stored rotated 90° counter-clockwise: turn it clockwise
-    7: lambda a: a[::-1, ::-1].swapaxes(0, 1),  # transversed
-    8: lambda a: np.rot90(a, 1),
-}
-
-
-def _orientation_of(image: Image.Image) -> int:
-    try:
-        value = image.getexif().get(EXIF_ORIENTATION, 1)
-    except Exception:  # a corrupt EXIF block should not make a readable photo unusable
-        return 1
-    return value if value in _ORIENTATIONS else 1
-
-
-def exif_orientation(path: str | PathLike[str]) -> int:
-    """The EXIF orientation tag (1-8) from the header; 1 when absent, invalid or unreadable."""
-    try:
-        with Image.open(path) as image:
-            return _orientation_of(image)
-    except Exception:  # unreadable files are reported by whatever decodes them
-        return 1
-
-
-def apply_orientation(array: np.ndarray, orientation: int) -> np.ndarray:
-    """Turn/mirror an H×W or H×W×C array from stored to displayed orientation (EXIF values 1-8)."""
-    if orientation not in _ORIENTATIONS:
-        raise ValueError(f"EXIF orientation must be 1-8, got {orientation}")
-    return np.ascontiguousarray(_ORIENTATIONS[orientation](array))
-
-
-def displayed_shape(shape: tuple[int, int], orientation: int) -> tuple[int, int]:
-    """(H, W) after `apply_orientation`: orientations 5-8 swap height and width."""
-    return (shape[1], shape[0]) if orientation >= 5 else shape
-
-
-def image_header(path: str | PathLike[str]) -> tuple[tuple[int, int], int]:
-    """Stored (H, W) and EXIF orientation from the header alone: validation must not decode photos."""
-    try:
-        with Image.open(path) as image:
-            w, h = image.size
-            return (h, w), _orientation_of(image)
-    except Exception as exc:  # PIL raises several types for bad files; all mean "unreadable"
-        raise DatasetError(f"{path}: cannot be read as an image ({exc})") from exc
-
-
-def mask_orientation(
-    image_path: str | PathLike[str],
-    image_shape: tuple[int, int],
-    orientation: int,
-    mask_path: str | PathLike[str],
-    mask_shape: tuple[int, int],
-    kind: str = "mask",
-) -> int:
-    """The orientation that puts a mask on its image as displayed.
-
-    A mask of the image's stored size was drawn on the stored pixels and turns with the image
-    (this wins when both sizes agree, e.g. a 180° turn); one of the displayed size is used as is.
-    Any other size is the user's mismatch, reported with both image sizes.
-    """
-    if tuple(mask_shape) == tuple(image_shape):
-        return orientation
-    shown = displayed_shape(image_shape, orientation)
-    if tuple(mask_shape) == shown:
-        return 1
-    (h, w), (sh, sw), (mh, mw) = image_shape, shown, mask_shape
-    as_shown = "and as displayed" if orientation == 1 else f"and {sw}×{sh} as displayed"
-    raise DatasetError(
-        f"size mismatch: image {image_path} is {w}×{h} (W×H) as stored {as_shown} (EXIF "
-        f"orientation {orientation}) but {kind} {mask_path} is {mw}×{mh}; a {kind} must match "
-        f"its image as stored or as displayed"
-    )

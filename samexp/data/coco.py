@@ -1,214 +1,30 @@
 """The COCO instance-segmentation format: one sample per image, carrying all its instances.
 
-The JSON is checked in full when a split is built (a bad file stops the run before any model is
-built, naming the file); masks are kept as compressed RLE and decoded by pycocotools only when a
-sample is read.
+The JSON is read and checked in full by `samexp.data.coco_json` when a split is built (a bad file
+stops the run before any model is built, naming the file); masks are kept as compressed RLE and
+decoded by pycocotools only when a sample is read.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass, field
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 
 import torch
 from pycocotools import mask as mask_utils
 from torch.utils.data import Dataset
 
-from samexp.data.base import (
-    Sample,
-    apply_orientation,
-    displayed_shape,
-    image_header,
-    make_sample,
-    read_image_rgb,
-)
+from samexp.data.base import Sample, make_sample, read_image_rgb
+from samexp.data.coco_json import CocoImage, read_coco
+from samexp.data.orientation import apply_orientation
 from samexp.data.splits import DatasetSplits
 from samexp.errors import DatasetError
 
 logger = logging.getLogger(__name__)
 
 _SKIPS = ("crowd", "category", "bad_polygon", "small", "no_instances")  # summary() counters
-
-
-@dataclass
-class CocoImage:
-    """One image listed in a COCO file: where it is, how to orient it, its kept instances."""
-
-    name: str  # unique within the file: the stem, or file_name with '/' -> '__' if stems collide
-    path: Path
-    size: tuple[int, int]  # (H, W) of the annotation frame (the displayed image)
-    orientation: int = 1  # EXIF orientation applied to the pixels to reach that frame
-    rles: list[dict] = field(default_factory=list)  # compressed RLE per kept instance
-    categories: list[str] = field(default_factory=list)  # category name per kept instance
-    skips: list[tuple[str, str]] = field(default_factory=list)  # (counter, reason) per skip
-
-
-def _load_json(path: Path) -> dict:
-    if not path.is_file():
-        raise DatasetError(f"COCO annotations file {path} does not exist; fix the path")
-    try:
-        data = json.loads(path.read_bytes())
-    except ValueError as e:  # JSONDecodeError says "line L column C"; also bad UTF-8
-        raise DatasetError(f"{path}: not valid JSON ({e})") from e
-    keys = ("images", "annotations", "categories")
-    missing = [k for k in keys if not isinstance(data, dict) or not isinstance(data.get(k), list)]
-    if missing:
-        raise DatasetError(
-            f"{path}: no {', '.join(repr(k) for k in missing)} list; a COCO file is an object "
-            f"with 'images', 'annotations' and 'categories' lists"
-        )
-    return data
-
-
-def _orientation_for(
-    path: Path, stated: tuple[int, int] | None, json_path: Path
-) -> tuple[tuple[int, int], int]:
-    """The annotation frame (H, W) and the EXIF orientation that turns the file's pixels into it.
-
-    COCO annotations are in the displayed (EXIF-rotated) frame. A JSON size that matches only the
-    stored frame was written by a tool that ignored EXIF: then the pixels are used as stored.
-    Only the header is read, so checking a large dataset does not decode every photo.
-    """
-    stored, orientation = image_header(path)
-    displayed = displayed_shape(stored, orientation)
-    if stated is None or stated == displayed:
-        return displayed, orientation
-    if stated == stored:
-        return stored, 1
-    (h, w), (dh, dw) = stored, displayed
-    as_shown = f" ({dw}×{dh} as displayed, EXIF orientation {orientation})" * (orientation > 1)
-    raise DatasetError(
-        f"{path}: {json_path.name} says it is {stated[1]}×{stated[0]} (W×H) but the file is "
-        f"{w}×{h}{as_shown}; fix its 'width'/'height' or re-export the annotations"
-    )
-
-
-def _list_images(data: dict, json_path: Path, images_dir: Path) -> dict[object, CocoImage]:
-    """Image id -> CocoImage, after checking every entry and file (see `read_coco`)."""
-    images: dict[object, CocoImage] = {}
-    ids_by_file: dict[str, object] = {}
-    stated: dict[object, tuple[int, int]] = {}  # (H, W) as the JSON says, where it says
-    for entry in data["images"]:
-        image_id, file_name = entry.get("id"), entry.get("file_name")
-        if image_id is None or not isinstance(file_name, str):
-            raise DatasetError(f"{json_path}: image entry {entry!r:.80} lacks 'id' or 'file_name'")
-        rel = PurePosixPath(file_name)
-        if rel.is_absolute() or ".." in rel.parts or not rel.parts:
-            raise DatasetError(
-                f"{json_path}: image {image_id} has file_name '{file_name}', which is outside "
-                f"{images_dir}; use a path relative to that folder"
-            )
-        if image_id in images or file_name in ids_by_file:
-            other = image_id if image_id in images else ids_by_file[file_name]
-            raise DatasetError(
-                f"{json_path}: image {image_id} ('{file_name}') is listed twice (same id or "
-                f"file_name as image {other}); list each image once"
-            )
-        ids_by_file[file_name] = image_id
-        if "height" in entry and "width" in entry:
-            stated[image_id] = (entry["height"], entry["width"])
-        images[image_id] = CocoImage(rel.stem, images_dir / rel, size=(0, 0))
-    missing = [str(p.relative_to(images_dir)) for p in (im.path for im in images.values())
-               if not p.is_file()]  # fmt: skip
-    if missing:
-        raise DatasetError(
-            f"{len(missing)} image(s) listed in {json_path} are missing from {images_dir}: "
-            f"{', '.join(missing[:5])}{' ...' * (len(missing) > 5)}; add them or fix file_name"
-        )
-    stems = Counter(im.name for im in images.values())
-    for image_id, im in images.items():
-        if stems[im.name] > 1:  # e.g. a/0001.jpg and b/0001.jpg
-            im.name = str(im.path.relative_to(images_dir)).replace("/", "__")
-        im.size, im.orientation = _orientation_for(im.path, stated.get(image_id), json_path)
-    return images
-
-
-def _segmentation_rle(ann: dict, size: tuple[int, int], json_path: Path) -> dict | None:
-    """One compressed RLE for polygons (merged) or RLE; None for a polygon with < 3 points."""
-    seg, (h, w) = ann.get("segmentation"), size
-    if isinstance(seg, list):
-        if not seg or any(not isinstance(p, list) or len(p) < 6 or len(p) % 2 for p in seg):
-            return None  # pycocotools would read a 4-number "polygon" as a box
-        return mask_utils.merge(mask_utils.frPyObjects(seg, h, w))
-    if isinstance(seg, dict) and "counts" in seg and "size" in seg:
-        if list(seg["size"]) != [h, w]:
-            raise DatasetError(
-                f"{json_path}: annotation {ann.get('id')} has an RLE of size {seg['size']} (H, W) "
-                f"but its image is {h}×{w}; the RLE must cover the whole image"
-            )
-        if isinstance(seg["counts"], list):  # uncompressed RLE
-            return mask_utils.frPyObjects(seg, h, w)
-        return {"size": [h, w], "counts": seg["counts"]}
-    raise DatasetError(
-        f"{json_path}: annotation {ann.get('id')} has no usable 'segmentation' "
-        f"(polygons or RLE); samexp needs instance masks, not only boxes"
-    )
-
-
-def read_coco(
-    annotations: str | Path,
-    images_dir: str | Path,
-    categories: Sequence[str] | None = None,
-    min_area: float = 0.0,
-) -> list[CocoImage]:
-    """Every image listed in a COCO file, with the instances that can be training targets.
-
-    Crowd annotations (`iscrowd=1`) are not targets: COCO evaluation treats them as regions to
-    ignore, not objects to find. They, instances of other categories than `categories`, polygons
-    with fewer than 3 points and instances under `min_area` pixels are skipped and recorded.
-    """
-    json_path, images_dir = Path(annotations), Path(images_dir)
-    data = _load_json(json_path)
-    names = {c.get("id"): str(c.get("name")) for c in data["categories"]}
-    keep = set(categories) if categories is not None else None
-    if keep is not None and keep - set(names.values()):
-        raise DatasetError(
-            f"{json_path}: categories {sorted(keep - set(names.values()))} not found; "
-            f"available: {', '.join(sorted(set(names.values())))}"
-        )
-    images = _list_images(data, json_path, images_dir)
-    for ann in data["annotations"]:
-        ann_id, im = ann.get("id"), images.get(ann.get("image_id"))
-        if im is None:
-            raise DatasetError(
-                f"{json_path}: annotation {ann_id} refers to image id {ann.get('image_id')!r}, "
-                f"which is not in 'images'"
-            )
-        category = names.get(ann.get("category_id"))
-        if category is None:
-            raise DatasetError(
-                f"{json_path}: annotation {ann_id} has category_id {ann.get('category_id')!r}, "
-                f"which is not in 'categories'"
-            )
-        if ann.get("iscrowd"):
-            im.skips.append(("crowd", f"annotation {ann_id}: crowd region"))
-            continue
-        if keep is not None and category not in keep:
-            im.skips.append(("category", f"annotation {ann_id}: category '{category}' not kept"))
-            continue
-        rle = _segmentation_rle(ann, im.size, json_path)
-        if rle is None:
-            logger.warning(
-                "%s: annotation %s on %s has a polygon with fewer than 3 points; skipping it",
-                json_path, ann_id, im.path.name,
-            )  # fmt: skip
-            im.skips.append(("bad_polygon", f"annotation {ann_id}: polygon with < 3 points"))
-            continue
-        area = float(mask_utils.area(rle))
-        if area <= 0 or area < min_area:
-            reason = f"annotation {ann_id}: area {area:g} px < min_area {min_area:g}"
-            im.skips.append(("small", reason))
-            continue
-        im.rles.append(rle)
-        im.categories.append(category)
-    for im in images.values():
-        if not im.rles:
-            im.skips.append(("no_instances", "no instance left to train or evaluate on"))
-    return list(images.values())
 
 
 class CocoDataset(Dataset[Sample]):

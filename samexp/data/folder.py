@@ -18,14 +18,12 @@ from torch.utils.data import Dataset
 from samexp.data.base import (
     IMAGE_EXTENSIONS,
     Sample,
-    apply_orientation,
-    image_header,
     imread_unchanged,
     make_sample,
-    mask_orientation,
     read_image_rgb,
     to_uint8,
 )
+from samexp.data.orientation import apply_orientation, image_header, mask_orientation
 from samexp.data.splits import DatasetSplits
 from samexp.errors import DatasetError
 

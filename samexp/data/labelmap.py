@@ -20,14 +20,12 @@ from torch.utils.data import Dataset
 
 from samexp.data.base import (
     Sample,
-    apply_orientation,
-    image_header,
     imread_unchanged,
     make_sample,
-    mask_orientation,
     read_image_rgb,
 )
 from samexp.data.folder import find_pairs, listing
+from samexp.data.orientation import apply_orientation, image_header, mask_orientation
 from samexp.data.splits import DatasetSplits
 from samexp.errors import DatasetError
 

@@ -12,16 +12,14 @@ from PIL import Image, ImageOps
 
 from samexp.data.base import (
     Batch,
-    apply_orientation,
     collate,
-    exif_orientation,
     make_sample,
-    mask_orientation,
     pad_to_square,
     read_image_rgb,
     resize_longest_side,
     resize_mask_longest_side,
 )
+from samexp.data.orientation import apply_orientation, exif_orientation, mask_orientation
 from samexp.errors import DatasetError
 
 

@@ -14,7 +14,8 @@ from PIL import Image
 from pycocotools import mask as mask_utils
 
 from samexp.data.base import collate
-from samexp.data.coco import CocoDataset, coco_splits, read_coco
+from samexp.data.coco import CocoDataset, coco_splits
+from samexp.data.coco_json import read_coco
 from samexp.errors import DatasetError
 from tests.conftest import IMG_SIZE
 
@@ -328,7 +329,7 @@ def test_a_listed_image_without_its_file_is_an_error_naming_the_file(tmp_path: P
 
 
 def test_a_polygon_with_fewer_than_3_points_is_skipped_with_a_warning(tiny_coco, caplog) -> None:
-    with caplog.at_level(logging.WARNING, logger="samexp.data.coco"):
+    with caplog.at_level(logging.WARNING, logger="samexp.data.coco_json"):
         dataset = _dataset(tiny_coco)
     assert "annotation 31 on c.png has a polygon with fewer than 3 points" in caplog.text
     assert dataset.summary()["skipped_bad_polygon"] == 1
