@@ -6,6 +6,8 @@ import logging
 import sys
 
 import hydra
+from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
 from omegaconf import DictConfig
 
 import samexp.config  # noqa: F401  (registers the schemas)
@@ -22,6 +24,15 @@ def main(cfg: DictConfig) -> float:
         metrics = run(cfg)
     except SamexpError as e:
         log.error("%s", e)
+        if HydraConfig.get().mode == RunMode.MULTIRUN:
+            raise  # one failed trial: the sweeper records it and goes on
+        sys.exit(2)
+    if cfg.objective not in metrics:
+        log.error(
+            "objective=%s is not a metric of this run; choose one of %s",
+            cfg.objective,
+            sorted(metrics),
+        )
         sys.exit(2)
     return metrics[cfg.objective]
 

@@ -272,6 +272,20 @@ class TrackingConfig:
     run_name: str | None = None  # default: <adapter>-<dataset>-<model>, e.g. lora-r8-rings-vit_b
     max_images: int = 16  # comparison images logged per run
     log_weights: bool = True
+    parent_run_id: str | None = (
+        None  # nest under this run (sweeps set $SAMEXP_PARENT_RUN_ID instead)
+    )
+
+
+@dataclass
+class TrialConfig:
+    """Set by the samexp_optuna sweeper on each job, so the epoch loop can report to its trial and be
+    pruned through the shared storage. All None outside an Optuna sweep."""
+
+    storage: str | None = None
+    study_name: str | None = None
+    trial_number: int | None = None
+    pruner: Any = None  # Hydra-instantiable Optuna pruner; None = never prune
 
 
 @dataclass
@@ -289,6 +303,7 @@ class Config:
     optim: OptimConfig = field(default_factory=OptimConfig)
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
+    optuna: TrialConfig = field(default_factory=TrialConfig)
     data_root: str = "${oc.env:SAMEXP_DATA,data}"  # folder holding the datasets (rings/, ...)
     output_dir: str | None = None  # default: Hydra's run folder (outputs/<date>/<time>)
     objective: str = (

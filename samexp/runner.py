@@ -22,6 +22,7 @@ from samexp.errors import SamexpError
 from samexp.evaluate import EvalResult, evaluate
 from samexp.models.build import BaseModel
 from samexp.prompts.base import PromptStrategy
+from samexp.sweeps.pruning import reporter_from_config
 from samexp.tracking import Tracker, flatten, provenance, scratch_dir
 from samexp.train import Monitor, fit
 from samexp.viz import comparison, original_frame
@@ -117,7 +118,7 @@ def run(cfg: DictConfig) -> dict[str, float]:
     monitor = Monitor(f"{splits.eval_name}/{tc.monitor}", mode, tc.patience)
 
     tracker = Tracker(**cfg.tracking)
-    run_name = f"{adapter.label()}-{splits.name}-{base.arch}"
+    run_name = f"{adapter.label()}-{splits.name}-{base.arch}{_trial_suffix(cfg)}"
     resolved = OmegaConf.to_container(cfg, resolve=True)
     counts = parameter_counts(base.sam)
     log.info(
@@ -147,7 +148,7 @@ def run(cfg: DictConfig) -> dict[str, float]:
             multimask_output=tc.multimask_output, grad_accum_steps=tc.grad_accum_steps,
             grad_clip=tc.grad_clip, schedule=schedule, monitor=monitor, eval_every=tc.eval_every,
             evaluate_fn=lambda epoch: eval_split(eval_loader).metrics(splits.eval_name),
-            log_fn=tracker.log_metrics,
+            log_fn=tracker.log_metrics, report_fn=reporter_from_config(**cfg.optuna),
         )  # fmt: skip
         if tc.restore_best and monitor.best_state:
             monitor.restore(base.sam)
@@ -179,6 +180,18 @@ def run(cfg: DictConfig) -> dict[str, float]:
         log.info("adapter weights (epoch %d): %s", weights_epoch, weights)
     metrics["run_id"] = tracker.run_id  # type: ignore[assignment]
     return metrics
+
+
+def _trial_suffix(cfg: DictConfig) -> str:
+    """Tell a sweep's runs apart by name: `#t<optuna trial>` or `#<job number>`."""
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    if cfg.optuna.trial_number is not None:
+        return f"#t{cfg.optuna.trial_number}"
+    if HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN:
+        return f"#{HydraConfig.get().job.num}"
+    return ""
 
 
 def _enum_value(value) -> str:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import os
 import subprocess
 import tempfile
 from collections.abc import Iterator
@@ -20,6 +21,7 @@ import numpy as np
 
 log = logging.getLogger(__name__)
 
+PARENT_ENV = "SAMEXP_PARENT_RUN_ID"
 PACKAGES = (
     "samexp",
     "torch",
@@ -44,6 +46,7 @@ class Tracker:
         run_name: str | None = None,
         max_images: int = 16,
         log_weights: bool = True,
+        parent_run_id: str | None = None,
     ) -> None:
         self.enabled = enabled
         self.tracking_uri = tracking_uri
@@ -52,6 +55,8 @@ class Tracker:
         self.run_name = run_name
         self.max_images = max_images
         self.log_weights = log_weights
+        # a sweep's parent run: explicit, or set for every job by the sweep callback
+        self.parent_run_id = parent_run_id or os.environ.get(PARENT_ENV) or None
         self.run_id: str | None = None
 
     @contextlib.contextmanager
@@ -63,15 +68,26 @@ class Tracker:
             return
         import mlflow
 
-        self._connect(mlflow)
-        with mlflow.start_run(run_name=self.run_name or run_name) as run:
-            self.run_id = run.info.run_id
+        self.connect(mlflow)
+        run = mlflow.start_run(run_name=self.run_name or run_name, parent_run_id=self.parent_run_id)
+        self.run_id = run.info.run_id
+        try:
             mlflow.set_tags(tags)
             mlflow.log_params({k: _param_value(v) for k, v in params.items()})
             log.info("MLflow run %s (%s) in %s", run.info.run_name, self.run_id, self.tracking_uri)
             yield self
+        except BaseException as e:
+            # a pruned sweep trial is stopped on purpose, not broken: show it as KILLED, tagged
+            pruned = type(e).__name__ == "TrialPruned"
+            mlflow.set_tag("samexp.state", "PRUNED" if pruned else "FAILED")
+            if not pruned:
+                mlflow.set_tag("samexp.error", _param_value(f"{type(e).__name__}: {e}"))
+            mlflow.end_run("KILLED" if pruned else "FAILED")
+            raise
+        mlflow.set_tag("samexp.state", "COMPLETE")
+        mlflow.end_run("FINISHED")
 
-    def _connect(self, mlflow) -> None:
+    def connect(self, mlflow) -> None:
         if self.tracking_uri.startswith("sqlite:///"):
             Path(self.tracking_uri.removeprefix("sqlite:///")).parent.mkdir(
                 parents=True, exist_ok=True

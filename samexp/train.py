@@ -107,7 +107,10 @@ def fit(
     eval_every: int = 1,
     evaluate_fn: Callable[[int], dict[str, float]] | None = None,
     log_fn: Callable[[dict[str, float], int], None] = lambda metrics, step: None,
+    report_fn: Callable[[float, int], None] | None = None,
 ) -> FitResult:
+    """`report_fn(value, epoch)` receives the monitored metric after each evaluation (a sweep's
+    pruning hook; it may raise to stop the trial)."""
     generator = torch.Generator().manual_seed(seed)
     schedule = schedule or Schedule(None, "step")
     params = list(trainable_parameters(sam).values())
@@ -154,6 +157,8 @@ def fit(
         schedule.step("epoch")
         log.info("epoch %d: %s", epoch, ", ".join(f"{k}={v:.4f}" for k, v in epoch_metrics.items()))
         log_fn(epoch_metrics, epoch)
+        if report_fn is not None and monitor is not None and monitor.name in epoch_metrics:
+            report_fn(epoch_metrics[monitor.name], epoch)
         if stop:
             log.info("early stop: %s did not improve for %d evaluations (best %.4f at epoch %d)",
                      monitor.name, monitor.stale, monitor.best, monitor.best_epoch)  # fmt: skip

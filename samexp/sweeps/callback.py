@@ -1,0 +1,167 @@
+"""One MLflow parent run per sweep (grid or Optuna study), each job a nested child run.
+
+A Hydra callback, so it works with every sweeper and launcher: before the sweep it creates (or,
+for a resumed study, reopens) the parent run and exports its id; every job's Tracker nests under
+it. After the sweep it writes the trial table, the best trial's params/metric and a plot of the
+objective against each swept parameter onto the parent.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from hydra.experimental.callback import Callback
+from omegaconf import DictConfig, OmegaConf
+
+from samexp.tracking import PARENT_ENV, Tracker
+
+log = logging.getLogger(__name__)
+
+URI_ENV = "SAMEXP_TRACKING_URI"
+KEY_TAG = "samexp.sweep_key"
+
+
+def sweep_key(config: DictConfig) -> str:
+    """An Optuna study is one sweep however often it is resumed; a grid is one per sweep folder."""
+    sweeper = config.hydra.sweeper
+    if "study_name" in sweeper and sweeper.study_name:
+        return f"study:{sweeper.study_name}"
+    return f"grid:{config.hydra.sweep.dir}"
+
+
+class MlflowSweepCallback(Callback):
+    def __init__(self) -> None:
+        self.parent_id: str | None = None
+        self.client = None
+
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        tracking = config.tracking
+        if not tracking.enabled:
+            return
+        from mlflow.tracking import MlflowClient
+
+        tracker = Tracker(**OmegaConf.to_container(tracking, resolve=True))
+        import mlflow
+
+        tracker.connect(mlflow)  # creates the store and experiment before jobs race to
+        self.client = MlflowClient(tracking_uri=tracking.tracking_uri)
+        experiment = self.client.get_experiment_by_name(tracking.experiment)
+        key = sweep_key(config)
+        found = self.client.search_runs(
+            [experiment.experiment_id], filter_string=f"tags.`{KEY_TAG}` = '{key}'", max_results=1
+        )
+        if found:
+            self.parent_id = found[0].info.run_id
+            self.client.update_run(self.parent_id, status="RUNNING")
+            log.info("resuming sweep parent run %s (%s)", self.parent_id, key)
+        else:
+            name = (
+                key.split(":", 1)[1] if key.startswith("study:") else f"sweep-{Path(key[6:]).name}"
+            )
+            run = self.client.create_run(
+                experiment.experiment_id, run_name=name, tags={KEY_TAG: key}
+            )
+            self.parent_id = run.info.run_id
+            log.info("sweep parent run %s (%s)", self.parent_id, key)
+        os.environ[PARENT_ENV] = self.parent_id
+        os.environ[URI_ENV] = tracking.tracking_uri
+
+    def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        if self.parent_id is None:
+            return
+        try:
+            summarize(self.client, self.parent_id, config.objective, mode_of(config))
+        finally:
+            self.client.set_terminated(self.parent_id, "FINISHED")
+            os.environ.pop(PARENT_ENV, None)
+
+
+def mode_of(config: DictConfig) -> str:
+    direction = config.hydra.sweeper.get("direction", "maximize")
+    return "min" if str(direction).startswith("min") else "max"
+
+
+def summarize(client, parent_id: str, objective: str, mode: str = "max") -> dict[str, Any] | None:
+    """Trial table (CSV), best child's params and objective, objective-vs-parameter plots."""
+    import pandas as pd
+
+    parent = client.get_run(parent_id)
+    children = client.search_runs(
+        [parent.info.experiment_id],
+        filter_string=f"tags.mlflow.parentRunId = '{parent_id}'",
+        max_results=10_000,
+    )
+    rows = []
+    for run in children:
+        overrides = dict(
+            o.split("=", 1) for o in run.data.tags.get("overrides", "").split() if "=" in o
+        )
+        rows.append({
+            "run_id": run.info.run_id, "run_name": run.info.run_name,
+            "state": run.data.tags.get("samexp.state", run.info.status),
+            **{f"param.{k}": v for k, v in overrides.items() if not k.startswith(("optuna.", "tracking.", "hydra"))},
+            objective: run.data.metrics.get(objective),
+        })  # fmt: skip
+    if not rows:
+        log.warning("sweep parent %s has no child runs", parent_id)
+        return None
+    table = pd.DataFrame(rows)
+    done = table[table["state"] == "COMPLETE"].dropna(subset=[objective])
+    # the swept parameters are the overrides that differ between trials; the rest is context
+    swept = [
+        c for c in table.columns if c.startswith("param.") and table[c].nunique(dropna=False) > 1
+    ]
+    with tempfile.TemporaryDirectory() as tmp:
+        csv = Path(tmp) / "trials.csv"
+        table.to_csv(csv, index=False)
+        client.log_artifact(parent_id, str(csv), "sweep")
+        for column in swept:
+            png = _plot(done, column, objective, Path(tmp))
+            if png is not None:
+                client.log_artifact(parent_id, str(png), "sweep")
+    counts = table["state"].value_counts().to_dict()
+    for state, n in counts.items():
+        client.log_metric(parent_id, f"sweep/{str(state).lower()}", n)
+    if done.empty:
+        return None
+    best = done.loc[done[objective].idxmax() if mode == "max" else done[objective].idxmin()]
+    client.log_metric(parent_id, objective, float(best[objective]))  # the best trial's value
+    client.set_tag(parent_id, "best_run_id", best["run_id"])
+    for column in swept:
+        client.log_param(parent_id, f"best.{column[6:]}", best[column])
+    log.info("sweep best: %s = %.4f (%s)", objective, best[objective], best["run_name"])
+    return best.to_dict()
+
+
+def _plot(table, column: str, objective: str, folder: Path) -> Path | None:
+    """Objective against one swept parameter (log x-axis for numeric spans over 2 decades)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import pandas as pd
+
+    if table.empty:
+        return None
+    x = pd.to_numeric(table[column], errors="coerce")
+    numeric = x.notna().all()
+    fig, ax = plt.subplots(figsize=(5, 3.5), dpi=120)
+    if numeric:
+        ax.scatter(x, table[objective])
+        if x.min() > 0 and x.max() / x.min() >= 100 or set(x) <= {2.0**k for k in range(12)}:
+            ax.set_xscale("log", base=2 if set(x) <= {2.0**k for k in range(12)} else 10)
+    else:
+        ax.scatter(table[column].astype(str), table[objective])
+    ax.set_xlabel(column[6:])
+    ax.set_ylabel(objective)
+    ax.set_title(f"{objective} vs {column[6:]}")
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    path = folder / f"{objective.replace('/', '_')}_vs_{column[6:]}.png"
+    fig.savefig(path)
+    plt.close(fig)
+    return path
