@@ -6,8 +6,9 @@ STAMP  := $(VENV)/.installed
 # The shared datasets live beside the repo; override with SAMEXP_DATA=/your/datasets
 export SAMEXP_DATA ?= $(abspath ../shared/datasets)
 ARGS ?= adapter=lora dataset=rings
+SWEEP_ARGS ?=
 
-.PHONY: install test test-fast smoke run ui lint format clean
+.PHONY: install test test-fast smoke run sweep ui dashboard lint format clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -29,16 +30,22 @@ smoke: $(STAMP)  ## offline run on the tiny random SAM, about a minute on CPU
 run: $(STAMP)  ## the real thing: vit_b, downloads the official checkpoint once (ARGS=... to change)
 	$(BIN)/python -m samexp $(ARGS)
 
+sweep: $(STAMP)  ## the default Optuna study over LoRA rank x lr; resumable (SWEEP_ARGS="model=tiny" offline)
+	$(BIN)/python -m samexp -m experiment=lora_rank_lr_optuna $(SWEEP_ARGS)
+
+dashboard: $(STAMP)  ## optuna-dashboard over the studies in mlruns/optuna.db, http://127.0.0.1:8080
+	$(BIN)/optuna-dashboard sqlite:///mlruns/optuna.db --host 127.0.0.1 --port 8080
+
 ui: $(STAMP)  ## browse and compare runs at http://127.0.0.1:5000
 	$(BIN)/mlflow ui --backend-store-uri sqlite:///mlruns/mlflow.db --host 127.0.0.1 --port 5000
 
 lint: $(STAMP)
-	$(BIN)/ruff check samexp tests experiments
-	$(BIN)/ruff format --check samexp tests experiments
+	$(BIN)/ruff check samexp tests experiments hydra_plugins
+	$(BIN)/ruff format --check samexp tests experiments hydra_plugins
 
 format: $(STAMP)
-	$(BIN)/ruff format samexp tests experiments
-	$(BIN)/ruff check --fix samexp tests experiments
+	$(BIN)/ruff format samexp tests experiments hydra_plugins
+	$(BIN)/ruff check --fix samexp tests experiments hydra_plugins
 
 clean:
 	rm -rf outputs multirun .pytest_cache .ruff_cache

@@ -43,6 +43,7 @@ class OfficialModelConfig:
 @dataclass
 class TinyModelConfig:
     _target_: str = "samexp.models.build.build_tiny"
+    arch: str = "tiny"  # fixed: lets configs name the model uniformly (${model.arch})
     seed: int = 0
     img_size: int = 256
     patch_size: int = 16

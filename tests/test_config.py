@@ -150,3 +150,16 @@ def test_eval_prompt_defaults_to_the_training_prompt_and_can_be_chosen_separatel
     assert compose_config([]).eval_prompt is None
     cfg = compose_config(["prompt=box", "+prompt@eval_prompt=box", "eval_prompt.jitter=0"])
     assert cfg.eval_prompt.jitter == 0 and cfg.prompt.jitter == 0.1
+
+
+@pytest.mark.parametrize("name", options("experiment"))
+def test_every_experiment_composes_with_its_sweep_settings(name):
+    from hydra import compose, initialize_config_dir
+
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        cfg = compose(
+            "config", overrides=[f"experiment={name}", "model=tiny"], return_hydra_config=True
+        )
+    assert cfg.adapter._target_.endswith("LoraAdapter")
+    assert cfg.objective == "best/val/iou"
+    assert "adapter.rank" in cfg.hydra.sweeper.params

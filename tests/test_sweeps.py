@@ -49,11 +49,17 @@ def test_a_2x2_grid_is_four_child_runs_under_one_parent_with_the_sweep_summary(t
     parent = parents[0]
     assert {c.data.tags["mlflow.parentRunId"] for c in children} == {parent.info.run_id}
     assert {(c.data.params["adapter.rank"], c.data.params["optim.lr"]) for c in children} == {
-        ("2", "0.001"), ("2", "0.01"), ("4", "0.001"), ("4", "0.01")
+        ("2", "0.001"),
+        ("2", "0.01"),
+        ("4", "0.001"),
+        ("4", "0.01"),
     }
     assert all(c.info.status == "FINISHED" for c in children)
     assert sorted(c.info.run_name for c in children) == [
-        "lora-r2-rings-tiny#0", "lora-r2-rings-tiny#1", "lora-r4-rings-tiny#2", "lora-r4-rings-tiny#3"
+        "lora-r2-rings-tiny#0",
+        "lora-r2-rings-tiny#1",
+        "lora-r4-rings-tiny#2",
+        "lora-r4-rings-tiny#3",
     ]
     # the parent holds the best child's swept params and objective, the table and the plots
     best = max(children, key=lambda c: c.data.metrics["best/val/iou"])
@@ -62,4 +68,79 @@ def test_a_2x2_grid_is_four_child_runs_under_one_parent_with_the_sweep_summary(t
     assert "best.model" not in parent.data.params  # not swept: context, not a result
     assert parent.data.metrics["sweep/complete"] == 4
     artifacts = {a.path for a in client.list_artifacts(parent.info.run_id, "sweep")}
-    assert {"sweep/trials.csv", "sweep/best_val_iou_vs_adapter.rank.png", "sweep/best_val_iou_vs_optim.lr.png"} <= artifacts
+    assert {
+        "sweep/trials.csv",
+        "sweep/best_val_iou_vs_adapter.rank.png",
+        "sweep/best_val_iou_vs_optim.lr.png",
+    } <= artifacts
+
+
+def optuna_sweep(tmp_path: Path, *overrides: str) -> subprocess.CompletedProcess:
+    return sweep(tmp_path, "experiment=lora_rank_lr_optuna", f"hydra.sweeper.storage=sqlite:///{tmp_path}/optuna.db",
+                 "hydra.sweeper.study_name=test-study", *overrides)  # fmt: skip
+
+
+def study(tmp_path: Path):
+    import optuna
+
+    return optuna.load_study(study_name="test-study", storage=f"sqlite:///{tmp_path}/optuna.db")
+
+
+def test_an_optuna_study_persists_and_a_second_invocation_resumes_it_to_five_trials(tmp_path):
+    from optuna.trial import TrialState
+
+    optuna_sweep(tmp_path, "hydra.sweeper.n_trials=3")
+    assert [t.state for t in study(tmp_path).trials] == [TrialState.COMPLETE] * 3
+    optuna_sweep(tmp_path, "hydra.sweeper.n_trials=5")
+    trials = study(tmp_path).trials
+    assert [t.number for t in trials] == [0, 1, 2, 3, 4] and all(
+        t.state == TrialState.COMPLETE for t in trials
+    )
+    assert all(
+        t.params["adapter.rank"] in (2, 4, 8, 16, 32, 64) and 1e-5 <= t.params["optim.lr"] <= 1e-2
+        for t in trials
+    )
+    _, parents, children = runs(tmp_path)
+    assert len(parents) == 1, "a resumed study keeps its one parent run"
+    assert sorted(c.info.run_name.rsplit("#", 1)[1] for c in children) == [
+        "t0",
+        "t1",
+        "t2",
+        "t3",
+        "t4",
+    ]
+    # each trial's value is what its MLflow run measured
+    by_trial = {
+        c.info.run_name.rsplit("#t", 1)[1]: c.data.metrics["best/val/iou"] for c in children
+    }
+    assert all(by_trial[str(t.number)] == pytest.approx(t.value) for t in trials)
+    assert parents[0].data.metrics["best/val/iou"] == pytest.approx(study(tmp_path).best_value)
+
+
+def test_pruned_trials_are_recorded_as_pruned_in_the_study_and_in_mlflow(tmp_path):
+    from optuna.trial import TrialState
+
+    # a threshold no IoU can reach: every trial is pruned at its first report
+    optuna_sweep(tmp_path, "hydra.sweeper.n_trials=2", "trainer.epochs=3", "trainer.max_steps=null",
+                 "hydra/sweeper/pruner=threshold", "hydra.sweeper.pruner.lower=1.5")  # fmt: skip
+    trials = study(tmp_path).trials
+    assert [t.state for t in trials] == [TrialState.PRUNED] * 2
+    assert all(list(t.intermediate_values) == [1] for t in trials)  # stopped after epoch 1 of 3
+    _, parents, children = runs(tmp_path)
+    assert {(c.info.status, c.data.tags["samexp.state"]) for c in children} == {
+        ("KILLED", "PRUNED")
+    }
+    assert parents[0].data.metrics["sweep/pruned"] == 2
+
+
+def test_two_trials_in_parallel_lose_no_trial_and_no_run(tmp_path):
+    from optuna.trial import TrialState
+
+    optuna_sweep(tmp_path, "hydra.sweeper.n_trials=4", "hydra.sweeper.n_jobs=2", "hydra/launcher=joblib",
+                 "hydra.launcher.n_jobs=2")  # fmt: skip
+    trials = study(tmp_path).trials
+    assert len(trials) == 4 and all(t.state == TrialState.COMPLETE for t in trials)
+    _, parents, children = runs(tmp_path)
+    assert len(parents) == 1 and len(children) == 4
+    assert all(c.info.status == "FINISHED" for c in children)
+    assert sorted(c.info.run_name.rsplit("#t", 1)[1] for c in children) == ["0", "1", "2", "3"]

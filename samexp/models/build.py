@@ -135,8 +135,12 @@ def tiny_sam(
     ).eval()
 
 
-def build_tiny(seed: int = 0, **kwargs) -> BaseModel:
+def build_tiny(seed: int = 0, arch: str = "tiny", **kwargs) -> BaseModel:
     """The tiny SAM, seeded so the same seed always gives the same base weights."""
+    if arch != "tiny":
+        raise SamexpError(
+            f"model.arch of the tiny model is 'tiny', got {arch!r}; use model={arch} instead"
+        )
     kwargs = {k: (tuple(v) if isinstance(v, list) else v) for k, v in kwargs.items()}
     torch.manual_seed(seed)
     sam = tiny_sam(**kwargs)

@@ -1,0 +1,238 @@
+"""The samexp_optuna Hydra sweeper on a tiny standalone Hydra app run in a subprocess: studies
+resume, pruned and failed trials are recorded as such, stale trials are closed, jobs get their
+trial, and parallel batches through the joblib launcher lose nothing."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import optuna
+import pytest
+import yaml
+from hydra.utils import instantiate
+from optuna.trial import TrialState
+
+from hydra_plugins.samexp_optuna_sweeper.config import PRUNERS, SAMPLERS
+from hydra_plugins.samexp_optuna_sweeper.report import log_study
+from tests.conftest import REPO
+
+C, P, F = TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL
+
+APP = """
+import json
+import math
+
+import hydra
+import optuna
+from hydra.utils import instantiate
+from omegaconf import OmegaConf
+
+
+@hydra.main(config_path=".", config_name="config", version_base="1.3")
+def main(cfg):
+    trial_cfg = OmegaConf.to_container(cfg.optuna)
+    with open(cfg.record, "a") as f:
+        f.write(json.dumps({"x": cfg.x, "y": cfg.y, "z": cfg.z, "shape": cfg.shape.name,
+                            "optuna": trial_cfg}) + "\\n")
+    value = cfg.x + cfg.y
+    if cfg.optuna.storage:  # re-attach to the trial through the storage, as samexp's jobs do
+        pruner = instantiate(cfg.optuna.pruner) if cfg.optuna.pruner else None
+        study = optuna.load_study(study_name=cfg.optuna.study_name, storage=cfg.optuna.storage,
+                                  pruner=pruner)
+        trial_id = study._storage.get_trial_id_from_study_id_trial_number(
+            study._study_id, cfg.optuna.trial_number)
+        trial = optuna.Trial(study, trial_id)
+        trial.report(value, 0)
+        if trial.should_prune():
+            raise optuna.TrialPruned()
+    if cfg.optuna.trial_number in cfg.fail_on:
+        raise RuntimeError("boom")
+    if cfg.optuna.trial_number in cfg.nan_on:
+        return math.nan
+    return value
+
+
+if __name__ == "__main__":
+    main()
+"""
+
+CONFIG = """
+defaults:
+  - shape: circle
+  - override hydra/sweeper: samexp_optuna
+  - override hydra/sweeper/pruner: nop
+  - _self_
+x: 0.0
+y: 0
+z: 0
+record: ???
+fail_on: []
+nan_on: []
+optuna: {storage: null, study_name: null, trial_number: null, pruner: null}
+hydra:
+  job:
+    chdir: true  # jobs run elsewhere: the relative storage path must still reach the study
+  sweeper:
+    storage: sqlite:///studies/optuna.db
+    study_name: toy
+    n_trials: 3
+    params:
+      x: interval(-1, 1)
+      y: choice(1, 2, 3)
+"""
+
+
+@pytest.fixture
+def app(tmp_path: Path) -> Path:
+    (tmp_path / "app.py").write_text(APP)
+    (tmp_path / "config.yaml").write_text(CONFIG)
+    for shape in ("circle", "square"):
+        (tmp_path / "shape").mkdir(exist_ok=True)
+        (tmp_path / "shape" / f"{shape}.yaml").write_text(f"name: {shape}\n")
+    return tmp_path
+
+
+def sweep(app: Path, *overrides: str, env: dict[str, str] | None = None):
+    runs = len(list(app.glob("multirun/*")))
+    args = [sys.executable, "app.py", "-m", f"record={app}/records.jsonl",
+            f"hydra.sweep.dir=multirun/{runs}", *overrides]  # fmt: skip
+    environ = {**os.environ, "PYTHONPATH": str(REPO), **(env or {})}
+    if not env:
+        environ.pop("SAMEXP_PARENT_RUN_ID", None)
+    done = subprocess.run(args, cwd=app, env=environ, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    return done
+
+
+def storage_of(app: Path) -> str:
+    return f"sqlite:///{app}/studies/optuna.db"
+
+
+def study_of(app: Path) -> optuna.Study:
+    return optuna.load_study(study_name="toy", storage=storage_of(app))
+
+
+def records(app: Path) -> list[dict]:
+    return [json.loads(line) for line in (app / "records.jsonl").read_text().splitlines()]
+
+
+def test_a_rerun_with_more_trials_resumes_the_study_up_to_exactly_n_trials(app):
+    sweep(app)
+    assert [t.state for t in study_of(app).trials] == [C, C, C]
+    sweep(app, "hydra.sweeper.n_trials=5")
+    study = study_of(app)
+    assert [t.state for t in study.trials] == [C] * 5
+    assert [r["optuna"]["trial_number"] for r in records(app)] == [0, 1, 2, 3, 4]
+    assert len({t.params["x"] for t in study.trials}) == 5  # the rerun did not repeat the first
+    results = yaml.safe_load((app / "multirun/1/optuna_results.yaml").read_text())
+    assert results["best_trial"] == study.best_trial.number
+    assert results["best_value"] == pytest.approx(study.best_value)
+    assert len((app / "multirun/1/trials.csv").read_text().splitlines()) == 1 + 5
+    sweep(app, "hydra.sweeper.n_trials=5")  # already there: nothing runs
+    assert len(study_of(app).trials) == 5 and len(records(app)) == 5
+
+
+def test_jobs_get_their_trial_the_sampled_values_and_the_plain_overrides(app):
+    sweep(app, "y=choice(7,8)", "shape=choice(circle,square)", "z=5", "hydra.sweeper.n_trials=4")
+    study = study_of(app)
+    jobs = records(app)
+    assert [j["optuna"]["trial_number"] for j in jobs] == [0, 1, 2, 3]
+    for job, trial in zip(jobs, study.trials, strict=True):
+        assert job["optuna"] == {
+            "storage": storage_of(app),  # relative in the config, resolved for jobs that chdir
+            "study_name": "toy",
+            "trial_number": trial.number,
+            "pruner": {"_target_": "optuna.pruners.NopPruner"},
+        }
+        # the job ran exactly what the study recorded; the command line replaced params.y
+        assert trial.params == {"x": job["x"], "y": job["y"], "shape": job["shape"]}
+        assert job["y"] in (7, 8) and job["z"] == 5
+        assert trial.state == C and trial.value == pytest.approx(job["x"] + job["y"])
+
+
+def test_a_job_the_pruner_stops_is_recorded_pruned_with_what_it_reported(app):
+    # ThresholdPruner: a trial that reports more than 2.5 is pruned, whatever the sampler picks
+    sweep(app, "hydra.sweeper.n_trials=6", "hydra/sweeper/pruner=threshold",
+          "hydra.sweeper.pruner.upper=2.5")  # fmt: skip
+    trials = study_of(app).trials
+    assert {t.state for t in trials} == {C, P}
+    for t in trials:
+        assert t.intermediate_values == {0: pytest.approx(t.params["x"] + t.params["y"])}
+        assert t.state == (P if t.intermediate_values[0] > 2.5 else C)
+
+
+def test_a_failing_or_nan_trial_is_recorded_failed_and_the_sweep_goes_on(app):
+    done = sweep(app, "hydra.sweeper.n_trials=4", "fail_on=[1]", "nan_on=[2]")
+    assert [t.state for t in study_of(app).trials] == [C, F, F, C]
+    assert "trial 1 failed: RuntimeError: boom" in done.stderr + done.stdout
+    assert (app / "multirun/0/optuna_results.yaml").exists()
+
+
+def test_a_trial_left_running_by_a_killed_sweep_is_marked_failed_on_the_next_run(app):
+    (app / "studies").mkdir()
+    optuna.create_study(study_name="toy", storage=storage_of(app), direction="maximize").ask()
+    sweep(app, "hydra.sweeper.n_trials=2")
+    assert [t.state for t in study_of(app).trials] == [F, C]
+    assert [r["optuna"]["trial_number"] for r in records(app)] == [1]
+
+
+def test_parallel_batches_through_the_joblib_launcher_lose_no_trial(app):
+    pytest.importorskip("hydra_plugins.hydra_joblib_launcher")
+    sweep(app, "hydra/launcher=joblib", "hydra.launcher.n_jobs=2", "hydra.sweeper.n_jobs=2",
+          "hydra.sweeper.n_trials=4")  # fmt: skip
+    trials = study_of(app).trials
+    assert [t.state for t in trials] == [C] * 4
+    assert all(t.intermediate_values for t in trials)  # every job wrote to the shared SQLite
+    assert sorted(r["optuna"]["trial_number"] for r in records(app)) == [0, 1, 2, 3]
+
+
+def test_the_study_is_logged_to_the_sweeps_parent_run(app):
+    from mlflow.tracking import MlflowClient
+
+    uri = f"sqlite:///{app}/mlflow.db"
+    client = MlflowClient(tracking_uri=uri)
+    parent = client.create_run(client.create_experiment("sweeps")).info.run_id
+    sweep(app, "hydra.sweeper.n_trials=4",
+          env={"SAMEXP_PARENT_RUN_ID": parent, "SAMEXP_TRACKING_URI": uri})  # fmt: skip
+    run = client.get_run(parent)
+    study = study_of(app)
+    assert run.data.params == {"study.name": "toy", "study.storage": storage_of(app)}
+    assert run.data.tags["study.n_trials"] == "4"
+    assert run.data.metrics["study/best_value"] == pytest.approx(study.best_value)
+    logged = {a.path for a in client.list_artifacts(parent, "study")}
+    assert logged == {
+        "study/trials.csv",
+        "study/optimization_history.png",
+        "study/param_importances.png",
+        "study/slice.png",
+    }
+    assert run.info.status == "RUNNING"  # the parent run belongs to the callback: left open
+
+
+def test_plots_that_need_more_trials_are_skipped_not_fatal(tmp_path):
+    from mlflow.tracking import MlflowClient
+
+    study = optuna.create_study()
+    study.optimize(lambda t: t.suggest_float("x", 0, 1), n_trials=1)
+    csv = tmp_path / "trials.csv"
+    study.trials_dataframe().to_csv(csv)
+    client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path}/mlflow.db")
+    run_id = client.create_run(client.create_experiment("s")).info.run_id
+    log_study(study, csv, tracking_uri=f"sqlite:///{tmp_path}/mlflow.db", run_id=run_id,
+              storage="memory")  # fmt: skip
+    logged = {a.path for a in client.list_artifacts(run_id, "study")}
+    assert logged == {"study/trials.csv", "study/optimization_history.png", "study/slice.png"}
+
+
+@pytest.mark.parametrize(("group", "options"), [("sampler", SAMPLERS), ("pruner", PRUNERS)])
+def test_every_sampler_and_pruner_option_instantiates(group, options):
+    for name, node in options.items():
+        if name == "threshold":  # needs a bound from the user
+            node = {**node, "upper": 1.0}
+        built = instantiate(node)
+        base = optuna.samplers.BaseSampler if group == "sampler" else optuna.pruners.BasePruner
+        assert isinstance(built, base), name
