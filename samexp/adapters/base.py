@@ -9,6 +9,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from typing import Any
 
+import torch
 from segment_anything.modeling import Sam
 from torch import nn
 
@@ -37,6 +38,10 @@ class Adapter(ABC):
 
     def unmerge(self, sam: Sam) -> None:
         """Undo `merge`."""
+
+    def plain_state_dict(self, sam: Sam) -> dict[str, torch.Tensor]:
+        """The adapted model as a stock SAM state dict (what `sam_model_registry[...]` loads)."""
+        return {k: v.detach().clone() for k, v in sam.state_dict().items()}
 
 
 def freeze(module: nn.Module) -> None:

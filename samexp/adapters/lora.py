@@ -137,6 +137,24 @@ class LoraAdapter(Adapter):
             if isinstance(m, LoraLinear):
                 m.unmerge()
 
+    def plain_state_dict(self, sam: Sam) -> dict[str, torch.Tensor]:
+        """LoRA folded into the base weights under their original names, LoRA tensors dropped: the
+        stock builder loads it and runs at the base model's speed."""
+        wrapped = [name for name, m in sam.named_modules() if isinstance(m, LoraLinear)]
+        was_merged = {name: sam.get_submodule(name).merged for name in wrapped}
+        self.merge(sam)
+        state = {}
+        for key, value in sam.state_dict().items():
+            owner = next((n for n in wrapped if key.startswith(f"{n}.")), None)
+            if owner is None:
+                state[key] = value.detach().clone()
+            elif key.startswith(f"{owner}.base."):
+                state[owner + key[len(owner) + len(".base") :]] = value.detach().clone()
+        for name in wrapped:
+            if not was_merged[name]:
+                sam.get_submodule(name).unmerge()
+        return state
+
     def hparams(self) -> dict:
         return {
             "rank": self.rank,

@@ -1,0 +1,113 @@
+"""Export: the fine-tuned model as a plain checkpoint that stock segment_anything loads and runs
+exactly like the fine-tuned model."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from segment_anything import SamPredictor, sam_model_registry
+
+from samexp.adapters.lora import LoraAdapter
+from samexp.errors import SamexpError
+from samexp.export import export
+from samexp.finetuned import load_finetuned
+from samexp.models.build import build_official, build_tiny, tiny_sam
+from samexp.models.seam import Prompts, decode, encode
+
+BOXES = torch.tensor([[30.0, 40, 200, 220], [10, 10, 120, 90]])
+
+
+@pytest.fixture(scope="module", params=["lora", "decoder"])
+def trained(request, tmp_path_factory):
+    from samexp.runner import run
+    from tests.conftest import compose_config, data_root
+
+    tmp = tmp_path_factory.mktemp(f"export-{request.param}")
+    cfg = compose_config([
+        f"data_root={data_root()}", "model=tiny", f"adapter={request.param}", "trainer.epochs=1",
+        "trainer.max_steps=2", "optim.lr=1e-2", "trainer.val_fraction=0",
+        f"tracking.tracking_uri=sqlite:///{tmp}/mlflow.db", f"tracking.artifact_root={tmp}/art", f"output_dir={tmp}/out",
+    ])  # fmt: skip
+    metrics = run(cfg)
+    return {"run_id": metrics["run_id"], "uri": cfg.tracking.tracking_uri, "tmp": tmp}
+
+
+def _logits(sam) -> torch.Tensor:
+    images = torch.randint(
+        0, 256, (1, 3, 256, 256), generator=torch.Generator().manual_seed(0), dtype=torch.uint8
+    )
+    with torch.no_grad():
+        emb = encode(sam, images, [(256, 256)])
+        return decode(sam, emb, torch.tensor([0, 0]), Prompts(boxes=BOXES))[0]
+
+
+def test_exported_checkpoint_loads_in_the_stock_builder_and_reproduces_the_fine_tuned_model(
+    trained,
+):
+    out = export(
+        run_id=trained["run_id"], tracking_uri=trained["uri"], out=str(trained["tmp"] / "sam.pth")
+    )
+    info = json.loads(out.with_suffix(".json").read_text())
+    assert info["arch"] == "tiny" and info["source"] == trained["run_id"]
+
+    stock = tiny_sam(**{k: v for k, v in info["build_kwargs"].items() if k != "seed"})
+    stock.load_state_dict(
+        torch.load(out, weights_only=True)
+    )  # strict: every key, no LoRA leftovers
+    fine_tuned, _, _ = load_finetuned(run_id=trained["run_id"], tracking_uri=trained["uri"])
+    assert torch.allclose(_logits(stock), _logits(fine_tuned.sam), atol=1e-5)
+    base = build_tiny(**info["build_kwargs"]).sam
+    assert not torch.allclose(_logits(stock), _logits(base), atol=1e-3), (
+        "export must carry the training"
+    )
+
+
+def test_stock_sam_predictor_runs_on_the_exported_model(trained, rings_root):
+    from samexp.data.base import read_image_rgb
+
+    out = export(
+        run_id=trained["run_id"], tracking_uri=trained["uri"], out=str(trained["tmp"] / "p.pth")
+    )
+    info = json.loads(out.with_suffix(".json").read_text())
+    sam = tiny_sam(**{k: v for k, v in info["build_kwargs"].items() if k != "seed"})
+    sam.load_state_dict(torch.load(out, weights_only=True))
+    predictor = SamPredictor(sam)
+    image = read_image_rgb(rings_root / "test" / "images" / "ring_test_1.jpg")
+    predictor.set_image(image)
+    masks, scores, _ = predictor.predict(box=BOXES[0].numpy(), multimask_output=False)
+    assert masks.shape == (1, *image.shape[:2]) and scores.shape == (1,)
+
+
+def test_lora_export_of_an_official_arch_loads_with_sam_model_registry(tmp_path):
+    base = build_official("vit_b", pretrained=False)
+    adapter = LoraAdapter(rank=4)
+    adapter.apply(base.sam)
+    with torch.no_grad():
+        for name, p in base.sam.named_parameters():
+            if "lora_B" in name:
+                p.normal_(std=0.01)
+    path = tmp_path / "vit_b.pth"
+    torch.save(adapter.plain_state_dict(base.sam), path)
+    stock = sam_model_registry["vit_b"](checkpoint=str(path))  # strict load inside segment_anything
+    qkv = base.sam.image_encoder.blocks[0].attn.qkv
+    expected = qkv.base.weight + torch.nn.functional.pad(qkv.delta_weight(0), (0, 0, 0, 2 * 768))
+    assert torch.allclose(
+        stock.image_encoder.blocks[0].attn.qkv.weight[:768], expected[:768], atol=1e-6
+    )
+    assert not qkv.merged  # exporting leaves the live model as it was
+
+
+def test_export_needs_exactly_one_source(tmp_path):
+    with pytest.raises(SamexpError, match="exactly one"):
+        export(out=str(tmp_path / "x.pth"))
+    with pytest.raises(SamexpError, match="no such file"):
+        export(weights=str(tmp_path / "missing.safetensors"), out=str(tmp_path / "x.pth"))
+
+
+def test_unknown_run_id_is_a_clear_error(tmp_path):
+    with pytest.raises(SamexpError, match="not a run"):
+        export(
+            run_id="0" * 32, tracking_uri=f"sqlite:///{tmp_path}/m.db", out=str(tmp_path / "x.pth")
+        )
