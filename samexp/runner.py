@@ -18,6 +18,7 @@ from samexp.adapters.base import Adapter, parameter_counts, trainable_parameters
 from samexp.adapters.io import save_adapter
 from samexp.data.base import collate
 from samexp.data.splits import DatasetSplits
+from samexp.devices import resolve_device
 from samexp.errors import SamexpError
 from samexp.evaluate import EvalResult, evaluate
 from samexp.models.build import BaseModel
@@ -34,16 +35,6 @@ def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
-
-
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise SamexpError(
-            "trainer.device=cuda but no CUDA device is available; use trainer.device=auto or cpu"
-        )
-    return torch.device(name)
 
 
 def _overrides() -> list[str]:
@@ -102,12 +93,13 @@ def run(cfg: DictConfig) -> dict[str, float]:
     base.sam.to(device)
 
     splits: DatasetSplits = build(cfg.dataset, img_size=base.img_size)
-    data_summary = splits.summary()  # before carving: skip counts of the files as loaded
+    loaded = splits.summary()  # before carving: the skip counts of the files as read
     splits = splits.carve_val(tc.val_fraction, tc.seed)
+    data_summary = {**loaded, **splits.summary()}  # ...and the sizes actually used
     if augment is not None:
         splits.train.transform = augment
         log.info("augmentation on the train split only: %s", cfg.augment)
-    log.info("data %s: %s", splits.name, {**data_summary, **splits.summary()})
+    log.info("data %s: %s", splits.name, data_summary)
     train_loader, eval_loader, test_loader = _loaders(splits, tc, device)
 
     optimizer = build(cfg.optim, params=list(trainable_parameters(base.sam).values()))
@@ -134,10 +126,8 @@ def run(cfg: DictConfig) -> dict[str, float]:
 
     with tracker.start_run(run_name, params=flatten(resolved), tags=provenance(_overrides())):
         tracker.log_text(OmegaConf.to_yaml(resolved), "config.yaml")
-        tracker.log_json({**data_summary, **splits.summary()}, "data/summary.json")
-        tracker.log_metrics(
-            {**counts, **{f"data/{k}": v for k, v in {**data_summary, **splits.summary()}.items()}}
-        )
+        tracker.log_json(data_summary, "data/summary.json")
+        tracker.log_metrics({**counts, **{f"data/{k}": v for k, v in data_summary.items()}})
         baseline = eval_split(test_loader, keep=tracker.max_images, desc="zero-shot")
         tracker.log_metrics(baseline.metrics("baseline/test"))
         log.info("zero-shot: %s", baseline.metrics("baseline/test"))
