@@ -43,6 +43,16 @@ def _titled(panel: np.ndarray, title: str, height: int) -> np.ndarray:
     return np.vstack([bar, panel])
 
 
+def titled_strip(panels: list[tuple[np.ndarray, str]], height: int = 320) -> np.ndarray:
+    """RGB panels side by side at a common height, each under its title, white gaps between."""
+    titled = [_titled(panel, title, height) for panel, title in panels]
+    gap = np.full((height + 28, 4, 3), 255, dtype=np.uint8)
+    row = []
+    for p in titled:
+        row += [p, gap]
+    return np.hstack(row[:-1])
+
+
 def comparison(
     image: np.ndarray,
     gt: np.ndarray,
@@ -53,18 +63,12 @@ def comparison(
     height: int = 320,
 ) -> np.ndarray:
     """One RGB strip of four panels at a common height, each with its title and IoU."""
-    panels = [
-        _titled(image, "image", height),
-        _titled(overlay(image, gt, GT_COLOUR), "ground truth", height),
-        _titled(
-            overlay(image, zero_shot, PRED_COLOUR), f"zero-shot IoU {iou_zero_shot:.3f}", height
-        ),
-        _titled(
-            overlay(image, fine_tuned, PRED_COLOUR), f"fine-tuned IoU {iou_fine_tuned:.3f}", height
-        ),
-    ]
-    gap = np.full((height + 28, 4, 3), 255, dtype=np.uint8)
-    row = []
-    for p in panels:
-        row += [p, gap]
-    return np.hstack(row[:-1])
+    return titled_strip(
+        [
+            (image, "image"),
+            (overlay(image, gt, GT_COLOUR), "ground truth"),
+            (overlay(image, zero_shot, PRED_COLOUR), f"zero-shot IoU {iou_zero_shot:.3f}"),
+            (overlay(image, fine_tuned, PRED_COLOUR), f"fine-tuned IoU {iou_fine_tuned:.3f}"),
+        ],
+        height,
+    )

@@ -1,0 +1,16 @@
+"""Where models run: `auto` picks CUDA when there is one; asking for CUDA without one is a user error."""
+
+from __future__ import annotations
+
+import torch
+
+from samexp.errors import SamexpError
+
+
+def resolve_device(name: str, key: str = "trainer.device") -> torch.device:
+    """`key` is the config key the user set, so the message tells them what to change."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise SamexpError(f"{key}=cuda but no CUDA device is available; use {key}=auto or cpu")
+    return torch.device(name)

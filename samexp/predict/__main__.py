@@ -1,0 +1,29 @@
+"""`python -m samexp.predict ...`: compose conf/predict.yaml and predict; user errors print one line."""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+import hydra
+from omegaconf import DictConfig, OmegaConf
+
+import samexp.predict.config  # noqa: F401  (registers predict_schema)
+from samexp.errors import SamexpError
+
+log = logging.getLogger("samexp.predict")
+
+
+@hydra.main(version_base="1.3", config_path="../../conf", config_name="predict")
+def main(cfg: DictConfig) -> None:
+    from samexp.predict.run import predict
+
+    try:
+        predict(OmegaConf.to_object(cfg))
+    except SamexpError as e:
+        log.error("%s", e)
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()

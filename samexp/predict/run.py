@@ -1,0 +1,131 @@
+"""The prediction pipeline: check inputs -> build the fine-tuned model once -> each image through the
+stock segment_anything API -> files under `out/` and a `predictions.json` index."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from segment_anything import SamPredictor
+from segment_anything.modeling import Sam
+from tqdm.auto import tqdm
+from tqdm.contrib.logging import logging_redirect_tqdm
+
+from samexp.config import Device
+from samexp.data.base import IMAGE_EXTENSIONS, read_image_rgb
+from samexp.data.folder import index_images
+from samexp.devices import resolve_device
+from samexp.errors import DatasetError, SamexpError
+from samexp.finetuned import build_base, load_finetuned
+from samexp.predict.auto import check_auto, mask_generator, write_auto
+from samexp.predict.config import PredictConfig, PredictMode
+from samexp.predict.outputs import check_palette, write_json
+from samexp.predict.prompted import predict_prompts, write_prompted
+from samexp.predict.prompts import Prompts, check_inside, parse_prompts
+
+log = logging.getLogger(__name__)
+
+
+def list_images(image: str | None, images: str | None) -> list[Path]:
+    """`image=` alone, or the image files of the folder `images=` sorted by name."""
+    if (image is None) == (images is None):
+        raise SamexpError("give exactly one of image=path/to/photo.jpg or images=path/to/folder")
+    if image is not None:
+        if not Path(image).is_file():
+            raise DatasetError(f"image={image}: no such file")
+        return [Path(image)]
+    paths = sorted(index_images(Path(images), "image").values())
+    if not paths:
+        raise DatasetError(
+            f"images={images} holds no image files ({', '.join(sorted(IMAGE_EXTENSIONS))})"
+        )
+    return paths
+
+
+def load_model(cfg: PredictConfig, device: torch.device) -> tuple[Sam, dict]:
+    """The fine-tuned SAM on `device` (LoRA merged into its weights unless merge=false)."""
+    base, adapter, meta = load_finetuned(cfg.run_id, cfg.weights, cfg.tracking_uri, cfg.checkpoint)
+    if cfg.merge:
+        adapter.merge(base.sam)
+    return base.sam.to(device).eval(), meta
+
+
+def _check(cfg: PredictConfig) -> Prompts | None:
+    """Everything that can be wrong before a model is built; the prompts in prompt mode."""
+    check_palette(cfg.overlay.colors, cfg.overlay.alpha)
+    p = cfg.prompt
+    if PredictMode(cfg.mode) is PredictMode.prompt:
+        return parse_prompts(p.box, p.boxes, p.points, p.labels)
+    check_auto(cfg.auto)
+    if cfg.compare:
+        raise SamexpError("compare=true needs mode=prompt (the comparison uses your prompts)")
+    if any(v is not None for v in (p.box, p.boxes, p.points, p.labels)):
+        log.warning("mode=auto segments the whole image; the prompt.* values are ignored")
+    return None
+
+
+Step = Callable[[Path, np.ndarray], tuple[list[Path], list[float]]]
+
+
+def _auto_step(cfg: PredictConfig, sam: Sam, out: Path, style: dict) -> Step:
+    generator = mask_generator(sam, cfg.auto)
+
+    def step(path: Path, image: np.ndarray) -> tuple[list[Path], list[float]]:
+        anns = generator.generate(image)
+        if not anns:
+            log.warning("%s: no mask passed auto.pred_iou_thresh and auto.stability_score_thresh; "
+                        "lower them to see more", path.name)  # fmt: skip
+        return write_auto(out, path, image, anns, style), [a["predicted_iou"] for a in anns]
+
+    return step
+
+
+def _prompt_step(cfg: PredictConfig, prompts: Prompts, sam: Sam, meta: dict, out: Path,
+                 style: dict) -> Step:  # fmt: skip
+    predictor = SamPredictor(sam)
+    device = next(sam.parameters()).device
+    zero_shot = SamPredictor(build_base(meta, cfg.checkpoint).sam.to(device).eval()) if cfg.compare else None  # fmt: skip
+
+    def step(path: Path, image: np.ndarray) -> tuple[list[Path], list[float]]:
+        check_inside(prompts, path.name, *image.shape[:2])
+        pred = predict_prompts(predictor, image, prompts, cfg.multimask)
+        base = predict_prompts(zero_shot, image, prompts, cfg.multimask) if zero_shot else None
+        files, _ = write_prompted(out, path, image, prompts, pred, cfg.multimask, style, base)
+        return files, pred.scores.ravel().tolist()
+
+    return step
+
+
+def predict(cfg: PredictConfig) -> dict[str, Any]:
+    """Predict every image of `cfg`; returns the index also written to `<out>/predictions.json`."""
+    prompts = _check(cfg)
+    paths = list_images(cfg.image, cfg.images)
+    device = resolve_device(Device(cfg.device).value, key="device")
+    sam, meta = load_model(cfg, device)
+    style = {"colors": [list(c) for c in cfg.overlay.colors], "alpha": cfg.overlay.alpha}
+    out = Path(cfg.out)
+    if prompts is None:
+        step = _auto_step(cfg, sam, out, style)
+    else:
+        step = _prompt_step(cfg, prompts, sam, meta, out, style)
+    entries = []
+    with logging_redirect_tqdm():
+        for path in tqdm(paths, desc="predict", unit="image"):
+            image = read_image_rgb(path, orient=True)
+            files, scores = step(path, image)
+            h, w = image.shape[:2]
+            shown = " ".join(f"{s:.3f}" for s in scores[:8]) + (" ..." if len(scores) > 8 else "")
+            log.info("%s (%d×%d): %d mask%s, scores %s -> %s", path.name, w, h, len(scores),
+                     "" if len(scores) == 1 else "s",
+                     shown or "-", out / f"{path.stem}*")  # fmt: skip
+            entries.append({"image": str(path), "width": w, "height": h, "masks": len(scores),
+                            "files": [str(f.relative_to(out)) for f in files]})  # fmt: skip
+    index = {"source": {"run_id": cfg.run_id, "weights": cfg.weights}, "adapter": meta["adapter"],
+             "base": meta["base"], "mode": PredictMode(cfg.mode).value, "images": entries}  # fmt: skip
+    write_json(out / "predictions.json", index)
+    log.info("wrote predictions for %d images to %s (index: predictions.json)", len(entries), out)
+    return index

@@ -1,0 +1,76 @@
+"""One real tiny LoRA training run on the rings data, shared by the prediction tests: its MLflow
+run id, tracking URI and local weights; the rings test images are the inputs."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+import pytest
+
+from samexp import runner
+from samexp.config import Device
+from samexp.predict import PredictConfig, predict
+from samexp.predict.config import AutoConfig, OverlayConfig, PromptConfig
+from tests.conftest import compose_config, data_root
+
+# the high learning rate makes the fine-tuned model differ visibly from the zero-shot one
+TRAIN = ("model=tiny", "adapter=lora", "trainer.epochs=1", "trainer.max_steps=2", "optim.lr=1e-2",
+         "trainer.device=cpu")  # fmt: skip
+# inside both test images (1024×1024 and 740×740), around the rings
+BOX = [60.0, 300.0, 700.0, 650.0]
+
+
+@dataclass
+class Trained:
+    run_id: str
+    tracking_uri: str
+    weights: Path
+    images: list[Path] = field(default_factory=list)
+
+    def config(self, out: Path, source: str = "run", **overrides: Any) -> PredictConfig:
+        """A prediction config into `out` from the run (`source="run"`) or the weights file."""
+        where = {"run_id": self.run_id} if source == "run" else {"weights": str(self.weights)}
+        cfg = PredictConfig(
+            **where, tracking_uri=self.tracking_uri, out=str(out), device=Device.cpu
+        )
+        nested = {"prompt": PromptConfig, "overlay": OverlayConfig, "auto": AutoConfig}
+        for key, kind in nested.items():
+            if isinstance(overrides.get(key), dict):
+                overrides[key] = kind(**overrides[key])
+        return replace(cfg, **overrides)
+
+    def predict(self, out: Path, source: str = "run", **overrides: Any) -> dict:
+        return predict(self.config(out, source, **overrides))
+
+
+@pytest.fixture(scope="package")
+def trained(rings_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Trained:
+    tmp = tmp_path_factory.mktemp("predict-run")
+    cfg = compose_config(
+        [
+            f"data_root={data_root()}",
+            f"tracking.tracking_uri=sqlite:///{tmp}/mlruns/mlflow.db",
+            f"tracking.artifact_root={tmp}/mlruns/artifacts",
+            f"output_dir={tmp}/out",
+            *TRAIN,
+        ]
+    )
+    metrics = runner.run(cfg)
+    images = sorted((rings_root / "test" / "images").glob("*.jpg"))
+    return Trained(metrics["run_id"], cfg.tracking.tracking_uri, tmp / "out" / "adapter.safetensors", images)  # fmt: skip
+
+
+def read_mask(path: Path) -> np.ndarray:
+    """A written mask PNG as bool, after checking it holds only 0 and 255."""
+    mask = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+    assert mask is not None and mask.ndim == 2, path
+    assert set(np.unique(mask)) <= {0, 255}, path
+    return mask == 255
+
+
+def read_rgb(path: Path) -> np.ndarray:
+    return cv2.cvtColor(cv2.imread(str(path), cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
