@@ -4,13 +4,13 @@ model they were trained on. Prediction and export both start here."""
 from __future__ import annotations
 
 import logging
-import tempfile
 from pathlib import Path
 
 from samexp.adapters.base import Adapter
 from samexp.adapters.io import load_adapter, read_adapter_meta
 from samexp.errors import SamexpError
 from samexp.models.build import BaseModel, build_official, build_tiny
+from samexp.models.checkpoints import default_cache_dir
 
 log = logging.getLogger(__name__)
 
@@ -38,10 +38,13 @@ def resolve_weights(run_id: str | None, weights: str | None, tracking_uri: str) 
         raise SamexpError(
             f"run_id={run_id} is not a run in {tracking_uri} ({e.message.splitlines()[0]})"
         ) from None
+    # run artifacts never change: one copy per run in the cache, not a temp folder per call
+    folder = default_cache_dir() / "runs" / run_id
+    if (folder / WEIGHTS_ARTIFACT).is_file():
+        return folder / WEIGHTS_ARTIFACT
+    folder.mkdir(parents=True, exist_ok=True)
     try:
-        local = client.download_artifacts(
-            run_id, WEIGHTS_ARTIFACT, tempfile.mkdtemp(prefix="samexp-weights-")
-        )
+        local = client.download_artifacts(run_id, WEIGHTS_ARTIFACT, str(folder))
     except (MlflowException, OSError) as e:
         raise SamexpError(
             f"run {run_id} has no {WEIGHTS_ARTIFACT} artifact (was it run with tracking.log_weights=false, "

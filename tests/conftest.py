@@ -27,6 +27,14 @@ def data_root() -> Path:
     return Path(os.environ.get("SAMEXP_DATA", DEFAULT_DATA)).resolve()
 
 
+@pytest.fixture(scope="session", autouse=True)
+def isolated_cache(tmp_path_factory: pytest.TempPathFactory):
+    """Checkpoints and downloaded run weights go to a temporary cache, never the user's ~/.cache."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("SAMEXP_CACHE", str(tmp_path_factory.mktemp("samexp-cache")))
+        yield
+
+
 @pytest.fixture(scope="session")
 def rings_root() -> Path:
     """The real rings dataset; missing data is a failure, not a skip (CI always has it)."""
