@@ -44,8 +44,13 @@ def export(run_id: str | None = None, weights: str | None = None, out: str = "sa
     info = {"arch": base.arch, "build_kwargs": base.build_kwargs, "adapter": meta["adapter"],
             "base_weights_id": base.weights_id, "source": run_id or weights}  # fmt: skip
     path.with_suffix(".json").write_text(json.dumps(info, indent=2))
-    log.info("wrote %s (%s, %s merged, %.1f MB); load it with segment_anything.sam_model_registry[%r](checkpoint=%r)",
-             path, base.arch, adapter.label(), path.stat().st_size / 1e6, base.arch, str(path))  # fmt: skip
+    how = (
+        f"segment_anything.sam_model_registry[{base.arch!r}](checkpoint={str(path)!r})"
+        if base.arch != "tiny"
+        else f"samexp.models.build.tiny_sam(**build_kwargs minus seed from {path.with_suffix('.json').name}).load_state_dict(torch.load(...))"
+    )
+    log.info("wrote %s (%s, %s merged, %.1f MB); load it with %s",
+             path, base.arch, adapter.label(), path.stat().st_size / 1e6, how)  # fmt: skip
     return path
 
 
