@@ -1,0 +1,128 @@
+"""The SDPA attention forward computes what SAM's stock `Attention.forward` does, gradients included."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from segment_anything.modeling.image_encoder import Attention
+
+from samexp.adapters.lora import LoraAdapter, LoraLinear
+from samexp.models.attention import restore_attention, sdpa_attention_forward, use_sdpa, uses_sdpa
+from samexp.models.build import build_tiny
+from samexp.models.seam import encode
+
+ATOL = 1e-4
+
+
+def _vit_b_attention(window: int) -> Attention:
+    """One vit_b-sized attention (768 wide, 12 heads) with random rel-pos and a LoRA with non-zero B."""
+    torch.manual_seed(0)
+    attn = Attention(
+        768, num_heads=12, qkv_bias=True, use_rel_pos=True, input_size=(window, window)
+    )
+    with torch.no_grad():
+        attn.rel_pos_h.normal_(std=0.5)
+        attn.rel_pos_w.normal_(std=0.5)
+    attn.qkv = LoraLinear(
+        attn.qkv, rank=4, alpha=4.0, out_slices=[slice(0, 768), slice(1536, 2304)]
+    )
+    _randomize_lora_b(attn)
+    return attn
+
+
+def _randomize_lora_b(module: torch.nn.Module) -> None:
+    with torch.no_grad():
+        for m in module.modules():
+            if isinstance(m, LoraLinear):
+                for b in m.lora_B:
+                    b.weight.normal_(std=0.1)
+
+
+def _tiny_lora_sam():
+    sam = build_tiny(seed=0).sam
+    LoraAdapter(rank=4).apply(sam)
+    _randomize_lora_b(sam)
+    with torch.no_grad():  # SAM zero-inits rel-pos, which would leave the bias untested
+        for blk in sam.image_encoder.blocks:
+            blk.attn.rel_pos_h.normal_(std=0.5)
+            blk.attn.rel_pos_w.normal_(std=0.5)
+    return sam
+
+
+def _images() -> tuple[torch.Tensor, list[tuple[int, int]]]:
+    g = torch.Generator().manual_seed(0)
+    images = torch.randint(0, 256, (1, 3, 256, 256), generator=g, dtype=torch.uint8)
+    return images, [(256, 192)]
+
+
+def _max_diff(a: list[torch.Tensor], b: list[torch.Tensor]) -> float:
+    return max((x - y).abs().max().item() for x, y in zip(a, b, strict=True))
+
+
+@pytest.mark.parametrize(
+    ("window", "tokens"),
+    [(14, 14), pytest.param(64, 64, marks=pytest.mark.slow)],
+    ids=["window", "global"],
+)
+def test_sdpa_matches_stock_vit_b_attention_with_lora(window, tokens):
+    attn = _vit_b_attention(window)
+    g = torch.Generator().manual_seed(1)
+    x = torch.randn(1, tokens, tokens, 768, generator=g)
+    upstream = torch.randn(1, tokens, tokens, 768, generator=g)
+    wrt = [
+        attn.rel_pos_h,
+        attn.rel_pos_w,
+        *(p for n, p in attn.named_parameters() if "lora_" in n),
+    ]
+
+    results = []
+    for forward in (Attention.forward, sdpa_attention_forward):
+        xi = x.clone().requires_grad_()
+        out = forward(attn, xi)
+        grads = torch.autograd.grad((out * upstream).sum(), [xi, *wrt])
+        results.append((out.detach(), grads))
+
+    (stock_out, stock_grads), (sdpa_out, sdpa_grads) = results
+    assert _max_diff([sdpa_out], [stock_out]) < ATOL
+    assert _max_diff([sdpa_grads[0]], [stock_grads[0]]) < ATOL  # w.r.t. the input
+    # Parameter gradients are sums over all HW tokens (up to ~200 at 64×64), so fp32 summation
+    # order alone moves them by ~1e-4; compare them relative to their size instead.
+    for ours, stock in zip(sdpa_grads[1:], stock_grads[1:], strict=True):
+        assert _max_diff([ours], [stock]) < ATOL * max(1.0, stock.abs().max().item())
+    assert stock_grads[-1].abs().max() > 0  # LoRA's B is live, so its gradient path is compared
+
+
+def test_tiny_encoder_with_sdpa_matches_stock_in_window_and_global_blocks():
+    sam = _tiny_lora_sam()
+    assert {b.window_size > 0 for b in sam.image_encoder.blocks} == {True, False}
+    images, sizes = _images()
+    lora = [p for p in sam.parameters() if p.requires_grad]
+
+    stock = encode(sam, images, sizes)
+    stock_grads = torch.autograd.grad(stock.square().mean(), lora)
+    assert use_sdpa(sam) == 2
+    fused = encode(sam, images, sizes)
+    fused_grads = torch.autograd.grad(fused.square().mean(), lora)
+
+    assert _max_diff([fused], [stock]) < ATOL
+    assert _max_diff(list(fused_grads), list(stock_grads)) < ATOL
+
+
+def test_use_sdpa_is_idempotent_and_only_touches_the_image_encoder():
+    sam = build_tiny(seed=0).sam
+    assert use_sdpa(sam) == use_sdpa(sam) == 2
+    attns = [m for m in sam.modules() if isinstance(m, Attention)]
+    assert attns and all(uses_sdpa(m) for m in attns)
+    assert not any(uses_sdpa(m) for m in sam.mask_decoder.modules())
+
+
+def test_restore_attention_gives_back_the_stock_forward():
+    sam = build_tiny(seed=0).sam
+    keys = list(sam.state_dict())
+    use_sdpa(sam)
+    assert list(sam.state_dict()) == keys
+    assert restore_attention(sam) == 2
+    assert restore_attention(sam) == 0
+    for blk in sam.image_encoder.blocks:
+        assert "forward" not in vars(blk.attn)
+        assert blk.attn.forward.__func__ is Attention.forward

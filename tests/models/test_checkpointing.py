@@ -1,0 +1,128 @@
+"""Checkpointed encoder blocks compute the same loss and gradients, keep parameter names, and stay
+out of the way when no gradient is needed."""
+
+from __future__ import annotations
+
+import copy
+
+import torch
+
+import samexp.models.checkpointing as ckpt
+from samexp.adapters.lora import LoraAdapter, LoraLinear
+from samexp.models.attention import use_sdpa
+from samexp.models.build import build_tiny
+from samexp.models.checkpointing import disable_checkpointing, enable_checkpointing, is_checkpointed
+from samexp.models.seam import encode
+
+
+def _tiny_lora_sam():
+    sam = build_tiny(seed=0).sam
+    LoraAdapter(rank=4).apply(sam)
+    with torch.no_grad():
+        for m in sam.modules():
+            if isinstance(m, LoraLinear):
+                for b in m.lora_B:
+                    b.weight.normal_(std=0.1)
+        for blk in sam.image_encoder.blocks:
+            blk.attn.rel_pos_h.normal_(std=0.5)
+            blk.attn.rel_pos_w.normal_(std=0.5)
+    return sam
+
+
+def _images() -> tuple[torch.Tensor, list[tuple[int, int]]]:
+    g = torch.Generator().manual_seed(0)
+    images = torch.randint(0, 256, (1, 3, 256, 256), generator=g, dtype=torch.uint8)
+    return images, [(256, 192)]
+
+
+def _loss_and_grads(sam) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    images, sizes = _images()
+    loss = encode(sam, images, sizes).square().mean()
+    loss.backward()
+    return loss.detach(), {n: p.grad for n, p in sam.named_parameters() if p.requires_grad}
+
+
+def _count_checkpoint_calls(monkeypatch) -> list[int]:
+    calls = [0]
+    real = ckpt.checkpoint
+
+    def counting(*args, **kwargs):
+        calls[0] += 1
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(ckpt, "checkpoint", counting)
+    return calls
+
+
+def test_checkpointing_gives_identical_loss_and_gradients_with_lora():
+    plain = _tiny_lora_sam()
+    checkpointed = copy.deepcopy(plain)
+    assert enable_checkpointing(checkpointed) == 2
+
+    loss, grads = _loss_and_grads(plain)
+    ck_loss, ck_grads = _loss_and_grads(checkpointed)
+
+    assert torch.allclose(ck_loss, loss, atol=1e-6)
+    assert grads.keys() == ck_grads.keys() and grads
+    for name, g in grads.items():
+        assert torch.allclose(ck_grads[name], g, atol=1e-6), name
+
+
+def test_checkpointing_keeps_state_dict_keys_so_saved_weights_load():
+    sam = _tiny_lora_sam()
+    before = sam.state_dict()
+    enable_checkpointing(sam)
+    assert list(sam.state_dict()) == list(before)
+    sam.load_state_dict(before, strict=True)
+
+
+def test_enable_checkpointing_is_idempotent(monkeypatch):
+    sam = _tiny_lora_sam()
+    assert enable_checkpointing(sam) == enable_checkpointing(sam) == 2
+    assert all(is_checkpointed(b) for b in sam.image_encoder.blocks)
+    calls = _count_checkpoint_calls(monkeypatch)
+    _loss_and_grads(sam)
+    assert calls[0] == 2  # once per block, not nested
+
+
+def test_checkpointing_does_nothing_under_no_grad(monkeypatch):
+    sam = _tiny_lora_sam()
+    images, sizes = _images()
+    with torch.no_grad():
+        expected = encode(sam, images, sizes)
+    enable_checkpointing(sam)
+    calls = _count_checkpoint_calls(monkeypatch)
+    with torch.no_grad():
+        out = encode(sam, images, sizes)
+    assert calls[0] == 0
+    assert torch.equal(out, expected)
+    encode(sam, images, sizes)
+    assert calls[0] == 2
+
+
+def test_checkpointing_skips_a_frozen_encoder(monkeypatch):
+    sam = build_tiny(seed=0).sam.requires_grad_(False)
+    enable_checkpointing(sam)
+    calls = _count_checkpoint_calls(monkeypatch)
+    encode(sam, *_images())
+    assert calls[0] == 0
+
+
+def test_checkpointing_composes_with_sdpa_attention():
+    plain = _tiny_lora_sam()
+    fast = copy.deepcopy(plain)
+    use_sdpa(fast)
+    enable_checkpointing(fast)
+    loss, grads = _loss_and_grads(plain)
+    fast_loss, fast_grads = _loss_and_grads(fast)
+    assert torch.allclose(fast_loss, loss, atol=1e-4)
+    for name, g in grads.items():
+        assert torch.allclose(fast_grads[name], g, atol=1e-4), name
+
+
+def test_disable_checkpointing_restores_the_plain_forward():
+    sam = _tiny_lora_sam()
+    enable_checkpointing(sam)
+    assert disable_checkpointing(sam) == 2
+    assert disable_checkpointing(sam) == 0
+    assert not any(is_checkpointed(b) for b in sam.image_encoder.blocks)
