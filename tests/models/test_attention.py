@@ -6,10 +6,11 @@ import pytest
 import torch
 from segment_anything.modeling.image_encoder import Attention
 
-from samexp.adapters.lora import LoraAdapter, LoraLinear
+from samexp.adapters.lora import LoraLinear
 from samexp.models.attention import restore_attention, sdpa_attention_forward, use_sdpa, uses_sdpa
 from samexp.models.build import build_tiny
 from samexp.models.seam import encode
+from tests.models.conftest import encoder_images, randomize_lora_b, tiny_lora_sam
 
 ATOL = 1e-4
 
@@ -26,33 +27,8 @@ def _vit_b_attention(window: int) -> Attention:
     attn.qkv = LoraLinear(
         attn.qkv, rank=4, alpha=4.0, out_slices=[slice(0, 768), slice(1536, 2304)]
     )
-    _randomize_lora_b(attn)
+    randomize_lora_b(attn)
     return attn
-
-
-def _randomize_lora_b(module: torch.nn.Module) -> None:
-    with torch.no_grad():
-        for m in module.modules():
-            if isinstance(m, LoraLinear):
-                for b in m.lora_B:
-                    b.weight.normal_(std=0.1)
-
-
-def _tiny_lora_sam():
-    sam = build_tiny(seed=0).sam
-    LoraAdapter(rank=4).apply(sam)
-    _randomize_lora_b(sam)
-    with torch.no_grad():  # SAM zero-inits rel-pos, which would leave the bias untested
-        for blk in sam.image_encoder.blocks:
-            blk.attn.rel_pos_h.normal_(std=0.5)
-            blk.attn.rel_pos_w.normal_(std=0.5)
-    return sam
-
-
-def _images() -> tuple[torch.Tensor, list[tuple[int, int]]]:
-    g = torch.Generator().manual_seed(0)
-    images = torch.randint(0, 256, (1, 3, 256, 256), generator=g, dtype=torch.uint8)
-    return images, [(256, 192)]
 
 
 def _max_diff(a: list[torch.Tensor], b: list[torch.Tensor]) -> float:
@@ -93,9 +69,9 @@ def test_sdpa_matches_stock_vit_b_attention_with_lora(window, tokens):
 
 
 def test_tiny_encoder_with_sdpa_matches_stock_in_window_and_global_blocks():
-    sam = _tiny_lora_sam()
+    sam = tiny_lora_sam()
     assert {b.window_size > 0 for b in sam.image_encoder.blocks} == {True, False}
-    images, sizes = _images()
+    images, sizes = encoder_images()
     lora = [p for p in sam.parameters() if p.requires_grad]
 
     stock = encode(sam, images, sizes)

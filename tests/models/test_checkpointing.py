@@ -8,35 +8,15 @@ import copy
 import torch
 
 import samexp.models.checkpointing as ckpt
-from samexp.adapters.lora import LoraAdapter, LoraLinear
 from samexp.models.attention import use_sdpa
 from samexp.models.build import build_tiny
 from samexp.models.checkpointing import disable_checkpointing, enable_checkpointing, is_checkpointed
 from samexp.models.seam import encode
-
-
-def _tiny_lora_sam():
-    sam = build_tiny(seed=0).sam
-    LoraAdapter(rank=4).apply(sam)
-    with torch.no_grad():
-        for m in sam.modules():
-            if isinstance(m, LoraLinear):
-                for b in m.lora_B:
-                    b.weight.normal_(std=0.1)
-        for blk in sam.image_encoder.blocks:
-            blk.attn.rel_pos_h.normal_(std=0.5)
-            blk.attn.rel_pos_w.normal_(std=0.5)
-    return sam
-
-
-def _images() -> tuple[torch.Tensor, list[tuple[int, int]]]:
-    g = torch.Generator().manual_seed(0)
-    images = torch.randint(0, 256, (1, 3, 256, 256), generator=g, dtype=torch.uint8)
-    return images, [(256, 192)]
+from tests.models.conftest import encoder_images, tiny_lora_sam
 
 
 def _loss_and_grads(sam) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-    images, sizes = _images()
+    images, sizes = encoder_images()
     loss = encode(sam, images, sizes).square().mean()
     loss.backward()
     return loss.detach(), {n: p.grad for n, p in sam.named_parameters() if p.requires_grad}
@@ -55,7 +35,7 @@ def _count_checkpoint_calls(monkeypatch) -> list[int]:
 
 
 def test_checkpointing_gives_identical_loss_and_gradients_with_lora():
-    plain = _tiny_lora_sam()
+    plain = tiny_lora_sam()
     checkpointed = copy.deepcopy(plain)
     assert enable_checkpointing(checkpointed) == 2
 
@@ -69,7 +49,7 @@ def test_checkpointing_gives_identical_loss_and_gradients_with_lora():
 
 
 def test_checkpointing_keeps_state_dict_keys_so_saved_weights_load():
-    sam = _tiny_lora_sam()
+    sam = tiny_lora_sam()
     before = sam.state_dict()
     enable_checkpointing(sam)
     assert list(sam.state_dict()) == list(before)
@@ -77,7 +57,7 @@ def test_checkpointing_keeps_state_dict_keys_so_saved_weights_load():
 
 
 def test_enable_checkpointing_is_idempotent(monkeypatch):
-    sam = _tiny_lora_sam()
+    sam = tiny_lora_sam()
     assert enable_checkpointing(sam) == enable_checkpointing(sam) == 2
     assert all(is_checkpointed(b) for b in sam.image_encoder.blocks)
     calls = _count_checkpoint_calls(monkeypatch)
@@ -86,8 +66,8 @@ def test_enable_checkpointing_is_idempotent(monkeypatch):
 
 
 def test_checkpointing_does_nothing_under_no_grad(monkeypatch):
-    sam = _tiny_lora_sam()
-    images, sizes = _images()
+    sam = tiny_lora_sam()
+    images, sizes = encoder_images()
     with torch.no_grad():
         expected = encode(sam, images, sizes)
     enable_checkpointing(sam)
@@ -104,12 +84,12 @@ def test_checkpointing_skips_a_frozen_encoder(monkeypatch):
     sam = build_tiny(seed=0).sam.requires_grad_(False)
     enable_checkpointing(sam)
     calls = _count_checkpoint_calls(monkeypatch)
-    encode(sam, *_images())
+    encode(sam, *encoder_images())
     assert calls[0] == 0
 
 
 def test_checkpointing_composes_with_sdpa_attention():
-    plain = _tiny_lora_sam()
+    plain = tiny_lora_sam()
     fast = copy.deepcopy(plain)
     use_sdpa(fast)
     enable_checkpointing(fast)
@@ -121,7 +101,7 @@ def test_checkpointing_composes_with_sdpa_attention():
 
 
 def test_disable_checkpointing_restores_the_plain_forward():
-    sam = _tiny_lora_sam()
+    sam = tiny_lora_sam()
     enable_checkpointing(sam)
     assert disable_checkpointing(sam) == 2
     assert disable_checkpointing(sam) == 0
