@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -53,6 +54,11 @@ def select_best(low_res: torch.Tensor, iou_pred: torch.Tensor) -> torch.Tensor:
     return low_res[torch.arange(len(low_res), device=low_res.device), index].unsqueeze(1)
 
 
+def metric_safe(name: str) -> str:
+    """Category names become metric keys; MLflow accepts only letters, digits, _ - . space and /."""
+    return re.sub(r"[^\w\-. /]", "_", name)
+
+
 @dataclass
 class EvalResult:
     rows: list[dict] = field(default_factory=list)  # one per instance: name, instance, iou, dice
@@ -70,8 +76,9 @@ class EvalResult:
         if len(categories) > 1:
             for c in categories:
                 rows = [r for r in self.rows if r.get("category") == c]
-                out[f"{prefix}/iou/{c}"] = metrics.summarize([r["iou"] for r in rows])
-                out[f"{prefix}/dice/{c}"] = metrics.summarize([r["dice"] for r in rows])
+                key = metric_safe(c)
+                out[f"{prefix}/iou/{key}"] = metrics.summarize([r["iou"] for r in rows])
+                out[f"{prefix}/dice/{key}"] = metrics.summarize([r["dice"] for r in rows])
         return out
 
     def by_name(self) -> dict[str, list[dict]]:

@@ -37,3 +37,14 @@ def test_empty_prediction_of_empty_target_scores_one_not_nan():
 def test_summarize_is_the_mean_and_nan_when_empty():
     assert metrics.summarize([0.5, 1.0]) == 0.75
     assert math.isnan(metrics.summarize([]))
+
+
+def test_category_names_become_metric_keys_mlflow_accepts():
+    from samexp.evaluate import EvalResult, metric_safe
+
+    assert metric_safe("ring (gold)") == "ring _gold_"
+    result = EvalResult(rows=[{"name": "a", "instance": 0, "category": "ring (gold)", "iou": 1.0, "dice": 1.0},
+                              {"name": "a", "instance": 1, "category": "bg:x", "iou": 0.0, "dice": 0.0}])  # fmt: skip
+    assert set(result.metrics("test")) == {
+        "test/iou", "test/dice", "test/iou/ring _gold_", "test/dice/ring _gold_", "test/iou/bg_x", "test/dice/bg_x"
+    }  # fmt: skip
