@@ -262,6 +262,8 @@ class TrainerConfig:
     monitor_mode: Mode = Mode.max
     patience: int | None = None  # stop after this many evaluations without improvement
     restore_best: bool = True  # evaluate on test (and save) the best epoch's weights
+    fast_attention: bool = False  # encoder attention through scaled_dot_product_attention (within 1e-6)
+    checkpointing: bool = False  # recompute encoder blocks in backward: less memory, a bit more time
 
 
 @dataclass

@@ -90,6 +90,7 @@ def run(cfg: DictConfig) -> dict[str, float]:
     loss_fn = build(cfg.loss)
     base: BaseModel = build(cfg.model, _convert_="all")
     adapter.apply(base.sam)
+    _speedups(base, tc)
     base.sam.to(device)
 
     splits: DatasetSplits = build(cfg.dataset, img_size=base.img_size)
@@ -170,6 +171,17 @@ def run(cfg: DictConfig) -> dict[str, float]:
         log.info("adapter weights (epoch %d): %s", weights_epoch, weights)
     metrics["run_id"] = tracker.run_id  # type: ignore[assignment]
     return metrics
+
+
+def _speedups(base: BaseModel, tc: DictConfig) -> None:
+    """Run-time patches of the stock encoder that change speed and memory, never the results."""
+    from samexp.models.attention import use_sdpa
+    from samexp.models.checkpointing import enable_checkpointing
+
+    if tc.fast_attention:
+        log.info("fast attention (SDPA) in %d encoder blocks", use_sdpa(base.sam))
+    if tc.checkpointing:
+        log.info("activation checkpointing in %d encoder blocks", enable_checkpointing(base.sam))
 
 
 def _trial_suffix(cfg: DictConfig) -> str:

@@ -272,3 +272,15 @@ def test_eval_prompt_can_differ_from_the_training_prompt(make_config):
     box = baseline()
     assert baseline("+prompt@eval_prompt=box") == box  # same strategy, same fixed prompts
     assert baseline("+prompt@eval_prompt=points", "eval_prompt.center=true") != box
+
+
+def test_fast_attention_and_checkpointing_change_speed_not_results(make_config):
+    def final_iou(*overrides: str) -> float:
+        cfg = make_config("model=tiny", "adapter=lora", "trainer.epochs=1", "trainer.max_steps=2", "optim.lr=1e-2",
+                          "trainer.val_fraction=0", "tracking.enabled=false", *overrides)  # fmt: skip
+        return runner.run(cfg)["final/test/iou"]
+
+    stock = final_iou()
+    assert final_iou("trainer.fast_attention=true", "trainer.checkpointing=true") == pytest.approx(
+        stock, abs=1e-4
+    )

@@ -1,0 +1,253 @@
+"""Reuse frozen-encoder image embeddings across epochs and across the trials of a sweep.
+
+When SAM's image encoder is frozen its output depends only on (weights, image, input size,
+transform), so it is computed once, keyed by a hash of those, and kept in a small in-memory LRU
+and, optionally, in a content-addressed folder several processes can share.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import uuid
+from collections import OrderedDict
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import torch
+
+log = logging.getLogger(__name__)
+
+_GIB = 1 << 30
+_EVICT_TO = 0.9  # evict below 90% of the bound so the next few puts do not trigger a scan each
+_SUFFIX = ".pt"
+
+
+def cache_key(
+    weights_id: str,
+    image: torch.Tensor,
+    input_size: tuple[int, int],
+    transform_id: str = "none",
+    extra: str = "",
+) -> str:
+    """SHA-256 hex over everything the encoder output depends on, the image bytes included.
+
+    `image` is the padded model input (uint8 3xSxS); its dtype and shape are hashed as well so two
+    tensors with the same bytes but a different layout never share a key.
+    """
+    h = hashlib.sha256()
+    header = [
+        weights_id,
+        f"{int(input_size[0])}x{int(input_size[1])}",
+        transform_id,
+        extra,
+        str(image.dtype),
+        "x".join(str(d) for d in image.shape),
+    ]
+    for part in header:
+        # Length-prefixed, so ("ab", "c") and ("a", "bc") cannot collide.
+        data = part.encode()
+        h.update(len(data).to_bytes(8, "little"))
+        h.update(data)
+    flat = image.detach().to("cpu").contiguous().reshape(-1)
+    h.update(flat.view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()
+
+
+class EmbeddingCache:
+    """Memory LRU in front of an optional on-disk store of embeddings, one file per key.
+
+    Disk writes go to a unique temporary file and are published with `os.replace`, so concurrent
+    writers of the same key never leave a torn file; an unreadable file counts as a miss and is
+    removed. `dtype` (e.g. torch.float16) sets the storage dtype; None keeps the tensor's own.
+    """
+
+    def __init__(
+        self,
+        root: str | Path | None,
+        max_disk_bytes: int = 10 * _GIB,
+        max_memory_items: int = 256,
+        dtype: torch.dtype | None = None,
+    ) -> None:
+        self.root = Path(root) if root is not None else None
+        if self.root is not None:
+            self.root.mkdir(parents=True, exist_ok=True)
+        self.max_disk_bytes = int(max_disk_bytes)
+        self.max_memory_items = int(max_memory_items)
+        self.dtype = dtype
+        self._memory: OrderedDict[str, torch.Tensor] = OrderedDict()
+        self.hits = 0
+        self.misses = 0
+        self.disk_hits = 0
+        self.evicted_files = 0
+
+    # ---- public API -------------------------------------------------------------------------
+
+    def get(
+        self,
+        key: str,
+        device: torch.device | str | None = None,
+        dtype: torch.dtype | None = None,
+    ) -> torch.Tensor | None:
+        """The cached tensor (a detached copy on `device`, default CPU), or None on a miss."""
+        stored = self._lookup(key)
+        if stored is None:
+            self.misses += 1
+            return None
+        self.hits += 1
+        return self._deliver(stored, device, dtype)
+
+    def put(self, key: str, tensor: torch.Tensor) -> None:
+        """Store `tensor` under `key` (in memory, and on disk when the cache has a root)."""
+        self._store(key, tensor)
+
+    def get_or_compute(
+        self,
+        keys: Sequence[str],
+        compute: Callable[[list[int]], torch.Tensor],
+        device: torch.device | str | None = None,
+        dtype: torch.dtype | None = None,
+    ) -> torch.Tensor:
+        """Stacked B x C x h x w embeddings in key order; `compute(indices)` runs once for the misses.
+
+        `compute` receives positions into `keys` (one per distinct missing key) and returns their
+        embeddings stacked in that order. Every row is returned as stored, so a result does not
+        depend on whether it was a hit (which matters with fp16 storage).
+        """
+        rows: list[torch.Tensor | None] = [None] * len(keys)
+        missing: dict[str, list[int]] = {}
+        for i, key in enumerate(keys):
+            if key in missing:  # a repeat of a key already missed in this batch: compute it once
+                missing[key].append(i)
+                continue
+            stored = self._lookup(key)
+            if stored is None:
+                self.misses += 1
+                missing[key] = [i]
+            else:
+                self.hits += 1
+                rows[i] = stored
+        if missing:
+            first = [positions[0] for positions in missing.values()]
+            computed = compute(first)
+            if computed.shape[0] != len(first):
+                raise ValueError(
+                    f"compute returned {computed.shape[0]} embeddings for {len(first)} indices"
+                )
+            for (key, positions), emb in zip(missing.items(), computed, strict=True):
+                stored = self._store(key, emb)
+                for i in positions:
+                    rows[i] = stored
+        return torch.stack([self._deliver(r, device, dtype) for r in rows])  # type: ignore[arg-type]
+
+    def stats(self) -> dict[str, float]:
+        total = self.hits + self.misses
+        return {
+            "hits": self.hits,
+            "misses": self.misses,
+            "disk_hits": self.disk_hits,
+            "hit_rate": self.hits / total if total else 0.0,
+            "memory_items": len(self._memory),
+            "evicted_files": self.evicted_files,
+        }
+
+    def path(self, key: str) -> Path:
+        """Where `key` lives on disk (content-addressed, fanned out by its first two hex digits)."""
+        if self.root is None:
+            raise ValueError("this EmbeddingCache has no disk root")
+        return self.root / key[:2] / f"{key}{_SUFFIX}"
+
+    # ---- internals --------------------------------------------------------------------------
+
+    @staticmethod
+    def _deliver(
+        stored: torch.Tensor, device: torch.device | str | None, dtype: torch.dtype | None
+    ) -> torch.Tensor:
+        # copy=True: the caller may modify what it gets without corrupting the cache.
+        return stored.to(device=device or "cpu", dtype=dtype or stored.dtype, copy=True)
+
+    def _lookup(self, key: str) -> torch.Tensor | None:
+        stored = self._memory.get(key)
+        if stored is not None:
+            self._memory.move_to_end(key)
+            return stored
+        if self.root is None:
+            return None
+        stored = self._read(self.path(key))
+        if stored is not None:
+            self.disk_hits += 1
+            self._remember(key, stored)
+        return stored
+
+    def _store(self, key: str, tensor: torch.Tensor) -> torch.Tensor:
+        stored = tensor.detach().to(device="cpu", dtype=self.dtype or tensor.dtype)
+        stored = stored.contiguous().clone()  # own storage: never a view of a bigger batch
+        self._remember(key, stored)
+        if self.root is not None:
+            self._write(self.path(key), stored)
+            self._enforce_disk_bound()
+        return stored
+
+    def _remember(self, key: str, stored: torch.Tensor) -> None:
+        if self.max_memory_items <= 0:
+            return
+        self._memory[key] = stored
+        self._memory.move_to_end(key)
+        while len(self._memory) > self.max_memory_items:
+            self._memory.popitem(last=False)
+
+    @staticmethod
+    def _read(path: Path) -> torch.Tensor | None:
+        try:
+            stored = torch.load(path, map_location="cpu", weights_only=True)
+            if not isinstance(stored, torch.Tensor):
+                raise TypeError(f"expected a tensor, found {type(stored).__name__}")
+        except FileNotFoundError:
+            return None
+        except Exception as err:  # truncated or corrupt: drop it so the next put rewrites it
+            log.warning("discarding unreadable cached embedding %s (%s)", path, err)
+            path.unlink(missing_ok=True)
+            return None
+        try:
+            os.utime(path)  # mtime is the LRU clock for disk eviction
+        except FileNotFoundError:
+            pass
+        return stored
+
+    @staticmethod
+    def _write(path: Path, stored: torch.Tensor) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        # Unique name in the same folder so os.replace is an atomic rename on one filesystem.
+        tmp = path.parent / f".{path.name}.{os.getpid()}.{uuid.uuid4().hex}.tmp"
+        try:
+            torch.save(stored, tmp)
+            os.replace(tmp, path)
+        finally:
+            tmp.unlink(missing_ok=True)
+
+    def _enforce_disk_bound(self) -> None:
+        # Scans the folder after every put: other processes write too, so a local running total
+        # would undercount; a scan of a few thousand stats is cheap next to one encoder pass.
+        files: list[tuple[float, int, Path]] = []
+        total = 0
+        assert self.root is not None
+        for entry in self.root.glob(f"*/*{_SUFFIX}"):
+            try:
+                st = entry.stat()
+            except FileNotFoundError:  # evicted or replaced by another process meanwhile
+                continue
+            files.append((st.st_mtime, st.st_size, entry))
+            total += st.st_size
+        if total <= self.max_disk_bytes:
+            return
+        target = _EVICT_TO * self.max_disk_bytes
+        for _, size, entry in sorted(files, key=lambda f: f[0]):
+            if total <= target:
+                break
+            try:
+                entry.unlink()
+                self.evicted_files += 1
+            except FileNotFoundError:
+                pass
+            total -= size
