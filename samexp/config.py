@@ -262,8 +262,12 @@ class TrainerConfig:
     monitor_mode: Mode = Mode.max
     patience: int | None = None  # stop after this many evaluations without improvement
     restore_best: bool = True  # evaluate on test (and save) the best epoch's weights
-    fast_attention: bool = False  # encoder attention through scaled_dot_product_attention (within 1e-6)
-    checkpointing: bool = False  # recompute encoder blocks in backward: less memory, a bit more time
+    fast_attention: bool = (
+        False  # encoder attention through scaled_dot_product_attention (within 1e-6)
+    )
+    checkpointing: bool = (
+        False  # recompute encoder blocks in backward: less memory, a bit more time
+    )
 
 
 @dataclass
@@ -278,6 +282,19 @@ class TrackingConfig:
     parent_run_id: str | None = (
         None  # nest under this run (sweeps set $SAMEXP_PARENT_RUN_ID instead)
     )
+
+
+@dataclass
+class EmbeddingCacheConfig:
+    """Frozen-encoder runs (adapter=decoder, decoder-only LoRA) reuse image embeddings across epochs,
+    runs and sweep trials. Off automatically when the encoder trains or augmentation is on."""
+
+    enabled: bool = True
+    dir: str | None = (
+        None  # default: <$SAMEXP_CACHE or ~/.cache/samexp>/embeddings; null in memory only
+    )
+    max_disk_gb: float = 10.0
+    memory_items: int = 256
 
 
 @dataclass
@@ -307,6 +324,7 @@ class Config:
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
     optuna: TrialConfig = field(default_factory=TrialConfig)
+    cache: EmbeddingCacheConfig = field(default_factory=EmbeddingCacheConfig)
     data_root: str = "${oc.env:SAMEXP_DATA,data}"  # folder holding the datasets (rings/, ...)
     output_dir: str | None = None  # default: Hydra's run folder (outputs/<date>/<time>)
     objective: str = (

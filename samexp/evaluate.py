@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -24,12 +25,18 @@ def predict(
     generator: torch.Generator,
     train: bool,
     multimask_output: bool = False,
+    encoder: Callable[[Sam, torch.Tensor, list[tuple[int, int]]], torch.Tensor] | None = None,
 ) -> list[tuple[torch.Tensor, torch.Tensor]]:
     """Low-res logits (M×C×h×w) and predicted IoU (M×C) for every instance of the batch, one
     entry per decoder pass (1 + `prompt.refinements`); one encoder pass per image in all cases."""
     encoder_trains = any(p.requires_grad for p in sam.image_encoder.parameters())
-    with torch.set_grad_enabled(torch.is_grad_enabled() and encoder_trains):
-        embeddings = encode(sam, batch.images, batch.input_sizes)
+    if (
+        encoder is not None and not encoder_trains
+    ):  # a frozen encoder's output can come from a cache
+        embeddings = encoder(sam, batch.images, batch.input_sizes)
+    else:
+        with torch.set_grad_enabled(torch.is_grad_enabled() and encoder_trains):
+            embeddings = encode(sam, batch.images, batch.input_sizes)
     sizes = torch.tensor(batch.input_sizes, device=batch.masks.device)[batch.instance_image]
     prompts = prompt(batch.masks, sizes, generator, train=train).to(embeddings.device)
     passes = [decode(sam, embeddings, batch.instance_image, prompts, multimask_output)]
@@ -98,6 +105,7 @@ def evaluate(
     keep_predictions: int = 0,
     desc: str = "eval",
     multimask_output: bool = False,
+    encoder: Callable | None = None,
 ) -> EvalResult:
     """Per-instance IoU/Dice at the original resolution. The generator is re-seeded on every call,
     so every evaluation of a split sees exactly the same prompts."""
@@ -108,7 +116,13 @@ def evaluate(
     for batch in tqdm(loader, desc=desc, leave=False):
         batch = batch.to(device)
         passes = predict(
-            sam, batch, prompt, generator, train=False, multimask_output=multimask_output
+            sam,
+            batch,
+            prompt,
+            generator,
+            train=False,
+            multimask_output=multimask_output,
+            encoder=encoder,
         )
         low_res = select_best(*passes[-1])
         for i, name in enumerate(batch.names):

@@ -22,6 +22,7 @@ from samexp.devices import resolve_device
 from samexp.errors import SamexpError
 from samexp.evaluate import EvalResult, evaluate
 from samexp.models.build import BaseModel
+from samexp.models.cached_encoder import CachedEncoder
 from samexp.prompts.base import PromptStrategy
 from samexp.sweeps.pruning import reporter_from_config
 from samexp.tracking import Tracker, flatten, provenance, scratch_dir
@@ -121,9 +122,16 @@ def run(cfg: DictConfig) -> dict[str, float]:
         counts["params/total"],
     )
 
+    eval_encoder = _embedding_cache(cfg, base)
+    train_encoder = eval_encoder if augment is None else None
+    if eval_encoder is not None and augment is not None:
+        log.info(
+            "embedding cache off for the train split: augmentation changes every image, every epoch"
+        )
+
     def eval_split(loader: DataLoader, keep: int = 0, desc: str = "eval") -> EvalResult:
         return evaluate(base.sam, loader, eval_prompt, device, seed=tc.seed, keep_predictions=keep,
-                        desc=desc, multimask_output=tc.multimask_output)  # fmt: skip
+                        desc=desc, multimask_output=tc.multimask_output, encoder=eval_encoder)  # fmt: skip
 
     with tracker.start_run(run_name, params=flatten(resolved), tags=provenance(_overrides())):
         tracker.log_text(OmegaConf.to_yaml(resolved), "config.yaml")
@@ -140,7 +148,10 @@ def run(cfg: DictConfig) -> dict[str, float]:
             grad_clip=tc.grad_clip, schedule=schedule, monitor=monitor, eval_every=tc.eval_every,
             evaluate_fn=lambda epoch: eval_split(eval_loader).metrics(splits.eval_name),
             log_fn=tracker.log_metrics, report_fn=reporter_from_config(**cfg.optuna),
+            encoder=train_encoder,
         )  # fmt: skip
+        if eval_encoder:
+            tracker.log_metrics({f"cache/{k}": v for k, v in eval_encoder.cache.stats().items()})
         if tc.restore_best and monitor.best_state:
             monitor.restore(base.sam)
             log.info("restored the best epoch (%d, %s=%.4f) for the final evaluation",
@@ -171,6 +182,26 @@ def run(cfg: DictConfig) -> dict[str, float]:
         log.info("adapter weights (epoch %d): %s", weights_epoch, weights)
     metrics["run_id"] = tracker.run_id  # type: ignore[assignment]
     return metrics
+
+
+def _embedding_cache(cfg: DictConfig, base: BaseModel) -> CachedEncoder | None:
+    """A cache of image embeddings when nothing can change them; says why when it is off."""
+    from samexp.models.checkpoints import default_cache_dir
+    from samexp.models.embedding_cache import EmbeddingCache
+
+    if not cfg.cache.enabled:
+        return None
+    if any(p.requires_grad for p in base.sam.image_encoder.parameters()):
+        log.info(
+            "embedding cache off: the image encoder trains (%s)",
+            cfg.adapter._target_.rsplit(".", 1)[-1],
+        )
+        return None
+    root = cfg.cache.dir if cfg.cache.dir is not None else default_cache_dir() / "embeddings"
+    cache = EmbeddingCache(root, max_disk_bytes=int(cfg.cache.max_disk_gb * 2**30),
+                           max_memory_items=cfg.cache.memory_items)  # fmt: skip
+    log.info("embedding cache on: %s", root)
+    return CachedEncoder(cache, base.weights_id, extra=f"sdpa={cfg.trainer.fast_attention}")
 
 
 def _speedups(base: BaseModel, tc: DictConfig) -> None:

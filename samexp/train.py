@@ -108,6 +108,7 @@ def fit(
     evaluate_fn: Callable[[int], dict[str, float]] | None = None,
     log_fn: Callable[[dict[str, float], int], None] = lambda metrics, step: None,
     report_fn: Callable[[float, int], None] | None = None,
+    encoder: Callable | None = None,
 ) -> FitResult:
     """`report_fn(value, epoch)` receives the monitored metric after each evaluation (a sweep's
     pruning hook; it may raise to stop the trial)."""
@@ -124,7 +125,13 @@ def fit(
         for i, batch in enumerate(bar, start=1):
             batch = batch.to(device)
             passes = predict(
-                sam, batch, prompt, generator, train=True, multimask_output=multimask_output
+                sam,
+                batch,
+                prompt,
+                generator,
+                train=True,
+                multimask_output=multimask_output,
+                encoder=encoder,
             )
             loss, parts = training_loss(sam, loss_fn, passes, batch.masks)
             (loss / grad_accum_steps).backward()

@@ -284,3 +284,19 @@ def test_fast_attention_and_checkpointing_change_speed_not_results(make_config):
     assert final_iou("trainer.fast_attention=true", "trainer.checkpointing=true") == pytest.approx(
         stock, abs=1e-4
     )
+
+
+def test_embedding_cache_gives_the_same_run_and_is_hit_after_the_first_pass(make_config, tmp_path):
+    def metrics(*overrides: str) -> dict:
+        cfg = make_config("model=tiny", "adapter=decoder", "trainer.epochs=3", "optim.lr=1e-2", *overrides)
+        return runner.run(cfg)
+
+    plain = metrics("cache.enabled=false")
+    cached = metrics(f"cache.dir={tmp_path}/emb")
+    assert cached["final/test/iou"] == pytest.approx(plain["final/test/iou"], abs=1e-6)
+    assert cached["best/val/iou"] == pytest.approx(plain["best/val/iou"], abs=1e-6)
+    client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path}/mlruns/mlflow.db")
+    stats = client.get_run(cached["run_id"]).data.metrics
+    # 10 images are encoded once (6 train + 2 val + 2 test); epochs 2 and 3 hit all 6 + 2
+    assert stats["cache/misses"] == 10 and stats["cache/hits"] == 16
+    assert len(list((tmp_path / "emb").rglob("*.pt"))) == 10

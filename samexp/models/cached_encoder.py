@@ -1,0 +1,35 @@
+"""The image encoder behind the embedding cache, for runs whose encoder does not train.
+
+Keys cover the base weights, the exact model input and the attention kernel, so a cached
+embedding is only ever reused where the encoder would have computed the same one.
+"""
+
+from __future__ import annotations
+
+import torch
+from segment_anything.modeling import Sam
+
+from samexp.models.embedding_cache import EmbeddingCache, cache_key
+from samexp.models.seam import encode
+
+
+class CachedEncoder:
+    def __init__(self, cache: EmbeddingCache, weights_id: str, extra: str = "") -> None:
+        self.cache = cache
+        self.weights_id = weights_id
+        self.extra = extra
+
+    def __call__(
+        self, sam: Sam, images: torch.Tensor, input_sizes: list[tuple[int, int]]
+    ) -> torch.Tensor:
+        host = images.cpu()
+        keys = [
+            cache_key(self.weights_id, host[i], input_sizes[i], extra=self.extra)
+            for i in range(len(host))
+        ]
+
+        def compute(index: list[int]) -> torch.Tensor:
+            with torch.no_grad():
+                return encode(sam, images[index], [input_sizes[i] for i in index]).cpu()
+
+        return self.cache.get_or_compute(keys, compute, device=images.device, dtype=torch.float32)
