@@ -8,7 +8,7 @@ export SAMEXP_DATA ?= $(abspath ../shared/datasets)
 ARGS ?= adapter=lora dataset=rings
 SWEEP_ARGS ?=
 
-.PHONY: install test test-fast smoke run sweep ui dashboard lint format clean
+.PHONY: install test test-fast smoke run sweep bench ui dashboard lint format clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -32,6 +32,9 @@ run: $(STAMP)  ## the real thing: vit_b, downloads the official checkpoint once 
 
 sweep: $(STAMP)  ## the default Optuna study over LoRA rank x lr; resumable (SWEEP_ARGS="model=tiny" offline)
 	$(BIN)/python -m samexp -m experiment=lora_rank_lr_optuna $(SWEEP_ARGS)
+
+bench: $(STAMP)  ## naive loop vs ours: s/epoch, s/step, peak RSS (tiny and vit_b with random weights; minutes on CPU)
+	$(BIN)/python experiments/bench_speed.py
 
 dashboard: $(STAMP)  ## optuna-dashboard over the studies in mlruns/optuna.db, http://127.0.0.1:8080
 	$(BIN)/optuna-dashboard sqlite:///mlruns/optuna.db --host 127.0.0.1 --port 8080
