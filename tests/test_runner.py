@@ -288,7 +288,9 @@ def test_fast_attention_and_checkpointing_change_speed_not_results(make_config):
 
 def test_embedding_cache_gives_the_same_run_and_is_hit_after_the_first_pass(make_config, tmp_path):
     def metrics(*overrides: str) -> dict:
-        cfg = make_config("model=tiny", "adapter=decoder", "trainer.epochs=3", "optim.lr=1e-2", *overrides)
+        cfg = make_config(
+            "model=tiny", "adapter=decoder", "trainer.epochs=3", "optim.lr=1e-2", *overrides
+        )
         return runner.run(cfg)
 
     plain = metrics("cache.enabled=false")
