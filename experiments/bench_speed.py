@@ -8,6 +8,7 @@ Each case runs in its own process so peak RSS belongs to that case alone.
                   embedding cache (ours); the first epoch costs the same encoder forwards.
   lora-encoder:   seconds per optimizer step, LoRA r=8 on the encoder's q/v, batch 1: stock attention
                   (naive) vs SDPA attention + per-block activation checkpointing (ours).
+  lora-sdpa-only: the same with SDPA attention alone (no checkpointing).
 """
 
 from __future__ import annotations
@@ -71,7 +72,7 @@ def frozen_encoder(model: str, ours: bool, epochs: int) -> dict:
     }
 
 
-def lora_encoder(model: str, ours: bool, steps: int) -> dict:
+def lora_encoder(model: str, ours: bool, steps: int, checkpointing: bool = True) -> dict:
     from samexp.adapters.lora import LoraAdapter
     from samexp.models.attention import use_sdpa
     from samexp.models.checkpointing import enable_checkpointing
@@ -81,7 +82,8 @@ def lora_encoder(model: str, ours: bool, steps: int) -> dict:
     LoraAdapter(rank=8).apply(base.sam)
     if ours:
         use_sdpa(base.sam)
-        enable_checkpointing(base.sam)
+        if checkpointing:
+            enable_checkpointing(base.sam)
     images, sizes, boxes = _batch(base.img_size, 1)
     optimizer = torch.optim.AdamW([p for p in base.sam.parameters() if p.requires_grad], lr=1e-5)
     times = []
@@ -100,7 +102,10 @@ def lora_encoder(model: str, ours: bool, steps: int) -> dict:
 
 def run_case(case: str, model: str, ours: bool, repeat: int) -> dict:
     torch.manual_seed(0)
-    result = (frozen_encoder if case == "frozen-encoder" else lora_encoder)(model, ours, repeat)
+    if case == "frozen-encoder":
+        result = frozen_encoder(model, ours, repeat)
+    else:
+        result = lora_encoder(model, ours, repeat, checkpointing=case == "lora-encoder")
     result["peak_rss_gb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
     return result
 
