@@ -131,7 +131,8 @@ def main() -> None:
     for model in args.models:
         for case, key, unit, repeat in (
             ("frozen-encoder", "per_epoch", "s/epoch", 3),
-            ("lora-encoder", "per_step", "s/step", 2),
+            ("lora-encoder", "per_step", "s/step", 2),  # ours: SDPA + checkpointing (memory)
+            ("lora-sdpa-only", "per_step", "s/step", 2),  # ours: SDPA alone (speed)
         ):
             out = {}
             for ours in (False, True):
