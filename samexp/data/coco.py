@@ -19,7 +19,7 @@ from torch.utils.data import Dataset
 from samexp.data.base import Sample, make_sample, read_image_rgb
 from samexp.data.coco_json import CocoImage, read_coco
 from samexp.data.orientation import apply_orientation
-from samexp.data.splits import DatasetSplits
+from samexp.data.splits import DatasetSplits, require_dataset_root
 from samexp.errors import DatasetError
 
 logger = logging.getLogger(__name__)
@@ -112,12 +112,7 @@ def coco_splits(
     split); otherwise `<root>/<annotations>` whose images are split here, seeded. `val` stays None:
     the runner carves its validation split from train.
     """
-    base = Path(root)
-    if not base.is_dir():
-        raise DatasetError(
-            f"dataset root {base.resolve()} does not exist; set SAMEXP_DATA to the folder holding "
-            f"your datasets, or data_root=/path, or dataset.root=/path/to/this/dataset"
-        )
+    base = require_dataset_root(root)
     cats = list(categories) if categories is not None else None
 
     def read(folder: Path) -> list[CocoImage]:

@@ -24,7 +24,7 @@ from samexp.data.base import (
     to_uint8,
 )
 from samexp.data.orientation import apply_orientation, image_header, mask_orientation
-from samexp.data.splits import DatasetSplits
+from samexp.data.splits import DatasetSplits, require_dataset_root
 from samexp.errors import DatasetError
 
 logger = logging.getLogger(__name__)
@@ -86,12 +86,7 @@ def read_mask_gray(path: Path) -> np.ndarray:
 
 
 def _split_dir(root: Path, split: str) -> Path:
-    if not root.is_dir():
-        raise DatasetError(
-            f"dataset root {root.resolve()} does not exist; set SAMEXP_DATA to the folder "
-            f"holding your datasets (e.g. SAMEXP_DATA=../shared/datasets), or data_root=/path on the "
-            f"command line, or dataset.root=/path/to/this/dataset"
-        )
+    require_dataset_root(root)
     split_dir = root / split
     if not split_dir.is_dir():
         found = sorted(p.name for p in root.iterdir() if p.is_dir())
@@ -216,9 +211,4 @@ def folder_splits(
     def load(split: str) -> FolderDataset:
         return FolderDataset(root, split, img_size, mask_threshold, images_dir, masks_dir)
 
-    return DatasetSplits(
-        name=name,
-        train=load(train_split),
-        test=load(test_split),
-        val=load(val_split) if val_split else None,
-    )
+    return DatasetSplits.from_splits(name, load, train_split, test_split, val_split)

@@ -248,9 +248,4 @@ def labelmap_splits(
             ignore_index, tuple(background_ids), min_area,
         )  # fmt: skip
 
-    return DatasetSplits(
-        name=name,
-        train=load(train_split),
-        test=load(test_split),
-        val=load(val_split) if val_split else None,
-    )
+    return DatasetSplits.from_splits(name, load, train_split, test_split, val_split)

@@ -8,12 +8,15 @@ from __future__ import annotations
 
 import copy
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 from torch.utils.data import Dataset
 
 from samexp.data.base import Sample
+from samexp.errors import DatasetError
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +52,18 @@ class Subset(Dataset[Sample]):
         return self.dataset[self.indices[index]]
 
 
+def require_dataset_root(root: str | Path) -> Path:
+    """Every format's first check, worded for the usual cause: the data root is not set."""
+    path = Path(root)
+    if not path.is_dir():
+        raise DatasetError(
+            f"dataset root {path.resolve()} does not exist; set SAMEXP_DATA to the folder "
+            f"holding your datasets (e.g. SAMEXP_DATA=../shared/datasets), or data_root=/path on the "
+            f"command line, or dataset.root=/path/to/this/dataset"
+        )
+    return path
+
+
 @dataclass
 class DatasetSplits:
     name: str
@@ -57,6 +72,12 @@ class DatasetSplits:
     val: Dataset[Sample] | None = (
         None  # evaluated each epoch when given; otherwise the test split is
     )
+
+    @classmethod
+    def from_splits(cls, name: str, load: Callable[[str], Dataset[Sample]], train: str, test: str,
+                    val: str | None = None) -> DatasetSplits:  # fmt: skip
+        """For formats whose splits are sub-folders: one loader, called per named split."""
+        return cls(name=name, train=load(train), test=load(test), val=load(val) if val else None)
 
     @property
     def eval_name(self) -> str:
