@@ -14,7 +14,7 @@ from tqdm.auto import tqdm
 
 from samexp import metrics
 from samexp.data.base import Batch
-from samexp.models.seam import decode, encode, to_original
+from samexp.models.seam import decode, encode, encoder_trains, to_original
 from samexp.prompts.base import PromptStrategy
 
 
@@ -29,13 +29,11 @@ def predict(
 ) -> list[tuple[torch.Tensor, torch.Tensor]]:
     """Low-res logits (M×C×h×w) and predicted IoU (M×C) for every instance of the batch, one
     entry per decoder pass (1 + `prompt.refinements`); one encoder pass per image in all cases."""
-    encoder_trains = any(p.requires_grad for p in sam.image_encoder.parameters())
-    if (
-        encoder is not None and not encoder_trains
-    ):  # a frozen encoder's output can come from a cache
+    trains = encoder_trains(sam)
+    if encoder is not None and not trains:  # a frozen encoder's output can come from a cache
         embeddings = encoder(sam, batch.images, batch.input_sizes)
     else:
-        with torch.set_grad_enabled(torch.is_grad_enabled() and encoder_trains):
+        with torch.set_grad_enabled(torch.is_grad_enabled() and trains):
             embeddings = encode(sam, batch.images, batch.input_sizes)
     sizes = torch.tensor(batch.input_sizes, device=batch.masks.device)[batch.instance_image]
     prompts = prompt(batch.masks, sizes, generator, train=train).to(embeddings.device)

@@ -23,6 +23,7 @@ from samexp.errors import SamexpError
 from samexp.evaluate import EvalResult, evaluate
 from samexp.models.build import BaseModel
 from samexp.models.cached_encoder import CachedEncoder
+from samexp.models.seam import encoder_trains
 from samexp.prompts.base import PromptStrategy
 from samexp.sweeps.pruning import reporter_from_config
 from samexp.tracking import Tracker, flatten, provenance, scratch_dir
@@ -82,7 +83,7 @@ def _loaders(splits: DatasetSplits, tc: DictConfig, device: torch.device) -> tup
 def run(cfg: DictConfig) -> dict[str, float]:
     tc = cfg.trainer
     seed_everything(tc.seed)
-    device = resolve_device(_enum_value(tc.device))
+    device = resolve_device(tc.device)
     # the cheap objects first: a bad value fails before a model is built or downloaded
     adapter: Adapter = build(cfg.adapter, _convert_="all")
     prompt: PromptStrategy = build(cfg.prompt)
@@ -191,7 +192,7 @@ def _embedding_cache(cfg: DictConfig, base: BaseModel) -> CachedEncoder | None:
 
     if not cfg.cache.enabled:
         return None
-    if any(p.requires_grad for p in base.sam.image_encoder.parameters()):
+    if encoder_trains(base.sam):
         log.info(
             "embedding cache off: the image encoder trains (%s)",
             cfg.adapter._target_.rsplit(".", 1)[-1],

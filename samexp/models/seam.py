@@ -39,6 +39,11 @@ def _move(t: torch.Tensor | None, device: torch.device | str) -> torch.Tensor | 
     return None if t is None else t.to(device)
 
 
+def encoder_trains(sam: Sam) -> bool:
+    """Whether the image encoder has trainable parameters (else its output can be cached, and needs no grad)."""
+    return any(p.requires_grad for p in sam.image_encoder.parameters())
+
+
 def preprocess(sam: Sam, images: torch.Tensor, input_sizes: list[tuple[int, int]]) -> torch.Tensor:
     """Normalise uint8 images and zero the padding, exactly as `Sam.preprocess` (which pads after normalising)."""
     x = (images.float() - sam.pixel_mean) / sam.pixel_std

@@ -104,7 +104,7 @@ def predict(cfg: PredictConfig) -> dict[str, Any]:
     """Predict every image of `cfg`; returns the index also written to `<out>/predictions.json`."""
     prompts = _check(cfg)
     paths = list_images(cfg.image, cfg.images)
-    device = resolve_device(Device(cfg.device).value, key="device")
+    device = resolve_device(Device(cfg.device), key="device")
     sam, meta = load_model(cfg, device)
     style = {"colors": [list(c) for c in cfg.overlay.colors], "alpha": cfg.overlay.alpha}
     out = Path(cfg.out)
