@@ -19,6 +19,21 @@ class Mode(str, Enum):
     min = "min"
 
 
+class AttentionKernel(str, Enum):
+    """How the image encoder computes attention; `auto` picks the fastest exact one for the device."""
+
+    auto = "auto"  # blocked on CPU, sdpa on CUDA
+    stock = "stock"  # segment_anything's own Attention.forward
+    sdpa = "sdpa"  # F.scaled_dot_product_attention with the rel-pos bias as a float mask
+    blocked = "blocked"  # block-wise exact attention: the N×N scores never leave the cache
+
+
+class Precision(str, Enum):
+    fp32 = "fp32"
+    bf16 = "bf16"  # autocast to bfloat16 (CUDA; CPUs with AVX512-BF16/AMX)
+    fp16 = "fp16"  # autocast to float16 with loss scaling (CUDA)
+
+
 class Device(str, Enum):
     auto = "auto"
     cpu = "cpu"
@@ -38,6 +53,9 @@ class OfficialModelConfig:
     )
     download: bool = True
     seed: int = 0
+    encoder_size: int | None = (
+        None  # run the image encoder at this input size (e.g. 512: ~4x less encoder work); default native
+    )
 
 
 @dataclass
@@ -56,6 +74,9 @@ class TinyModelConfig:
     decoder_depth: int = 2
     decoder_mlp_dim: int = 64
     decoder_heads: int = 2
+    encoder_size: int | None = (
+        None  # run the image encoder at this input size (e.g. 512: ~4x less encoder work); default native
+    )
 
 
 # --- dataset ---------------------------------------------------------------------------------
@@ -252,7 +273,10 @@ class TrainerConfig:
     batch_size: int = 2
     seed: int = 0
     device: Device = Device.auto
-    num_workers: int = 0
+    num_workers: int | None = (
+        None  # DataLoader workers; default: 0 on CPU, min(8, cores // 2) on CUDA
+    )
+    sample_cache_gb: float = 2.0  # decoded, resized samples of un-augmented splits kept in memory
     eval_every: int = 1  # epochs between evaluations on the eval split
     multimask_output: bool = False  # train on SAM's 3 masks, back-propagating the min-loss one
     grad_accum_steps: int = 1  # optimizer step every N batches (effective batch = N × batch_size)
@@ -262,9 +286,8 @@ class TrainerConfig:
     monitor_mode: Mode = Mode.max
     patience: int | None = None  # stop after this many evaluations without improvement
     restore_best: bool = True  # evaluate on test (and save) the best epoch's weights
-    fast_attention: bool = (
-        False  # encoder attention through scaled_dot_product_attention (within 1e-6)
-    )
+    attention: AttentionKernel = AttentionKernel.auto
+    precision: Precision = Precision.fp32
     checkpointing: bool = (
         False  # recompute encoder blocks in backward: less memory, a bit more time
     )

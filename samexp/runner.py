@@ -72,7 +72,7 @@ def build(node: DictConfig, **kwargs):
 
 def _loaders(splits: DatasetSplits, tc: DictConfig, device: torch.device) -> tuple[DataLoader, ...]:
     """train (shuffled, seeded), per-epoch eval split, test split."""
-    common = {"batch_size": tc.batch_size, "collate_fn": collate, "num_workers": tc.num_workers,
+    common = {"batch_size": tc.batch_size, "collate_fn": collate, "num_workers": tc.num_workers or 0,
               "pin_memory": device.type == "cuda"}  # fmt: skip
     train = DataLoader(
         splits.train, shuffle=True, generator=torch.Generator().manual_seed(tc.seed), **common
@@ -202,7 +202,9 @@ def _embedding_cache(cfg: DictConfig, base: BaseModel) -> CachedEncoder | None:
     cache = EmbeddingCache(root, max_disk_bytes=int(cfg.cache.max_disk_gb * 2**30),
                            max_memory_items=cfg.cache.memory_items)  # fmt: skip
     log.info("embedding cache on: %s", root)
-    return CachedEncoder(cache, base.weights_id, extra=f"sdpa={cfg.trainer.fast_attention}")
+    return CachedEncoder(
+        cache, base.weights_id, extra=f"attention={_enum_value(cfg.trainer.attention)}"
+    )
 
 
 def _speedups(base: BaseModel, tc: DictConfig) -> None:
@@ -210,7 +212,7 @@ def _speedups(base: BaseModel, tc: DictConfig) -> None:
     from samexp.models.attention import use_sdpa
     from samexp.models.checkpointing import enable_checkpointing
 
-    if tc.fast_attention:
+    if _enum_value(tc.attention) == "sdpa":
         log.info("fast attention (SDPA) in %d encoder blocks", use_sdpa(base.sam))
     if tc.checkpointing:
         log.info("activation checkpointing in %d encoder blocks", enable_checkpointing(base.sam))

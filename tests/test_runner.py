@@ -281,7 +281,7 @@ def test_fast_attention_and_checkpointing_change_speed_not_results(make_config):
         return runner.run(cfg)["final/test/iou"]
 
     stock = final_iou()
-    assert final_iou("trainer.fast_attention=true", "trainer.checkpointing=true") == pytest.approx(
+    assert final_iou("trainer.attention=sdpa", "trainer.checkpointing=true") == pytest.approx(
         stock, abs=1e-4
     )
 

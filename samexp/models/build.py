@@ -49,8 +49,11 @@ def build_official(
     mirror: str | None = None,
     download: bool = True,
     seed: int = 0,
+    encoder_size: int | None = None,
 ) -> BaseModel:
     """One of Meta's SAMs; `pretrained=False` keeps the random init (benchmarks: same FLOPs, no download)."""
+    if encoder_size is not None:
+        raise SamexpError("model.encoder_size is not implemented yet")
     if arch not in OFFICIAL_ARCHS:
         raise SamexpError(
             f"model.arch={arch!r} is not a SAM architecture; choose one of {OFFICIAL_ARCHS}"
@@ -135,8 +138,12 @@ def tiny_sam(
     ).eval()
 
 
-def build_tiny(seed: int = 0, arch: str = "tiny", **kwargs) -> BaseModel:
+def build_tiny(
+    seed: int = 0, arch: str = "tiny", encoder_size: int | None = None, **kwargs
+) -> BaseModel:
     """The tiny SAM, seeded so the same seed always gives the same base weights."""
+    if encoder_size is not None:
+        raise SamexpError("model.encoder_size is not implemented yet")
     if arch != "tiny":
         raise SamexpError(
             f"model.arch of the tiny model is 'tiny', got {arch!r}; use model={arch} instead"
