@@ -8,7 +8,7 @@ export SAMEXP_DATA ?= $(abspath ../shared/datasets)
 ARGS ?= adapter=lora dataset=rings
 SWEEP_ARGS ?=
 
-.PHONY: install test test-fast smoke run sweep bench ui dashboard lint format clean
+.PHONY: install test test-fast smoke run sweep bench bench-data ui dashboard lint format clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -35,6 +35,9 @@ sweep: $(STAMP)  ## the default Optuna study over LoRA rank x lr; resumable (SWE
 
 bench: $(STAMP)  ## naive loop vs ours: s/epoch, s/step, peak RSS (tiny and vit_b with random weights; minutes on CPU)
 	$(BIN)/python experiments/bench_speed.py
+
+bench-data: $(STAMP)  ## data loading: s/epoch and images/s, decoding every epoch (naive) vs the sample cache (ours)
+	$(BIN)/python experiments/bench_data.py
 
 dashboard: $(STAMP)  ## optuna-dashboard over the studies in mlruns/optuna.db, http://127.0.0.1:8080
 	$(BIN)/optuna-dashboard sqlite:///mlruns/optuna.db --host 127.0.0.1 --port 8080

@@ -2,13 +2,19 @@
 
     python experiments/bench_speed.py                 # tiny and vit_b (random weights, same FLOPs)
     python experiments/bench_speed.py --models tiny   # quick
+    python experiments/bench_speed.py --device cuda --precision bf16   # on a GPU
 
-Each case runs in its own process so peak RSS belongs to that case alone.
-  frozen-encoder: seconds per epoch after the first, re-encoding every image (naive) vs the
-                  embedding cache (ours); the first epoch costs the same encoder forwards.
-  lora-encoder:   seconds per optimizer step, LoRA r=8 on the encoder's q/v, batch 1: stock attention
-                  (naive) vs SDPA attention + per-block activation checkpointing (ours).
-  lora-sdpa-only: the same with SDPA attention alone (no checkpointing).
+The naive loop is the ring study's: batch 1, fp32, stock attention, every image re-encoded at
+every step. Each measurement runs in its own process, so peak RSS belongs to that case alone.
+  encoder-fwd:     no-grad encoder forward per image (evaluation, the cache's first epoch):
+                   stock attention vs ours (blocked on CPU, SDPA on CUDA).
+  encoder-512:     the same at 1024 (naive) vs `model.encoder_size=512` (ours): less work, less accuracy.
+  frozen-decoder:  s/epoch after the first, decoder fine-tune: re-encode every image (naive) vs the
+                   embedding cache (ours); the first epoch costs the same encoder forwards.
+  frozen-lora:     the same with LoRA r=8 on the decoder's attention instead of the whole decoder.
+  lora-encoder:    s/optimizer step, LoRA r=8 on the encoder's q/v: stock vs our attention kernel.
+  lora-ckpt:       the same plus per-block activation checkpointing (memory).
+Then the numeric agreement of the fast kernels with the stock attention (one vit_b-sized block).
 """
 
 from __future__ import annotations
@@ -24,90 +30,188 @@ import time
 import torch
 
 IMAGES = 2
+DECODER_LORA = r"mask_decoder\.transformer\..*(q_proj|v_proj)"
 
 
-def _model(name: str):
+def _model(name: str, encoder_size: int | None = None):
     from samexp.models.build import build_official, build_tiny
 
-    return build_tiny(seed=0) if name == "tiny" else build_official(name, pretrained=False)
+    if name == "tiny":
+        return build_tiny(seed=0, encoder_size=encoder_size)
+    return build_official(name, pretrained=False, encoder_size=encoder_size)
 
 
-def _batch(size: int, n: int):
+def _batch(size: int, n: int, device: torch.device):
     g = torch.Generator().manual_seed(0)
     images = torch.randint(0, 256, (n, 3, size, size), generator=g, dtype=torch.uint8)
     boxes = torch.tensor([[size * 0.2, size * 0.2, size * 0.7, size * 0.8]]).repeat(n, 1)
-    return images, [(size, size)] * n, boxes
+    return images.to(device), [(size, size)] * n, boxes.to(device)
 
 
-def frozen_encoder(model: str, ours: bool, epochs: int) -> dict:
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def _timed(fn, repeat: int, device: torch.device) -> list[float]:
+    times = []
+    for _ in range(repeat):
+        _sync(device)
+        start = time.perf_counter()
+        fn()
+        _sync(device)
+        times.append(time.perf_counter() - start)
+    return times
+
+
+class Setup:
+    """One case's model, optimizer and autocast, naive or ours."""
+
+    def __init__(self, model: str, ours: bool, device: str, precision: str, adapter=None,
+                 encoder_size: int | None = None, checkpointing: bool = False):  # fmt: skip
+        from samexp.models.attention import resolve_kernel, set_attention
+        from samexp.models.checkpointing import enable_checkpointing
+        from samexp.precision import mixed_precision
+
+        self.device = torch.device(device)
+        self.base = _model(model, encoder_size)
+        if adapter is not None:
+            adapter.apply(self.base.sam)
+        self.kernel = resolve_kernel("auto" if ours else "stock", self.device)
+        set_attention(self.base.sam, self.kernel)
+        if checkpointing:
+            enable_checkpointing(self.base.sam)
+        self.base.sam.to(self.device)
+        # the naive loop is fp32 by definition; autocast is one of our speed-ups
+        self.amp = mixed_precision(precision if ours else "fp32", self.device)
+        params = [p for p in self.base.sam.parameters() if p.requires_grad]
+        self.optimizer = torch.optim.AdamW(params, lr=1e-5, fused=ours) if params else None
+
+    def step(self, embeddings_fn, images, sizes, boxes, upscale_loss: bool) -> None:
+        from samexp.models.seam import Prompts, decode, upscale
+
+        with self.amp.autocast():
+            emb = embeddings_fn(images, sizes)
+            low_res, _ = decode(self.base.sam, emb, torch.tensor([0], device=self.device),
+                                Prompts(boxes=boxes))  # fmt: skip
+        logits = upscale(self.base.sam, low_res.float()) if upscale_loss else low_res.float()
+        self.optimizer.zero_grad()
+        self.amp.backward(logits.sigmoid().mean())
+        self.amp.step(self.optimizer)
+
+
+def encoder_forward(model: str, ours: bool, repeat: int, device: str, precision: str,
+                    encoder_size: int | None = None) -> dict:  # fmt: skip
+    from samexp.models.seam import encode
+
+    s = Setup(model, ours, device, precision, encoder_size=encoder_size)
+    images, sizes, _ = _batch(s.base.img_size, 1, s.device)
+
+    def forward():
+        with torch.no_grad(), s.amp.autocast():
+            encode(s.base.sam, images, sizes)
+
+    times = _timed(forward, repeat + 1, s.device)[1:]  # the first warms up allocators and kernels
+    per_image = sum(times) / len(times)
+    return {"value": per_image, "images_per_s": 1 / per_image}
+
+
+def frozen_encoder(model: str, ours: bool, epochs: int, device: str, precision: str,
+                   lora: bool) -> dict:  # fmt: skip
     from samexp.adapters.decoder import DecoderAdapter
+    from samexp.adapters.lora import LoraAdapter
     from samexp.models.cached_encoder import CachedEncoder
     from samexp.models.embedding_cache import EmbeddingCache
-    from samexp.models.seam import Prompts, decode, encode
+    from samexp.models.seam import encode
 
-    base = _model(model)
-    DecoderAdapter().apply(base.sam)
-    images, sizes, boxes = _batch(base.img_size, IMAGES)
-    cached = CachedEncoder(EmbeddingCache(tempfile.mkdtemp()), base.weights_id) if ours else None
-    optimizer = torch.optim.AdamW([p for p in base.sam.parameters() if p.requires_grad], lr=1e-5)
-    times = []
-    for _ in range(epochs):
-        start = time.perf_counter()
-        for i in range(IMAGES):  # batch 1, as the reference loop
-            if cached is not None:
-                emb = cached(base.sam, images[i : i + 1], sizes[i : i + 1])
-            else:
-                with torch.no_grad():
-                    emb = encode(base.sam, images[i : i + 1], sizes[i : i + 1])
-            low_res, _ = decode(base.sam, emb, torch.tensor([0]), Prompts(boxes=boxes[i : i + 1]))
-            optimizer.zero_grad()
-            low_res.sigmoid().mean().backward()
-            optimizer.step()
-        times.append(time.perf_counter() - start)
-    later = times[1:]
-    return {
-        "first": times[0],
-        "per_epoch": sum(later) / len(later),
-        "images_per_s": IMAGES / (sum(later) / len(later)),
-    }
-
-
-def lora_encoder(model: str, ours: bool, steps: int, checkpointing: bool = True) -> dict:
-    from samexp.adapters.lora import LoraAdapter
-    from samexp.models.attention import use_sdpa
-    from samexp.models.checkpointing import enable_checkpointing
-    from samexp.models.seam import Prompts, decode, encode, upscale
-
-    base = _model(model)
-    LoraAdapter(rank=8).apply(base.sam)
+    adapter = LoraAdapter(rank=8, target_modules=DECODER_LORA) if lora else DecoderAdapter()
+    s = Setup(model, ours, device, precision, adapter=adapter)
+    images, sizes, boxes = _batch(s.base.img_size, IMAGES, s.device)
     if ours:
-        use_sdpa(base.sam)
-        if checkpointing:
-            enable_checkpointing(base.sam)
-    images, sizes, boxes = _batch(base.img_size, 1)
-    optimizer = torch.optim.AdamW([p for p in base.sam.parameters() if p.requires_grad], lr=1e-5)
-    times = []
-    for _ in range(steps + 1):  # the first step warms up allocators and kernels
-        start = time.perf_counter()
-        low_res, _ = decode(
-            base.sam, encode(base.sam, images, sizes), torch.tensor([0]), Prompts(boxes=boxes)
-        )
-        optimizer.zero_grad()
-        upscale(base.sam, low_res).sigmoid().mean().backward()
-        optimizer.step()
-        times.append(time.perf_counter() - start)
-    per_step = sum(times[1:]) / steps
-    return {"per_step": per_step, "images_per_s": 1 / per_step}
-
-
-def run_case(case: str, model: str, ours: bool, repeat: int) -> dict:
-    torch.manual_seed(0)
-    if case == "frozen-encoder":
-        result = frozen_encoder(model, ours, repeat)
+        cached = CachedEncoder(EmbeddingCache(tempfile.mkdtemp()), s.base.weights_id)
+        embeddings = lambda im, sz: cached(s.base.sam, im, sz)  # noqa: E731
     else:
-        result = lora_encoder(model, ours, repeat, checkpointing=case == "lora-encoder")
+
+        def embeddings(im, sz):
+            with torch.no_grad():
+                return encode(s.base.sam, im, sz)
+
+    def epoch():
+        for i in range(IMAGES):  # batch 1, as the reference loop
+            s.step(embeddings, images[i : i + 1], sizes[i : i + 1], boxes[i : i + 1], False)
+
+    times = _timed(epoch, epochs, s.device)
+    later = sum(times[1:]) / len(times[1:])
+    return {"value": later, "first": times[0], "images_per_s": IMAGES / later}
+
+
+def lora_encoder(model: str, ours: bool, steps: int, device: str, precision: str,
+                 checkpointing: bool) -> dict:  # fmt: skip
+    from samexp.adapters.lora import LoraAdapter
+    from samexp.models.seam import encode
+
+    s = Setup(model, ours, device, precision, adapter=LoraAdapter(rank=8),
+              checkpointing=checkpointing and ours)  # fmt: skip
+    images, sizes, boxes = _batch(s.base.img_size, 1, s.device)
+    embeddings = lambda im, sz: encode(s.base.sam, im, sz)  # noqa: E731
+    times = _timed(lambda: s.step(embeddings, images, sizes, boxes, True), steps + 1, s.device)
+    per_step = sum(times[1:]) / steps
+    return {"value": per_step, "images_per_s": 1 / per_step}
+
+
+CASES = {  # name: (unit, repetitions, measure(model, ours, repeat, device, precision))
+    "encoder-fwd": ("s/img", 2, encoder_forward),
+    "encoder-512": ("s/img", 2, lambda m, o, r, d, p: encoder_forward(m, o, r, d, p, 512 if o else None)),
+    "frozen-decoder": ("s/epoch", 3, lambda m, o, r, d, p: frozen_encoder(m, o, r, d, p, lora=False)),
+    "frozen-lora": ("s/epoch", 3, lambda m, o, r, d, p: frozen_encoder(m, o, r, d, p, lora=True)),
+    "lora-encoder": ("s/step", 2, lambda m, o, r, d, p: lora_encoder(m, o, r, d, p, checkpointing=False)),
+    "lora-ckpt": ("s/step", 2, lambda m, o, r, d, p: lora_encoder(m, o, r, d, p, checkpointing=True)),
+}  # fmt: skip
+
+
+def run_case(case: str, model: str, ours: bool, repeat: int, device: str, precision: str) -> dict:
+    torch.manual_seed(0)
+    if device == "cuda":
+        torch.cuda.reset_peak_memory_stats()
+    result = CASES[case][2](model, ours, repeat, device, precision)
     result["peak_rss_gb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+    if device == "cuda":
+        result["peak_cuda_gb"] = torch.cuda.max_memory_allocated() / 2**30
     return result
+
+
+def agreement(model: str) -> list[str]:
+    """Max |Δ| of the fast kernels against stock attention on one block of `model`'s global
+    attention size, forward and input gradient, fp32 on CPU."""
+    from segment_anything.modeling.image_encoder import Attention
+
+    from samexp.models.attention import FORWARDS
+
+    base = _model(model)
+    encoder = base.sam.image_encoder
+    grid = encoder.img_size // encoder.patch_embed.proj.kernel_size[0]
+    dim, heads = encoder.pos_embed.shape[-1], encoder.blocks[0].attn.num_heads
+    torch.manual_seed(0)
+    attn = Attention(dim, heads, qkv_bias=True, use_rel_pos=True, input_size=(grid, grid))
+    with torch.no_grad():
+        attn.rel_pos_h.normal_(std=0.5)
+        attn.rel_pos_w.normal_(std=0.5)
+    x = torch.randn(1, grid, grid, dim)
+    upstream = torch.randn(1, grid, grid, dim)
+    results = {}
+    for name, forward in (("stock", Attention.forward), *FORWARDS.items()):
+        xi = x.clone().requires_grad_()
+        out = forward(attn, xi)
+        (grad,) = torch.autograd.grad((out * upstream).sum(), [xi])
+        results[name] = (out.detach(), grad)
+    stock_out, stock_grad = results["stock"]
+    return [
+        f"agreement {model} {name:<8} global block {grid}x{grid}: output max|Δ| "
+        f"{(out - stock_out).abs().max().item():.1e}, input-grad max|Δ| "
+        f"{(grad - stock_grad).abs().max().item():.1e} (fp32, tolerance 1e-4)"
+        for name, (out, grad) in results.items()
+        if name != "stock"
+    ]
 
 
 def main() -> None:
@@ -115,43 +219,50 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--models", nargs="+", default=["tiny", "vit_b"])
+    parser.add_argument("--cases", nargs="+", default=list(CASES), choices=list(CASES))
+    parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    parser.add_argument("--precision", default="fp32", choices=["fp32", "bf16", "fp16"],
+                        help="ours only; the naive loop is always fp32")  # fmt: skip
     parser.add_argument("--case", help=argparse.SUPPRESS)
     parser.add_argument("--model", help=argparse.SUPPRESS)
     parser.add_argument("--ours", action="store_true", help=argparse.SUPPRESS)
-    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--repeat", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.case:  # a child process: one measurement, JSON on stdout
-        print(json.dumps(run_case(args.case, args.model, args.ours, args.repeat)))
+        result = run_case(
+            args.case, args.model, args.ours, args.repeat, args.device, args.precision
+        )
+        print(json.dumps(result))
         return
 
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, device cpu")
-    header = f"{'case':<16}{'model':<7}{'naive':>12}{'ours':>12}{'speed-up':>10}{'naive RSS':>11}{'ours RSS':>10}{'RSS ratio':>10}"
+    gpu = torch.cuda.get_device_name() if args.device == "cuda" else "cpu"
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, device {gpu}, "
+          f"ours in {args.precision}")  # fmt: skip
+    memory = "CUDA" if args.device == "cuda" else "RSS"
+    header = (f"{'case':<15}{'model':<7}{'unit':<8}{'naive':>9}{'ours':>9}{'speed-up':>9}"
+              f"{'img/s':>8}{'naive ' + memory:>12}{'ours ' + memory:>11}{'ratio':>7}")  # fmt: skip
     print(header)
     print("-" * len(header))
     for model in args.models:
-        for case, key, unit, repeat in (
-            ("frozen-encoder", "per_epoch", "s/epoch", 3),
-            ("lora-encoder", "per_step", "s/step", 2),  # ours: SDPA + checkpointing (memory)
-            ("lora-sdpa-only", "per_step", "s/step", 2),  # ours: SDPA alone (speed)
-        ):
+        for case in args.cases:
+            unit, repeat, _ = CASES[case]
             out = {}
             for ours in (False, True):
-                cmd = [
-                    sys.executable,
-                    __file__,
-                    "--case",
-                    case,
-                    "--model",
-                    model,
-                    "--repeat",
-                    str(repeat),
-                ] + (["--ours"] if ours else [])
-                done = subprocess.run(cmd, capture_output=True, text=True, check=True)
+                cmd = [sys.executable, __file__, "--case", case, "--model", model, "--repeat",
+                       str(repeat), "--device", args.device, "--precision", args.precision]  # fmt: skip
+                done = subprocess.run(cmd + (["--ours"] if ours else []), capture_output=True,
+                                      text=True)  # fmt: skip
+                if done.returncode != 0:
+                    sys.exit(f"{case} {model} failed:\n{done.stderr[-3000:]}")
                 out[ours] = json.loads(done.stdout.strip().splitlines()[-1])
             naive, ours_ = out[False], out[True]
-            print(f"{case:<16}{model:<7}{naive[key]:>9.3f} {unit[:1]}{ours_[key]:>11.4f} {unit[:1]}"
-                  f"{naive[key] / ours_[key]:>9.1f}x{naive['peak_rss_gb']:>10.2f}G{ours_['peak_rss_gb']:>9.2f}G"
-                  f"{ours_['peak_rss_gb'] / naive['peak_rss_gb']:>10.2f}", flush=True)  # fmt: skip
+            key = "peak_cuda_gb" if args.device == "cuda" else "peak_rss_gb"
+            print(f"{case:<15}{model:<7}{unit:<8}{naive['value']:>9.4f}{ours_['value']:>9.4f}"
+                  f"{naive['value'] / ours_['value']:>8.2f}x{ours_['images_per_s']:>8.2f}"
+                  f"{naive[key]:>11.2f}G{ours_[key]:>10.2f}G{ours_[key] / naive[key]:>7.2f}",
+                  flush=True)  # fmt: skip
+    for model in args.models:
+        print("\n".join(agreement(model)), flush=True)
 
 
 if __name__ == "__main__":

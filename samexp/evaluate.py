@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -104,6 +105,7 @@ def evaluate(
     desc: str = "eval",
     multimask_output: bool = False,
     encoder: Callable | None = None,
+    autocast: Callable[[], AbstractContextManager] = nullcontext,
 ) -> EvalResult:
     """Per-instance IoU/Dice at the original resolution. The generator is re-seeded on every call,
     so every evaluation of a split sees exactly the same prompts."""
@@ -113,16 +115,17 @@ def evaluate(
     result = EvalResult()
     for batch in tqdm(loader, desc=desc, leave=False):
         batch = batch.to(device)
-        passes = predict(
-            sam,
-            batch,
-            prompt,
-            generator,
-            train=False,
-            multimask_output=multimask_output,
-            encoder=encoder,
-        )
-        low_res = select_best(*passes[-1])
+        with autocast():
+            passes = predict(
+                sam,
+                batch,
+                prompt,
+                generator,
+                train=False,
+                multimask_output=multimask_output,
+                encoder=encoder,
+            )
+        low_res = select_best(*passes[-1]).float()
         for i, name in enumerate(batch.names):
             index = torch.nonzero(batch.instance_image == i).flatten()
             logits = to_original(sam, low_res[index], batch.input_sizes[i], batch.original_sizes[i])

@@ -1,6 +1,13 @@
 """`python -m samexp.export run_id=<id> out=ring_sam_vit_b.pth`: the fine-tuned model as a plain SAM
 checkpoint that `segment_anything.sam_model_registry[<arch>](checkpoint=out)` loads unchanged, so
-`SamPredictor` and `SamAutomaticMaskGenerator` work on it directly."""
+`SamPredictor` and `SamAutomaticMaskGenerator` work on it directly.
+
+A model trained with `model.encoder_size` (its encoder at, say, 512 px) is written as trained, not
+refused and not stretched back to 1024 px (that would be a model nobody evaluated): its position
+tensors have the smaller shapes, which the registry's 1024 px SAM refuses with a size mismatch.
+The JSON records the size, and the log gives the lines that load it: build the stock model, then
+`samexp.models.resolution.resize_encoder(sam, size)`, then `sam.load_state_dict(...)`.
+"""
 
 from __future__ import annotations
 
@@ -17,6 +24,7 @@ from omegaconf import DictConfig
 
 from samexp.errors import SamexpError
 from samexp.finetuned import load_finetuned
+from samexp.models.build import BaseModel
 
 log = logging.getLogger("samexp.export")
 
@@ -40,18 +48,38 @@ def export(run_id: str | None = None, weights: str | None = None, out: str = "sa
     path = Path(out)
     path.parent.mkdir(parents=True, exist_ok=True)
     torch.save(state, path)
-    # how to rebuild it: the registry name for official SAMs; constructor arguments for `tiny`
+    # how to rebuild it: the registry name for official SAMs, constructor arguments for `tiny`, and
+    # the encoder input size when it is not native
     info = {"arch": base.arch, "build_kwargs": base.build_kwargs, "adapter": meta["adapter"],
-            "base_weights_id": base.weights_id, "source": run_id or weights}  # fmt: skip
+            "base_weights_id": base.weights_id, "source": run_id or weights,
+            "img_size": base.img_size}  # fmt: skip
     path.with_suffix(".json").write_text(json.dumps(info, indent=2))
-    how = (
-        f"segment_anything.sam_model_registry[{base.arch!r}](checkpoint={str(path)!r})"
-        if base.arch != "tiny"
-        else f"samexp.models.build.tiny_sam(**build_kwargs minus seed from {path.with_suffix('.json').name}).load_state_dict(torch.load(...))"
-    )
-    log.info("wrote %s (%s, %s merged, %.1f MB); load it with %s",
-             path, base.arch, adapter.label(), path.stat().st_size / 1e6, how)  # fmt: skip
+    size = base.build_kwargs.get("encoder_size")
+    if size is not None:
+        log.warning(
+            "%s is SAM %s with its image encoder at %d px (model.encoder_size=%d): a SAM built at "
+            "the native size refuses it (position embedding shapes); load it as shown next",
+            path, base.arch, size, size,
+        )  # fmt: skip
+    log.info("wrote %s (%s, %s merged, %.1f MB); load it with %s", path, base.arch,
+             adapter.label(), path.stat().st_size / 1e6, how_to_load(base, path))  # fmt: skip
     return path
+
+
+def how_to_load(base: BaseModel, path: Path) -> str:
+    """The Python that rebuilds the exported model: stock segment_anything wherever it can."""
+    size = base.build_kwargs.get("encoder_size")
+    if base.arch != "tiny" and size is None:
+        return f"segment_anything.sam_model_registry[{base.arch!r}](checkpoint={str(path)!r})"
+    if base.arch == "tiny":
+        minus = "seed and encoder_size" if size is not None else "seed"
+        json_name = path.with_suffix(".json").name
+        sam = f"samexp.models.build.tiny_sam(**build_kwargs minus {minus} from {json_name})"
+    else:
+        sam = f"segment_anything.sam_model_registry[{base.arch!r}]()"
+    if size is not None:
+        sam = f"samexp.models.resolution.resize_encoder({sam}, {size})"
+    return f"sam = {sam}; sam.load_state_dict(torch.load({str(path)!r}, weights_only=True))"
 
 
 @hydra.main(version_base="1.3", config_path=None, config_name="export_schema")

@@ -55,19 +55,27 @@ def resolve_weights(run_id: str | None, weights: str | None, tracking_uri: str) 
 
 def build_base(meta: dict, checkpoint: str | None = None, cache_dir: str | None = None,
                mirror: str | None = None, download: bool = True) -> BaseModel:  # fmt: skip
-    """The base model the adapter's metadata names (tiny and random bases are rebuilt from their seed)."""
+    """The base model the adapter's metadata names, at the encoder size it was trained at (tiny and
+    random bases are rebuilt from their seed)."""
     base = meta["base"]
     kwargs = dict(base.get("build_kwargs") or {})
     if base["arch"] == "tiny":
         return build_tiny(**kwargs)
+    encoder_size = kwargs.get("encoder_size")  # absent in files saved before it existed: native
     if base["weights_id"].startswith("random:"):
-        return build_official(arch=base["arch"], pretrained=False, seed=kwargs.get("seed", 0))
+        return build_official(
+            arch=base["arch"],
+            pretrained=False,
+            seed=kwargs.get("seed", 0),
+            encoder_size=encoder_size,
+        )
     return build_official(
         arch=base["arch"],
         checkpoint=checkpoint,
         cache_dir=cache_dir,
         mirror=mirror,
         download=download,
+        encoder_size=encoder_size,
     )
 
 

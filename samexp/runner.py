@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import random
 from pathlib import Path
 
@@ -17,6 +18,7 @@ from torch.utils.data import DataLoader
 from samexp.adapters.base import Adapter, parameter_counts, trainable_parameters
 from samexp.adapters.io import save_adapter
 from samexp.data.base import collate
+from samexp.data.memo import WORKER_CONTEXT, describe, memoize
 from samexp.data.splits import DatasetSplits
 from samexp.devices import resolve_device
 from samexp.errors import SamexpError
@@ -24,6 +26,7 @@ from samexp.evaluate import EvalResult, evaluate
 from samexp.models.build import BaseModel
 from samexp.models.cached_encoder import CachedEncoder
 from samexp.models.seam import encoder_trains
+from samexp.precision import mixed_precision
 from samexp.prompts.base import PromptStrategy
 from samexp.sweeps.pruning import reporter_from_config
 from samexp.tracking import Tracker, flatten, provenance, scratch_dir
@@ -70,14 +73,39 @@ def build(node: DictConfig, **kwargs):
         raise SamexpError(f"{e}") from e
 
 
-def _loaders(splits: DatasetSplits, tc: DictConfig, device: torch.device) -> tuple[DataLoader, ...]:
-    """train (shuffled, seeded), per-epoch eval split, test split."""
-    common = {"batch_size": tc.batch_size, "collate_fn": collate, "num_workers": tc.num_workers or 0,
-              "pin_memory": device.type == "cuda"}  # fmt: skip
+def _num_workers(requested: int | None, device: torch.device) -> int:
+    """DataLoader workers: as configured, else none on CPU (they would take the model's cores)
+    and half the cores, at most 8, on CUDA (decoding must keep up with the GPU)."""
+    if requested is None:
+        return min(8, (os.cpu_count() or 1) // 2) if device.type == "cuda" else 0
+    if requested < 0:
+        raise SamexpError(
+            f"trainer.num_workers must be 0 (load in the main process) or more, got {requested}"
+        )
+    return requested
+
+
+def _sample_cache_bytes(gb: float) -> int:
+    if gb < 0:
+        raise SamexpError(f"trainer.sample_cache_gb must be 0 (cache off) or more, got {gb}")
+    return int(gb * 2**30)
+
+
+def _loaders(
+    splits: DatasetSplits, tc: DictConfig, device: torch.device, workers: int
+) -> tuple[DataLoader, ...]:
+    """train (shuffled, seeded), per-epoch eval split, test split; un-augmented splits are decoded
+    once into the sample cache, most-read first (eval and train every epoch, test twice)."""
+    data = memoize({splits.eval_name: splits.eval, "train": splits.train, "test": splits.test},
+                   _sample_cache_bytes(tc.sample_cache_gb), workers)  # fmt: skip
+    log.info(describe(data))
+    common = {"batch_size": tc.batch_size, "collate_fn": collate, "num_workers": workers,
+              "persistent_workers": workers > 0, "pin_memory": device.type == "cuda",
+              "multiprocessing_context": WORKER_CONTEXT if workers else None}  # fmt: skip
     train = DataLoader(
-        splits.train, shuffle=True, generator=torch.Generator().manual_seed(tc.seed), **common
+        data["train"], shuffle=True, generator=torch.Generator().manual_seed(tc.seed), **common
     )
-    return train, DataLoader(splits.eval, **common), DataLoader(splits.test, **common)
+    return train, DataLoader(data[splits.eval_name], **common), DataLoader(data["test"], **common)
 
 
 def run(cfg: DictConfig) -> dict[str, float]:
@@ -85,6 +113,9 @@ def run(cfg: DictConfig) -> dict[str, float]:
     seed_everything(tc.seed)
     device = resolve_device(tc.device)
     # the cheap objects first: a bad value fails before a model is built or downloaded
+    workers = _num_workers(tc.num_workers, device)
+    _sample_cache_bytes(tc.sample_cache_gb)
+    amp = mixed_precision(_enum_value(tc.precision), device)
     adapter: Adapter = build(cfg.adapter, _convert_="all")
     prompt: PromptStrategy = build(cfg.prompt)
     eval_prompt: PromptStrategy = build(cfg.eval_prompt) if cfg.get("eval_prompt") else prompt
@@ -92,7 +123,7 @@ def run(cfg: DictConfig) -> dict[str, float]:
     loss_fn = build(cfg.loss)
     base: BaseModel = build(cfg.model, _convert_="all")
     adapter.apply(base.sam)
-    _speedups(base, tc)
+    kernel = _speedups(base, tc, device)
     base.sam.to(device)
 
     splits: DatasetSplits = build(cfg.dataset, img_size=base.img_size)
@@ -103,7 +134,7 @@ def run(cfg: DictConfig) -> dict[str, float]:
         splits.train.transform = augment
         log.info("augmentation on the train split only: %s", cfg.augment)
     log.info("data %s: %s", splits.name, data_summary)
-    train_loader, eval_loader, test_loader = _loaders(splits, tc, device)
+    train_loader, eval_loader, test_loader = _loaders(splits, tc, device, workers)
 
     optimizer = build(cfg.optim, params=list(trainable_parameters(base.sam).values()))
     steps_per_epoch = math.ceil(len(train_loader) / tc.grad_accum_steps)
@@ -123,7 +154,7 @@ def run(cfg: DictConfig) -> dict[str, float]:
         counts["params/total"],
     )
 
-    eval_encoder = _embedding_cache(cfg, base)
+    eval_encoder = _embedding_cache(cfg, base, f"attention={kernel},precision={amp.dtype}")
     train_encoder = eval_encoder if augment is None else None
     if eval_encoder is not None and augment is not None:
         log.info(
@@ -132,7 +163,8 @@ def run(cfg: DictConfig) -> dict[str, float]:
 
     def eval_split(loader: DataLoader, keep: int = 0, desc: str = "eval") -> EvalResult:
         return evaluate(base.sam, loader, eval_prompt, device, seed=tc.seed, keep_predictions=keep,
-                        desc=desc, multimask_output=tc.multimask_output, encoder=eval_encoder)  # fmt: skip
+                        desc=desc, multimask_output=tc.multimask_output, encoder=eval_encoder,
+                        autocast=amp.autocast)  # fmt: skip
 
     with tracker.start_run(run_name, params=flatten(resolved), tags=provenance(_overrides())):
         tracker.log_text(OmegaConf.to_yaml(resolved), "config.yaml")
@@ -149,7 +181,7 @@ def run(cfg: DictConfig) -> dict[str, float]:
             grad_clip=tc.grad_clip, schedule=schedule, monitor=monitor, eval_every=tc.eval_every,
             evaluate_fn=lambda epoch: eval_split(eval_loader).metrics(splits.eval_name),
             log_fn=tracker.log_metrics, report_fn=reporter_from_config(**cfg.optuna),
-            encoder=train_encoder,
+            encoder=train_encoder, precision=amp,
         )  # fmt: skip
         if eval_encoder:
             tracker.log_metrics({f"cache/{k}": v for k, v in eval_encoder.cache.stats().items()})
@@ -185,8 +217,11 @@ def run(cfg: DictConfig) -> dict[str, float]:
     return metrics
 
 
-def _embedding_cache(cfg: DictConfig, base: BaseModel) -> CachedEncoder | None:
-    """A cache of image embeddings when nothing can change them; says why when it is off."""
+def _embedding_cache(cfg: DictConfig, base: BaseModel, numerics: str) -> CachedEncoder | None:
+    """A cache of image embeddings when nothing can change them; says why when it is off.
+
+    `numerics` (attention kernel, autocast dtype) joins the key: they move the embeddings' last bits.
+    """
     from samexp.models.checkpoints import default_cache_dir
     from samexp.models.embedding_cache import EmbeddingCache
 
@@ -202,20 +237,20 @@ def _embedding_cache(cfg: DictConfig, base: BaseModel) -> CachedEncoder | None:
     cache = EmbeddingCache(root, max_disk_bytes=int(cfg.cache.max_disk_gb * 2**30),
                            max_memory_items=cfg.cache.memory_items)  # fmt: skip
     log.info("embedding cache on: %s", root)
-    return CachedEncoder(
-        cache, base.weights_id, extra=f"attention={_enum_value(cfg.trainer.attention)}"
-    )
+    return CachedEncoder(cache, base.weights_id, extra=numerics)
 
 
-def _speedups(base: BaseModel, tc: DictConfig) -> None:
-    """Run-time patches of the stock encoder that change speed and memory, never the results."""
-    from samexp.models.attention import use_sdpa
+def _speedups(base: BaseModel, tc: DictConfig, device: torch.device) -> str:
+    """Run-time patches of the stock encoder that change speed and memory, never the results.
+    Returns the attention kernel in use (cached embeddings are keyed by it)."""
+    from samexp.models.attention import resolve_kernel, set_attention
     from samexp.models.checkpointing import enable_checkpointing
 
-    if _enum_value(tc.attention) == "sdpa":
-        log.info("fast attention (SDPA) in %d encoder blocks", use_sdpa(base.sam))
+    kernel = resolve_kernel(_enum_value(tc.attention), device)
+    log.info("attention kernel %s in %d encoder blocks", kernel, set_attention(base.sam, kernel))
     if tc.checkpointing:
         log.info("activation checkpointing in %d encoder blocks", enable_checkpointing(base.sam))
+    return kernel
 
 
 def _trial_suffix(cfg: DictConfig) -> str:

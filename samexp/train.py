@@ -19,6 +19,7 @@ from samexp.adapters.base import trainable_parameters
 from samexp.evaluate import predict
 from samexp.losses import SamLoss
 from samexp.models.seam import upscale
+from samexp.precision import MixedPrecision, mixed_precision
 from samexp.prompts.base import PromptStrategy
 from samexp.schedulers import Schedule
 
@@ -77,7 +78,8 @@ def training_loss(
     back-propagates only its lowest-loss candidate (SAM's multimask training)."""
     totals, parts_sum = [], {}
     for low_res, iou_pred in passes:
-        logits = upscale(sam, low_res)
+        # fp32 from here on, whatever autocast ran the model in: the loss sums over megapixels
+        logits, iou_pred = upscale(sam, low_res.float()), iou_pred.float()
         if logits.shape[1] == 1:
             loss, parts = loss_fn(logits, masks, iou_pred)
         else:
@@ -109,9 +111,11 @@ def fit(
     log_fn: Callable[[dict[str, float], int], None] = lambda metrics, step: None,
     report_fn: Callable[[float, int], None] | None = None,
     encoder: Callable | None = None,
+    precision: MixedPrecision | None = None,
 ) -> FitResult:
     """`report_fn(value, epoch)` receives the monitored metric after each evaluation (a sweep's
     pruning hook; it may raise to stop the trial)."""
+    amp = precision or mixed_precision("fp32", device)
     generator = torch.Generator().manual_seed(seed)
     schedule = schedule or Schedule(None, "step")
     params = list(trainable_parameters(sam).values())
@@ -124,23 +128,25 @@ def fit(
         bar = tqdm(loader, desc=f"epoch {epoch}/{epochs}", leave=False)
         for i, batch in enumerate(bar, start=1):
             batch = batch.to(device)
-            passes = predict(
-                sam,
-                batch,
-                prompt,
-                generator,
-                train=True,
-                multimask_output=multimask_output,
-                encoder=encoder,
-            )
+            with amp.autocast():
+                passes = predict(
+                    sam,
+                    batch,
+                    prompt,
+                    generator,
+                    train=True,
+                    multimask_output=multimask_output,
+                    encoder=encoder,
+                )
             loss, parts = training_loss(sam, loss_fn, passes, batch.masks)
-            (loss / grad_accum_steps).backward()
+            amp.backward(loss / grad_accum_steps)
             if i % grad_accum_steps == 0 or i == len(loader):
                 if grad_clip is not None:
+                    amp.unscale(optimizer)
                     sums["grad_norm"] = sums.get("grad_norm", 0.0) + float(
                         torch.nn.utils.clip_grad_norm_(params, grad_clip)
                     )
-                optimizer.step()
+                amp.step(optimizer)
                 optimizer.zero_grad(set_to_none=True)
                 schedule.step("step")
                 step += 1

@@ -280,10 +280,10 @@ def test_fast_attention_and_checkpointing_change_speed_not_results(make_config):
                           "trainer.val_fraction=0", "tracking.enabled=false", *overrides)  # fmt: skip
         return runner.run(cfg)["final/test/iou"]
 
-    stock = final_iou()
-    assert final_iou("trainer.attention=sdpa", "trainer.checkpointing=true") == pytest.approx(
-        stock, abs=1e-4
-    )
+    stock = final_iou("trainer.attention=stock")
+    for kernel in ("sdpa", "blocked"):
+        fast = final_iou(f"trainer.attention={kernel}", "trainer.checkpointing=true")
+        assert fast == pytest.approx(stock, abs=1e-4)
 
 
 def test_embedding_cache_gives_the_same_run_and_is_hit_after_the_first_pass(make_config, tmp_path):

@@ -34,6 +34,7 @@ def save_adapter(path: str | Path, base: BaseModel, adapter: Adapter) -> Path:
             "arch": base.arch,
             "weights_id": base.weights_id,
             "build_kwargs": base.build_kwargs,
+            "img_size": base.img_size,  # the encoder input size the tensors were trained at
         },
         "tensors": len(tensors),
     }
@@ -59,7 +60,8 @@ def read_adapter_meta(path: str | Path) -> dict[str, Any]:
 
 
 def load_adapter(path: str | Path, base: BaseModel) -> Adapter:
-    """Rebuild the saved adapter on `base` and load its tensors; refuses a different base model."""
+    """Rebuild the saved adapter on `base` and load its tensors; refuses a different base model or
+    encoder input size."""
     meta = read_adapter_meta(path)
     saved = meta["base"]
     if (saved["arch"], saved["weights_id"]) != (base.arch, base.weights_id):
@@ -67,6 +69,15 @@ def load_adapter(path: str | Path, base: BaseModel) -> Adapter:
             f"{path} was trained on base model {saved['arch']} ({saved['weights_id']}), "
             f"but the model built now is {base.arch} ({base.weights_id}). Build the same base model "
             f"(model={saved['arch']}, same checkpoint/seed) to load these weights."
+        )
+    # Same weights at another encoder size would load without a shape error for LoRA and decoder
+    # adapters, and silently predict worse; absent in files saved before the size could change.
+    trained_at = saved.get("img_size")
+    if trained_at is not None and trained_at != base.img_size:
+        raise SamexpError(
+            f"{path} was trained with the image encoder at {trained_at} px, but the model built now "
+            f"runs it at {base.img_size} px. Build the base with model.encoder_size={trained_at} "
+            "to load these weights (load_finetuned, predict and export do so from the file)."
         )
     adapter: Adapter = instantiate(meta["adapter"], _convert_="all")
     adapter.apply(base.sam)

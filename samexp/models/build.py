@@ -1,7 +1,8 @@
 """Build a SAM: the official vit_b/l/h (weights resolved through the checkpoint cache) or a tiny random one.
 
 Every builder returns a `BaseModel`: the `Sam` plus a description of where its weights came from, so
-adapter weights saved later can refuse to load onto a different base.
+adapter weights saved later can refuse to load onto a different base. `encoder_size` runs the
+image encoder at a lower input size (see `resolution.py`).
 """
 
 from __future__ import annotations
@@ -21,10 +22,12 @@ from segment_anything.modeling import (
 )
 
 from samexp.errors import CheckpointError, SamexpError
+from samexp.models.resolution import check_encoder_size, resize_encoder
 
 log = logging.getLogger(__name__)
 
 OFFICIAL_ARCHS = ("vit_b", "vit_l", "vit_h")
+OFFICIAL_IMG_SIZE, OFFICIAL_PATCH_SIZE = 1024, 16  # what segment_anything's `_build_sam` hard-codes
 
 
 @dataclass
@@ -52,18 +55,19 @@ def build_official(
     encoder_size: int | None = None,
 ) -> BaseModel:
     """One of Meta's SAMs; `pretrained=False` keeps the random init (benchmarks: same FLOPs, no download)."""
-    if encoder_size is not None:
-        raise SamexpError("model.encoder_size is not implemented yet")
     if arch not in OFFICIAL_ARCHS:
         raise SamexpError(
             f"model.arch={arch!r} is not a SAM architecture; choose one of {OFFICIAL_ARCHS}"
         )
+    if encoder_size is not None:  # before a download, not after
+        check_encoder_size(encoder_size, OFFICIAL_IMG_SIZE, OFFICIAL_PATCH_SIZE)
     if not pretrained:
         torch.manual_seed(seed)
         sam = sam_model_registry[arch](checkpoint=None)
-        return BaseModel(
+        base = BaseModel(
             sam.eval(), arch, f"random:{arch}:seed{seed}", {"arch": arch, "seed": seed}
         )
+        return _at_encoder_size(base, encoder_size)
 
     from samexp.models.checkpoints import load_state_dict, resolve_checkpoint
 
@@ -84,7 +88,28 @@ def build_official(
             f"(e.g. {missing[:3]}), {len(unexpected)} unexpected (e.g. {unexpected[:3]}). {hint}"
         )
     log.info("loaded SAM %s from %s", arch, resolved.path)
-    return BaseModel(sam.eval(), arch, resolved.sha256, {"arch": arch})
+    return _at_encoder_size(
+        BaseModel(sam.eval(), arch, resolved.sha256, {"arch": arch}), encoder_size
+    )
+
+
+def _at_encoder_size(base: BaseModel, encoder_size: int | None) -> BaseModel:
+    """`base` with its encoder at `encoder_size` (None: native), recorded so it is rebuilt the same.
+
+    Applied after the weights are loaded: the checkpoint's tensors have the native shapes.
+    """
+    native = base.img_size
+    if encoder_size is None or encoder_size == native:
+        return base
+    resize_encoder(base.sam, encoder_size)
+    base.build_kwargs["encoder_size"] = encoder_size
+    log.info(
+        "image encoder at %d px (native %d): ~%gx less encoder work",
+        encoder_size,
+        native,
+        round((native / encoder_size) ** 2, 1),
+    )
+    return base
 
 
 def tiny_sam(
@@ -142,8 +167,6 @@ def build_tiny(
     seed: int = 0, arch: str = "tiny", encoder_size: int | None = None, **kwargs
 ) -> BaseModel:
     """The tiny SAM, seeded so the same seed always gives the same base weights."""
-    if encoder_size is not None:
-        raise SamexpError("model.encoder_size is not implemented yet")
     if arch != "tiny":
         raise SamexpError(
             f"model.arch of the tiny model is 'tiny', got {arch!r}; use model={arch} instead"
@@ -151,4 +174,5 @@ def build_tiny(
     kwargs = {k: (tuple(v) if isinstance(v, list) else v) for k, v in kwargs.items()}
     torch.manual_seed(seed)
     sam = tiny_sam(**kwargs)
-    return BaseModel(sam, "tiny", f"random:tiny:seed{seed}", {"seed": seed, **kwargs})
+    base = BaseModel(sam, "tiny", f"random:tiny:seed{seed}", {"seed": seed, **kwargs})
+    return _at_encoder_size(base, encoder_size)

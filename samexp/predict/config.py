@@ -9,7 +9,7 @@ from typing import Any
 
 from hydra.core.config_store import ConfigStore
 
-from samexp.config import Device
+from samexp.config import AttentionKernel, Device
 
 
 class PredictMode(str, Enum):
@@ -75,6 +75,7 @@ class PredictConfig:
     out: str = "predictions"
     mode: PredictMode = PredictMode.prompt
     device: Device = Device.auto
+    attention: AttentionKernel = AttentionKernel.auto  # the fastest exact kernel for the device
     multimask: bool = False  # SAM's three masks per prompt
     compare: bool = False  # also run the zero-shot base model and write a side-by-side
     merge: bool = True  # fold LoRA into the base weights: no extra latency at inference

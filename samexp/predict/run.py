@@ -15,12 +15,13 @@ from segment_anything.modeling import Sam
 from tqdm.auto import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
 
-from samexp.config import Device
+from samexp.config import AttentionKernel, Device
 from samexp.data.base import IMAGE_EXTENSIONS, read_image_rgb
 from samexp.data.folder import index_images
 from samexp.devices import resolve_device
 from samexp.errors import DatasetError, SamexpError
 from samexp.finetuned import build_base, load_finetuned
+from samexp.models.attention import resolve_kernel, set_attention
 from samexp.predict.auto import check_auto, mask_generator, write_auto
 from samexp.predict.config import PredictConfig, PredictMode
 from samexp.predict.outputs import check_palette, write_json
@@ -51,7 +52,13 @@ def load_model(cfg: PredictConfig, device: torch.device) -> tuple[Sam, dict]:
     base, adapter, meta = load_finetuned(cfg.run_id, cfg.weights, cfg.tracking_uri, cfg.checkpoint)
     if cfg.merge:
         adapter.merge(base.sam)
-    return base.sam.to(device).eval(), meta
+    return _fast(base.sam, cfg, device), meta
+
+
+def _fast(sam: Sam, cfg: PredictConfig, device: torch.device) -> Sam:
+    """On `device`, in eval mode, with the configured attention kernel (exact, only faster)."""
+    set_attention(sam, resolve_kernel(AttentionKernel(cfg.attention).value, device))
+    return sam.to(device).eval()
 
 
 def _check(cfg: PredictConfig) -> Prompts | None:
@@ -88,7 +95,7 @@ def _prompt_step(cfg: PredictConfig, prompts: Prompts, sam: Sam, meta: dict, out
                  style: dict) -> Step:  # fmt: skip
     predictor = SamPredictor(sam)
     device = next(sam.parameters()).device
-    zero_shot = SamPredictor(build_base(meta, cfg.checkpoint).sam.to(device).eval()) if cfg.compare else None  # fmt: skip
+    zero_shot = SamPredictor(_fast(build_base(meta, cfg.checkpoint).sam, cfg, device)) if cfg.compare else None  # fmt: skip
 
     def step(path: Path, image: np.ndarray) -> tuple[list[Path], list[float]]:
         check_inside(prompts, path.name, *image.shape[:2])

@@ -1,4 +1,4 @@
-"""The SDPA attention forward computes what SAM's stock `Attention.forward` does, gradients included."""
+"""The fast attention kernels (SDPA, blocked) compute what SAM's stock `Attention.forward` does, gradients included."""
 
 from __future__ import annotations
 
@@ -7,7 +7,14 @@ import torch
 from segment_anything.modeling.image_encoder import Attention
 
 from samexp.adapters.lora import LoraLinear
-from samexp.models.attention import restore_attention, sdpa_attention_forward, use_sdpa, uses_sdpa
+from samexp.models.attention import (
+    FORWARDS,
+    kernel_of,
+    restore_attention,
+    set_attention,
+    use_sdpa,
+    uses_sdpa,
+)
 from samexp.models.build import build_tiny
 from samexp.models.seam import encode
 from tests.models.conftest import encoder_images, randomize_lora_b, tiny_lora_sam
@@ -40,7 +47,8 @@ def _max_diff(a: list[torch.Tensor], b: list[torch.Tensor]) -> float:
     [(14, 14), pytest.param(64, 64, marks=pytest.mark.slow)],
     ids=["window", "global"],
 )
-def test_sdpa_matches_stock_vit_b_attention_with_lora(window, tokens):
+@pytest.mark.parametrize("kernel", sorted(FORWARDS))
+def test_fast_kernel_matches_stock_vit_b_attention_with_lora(kernel, window, tokens):
     attn = _vit_b_attention(window)
     g = torch.Generator().manual_seed(1)
     x = torch.randn(1, tokens, tokens, 768, generator=g)
@@ -52,7 +60,7 @@ def test_sdpa_matches_stock_vit_b_attention_with_lora(window, tokens):
     ]
 
     results = []
-    for forward in (Attention.forward, sdpa_attention_forward):
+    for forward in (Attention.forward, FORWARDS[kernel]):
         xi = x.clone().requires_grad_()
         out = forward(attn, xi)
         grads = torch.autograd.grad((out * upstream).sum(), [xi, *wrt])
@@ -68,7 +76,8 @@ def test_sdpa_matches_stock_vit_b_attention_with_lora(window, tokens):
     assert stock_grads[-1].abs().max() > 0  # LoRA's B is live, so its gradient path is compared
 
 
-def test_tiny_encoder_with_sdpa_matches_stock_in_window_and_global_blocks():
+@pytest.mark.parametrize("kernel", sorted(FORWARDS))
+def test_tiny_encoder_with_fast_kernel_matches_stock_in_window_and_global_blocks(kernel):
     sam = tiny_lora_sam()
     assert {b.window_size > 0 for b in sam.image_encoder.blocks} == {True, False}
     images, sizes = encoder_images()
@@ -76,7 +85,7 @@ def test_tiny_encoder_with_sdpa_matches_stock_in_window_and_global_blocks():
 
     stock = encode(sam, images, sizes)
     stock_grads = torch.autograd.grad(stock.square().mean(), lora)
-    assert use_sdpa(sam) == 2
+    assert set_attention(sam, kernel) == 2
     fused = encode(sam, images, sizes)
     fused_grads = torch.autograd.grad(fused.square().mean(), lora)
 
@@ -102,3 +111,37 @@ def test_restore_attention_gives_back_the_stock_forward():
     for blk in sam.image_encoder.blocks:
         assert "forward" not in vars(blk.attn)
         assert blk.attn.forward.__func__ is Attention.forward
+
+
+def test_set_attention_switches_between_kernels_and_refuses_unknown_ones():
+    sam = build_tiny(seed=0).sam
+    attns = [blk.attn for blk in sam.image_encoder.blocks]
+    for kernel in ("blocked", "sdpa", "stock", "blocked"):
+        set_attention(sam, kernel)
+        assert {kernel_of(m) for m in attns} == {kernel}
+    with pytest.raises(ValueError, match="choose one of"):
+        set_attention(sam, "flash")
+
+
+def _largest_saved(forward, attn: Attention, x: torch.Tensor) -> int:
+    """Elements of the largest tensor autograd keeps for backward while running `forward`."""
+    largest = 0
+
+    def pack(t: torch.Tensor) -> torch.Tensor:
+        nonlocal largest
+        largest = max(largest, t.numel())
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        forward(attn, x)
+    return largest
+
+
+def test_blocked_attention_keeps_no_score_matrix_for_backward():
+    """The stock module keeps heads×HW×HW scores per block (805 MB per vit_b global block at 1024²);
+    blocked recomputes them block by block in backward instead."""
+    attn = _vit_b_attention(32)  # global attention on a 32×32 grid: 12×1024×1024 scores
+    x = torch.randn(1, 32, 32, 768, requires_grad=True)
+    scores = 12 * 1024 * 1024
+    assert _largest_saved(Attention.forward, attn, x) >= scores
+    assert _largest_saved(FORWARDS["blocked"], attn, x) < scores / 4

@@ -16,6 +16,7 @@ from samexp.adapters.io import read_adapter_meta
 from samexp.adapters.lora import LoraLinear
 from samexp.data.base import read_image_rgb
 from samexp.finetuned import build_base, load_finetuned
+from samexp.models.attention import kernel_of
 from samexp.predict.run import load_model
 from tests.predict.conftest import BOX, Trained, read_mask, read_rgb
 
@@ -154,6 +155,15 @@ def test_merge_folds_lora_into_the_weights_only_when_asked(trained, tmp_path, me
     sam, _ = load_model(trained.config(tmp_path, "weights", merge=merge), torch.device("cpu"))
     layers = [m for m in sam.modules() if isinstance(m, LoraLinear)]
     assert layers and all(m.merged is merge for m in layers)
+
+
+@pytest.mark.parametrize(("attention", "kernel"), [("auto", "blocked"), ("stock", "stock")])
+def test_predict_runs_the_encoder_with_the_configured_attention_kernel(
+    trained, tmp_path, attention, kernel
+):
+    cfg = trained.config(tmp_path, "weights", attention=attention)
+    sam, _ = load_model(cfg, torch.device("cpu"))
+    assert {kernel_of(blk.attn) for blk in sam.image_encoder.blocks} == {kernel}
 
 
 def test_a_folder_is_predicted_in_name_order_whatever_the_image_mode(trained, tmp_path, caplog):
