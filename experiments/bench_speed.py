@@ -8,7 +8,8 @@ The naive loop is the ring study's: batch 1, fp32, stock attention, every image 
 every step. Each measurement runs in its own process, so peak RSS belongs to that case alone.
   encoder-fwd:     no-grad encoder forward per image (evaluation, the cache's first epoch):
                    stock attention vs ours (blocked on CPU, SDPA on CUDA).
-  encoder-512:     the same at 1024 (naive) vs `model.encoder_size=512` (ours): less work, less accuracy.
+  encoder-half:    the same at the native size (naive) vs `model.encoder_size` = half of it (ours;
+                   512 for vit_b): less work, less detail.
   frozen-decoder:  s/epoch after the first, decoder fine-tune: re-encode every image (naive) vs the
                    embedding cache (ours); the first epoch costs the same encoder forwards.
   frozen-lora:     the same with LoRA r=8 on the decoder's attention instead of the whole decoder.
@@ -101,10 +102,12 @@ class Setup:
 
 
 def encoder_forward(model: str, ours: bool, repeat: int, device: str, precision: str,
-                    encoder_size: int | None = None) -> dict:  # fmt: skip
+                    half: bool = False) -> dict:  # fmt: skip
+    from samexp.models.build import OFFICIAL_IMG_SIZE
     from samexp.models.seam import encode
 
-    s = Setup(model, ours, device, precision, encoder_size=encoder_size)
+    native = 256 if model == "tiny" else OFFICIAL_IMG_SIZE  # build_tiny's default
+    s = Setup(model, ours, device, precision, encoder_size=native // 2 if half else None)
     images, sizes, _ = _batch(s.base.img_size, 1, s.device)
 
     def forward():
@@ -161,7 +164,7 @@ def lora_encoder(model: str, ours: bool, steps: int, device: str, precision: str
 
 CASES = {  # name: (unit, repetitions, measure(model, ours, repeat, device, precision))
     "encoder-fwd": ("s/img", 2, encoder_forward),
-    "encoder-512": ("s/img", 2, lambda m, o, r, d, p: encoder_forward(m, o, r, d, p, 512 if o else None)),
+    "encoder-half": ("s/img", 2, lambda m, o, r, d, p: encoder_forward(m, o, r, d, p, half=o)),
     "frozen-decoder": ("s/epoch", 3, lambda m, o, r, d, p: frozen_encoder(m, o, r, d, p, lora=False)),
     "frozen-lora": ("s/epoch", 3, lambda m, o, r, d, p: frozen_encoder(m, o, r, d, p, lora=True)),
     "lora-encoder": ("s/step", 2, lambda m, o, r, d, p: lora_encoder(m, o, r, d, p, checkpointing=False)),
