@@ -217,6 +217,39 @@ def agreement(model: str) -> list[str]:
     ]
 
 
+def flop_bounds(model: str) -> str:
+    """The best epoch speed-up the frozen-encoder cases could reach if the decoder step ran at the
+    encoder's FLOP/s: (encoder forward + decoder step) / decoder step, counted by PyTorch."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from samexp.adapters.decoder import DecoderAdapter
+    from samexp.adapters.lora import LoraAdapter
+    from samexp.models.seam import Prompts, decode, encode
+
+    def counted(fn, *args) -> tuple[float, object]:
+        with FlopCounterMode(display=False) as counter:
+            out = fn(*args)
+        return counter.get_total_flops(), out
+
+    def decoder_step(sam, emb, boxes) -> None:
+        low_res, _ = decode(sam, emb, torch.tensor([0]), Prompts(boxes=boxes))
+        low_res.sigmoid().mean().backward()
+
+    bounds, encoder, emb = [], 0.0, None
+    for name, adapter in (("decoder", DecoderAdapter()),
+                          ("lora", LoraAdapter(rank=8, target_modules=DECODER_LORA))):  # fmt: skip
+        base = _model(model)
+        adapter.apply(base.sam)
+        images, sizes, boxes = _batch(base.img_size, 1, torch.device("cpu"))
+        if emb is None:  # the same shapes for both adapters: count the encoder once
+            with torch.no_grad():
+                encoder, emb = counted(encode, base.sam, images, sizes)
+        decoder, _ = counted(decoder_step, base.sam, emb, boxes)
+        bounds.append(f"frozen-{name} step {decoder / 1e9:.2f} GFLOP, "
+                      f"bound {(encoder + decoder) / decoder:.0f}x")  # fmt: skip
+    return f"flops {model}: encoder forward {encoder / 1e9:.1f} GFLOP; " + "; ".join(bounds)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -266,6 +299,8 @@ def main() -> None:
                   flush=True)  # fmt: skip
     for model in args.models:
         print("\n".join(agreement(model)), flush=True)
+        if {"frozen-decoder", "frozen-lora"} & set(args.cases):
+            print(flop_bounds(model), flush=True)
 
 
 if __name__ == "__main__":

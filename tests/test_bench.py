@@ -40,3 +40,5 @@ def test_bench_prints_naive_and_ours_side_by_side_for_every_case():
             if word[:1].isdigit() and "e" in word
         ]
         assert deltas and max(deltas) < 1e-4
+    (flops,) = [line for line in done.stdout.splitlines() if line.startswith("flops tiny:")]
+    assert "frozen-decoder step" in flops and "frozen-lora step" in flops and "bound" in flops
