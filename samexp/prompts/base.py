@@ -61,3 +61,18 @@ def mask_to_box(masks: torch.Tensor) -> torch.Tensor:
     empty = ~rows.any(1)
     boxes[empty] = torch.tensor([0.0, 0.0, w - 1.0, h - 1.0], device=masks.device)
     return boxes
+
+
+class RefiningStrategy(PromptStrategy):
+    """Starts from another strategy's prompts (`self.initial`) and refines them pass by pass."""
+
+    initial: PromptStrategy
+
+    def __call__(
+        self,
+        masks: torch.Tensor,
+        input_sizes: torch.Tensor,
+        generator: torch.Generator,
+        train: bool,
+    ) -> Prompts:
+        return self.initial(masks, input_sizes, generator, train)

@@ -8,7 +8,7 @@ import torch.nn.functional as F
 
 from samexp.errors import SamexpError
 from samexp.models.seam import Prompts
-from samexp.prompts.base import PromptStrategy
+from samexp.prompts.base import PromptStrategy, RefiningStrategy
 from samexp.prompts.box import BoxPrompt
 from samexp.prompts.points import PointsPrompt
 from samexp.prompts.sampling import PADDING_LABEL, image_region, pixels_at, sample_points_in
@@ -16,7 +16,7 @@ from samexp.prompts.sampling import PADDING_LABEL, image_region, pixels_at, samp
 STARTS = ("box", "point")
 
 
-class IterativePrompt(PromptStrategy):
+class IterativePrompt(RefiningStrategy):
     """`iterations` refinements; each adds ONE point per instance, drawn uniformly from the error
     region (positive in a miss, negative in a false alarm), so points grow M×1, M×2, ...; an
     initial box stays. With `mask_feedback` the previous logits also go back in as `mask_inputs`."""
@@ -40,15 +40,6 @@ class IterativePrompt(PromptStrategy):
         )
         self.refinements = iterations
         self.mask_feedback = mask_feedback
-
-    def __call__(
-        self,
-        masks: torch.Tensor,
-        input_sizes: torch.Tensor,
-        generator: torch.Generator,
-        train: bool,
-    ) -> Prompts:
-        return self.initial(masks, input_sizes, generator, train)
 
     def refine(
         self,

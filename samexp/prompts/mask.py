@@ -9,10 +9,10 @@ import torch
 
 from samexp.errors import SamexpError
 from samexp.models.seam import Prompts
-from samexp.prompts.base import PromptStrategy
+from samexp.prompts.base import PromptStrategy, RefiningStrategy
 
 
-class MaskPrompt(PromptStrategy):
+class MaskPrompt(RefiningStrategy):
     """Pass 1: `initial`'s prompts. Pass 2: the same prompts plus pass 1's low-res logits as
     `mask_inputs`, so training teaches the decoder to improve a mask it was given."""
 
@@ -29,15 +29,6 @@ class MaskPrompt(PromptStrategy):
                 f"refines its prompts itself (use it directly instead of inside prompt=mask)"
             )
         self.initial = initial
-
-    def __call__(
-        self,
-        masks: torch.Tensor,
-        input_sizes: torch.Tensor,
-        generator: torch.Generator,
-        train: bool,
-    ) -> Prompts:
-        return self.initial(masks, input_sizes, generator, train)
 
     def refine(
         self,
