@@ -81,3 +81,19 @@ def test_a_run_asking_fp16_on_cpu_stops_before_a_model_is_built(make_config, mon
     monkeypatch.setattr(runner, "build", lambda node, **kw: pytest.fail(f"built {node._target_}"))
     with pytest.raises(SamexpError, match="trainer.precision=fp16"):
         runner.run(make_config("trainer.precision=fp16", "trainer.device=cpu"))
+
+
+def test_a_bf16_run_trains_and_keeps_its_cached_embeddings_apart_from_fp32(make_config, tmp_path):
+    from samexp import runner
+
+    def run(precision: str) -> dict:
+        cfg = make_config("model=tiny", "adapter=decoder", "trainer.epochs=1", "optim.lr=1e-2",
+                          f"trainer.precision={precision}", f"cache.dir={tmp_path}/emb")  # fmt: skip
+        return runner.run(cfg)
+
+    fp32, bf16 = run("fp32"), run("bf16")
+    assert bf16["baseline/test/iou"] > 0  # zero-shot evaluation under autocast predicts masks
+    for key in ("baseline/test/iou", "final/test/iou"):
+        assert bf16[key] == pytest.approx(fp32[key], abs=0.01)
+    # 10 images each: bf16 embeddings are not served to an fp32 run, nor the other way round
+    assert len(list((tmp_path / "emb").rglob("*.pt"))) == 20
