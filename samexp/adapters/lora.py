@@ -48,6 +48,7 @@ class LoraLinear(nn.Module):
             nn.init.zeros_(b.weight)
         index = torch.cat([torch.arange(s.start, s.stop) for s in self.out_slices])
         self.register_buffer("out_index", index, persistent=False)
+        self.covers_all = torch.equal(index, torch.arange(base.out_features))
         self.merged = False
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -56,6 +57,8 @@ class LoraLinear(nn.Module):
             return out
         h = self.dropout(x)
         delta = torch.cat([b(a(h)) for a, b in zip(self.lora_A, self.lora_B, strict=True)], dim=-1)
+        if self.covers_all:  # a plain add: no scatter forward, no gather backward
+            return out + delta * self.scaling
         return out.index_add(-1, self.out_index, delta * self.scaling)
 
     def delta_weight(self, s: int) -> torch.Tensor:

@@ -112,3 +112,17 @@ def test_bad_lora_settings_are_refused_with_the_key_named(kwargs, message):
 def test_target_regex_that_matches_nothing_is_a_clear_error():
     with pytest.raises(SamexpError, match="matches no Linear"):
         LoraAdapter(target_modules=r"nothing\.here").apply(build_tiny().sam)
+
+
+def test_lora_on_every_output_adds_the_same_delta_as_the_sliced_path():
+    torch.manual_seed(0)
+    base = torch.nn.Linear(16, 12)
+    whole = LoraLinear(base, rank=2, alpha=2.0)
+    torch.nn.init.normal_(whole.lora_B[0].weight)
+    assert whole.covers_all
+    x = torch.randn(5, 16)
+    expected = whole.base(x).index_add(-1, whole.out_index, whole.lora_B[0](whole.lora_A[0](x)))
+    assert torch.allclose(whole(x), expected, atol=1e-6)
+    assert not LoraLinear(
+        base, rank=2, alpha=2.0, out_slices=[slice(0, 4), slice(8, 12)]
+    ).covers_all
