@@ -8,7 +8,7 @@ naive: every epoch decodes and resizes every image (no cache, in the main proces
 ours:  samexp.data.memo as the runner uses it: the first epoch includes `fill()`, later ones read
        memory (plus a private copy per sample, so the model can never edit the cache).
 The loader keeps the model fed while its images/s exceed the model's: on a 2-core CPU a training
-step of the decoder on cached embeddings consumes about 4 images/s and a vit_b LoRA step about
+step of the decoder on cached embeddings consumes about 6 images/s and a vit_b LoRA step about
 0.04 images/s; a GPU consumes one to two orders of magnitude more, which is where workers and the
 cache matter.
 """

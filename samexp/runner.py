@@ -92,12 +92,12 @@ def _sample_cache_bytes(gb: float) -> int:
 
 
 def _loaders(
-    splits: DatasetSplits, tc: DictConfig, device: torch.device, workers: int
+    splits: DatasetSplits, tc: DictConfig, device: torch.device, workers: int, cache_bytes: int
 ) -> tuple[DataLoader, ...]:
     """train (shuffled, seeded), per-epoch eval split, test split; un-augmented splits are decoded
     once into the sample cache, most-read first (eval and train every epoch, test twice)."""
     data = memoize({splits.eval_name: splits.eval, "train": splits.train, "test": splits.test},
-                   _sample_cache_bytes(tc.sample_cache_gb), workers)  # fmt: skip
+                   cache_bytes, workers)  # fmt: skip
     log.info(describe(data))
     common = {"batch_size": tc.batch_size, "collate_fn": collate, "num_workers": workers,
               "persistent_workers": workers > 0, "pin_memory": device.type == "cuda",
@@ -114,7 +114,7 @@ def run(cfg: DictConfig) -> dict[str, float]:
     device = resolve_device(tc.device)
     # the cheap objects first: a bad value fails before a model is built or downloaded
     workers = _num_workers(tc.num_workers, device)
-    _sample_cache_bytes(tc.sample_cache_gb)
+    cache_bytes = _sample_cache_bytes(tc.sample_cache_gb)
     amp = mixed_precision(_enum_value(tc.precision), device)
     adapter: Adapter = build(cfg.adapter, _convert_="all")
     prompt: PromptStrategy = build(cfg.prompt)
@@ -134,7 +134,7 @@ def run(cfg: DictConfig) -> dict[str, float]:
         splits.train.transform = augment
         log.info("augmentation on the train split only: %s", cfg.augment)
     log.info("data %s: %s", splits.name, data_summary)
-    train_loader, eval_loader, test_loader = _loaders(splits, tc, device, workers)
+    train_loader, eval_loader, test_loader = _loaders(splits, tc, device, workers, cache_bytes)
 
     optimizer = build(cfg.optim, params=list(trainable_parameters(base.sam).values()))
     steps_per_epoch = math.ceil(len(train_loader) / tc.grad_accum_steps)

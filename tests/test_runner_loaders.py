@@ -53,7 +53,9 @@ def test_negative_worker_count_or_cache_size_is_refused_before_a_model_is_built(
 
 
 def _loaders(splits: DatasetSplits, trainer):
-    return runner._loaders(splits, trainer, CPU, runner._num_workers(trainer.num_workers, CPU))
+    workers = runner._num_workers(trainer.num_workers, CPU)
+    cache_bytes = runner._sample_cache_bytes(trainer.sample_cache_gb)
+    return runner._loaders(splits, trainer, CPU, workers, cache_bytes)
 
 
 def test_every_split_is_decoded_once_before_training_and_served_unchanged(

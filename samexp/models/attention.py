@@ -101,10 +101,6 @@ def kernel_of(module: Attention) -> str:
     return next((name for name, f in FORWARDS.items() if f is bound), "stock")
 
 
-def uses_sdpa(module: nn.Module) -> bool:
-    return kernel_of(module) == "sdpa"
-
-
 def set_attention(sam: nn.Module, kernel: str) -> int:
     """Bind `kernel`'s forward onto every image-encoder `Attention` ("stock" gives the class's own
     back); returns how many modules there are. An instance attribute shadows the class method, so
@@ -119,10 +115,6 @@ def set_attention(sam: nn.Module, kernel: str) -> int:
         if kernel != "stock":
             m.forward = types.MethodType(FORWARDS[kernel], m)
     return len(modules)
-
-
-def use_sdpa(sam: nn.Module) -> int:
-    return set_attention(sam, "sdpa")
 
 
 def restore_attention(sam: nn.Module) -> int:

@@ -12,8 +12,6 @@ from samexp.models.attention import (
     kernel_of,
     restore_attention,
     set_attention,
-    use_sdpa,
-    uses_sdpa,
 )
 from samexp.models.build import build_tiny
 from samexp.models.seam import encode
@@ -93,18 +91,18 @@ def test_tiny_encoder_with_fast_kernel_matches_stock_in_window_and_global_blocks
     assert _max_diff(list(fused_grads), list(stock_grads)) < ATOL
 
 
-def test_use_sdpa_is_idempotent_and_only_touches_the_image_encoder():
+def test_set_attention_is_idempotent_and_only_touches_the_image_encoder():
     sam = build_tiny(seed=0).sam
-    assert use_sdpa(sam) == use_sdpa(sam) == 2
+    assert set_attention(sam, "sdpa") == set_attention(sam, "sdpa") == 2
     attns = [m for m in sam.modules() if isinstance(m, Attention)]
-    assert attns and all(uses_sdpa(m) for m in attns)
-    assert not any(uses_sdpa(m) for m in sam.mask_decoder.modules())
+    assert attns and all(kernel_of(m) == "sdpa" for m in attns)
+    assert not any(kernel_of(m) == "sdpa" for m in sam.mask_decoder.modules())
 
 
 def test_restore_attention_gives_back_the_stock_forward():
     sam = build_tiny(seed=0).sam
     keys = list(sam.state_dict())
-    use_sdpa(sam)
+    set_attention(sam, "sdpa")
     assert list(sam.state_dict()) == keys
     assert restore_attention(sam) == 2
     assert restore_attention(sam) == 0

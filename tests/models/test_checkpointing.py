@@ -8,7 +8,7 @@ import copy
 import torch
 
 import samexp.models.checkpointing as ckpt
-from samexp.models.attention import use_sdpa
+from samexp.models.attention import set_attention
 from samexp.models.build import build_tiny
 from samexp.models.checkpointing import disable_checkpointing, enable_checkpointing, is_checkpointed
 from samexp.models.seam import encode
@@ -91,7 +91,7 @@ def test_checkpointing_skips_a_frozen_encoder(monkeypatch):
 def test_checkpointing_composes_with_sdpa_attention():
     plain = tiny_lora_sam()
     fast = copy.deepcopy(plain)
-    use_sdpa(fast)
+    set_attention(fast, "sdpa")
     enable_checkpointing(fast)
     loss, grads = _loss_and_grads(plain)
     fast_loss, fast_grads = _loss_and_grads(fast)
