@@ -19,6 +19,7 @@ import numpy as np
 import torch
 from segment_anything.utils.transforms import ResizeLongestSide
 
+from samexp.data.files import read_image_bytes, shown
 from samexp.data.orientation import apply_orientation, exif_orientation
 from samexp.errors import DatasetError
 
@@ -178,19 +179,29 @@ def to_uint8(array: np.ndarray, path: str | PathLike[str]) -> np.ndarray:
         return array
     if array.dtype == np.uint16:
         return np.round(array / 257.0).astype(np.uint8)
-    raise DatasetError(f"{path}: unsupported pixel type {array.dtype}; save it as 8- or 16-bit")
+    raise DatasetError(
+        f"{shown(path)}: unsupported pixel type {array.dtype}; save it as 8- or 16-bit"
+    )
 
 
-def imread_unchanged(path: str | PathLike[str]) -> np.ndarray:
-    """Decode a file as stored (bit depth, channels); unreadable -> DatasetError naming it.
+def decode_unchanged(data: bytes, path: str | PathLike[str]) -> np.ndarray:
+    """Decode bytes as stored (bit depth, channels); undecodable -> DatasetError naming `path`.
 
     IMREAD_UNCHANGED also ignores EXIF orientation, as PIL's header size does, so image and
     mask sizes are compared in the same (stored) orientation.
     """
-    array = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+    try:
+        array = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
+    except cv2.error:  # an empty buffer fails an assertion instead of returning None
+        array = None
     if array is None:
-        raise DatasetError(f"{path}: cannot be read as an image (missing, corrupt or unsupported)")
+        raise DatasetError(f"{shown(path)}: cannot be read as an image (corrupt or unsupported)")
     return array
+
+
+def imread_unchanged(path: str | PathLike[str]) -> np.ndarray:
+    """A file decoded as stored; missing, truncated or undecodable -> DatasetError naming it."""
+    return decode_unchanged(read_image_bytes(path), path)
 
 
 def read_image_rgb(path: str | PathLike[str], orient: bool = False) -> np.ndarray:

@@ -16,6 +16,7 @@ from pathlib import Path, PurePosixPath
 
 from pycocotools import mask as mask_utils
 
+from samexp.data.files import link_problem, shown
 from samexp.data.orientation import displayed_shape, image_header
 from samexp.errors import DatasetError
 
@@ -75,6 +76,12 @@ def _orientation_for(
     )
 
 
+def _absent(path: Path, images_dir: Path) -> str:
+    """A listed file that cannot be opened, as a message names it: a bad symlink says so."""
+    name, problem = shown(path.relative_to(images_dir)), link_problem(path)
+    return f"{name} ({problem})" if problem else name
+
+
 def _list_images(data: dict, json_path: Path, images_dir: Path) -> dict[object, CocoImage]:
     """Image id -> CocoImage, after checking every entry and file (see `read_coco`)."""
     images: dict[object, CocoImage] = {}
@@ -100,8 +107,7 @@ def _list_images(data: dict, json_path: Path, images_dir: Path) -> dict[object, 
         if "height" in entry and "width" in entry:
             stated[image_id] = (entry["height"], entry["width"])
         images[image_id] = CocoImage(rel.stem, images_dir / rel, size=(0, 0))
-    missing = [str(p.relative_to(images_dir)) for p in (im.path for im in images.values())
-               if not p.is_file()]  # fmt: skip
+    missing = [_absent(im.path, images_dir) for im in images.values() if not im.path.is_file()]
     if missing:
         raise DatasetError(
             f"{len(missing)} image(s) listed in {json_path} are missing from {images_dir}: "

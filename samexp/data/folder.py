@@ -23,6 +23,7 @@ from samexp.data.base import (
     read_image_rgb,
     to_uint8,
 )
+from samexp.data.files import link_problem, shown
 from samexp.data.orientation import apply_orientation, image_header, mask_orientation
 from samexp.data.splits import DatasetSplits, require_dataset_root
 from samexp.errors import DatasetError
@@ -46,27 +47,50 @@ class _Pair:
 
 def listing(paths: list[Path]) -> str:
     """The first few file names, then "and N more": error messages stay one readable line."""
-    shown = ", ".join(p.name for p in sorted(paths)[:_MAX_LISTED])
+    names = ", ".join(shown(p.name) for p in sorted(paths)[:_MAX_LISTED])
     more = len(paths) - _MAX_LISTED
-    return shown + (f" and {more} more" if more > 0 else "")
+    return names + (f" and {more} more" if more > 0 else "")
 
 
-def index_images(folder: Path, kind: str) -> dict[str, Path]:
-    """Stem -> file for the image files in `folder`; duplicate stems are an error, not a guess."""
+@dataclass(frozen=True)
+class FileIndex:
+    """The image files of a folder by stem, and the image names that cannot be opened, and why.
+
+    Stems are printable (`shown`): they become sample names, which end up in logs and MLflow.
+    """
+
+    files: dict[str, Path]
+    unreadable: dict[str, str]  # stem -> "<kind> <file name>: <why>", e.g. a symlink loop
+
+
+def index_images(folder: Path, kind: str) -> FileIndex:
+    """Index the image files in `folder`; duplicate stems are an error, not a guess.
+
+    Symlink loops and broken symlinks are skipped with a warning naming them: a link pointing
+    nowhere holds no data to check, unlike a truncated file, which stops the run.
+    """
     if not folder.is_dir():
         raise DatasetError(f"{kind} folder {folder} does not exist; create it or fix the path")
     by_stem: dict[str, list[Path]] = {}
     ignored = []
-    for path in folder.iterdir():
-        if path.name.startswith(".") or not path.is_file():
+    unreadable: dict[str, str] = {}
+    for path in sorted(folder.iterdir()):  # sorted: warnings in a stable order
+        if path.name.startswith("."):
             continue
-        if path.suffix.lower() in IMAGE_EXTENSIONS:
-            by_stem.setdefault(path.stem, []).append(path)
+        is_image = path.suffix.lower() in IMAGE_EXTENSIONS
+        problem = link_problem(path) if is_image else None
+        if problem is not None:
+            logger.warning("%s: skipping %s: %s", shown(folder), shown(path.name), problem)
+            unreadable[shown(path.stem)] = f"{kind} {shown(path.name)}: {problem}"
+        elif not path.is_file():
+            continue
+        elif is_image:
+            by_stem.setdefault(shown(path.stem), []).append(path)
         else:
             ignored.append(path)
     if ignored:
         logger.warning(
-            "%s: ignoring %d non-image files: %s", folder, len(ignored), listing(ignored)
+            "%s: ignoring %d non-image files: %s", shown(folder), len(ignored), listing(ignored)
         )
     duplicates = sorted(p for paths in by_stem.values() if len(paths) > 1 for p in paths)
     if duplicates:
@@ -74,7 +98,7 @@ def index_images(folder: Path, kind: str) -> dict[str, Path]:
             f"{folder}: several {kind} files share a name and differ only by extension "
             f"({listing(duplicates)}); keep one file per name"
         )
-    return {stem: paths[0] for stem, paths in by_stem.items()}
+    return FileIndex({stem: paths[0] for stem, paths in by_stem.items()}, unreadable)
 
 
 def read_mask_gray(path: Path) -> np.ndarray:
@@ -99,33 +123,38 @@ def _split_dir(root: Path, split: str) -> Path:
 
 def find_pairs(
     root: Path, split: str, images_dir: str, masks_dir: str, kind: str = "mask"
-) -> tuple[Path, dict[str, tuple[Path, Path]]]:
-    """The split folder and stem -> (image, mask) for every image; any unpaired file is an error.
+) -> tuple[Path, dict[str, tuple[Path, Path]], dict[str, str]]:
+    """The split folder, stem -> (image, mask) for every image, and stem -> why for names left out.
 
-    `kind` names the second side in messages ("mask", "label").
+    Any unpaired file is an error; a name whose image or mask cannot be opened (see
+    `index_images`) is left out. `kind` names the second side in messages ("mask", "label").
     """
     split_dir = _split_dir(root, split)
     images_path, masks_path = split_dir / images_dir, split_dir / masks_dir
-    images = index_images(images_path, "image")
+    image_index = index_images(images_path, "image")
+    images = image_index.files
     if not images:
         raise DatasetError(
             f"{images_path} holds no image files "
             f"({', '.join(sorted(IMAGE_EXTENSIONS))}); add images or fix the path"
         )
-    masks = index_images(masks_path, kind)
-    lonely_images = [images[n] for n in images.keys() - masks.keys()]
+    mask_index = index_images(masks_path, kind)
+    masks = mask_index.files
+    unreadable = {**mask_index.unreadable, **image_index.unreadable}
+    lonely_images = [images[n] for n in images.keys() - masks.keys() - unreadable.keys()]
     if lonely_images:
         raise DatasetError(
             f"{len(lonely_images)} image(s) have no {kind} with the same name in {masks_path}: "
             f"{listing(lonely_images)}; add the {kind}s or remove the images"
         )
-    lonely_masks = [masks[n] for n in masks.keys() - images.keys()]
+    lonely_masks = [masks[n] for n in masks.keys() - images.keys() - unreadable.keys()]
     if lonely_masks:
         raise DatasetError(
             f"{len(lonely_masks)} {kind}(s) have no image with the same name in {images_path}: "
             f"{listing(lonely_masks)}; add the images or remove the {kind}s"
         )
-    return split_dir, {name: (images[name], masks[name]) for name in sorted(images)}
+    usable = sorted(images.keys() - unreadable.keys())
+    return split_dir, {name: (images[name], masks[name]) for name in usable}, unreadable
 
 
 class FolderDataset(Dataset[Sample]):
@@ -148,9 +177,10 @@ class FolderDataset(Dataset[Sample]):
         self.split = split
         self.img_size = img_size
         self.mask_threshold = mask_threshold
-        self.skipped: list[tuple[str, str]] = []
+        self.skipped: list[tuple[str, str]] = []  # (name, why) for empty masks
         self.transform = None  # training augmentation, set by the runner on the train split only
-        split_dir, pairs = find_pairs(self.root, split, images_dir, masks_dir)
+        split_dir, pairs, unreadable = find_pairs(self.root, split, images_dir, masks_dir)
+        self.unreadable = sorted(unreadable.items())  # (name, why): an image or mask unopenable
         self._pairs: list[_Pair] = []
         for name, (image_path, mask_path) in pairs.items():
             self._add(name, image_path, mask_path)
@@ -165,7 +195,9 @@ class FolderDataset(Dataset[Sample]):
         mask = apply_orientation(gray > self.mask_threshold, turn)
         if not mask.any():
             logger.warning(
-                "%s: no pixel above %d, skipping this empty mask", mask_path, self.mask_threshold
+                "%s: no pixel above %d, skipping this empty mask",
+                shown(mask_path),
+                self.mask_threshold,
             )
             self.skipped.append((name, f"empty mask: no pixel above {self.mask_threshold}"))
             return
@@ -177,7 +209,11 @@ class FolderDataset(Dataset[Sample]):
 
     def summary(self) -> dict[str, int]:
         """Counts for the run log: what was loaded and what was left out, and why."""
-        return {"loaded": len(self._pairs), "skipped_empty_mask": len(self.skipped)}
+        return {
+            "loaded": len(self._pairs),
+            "skipped_empty_mask": len(self.skipped),
+            "skipped_unreadable": len(self.unreadable),
+        }
 
     def __len__(self) -> int:
         return len(self._pairs)

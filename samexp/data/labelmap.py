@@ -8,6 +8,7 @@ file problem is found at construction: each label is read once, images only by t
 
 from __future__ import annotations
 
+import io
 import logging
 from collections import Counter
 from collections.abc import Iterable
@@ -18,12 +19,8 @@ import numpy as np
 from PIL import Image
 from torch.utils.data import Dataset
 
-from samexp.data.base import (
-    Sample,
-    imread_unchanged,
-    make_sample,
-    read_image_rgb,
-)
+from samexp.data.base import Sample, decode_unchanged, make_sample, read_image_rgb
+from samexp.data.files import read_image_bytes, shown
 from samexp.data.folder import find_pairs, listing
 from samexp.data.orientation import apply_orientation, image_header, mask_orientation
 from samexp.data.splits import DatasetSplits
@@ -75,16 +72,18 @@ def read_label(path: Path) -> np.ndarray:
     """H×W class ids exactly as stored: palette indices for 'P' PNGs, 8/16-bit values otherwise.
 
     Palette PNGs are read with PIL because cv2 expands them to their display colours (the classic
-    bug); 16-bit ids are kept as uint16, never scaled to 8 bits as images are.
+    bug); 16-bit ids are kept as uint16, never scaled to 8 bits as images are. The file is read
+    once, checked complete (a truncated label would read as background).
     """
+    data = read_image_bytes(path)
     try:
-        with Image.open(path) as image:
+        with Image.open(io.BytesIO(data)) as image:
             bands = image.getbands()
             if image.mode in ("P", "1"):
                 return np.asarray(image).astype(np.uint8)
     except Exception as exc:  # PIL raises several types for bad files; all mean "unreadable"
-        raise DatasetError(f"{path}: cannot be read as an image ({exc})") from exc
-    array = imread_unchanged(path)
+        raise DatasetError(shown(f"{path}: cannot be read as an image ({exc})")) from exc
+    array = decode_unchanged(data, path)
     if len(bands) > 1 or (array.ndim == 3 and array.shape[2] > 1):
         raise DatasetError(
             f"{path}: label maps must be single-channel class ids, but this file has "
@@ -139,7 +138,10 @@ class LabelMapDataset(Dataset[Sample]):
         self.skipped: list[tuple[str, str]] = []  # images left out, and why
         self.skipped_regions: list[tuple[str, str, int]] = []  # (image, class, area) under min_area
         self.transform = None  # training augmentation, set by the runner on the train split only
-        split_dir, pairs = find_pairs(self.root, split, images_dir, labels_dir, kind="label")
+        split_dir, pairs, unreadable = find_pairs(
+            self.root, split, images_dir, labels_dir, kind="label"
+        )
+        self.unreadable = sorted(unreadable.items())  # (name, why): an image or label unopenable
         not_png = [label for _, label in pairs.values() if label.suffix.lower() != ".png"]
         if not_png:
             raise DatasetError(
@@ -167,9 +169,9 @@ class LabelMapDataset(Dataset[Sample]):
         ids, areas = np.unique(label, return_counts=True)
         unknown = [i for i in ids.tolist() if i not in self._known]
         if unknown:
-            shown = ", ".join(map(str, unknown[:10])) + (" ..." if len(unknown) > 10 else "")
+            values = ", ".join(map(str, unknown[:10])) + (" ..." if len(unknown) > 10 else "")
             raise DatasetError(
-                f"{label_path}: label values {shown} are not in {self.classes_path} (nor "
+                f"{shown(label_path)}: label values {values} are not in {self.classes_path} (nor "
                 f"background/ignore ids); add them as classes or fix the label map"
             )
         kept = []
@@ -182,7 +184,7 @@ class LabelMapDataset(Dataset[Sample]):
             kept.append(class_id)
         if not kept:
             logger.warning(
-                "%s: no class to segment in its label map, skipping %s", label_path, name
+                "%s: no class to segment in its label map, skipping %s", shown(label_path), name
             )
             self.skipped.append((name, "no target class"))
             return
@@ -203,6 +205,7 @@ class LabelMapDataset(Dataset[Sample]):
         return {
             "loaded": len(self._items),
             "skipped_no_targets": len(self.skipped),
+            "skipped_unreadable": len(self.unreadable),
             "skipped_small_region": len(self.skipped_regions),
             "instances": sum(per_class.values()),
             **{f"instances/{name}": count for name, count in per_class.items()},

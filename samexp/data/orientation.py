@@ -12,6 +12,7 @@ from os import PathLike
 import numpy as np
 from PIL import Image
 
+from samexp.data.files import require_complete, shown
 from samexp.errors import DatasetError
 
 EXIF_ORIENTATION = 0x0112
@@ -61,13 +62,18 @@ def displayed_shape(shape: tuple[int, int], orientation: int) -> tuple[int, int]
 
 
 def image_header(path: str | PathLike[str]) -> tuple[tuple[int, int], int]:
-    """Stored (H, W) and EXIF orientation from the header alone: validation must not decode photos."""
+    """Stored (H, W) and EXIF orientation from the header alone: validation must not decode photos.
+
+    Every format validates its images here, so this is also where a truncated file is refused
+    (`require_complete` reads only the file's ends).
+    """
+    require_complete(path)
     try:
         with Image.open(path) as image:
             w, h = image.size
             return (h, w), _orientation_of(image)
     except Exception as exc:  # PIL raises several types for bad files; all mean "unreadable"
-        raise DatasetError(f"{path}: cannot be read as an image ({exc})") from exc
+        raise DatasetError(shown(f"{path}: cannot be read as an image ({exc})")) from exc
 
 
 def mask_orientation(
@@ -86,13 +92,15 @@ def mask_orientation(
     """
     if tuple(mask_shape) == tuple(image_shape):
         return orientation
-    shown = displayed_shape(image_shape, orientation)
-    if tuple(mask_shape) == shown:
+    displayed = displayed_shape(image_shape, orientation)
+    if tuple(mask_shape) == displayed:
         return 1
-    (h, w), (sh, sw), (mh, mw) = image_shape, shown, mask_shape
+    (h, w), (sh, sw), (mh, mw) = image_shape, displayed, mask_shape
     as_shown = "and as displayed" if orientation == 1 else f"and {sw}×{sh} as displayed"
     raise DatasetError(
-        f"size mismatch: image {image_path} is {w}×{h} (W×H) as stored {as_shown} (EXIF "
-        f"orientation {orientation}) but {kind} {mask_path} is {mw}×{mh}; a {kind} must match "
-        f"its image as stored or as displayed"
+        shown(
+            f"size mismatch: image {image_path} is {w}×{h} (W×H) as stored {as_shown} (EXIF "
+            f"orientation {orientation}) but {kind} {mask_path} is {mw}×{mh}; a {kind} must "
+            f"match its image as stored or as displayed"
+        )
     )

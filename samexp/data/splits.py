@@ -69,23 +69,14 @@ class DatasetSplits:
     name: str
     train: Dataset[Sample]
     test: Dataset[Sample]
-    val: Dataset[Sample] | None = (
-        None  # evaluated each epoch when given; otherwise the test split is
-    )
+    # evaluated each epoch to choose the model; without it nothing is (never the test split)
+    val: Dataset[Sample] | None = None
 
     @classmethod
     def from_splits(cls, name: str, load: Callable[[str], Dataset[Sample]], train: str, test: str,
                     val: str | None = None) -> DatasetSplits:  # fmt: skip
         """For formats whose splits are sub-folders: one loader, called per named split."""
         return cls(name=name, train=load(train), test=load(test), val=load(val) if val else None)
-
-    @property
-    def eval_name(self) -> str:
-        return "val" if self.val is not None else "test"
-
-    @property
-    def eval(self) -> Dataset[Sample]:
-        return self.val if self.val is not None else self.test
 
     def carve_val(self, fraction: float, seed: int) -> DatasetSplits:
         """Hold out a seeded `fraction` of train as the validation split, unless the dataset has one."""

@@ -11,6 +11,7 @@ from typing import Any
 import cv2
 import numpy as np
 
+from samexp.data.files import shown
 from samexp.errors import SamexpError
 from samexp.predict.prompts import Prompts
 from samexp.viz import overlay
@@ -72,19 +73,29 @@ def draw_prompts(
     return out
 
 
-def write_rgb(path: Path, image: np.ndarray) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if not cv2.imwrite(str(path), np.ascontiguousarray(image[..., ::-1])):
-        raise SamexpError(f"cannot write {path}; check that the out= folder is writable")
+def _write_image(path: Path, array: np.ndarray) -> Path:
+    """Encode in memory, then write bytes: cv2.imwrite crashes on a name that is not valid UTF-8,
+    and outputs are named after their input's stem."""
+    ok, encoded = cv2.imencode(path.suffix, array)
+    if not ok:
+        raise SamexpError(f"cannot encode {shown(path)} as {path.suffix}")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(encoded.tobytes())
+    except OSError as exc:
+        raise SamexpError(
+            f"cannot write {shown(path)} ({exc.strerror}); check that the out= folder is writable"
+        ) from exc
     return path
+
+
+def write_rgb(path: Path, image: np.ndarray) -> Path:
+    return _write_image(path, np.ascontiguousarray(image[..., ::-1]))
 
 
 def write_mask(path: Path, mask: np.ndarray) -> Path:
     """Single-channel PNG, 255 inside the mask and 0 outside."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if not cv2.imwrite(str(path), mask.astype(np.uint8) * 255):
-        raise SamexpError(f"cannot write {path}; check that the out= folder is writable")
-    return path
+    return _write_image(path, mask.astype(np.uint8) * 255)
 
 
 def write_json(path: Path, data: Any) -> Path:

@@ -17,6 +17,7 @@ from tqdm.contrib.logging import logging_redirect_tqdm
 
 from samexp.config import AttentionKernel, Device
 from samexp.data.base import IMAGE_EXTENSIONS, read_image_rgb
+from samexp.data.files import require_complete
 from samexp.data.folder import index_images
 from samexp.devices import resolve_device
 from samexp.errors import DatasetError, SamexpError
@@ -32,18 +33,25 @@ log = logging.getLogger(__name__)
 
 
 def list_images(image: str | None, images: str | None) -> list[Path]:
-    """`image=` alone, or the image files of the folder `images=` sorted by name."""
+    """`image=` alone, or the image files of the folder `images=` sorted by name.
+
+    Every file is checked complete here, so a truncated photo stops the run before the model is
+    built rather than after the images before it were predicted.
+    """
     if (image is None) == (images is None):
         raise SamexpError("give exactly one of image=path/to/photo.jpg or images=path/to/folder")
     if image is not None:
         if not Path(image).is_file():
             raise DatasetError(f"image={image}: no such file")
-        return [Path(image)]
-    paths = sorted(index_images(Path(images), "image").values())
+        paths = [Path(image)]
+    else:
+        paths = sorted(index_images(Path(images), "image").files.values())
     if not paths:
         raise DatasetError(
             f"images={images} holds no image files ({', '.join(sorted(IMAGE_EXTENSIONS))})"
         )
+    for path in paths:
+        require_complete(path)
     return paths
 
 

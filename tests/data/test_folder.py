@@ -13,6 +13,7 @@ import torch
 from PIL import Image, ImageOps
 from torch.utils.data import DataLoader
 
+from samexp.data import base
 from samexp.data.base import collate
 from samexp.data.folder import FolderDataset
 from samexp.errors import DatasetError
@@ -32,7 +33,7 @@ def test_rings_splits_have_8_train_and_2_test_samples(rings_train, rings_test) -
     assert len(rings_train) == 8 and len(rings_test) == 2
     assert rings_train.names == [f"ring{i}" for i in range(1, 9)]
     assert rings_test.names == ["ring_test_1", "ring_test_2"]
-    assert rings_train.summary() == {"loaded": 8, "skipped_empty_mask": 0}
+    assert rings_train.summary() == {"loaded": 8, "skipped_empty_mask": 0, "skipped_unreadable": 0}
     assert rings_train.skipped == []
 
 
@@ -210,7 +211,7 @@ def test_empty_mask_is_skipped_with_a_warning_and_counted(
     with caplog.at_level(logging.WARNING, logger="samexp.data.folder"):
         dataset = FolderDataset(str(tmp_path), "train", img_size=64)
     assert dataset.names == ["a"]
-    assert dataset.summary() == {"loaded": 1, "skipped_empty_mask": 1}
+    assert dataset.summary() == {"loaded": 1, "skipped_empty_mask": 1, "skipped_unreadable": 0}
     assert [name for name, _ in dataset.skipped] == ["blank"]
     assert any("blank.png" in r.getMessage() for r in caplog.records)
 
@@ -220,7 +221,7 @@ def test_mask_below_threshold_counts_as_empty(tmp_path: Path, write_pair: WriteP
     _, mask_path = write_pair("faint")
     cv2.imwrite(str(mask_path), np.full((30, 40), 127, dtype=np.uint8))
     dataset = FolderDataset(str(tmp_path), "train", img_size=64)
-    assert dataset.summary() == {"loaded": 1, "skipped_empty_mask": 1}
+    assert dataset.summary() == {"loaded": 1, "skipped_empty_mask": 1, "skipped_unreadable": 0}
 
 
 def test_all_masks_empty_is_an_error(tmp_path: Path, write_pair: WritePair) -> None:
@@ -327,8 +328,10 @@ def test_construction_reads_images_by_header_only(
 ) -> None:
     write_pair("a", image_ext=".jpg")
     decoded: list[str] = []
-    real = cv2.imread
-    monkeypatch.setattr(cv2, "imread", lambda p, *a: decoded.append(p) or real(p, *a))
+    real = base.decode_unchanged
+    monkeypatch.setattr(
+        base, "decode_unchanged", lambda data, p: decoded.append(str(p)) or real(data, p)
+    )
     dataset = FolderDataset(str(tmp_path), "train", img_size=64)
     assert decoded and not [p for p in decoded if "/images/" in p]  # masks only
     dataset[0]

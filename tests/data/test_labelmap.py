@@ -95,6 +95,7 @@ def test_summary_counts_loaded_skipped_and_instances_per_class(root: Path) -> No
     assert load(root).summary() == {
         "loaded": 3,
         "skipped_no_targets": 1,
+        "skipped_unreadable": 0,
         "skipped_small_region": 0,
         "instances": 6,
         "instances/cat": 2,
@@ -309,7 +310,7 @@ def test_label_drawn_on_stored_pixels_turns_with_an_exif_rotated_image(root: Pat
 
 def test_splits_factory_builds_train_test_and_optional_val(root: Path) -> None:
     splits = labelmap_splits("pets", str(root), img_size=64, val_split="test")
-    assert splits.name == "pets" and splits.eval_name == "val"
+    assert splits.name == "pets"
     assert len(splits.train) == 3 and len(splits.test) == 2 and len(splits.val) == 2
 
 
