@@ -6,12 +6,66 @@ wrong type stops the run at startup with OmegaConf's message naming the key.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import math
+import re
+from dataclasses import dataclass, field, fields
 from enum import Enum
 from typing import Any
 
 from hydra.core.config_store import ConfigStore
-from omegaconf import MISSING
+from omegaconf import MISSING, DictConfig, OmegaConf
+
+from samexp.errors import ConfigValueError
+
+
+# --- allowed values, declared beside each field and checked by `validate` at startup ----------
+@dataclass(frozen=True)
+class Range:
+    """The numbers a field accepts; `None` stays allowed for optional fields."""
+
+    low: float | None = None
+    high: float | None = None
+    open_low: bool = False  # low itself excluded
+    open_high: bool = False
+
+    def allows(self, value: Any) -> bool:
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or math.isnan(value):
+            return False
+        if self.low is not None and (value <= self.low if self.open_low else value < self.low):
+            return False
+        return self.high is None or (value < self.high if self.open_high else value <= self.high)
+
+    def __str__(self) -> str:
+        if self.high is None:
+            return f"{'>' if self.open_low else '>='} {self.low:g}"
+        if self.low is None:
+            return f"{'<' if self.open_high else '<='} {self.high:g}"
+        return (f"in {'(' if self.open_low else '['}{self.low:g}, {self.high:g}"
+                f"{')' if self.open_high else ']'}")  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Pattern:
+    """The strings a field accepts (a full-match regex), described in the user's words."""
+
+    regex: str
+    description: str
+
+    def allows(self, value: Any) -> bool:
+        return isinstance(value, str) and re.fullmatch(self.regex, value) is not None
+
+    def __str__(self) -> str:
+        return self.description
+
+
+def checked(default: Any, check: Range | Pattern, why: str = "") -> Any:
+    """A dataclass field whose value `validate` checks against `check` (`why` joins the message)."""
+    return field(default=default, metadata={"check": check, "why": why})
+
+
+AT_LEAST_1 = Range(low=1)
+NON_NEGATIVE = Range(low=0)
+POSITIVE = Range(low=0, open_low=True)
 
 
 class Mode(str, Enum):
@@ -138,9 +192,9 @@ class LabelMapDatasetConfig:
 @dataclass
 class LoraAdapterConfig:
     _target_: str = "samexp.adapters.lora.LoraAdapter"
-    rank: int = 8
-    alpha: float = 8.0
-    dropout: float = 0.0
+    rank: int = checked(8, AT_LEAST_1)
+    alpha: float = checked(8.0, POSITIVE)
+    dropout: float = checked(0.0, Range(0, 1, open_high=True))
     # regex matched against full module names (peft's check_target_module_exists)
     target_modules: str = r"image_encoder\.blocks\.\d+\.attn\.qkv"
     # on SAM's fused qkv Linear, which of q/k/v get a LoRA delta (the ring study: q and v)
@@ -262,31 +316,41 @@ class AugmentConfig:
 @dataclass
 class OptimConfig:
     _target_: str = "torch.optim.AdamW"
-    lr: float = 1e-4
-    weight_decay: float = 1e-2
+    lr: float = checked(1e-4, POSITIVE, "learning rate")
+    weight_decay: float = checked(1e-2, NON_NEGATIVE)
     fused: bool = True  # one kernel per step, not one per tensor group: ~40% faster AdamW on CPU
 
 
 @dataclass
 class TrainerConfig:
-    epochs: int = 10
-    max_steps: int | None = None  # stop after this many optimizer steps, whatever the epochs
-    batch_size: int = 2
+    epochs: int = checked(10, AT_LEAST_1, "passes over the train split")
+    # stop after this many optimizer steps, whatever the epochs
+    max_steps: int | None = checked(None, AT_LEAST_1, "or null for no limit")
+    batch_size: int = checked(2, AT_LEAST_1, "images per batch")
     seed: int = 0
     device: Device = Device.auto
-    num_workers: int | None = (
-        None  # DataLoader workers; default: 0 on CPU, min(8, cores // 2) on CUDA
-    )
-    sample_cache_gb: float = 2.0  # decoded, resized samples of un-augmented splits kept in memory
-    eval_every: int = 1  # epochs between evaluations on the eval split
+    # DataLoader workers; default (null): 0 on CPU, min(8, cores // 2) on CUDA
+    num_workers: int | None = checked(None, NON_NEGATIVE, "0 loads in the main process")
+    # decoded, resized samples of un-augmented splits kept in memory
+    sample_cache_gb: float = checked(2.0, NON_NEGATIVE, "0 turns the cache off")
+    eval_every: int = checked(1, AT_LEAST_1, "epochs between evaluations on the val split")
     multimask_output: bool = False  # train on SAM's 3 masks, back-propagating the min-loss one
-    grad_accum_steps: int = 1  # optimizer step every N batches (effective batch = N × batch_size)
-    grad_clip: float | None = None  # max global grad norm
-    val_fraction: float = 0.2  # carved (seeded) from train when the dataset has no val split
-    monitor: str = "iou"  # eval metric for early stopping / best epoch / plateau schedule
+    # optimizer step every N batches (effective batch = N × batch_size)
+    grad_accum_steps: int = checked(1, AT_LEAST_1, "batches per optimizer step")
+    grad_clip: float | None = checked(None, POSITIVE, "max global grad norm, or null")
+    # carved (seeded) from train when the dataset has no val split; 0: no validation split, so
+    # no model selection (fixed epochs, test evaluated once)
+    val_fraction: float = checked(0.2, Range(0, 1, open_high=True), "share of train held out")
+    # eval metric for early stopping / best epoch / plateau schedule: iou or dice, or the
+    # per-category iou/<category>
+    monitor: str = checked("iou", Pattern(r"(iou|dice)(/.+)?", "iou, dice, iou/<category> or dice/<category>"))  # fmt: skip
     monitor_mode: Mode = Mode.max
-    patience: int | None = None  # stop after this many evaluations without improvement
-    restore_best: bool = True  # evaluate on test (and save) the best epoch's weights
+    # stop after this many evaluations without improvement (needs a validation split)
+    patience: int | None = checked(None, AT_LEAST_1, "evaluations without improvement, or null")
+    restore_best: bool = True  # evaluate on test (and save) the best validation epoch's weights
+    # a step whose loss or gradient is not finite is skipped; this many in a row (or a whole
+    # epoch of them) stop the run as diverged
+    max_nonfinite_steps: int = checked(20, AT_LEAST_1, "skipped non-finite steps in a row")
     attention: AttentionKernel = AttentionKernel.auto
     precision: Precision = Precision.fp32
     checkpointing: bool = (
@@ -301,7 +365,7 @@ class TrackingConfig:
     artifact_root: str = "mlruns/artifacts"  # used when the experiment is created
     experiment: str = "samexp"
     run_name: str | None = None  # default: <adapter>-<dataset>-<model>, e.g. lora-r8-rings-vit_b
-    max_images: int = 16  # comparison images logged per run
+    max_images: int = checked(16, NON_NEGATIVE, "comparison images logged per run")
     log_weights: bool = True
     parent_run_id: str | None = (
         None  # nest under this run (sweeps set $SAMEXP_PARENT_RUN_ID instead)
@@ -317,8 +381,8 @@ class EmbeddingCacheConfig:
     dir: str | None = (
         None  # default: <$SAMEXP_CACHE or ~/.cache/samexp>/embeddings; null in memory only
     )
-    max_disk_gb: float = 10.0
-    memory_items: int = 256
+    max_disk_gb: float = checked(10.0, NON_NEGATIVE)
+    memory_items: int = checked(256, NON_NEGATIVE)
 
 
 @dataclass
@@ -398,3 +462,40 @@ def register_configs() -> None:
 
 
 register_configs()
+
+
+# the groups whose schema is fixed, and the option groups whose schema is found by `_target_`
+FIXED = {"trainer": TrainerConfig, "optim": OptimConfig, "tracking": TrackingConfig,
+         "cache": EmbeddingCacheConfig}  # fmt: skip
+
+
+def schema_of(group: str, node: Any) -> type | None:
+    """The dataclass a composed group node was built from (None for a node no schema describes)."""
+    if group in FIXED:
+        return FIXED[group]
+    target = node.get("_target_") if isinstance(node, DictConfig) else None
+    for schema in SCHEMAS.get(group, {}).values():
+        if any(f.name == "_target_" and f.default == target for f in fields(schema)):
+            return schema
+    return None
+
+
+def validate(cfg: DictConfig) -> None:
+    """Every declared range and pattern, checked before anything is built: a value that makes no
+    sense (epochs=-1, val_fraction=1.5, monitor=loss) stops the run naming the key and what it
+    accepts, rather than a traceback an epoch later or a silently wrong result."""
+    problems = []
+    for group in dict.fromkeys((*FIXED, *SCHEMAS)):
+        node = cfg.get(group)
+        schema = schema_of(group, node)
+        if schema is None or node is None:
+            continue
+        for f in fields(schema):
+            check = f.metadata.get("check")
+            value = OmegaConf.select(node, f.name, default=None)
+            if check is None or value is None or check.allows(value):
+                continue
+            why = f" ({f.metadata['why']})" if f.metadata.get("why") else ""
+            problems.append(f"{group}.{f.name}={value!r}: must be {check}{why}")
+    if problems:
+        raise ConfigValueError("; ".join(problems))

@@ -11,3 +11,17 @@ class DatasetError(SamexpError):
 
 class CheckpointError(SamexpError):
     """A SAM checkpoint that cannot be found, fetched or verified."""
+
+
+class ConfigValueError(SamexpError):
+    """A config value of the right type that makes no sense (out of range, unknown metric)."""
+
+
+class TrainingDiverged(SamexpError):
+    """Training produced non-finite losses or gradients until it could not go on."""
+
+
+class UntrustedFileError(SamexpError):
+    """A file whose contents samexp refuses to act on: metadata naming code it does not know, values
+    off their schema, or tensors that do not fit. Files may come from anyone (a shared MLflow
+    server, a download), so nothing in them chooses what code runs."""

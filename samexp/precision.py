@@ -26,6 +26,11 @@ class MixedPrecision:
     dtype: torch.dtype | None  # None: plain fp32
     scaler: torch.amp.GradScaler
 
+    @property
+    def name(self) -> str:
+        """The `trainer.precision` value this was built from."""
+        return next(k for k, v in DTYPES.items() if v == self.dtype)
+
     def autocast(self) -> contextlib.AbstractContextManager:
         if self.dtype is None:
             return contextlib.nullcontext()
@@ -42,6 +47,12 @@ class MixedPrecision:
         """optimizer.step(), skipped by the scaler when fp16 gradients overflowed."""
         self.scaler.step(optimizer)
         self.scaler.update()
+
+    def skip(self, optimizer: torch.optim.Optimizer) -> None:
+        """A step left out (non-finite gradients): fp16's scaler still lowers its scale, from the
+        overflow its `unscale` saw; nothing to do otherwise."""
+        if self.scaler.is_enabled():
+            self.scaler.update()
 
 
 def mixed_precision(precision: str, device: torch.device) -> MixedPrecision:

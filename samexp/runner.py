@@ -17,6 +17,7 @@ from torch.utils.data import DataLoader
 
 from samexp.adapters.base import Adapter, parameter_counts, trainable_parameters
 from samexp.adapters.io import save_adapter
+from samexp.config import validate
 from samexp.data.base import collate
 from samexp.data.memo import WORKER_CONTEXT, describe, memoize
 from samexp.data.splits import DatasetSplits
@@ -78,26 +79,17 @@ def _num_workers(requested: int | None, device: torch.device) -> int:
     and half the cores, at most 8, on CUDA (decoding must keep up with the GPU)."""
     if requested is None:
         return min(8, (os.cpu_count() or 1) // 2) if device.type == "cuda" else 0
-    if requested < 0:
-        raise SamexpError(
-            f"trainer.num_workers must be 0 (load in the main process) or more, got {requested}"
-        )
     return requested
-
-
-def _sample_cache_bytes(gb: float) -> int:
-    if gb < 0:
-        raise SamexpError(f"trainer.sample_cache_gb must be 0 (cache off) or more, got {gb}")
-    return int(gb * 2**30)
 
 
 def _loaders(
     splits: DatasetSplits, tc: DictConfig, device: torch.device, workers: int, cache_bytes: int
-) -> tuple[DataLoader, ...]:
-    """train (shuffled, seeded), per-epoch eval split, test split; un-augmented splits are decoded
-    once into the sample cache, most-read first (eval and train every epoch, test twice)."""
-    data = memoize({splits.eval_name: splits.eval, "train": splits.train, "test": splits.test},
-                   cache_bytes, workers)  # fmt: skip
+) -> tuple[DataLoader, DataLoader | None, DataLoader]:
+    """train (shuffled, seeded), the validation split (None without one), test split;
+    un-augmented splits are decoded once into the sample cache, most-read first (val and train
+    every epoch, test twice)."""
+    parts = {"val": splits.val} if splits.val is not None else {}
+    data = memoize({**parts, "train": splits.train, "test": splits.test}, cache_bytes, workers)
     log.info(describe(data))
     common = {"batch_size": tc.batch_size, "collate_fn": collate, "num_workers": workers,
               "persistent_workers": workers > 0, "pin_memory": device.type == "cuda",
@@ -105,16 +97,41 @@ def _loaders(
     train = DataLoader(
         data["train"], shuffle=True, generator=torch.Generator().manual_seed(tc.seed), **common
     )
-    return train, DataLoader(data[splits.eval_name], **common), DataLoader(data["test"], **common)
+    val = DataLoader(data["val"], **common) if "val" in data else None
+    return train, val, DataLoader(data["test"], **common)
+
+
+def _model_selection(splits: DatasetSplits, tc: DictConfig, has_plateau: bool) -> bool:
+    """Whether epochs are evaluated to pick the best one. Only ever on a validation split: the
+    test split chooses nothing, or every test figure reported would be inflated. Without one,
+    training runs its fixed epochs and test is evaluated once; options that cannot work without
+    it are refused rather than quietly fed the test split."""
+    if splits.val is not None:
+        return True
+    asked = [name for name, on in (("trainer.patience", tc.patience is not None),
+                                   ("scheduler=plateau", has_plateau)) if on]  # fmt: skip
+    if asked:
+        raise SamexpError(
+            f"{' and '.join(asked)} need a validation split, and {splits.name} has none "
+            f"(trainer.val_fraction={tc.val_fraction}, train split of {len(splits.train)} "
+            "images); set trainer.val_fraction > 0 (and give train enough images) or give the "
+            "dataset a val split; the test split is never used to choose a model"
+        )
+    log.warning(
+        "no validation split (trainer.val_fraction=%s, train split of %d images): training for "
+        "the fixed %d epochs with no per-epoch evaluation; the last epoch is tested once",
+        tc.val_fraction, len(splits.train), tc.epochs,
+    )  # fmt: skip
+    return False
 
 
 def run(cfg: DictConfig) -> dict[str, float]:
+    validate(cfg)  # the cheap checks first: a bad value fails before a model is built or downloaded
     tc = cfg.trainer
     seed_everything(tc.seed)
     device = resolve_device(tc.device)
-    # the cheap objects first: a bad value fails before a model is built or downloaded
     workers = _num_workers(tc.num_workers, device)
-    cache_bytes = _sample_cache_bytes(tc.sample_cache_gb)
+    cache_bytes = int(tc.sample_cache_gb * 2**30)
     amp = mixed_precision(_enum_value(tc.precision), device)
     adapter: Adapter = build(cfg.adapter, _convert_="all")
     prompt: PromptStrategy = build(cfg.prompt)
@@ -134,14 +151,15 @@ def run(cfg: DictConfig) -> dict[str, float]:
         splits.train.transform = augment
         log.info("augmentation on the train split only: %s", cfg.augment)
     log.info("data %s: %s", splits.name, data_summary)
-    train_loader, eval_loader, test_loader = _loaders(splits, tc, device, workers, cache_bytes)
+    train_loader, val_loader, test_loader = _loaders(splits, tc, device, workers, cache_bytes)
 
     optimizer = build(cfg.optim, params=list(trainable_parameters(base.sam).values()))
     steps_per_epoch = math.ceil(len(train_loader) / tc.grad_accum_steps)
     total_steps = min(tc.max_steps or math.inf, tc.epochs * steps_per_epoch)
     mode = _enum_value(tc.monitor_mode)
     schedule = build(cfg.scheduler, optimizer=optimizer, total_steps=int(total_steps), mode=mode)
-    monitor = Monitor(f"{splits.eval_name}/{tc.monitor}", mode, tc.patience)
+    selecting = _model_selection(splits, tc, schedule.interval == "metric")
+    monitor = Monitor(f"val/{tc.monitor}", mode, tc.patience) if selecting else None
 
     tracker = Tracker(**cfg.tracking)
     run_name = f"{adapter.label()}-{splits.name}-{base.arch}{_trial_suffix(cfg)}"
@@ -179,19 +197,18 @@ def run(cfg: DictConfig) -> dict[str, float]:
             device=device, epochs=tc.epochs, max_steps=tc.max_steps, seed=tc.seed,
             multimask_output=tc.multimask_output, grad_accum_steps=tc.grad_accum_steps,
             grad_clip=tc.grad_clip, schedule=schedule, monitor=monitor, eval_every=tc.eval_every,
-            evaluate_fn=lambda epoch: eval_split(eval_loader).metrics(splits.eval_name),
+            evaluate_fn=(lambda epoch: eval_split(val_loader).metrics("val")) if selecting else None,
             log_fn=tracker.log_metrics, report_fn=reporter_from_config(**cfg.optuna),
-            encoder=train_encoder, precision=amp,
+            encoder=train_encoder, precision=amp, max_nonfinite_steps=tc.max_nonfinite_steps,
         )  # fmt: skip
         if eval_encoder:
             tracker.log_metrics({f"cache/{k}": v for k, v in eval_encoder.cache.stats().items()})
-        if tc.restore_best and monitor.best_state:
+        restored = tc.restore_best and monitor is not None and bool(monitor.best_state)
+        if restored:
             monitor.restore(base.sam)
             log.info("restored the best epoch (%d, %s=%.4f) for the final evaluation",
                      monitor.best_epoch, monitor.name, monitor.best)  # fmt: skip
-        weights_epoch = (
-            monitor.best_epoch if tc.restore_best and monitor.best_state else result.epochs
-        )
+        weights_epoch = monitor.best_epoch if restored else result.epochs
 
         final = eval_split(test_loader, keep=tracker.max_images, desc="fine-tuned")
         metrics = {**baseline.metrics("baseline/test"), **final.metrics("final/test")}
@@ -199,9 +216,11 @@ def run(cfg: DictConfig) -> dict[str, float]:
             metrics[f"delta/test/{name}"] = (
                 metrics[f"final/test/{name}"] - metrics[f"baseline/test/{name}"]
             )
-        metrics.update({"best/epoch": weights_epoch, f"best/{monitor.name}": monitor.best,
-                        "train/epochs_run": result.epochs, "train/steps": result.steps,
+        metrics.update({"best/epoch": weights_epoch, "train/epochs_run": result.epochs,
+                        "train/steps": result.steps,
                         "train/stopped_early": float(result.stopped_early)})  # fmt: skip
+        if monitor is not None:
+            metrics[f"best/{monitor.name}"] = monitor.best
         tracker.log_metrics(metrics)
         log.info("final: %s", {k: round(v, 4) for k, v in metrics.items()})
         _log_comparisons(tracker, splits.test, baseline, final)

@@ -16,6 +16,7 @@ from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from samexp.adapters.base import trainable_parameters
+from samexp.errors import TrainingDiverged
 from samexp.evaluate import predict
 from samexp.losses import SamLoss
 from samexp.models.seam import upscale
@@ -90,6 +91,65 @@ def training_loss(
     return torch.stack(totals).mean(), parts_sum
 
 
+@dataclass
+class NonFiniteGuard:
+    """Counts optimizer steps skipped for a non-finite loss or gradient, and ends a run that keeps
+    producing them: such a step would write NaN into the weights, and every later one with them."""
+
+    limit: int  # skipped steps in a row that end the run
+    skipped: int = 0  # in the whole run (logged as train/skipped_nonfinite)
+    in_a_row: int = 0
+    epoch_steps: int = 0
+    epoch_skipped: int = 0
+    last_loss_finite: bool = True
+
+    def record(self, stepped: bool, loss_finite: bool) -> None:
+        self.epoch_steps += 1
+        self.last_loss_finite = loss_finite
+        if stepped:
+            self.in_a_row = 0
+        else:
+            self.skipped += 1
+            self.epoch_skipped += 1
+            self.in_a_row += 1
+
+    def verdict(self, epoch: int, end_of_epoch: bool = False, end_of_run: bool = False) -> str | None:  # fmt: skip
+        """What makes the run diverged, or None: `limit` skipped steps in a row, a whole epoch of
+        them, or a run that ends on a non-finite loss (its model no longer computes one)."""
+        if self.in_a_row >= self.limit:
+            return f"{self.in_a_row} optimizer steps in a row"
+        if end_of_epoch and self.epoch_steps and self.epoch_skipped == self.epoch_steps:
+            return f"all {self.epoch_steps} optimizer steps of epoch {epoch}"
+        if end_of_run and not self.last_loss_finite:
+            return "the last optimizer step"
+        return None
+
+    def fail(self, what: str, epoch: int, step: int, loss: float, lr: float, precision: str):
+        hints = [f"lower optim.lr (now {lr:g})", "set trainer.grad_clip"]
+        if precision != "fp32":
+            hints.insert(1, f"use trainer.precision=fp32 (now {precision})")
+        return TrainingDiverged(
+            f"training diverged: {what} had a non-finite loss or gradient (last at epoch {epoch} "
+            f"step {step}, loss {loss:.4g}); they were skipped and no weights were saved. "
+            f"Try: {', or '.join(hints)}"
+        )
+
+
+def _optimizer_step(optimizer: torch.optim.Optimizer, params: list[torch.Tensor],
+                    amp: MixedPrecision, grad_clip: float | None, finite_loss: bool) -> float | None:  # fmt: skip
+    """Step on the accumulated gradients if they are finite; their norm, or None when skipped."""
+    amp.unscale(optimizer)  # the true gradients, for the check and the clip (no-op unless fp16)
+    grads = [p.grad for p in params if p.grad is not None]
+    norm = torch.nn.utils.get_total_norm(grads) if grads else torch.zeros(())
+    if not finite_loss or not torch.isfinite(norm):
+        amp.skip(optimizer)
+        return None
+    if grad_clip is not None:
+        torch.nn.utils.clip_grads_with_norm_(params, grad_clip, norm)
+    amp.step(optimizer)
+    return float(norm)
+
+
 def fit(
     sam: Sam,
     loader: DataLoader,
@@ -112,18 +172,31 @@ def fit(
     report_fn: Callable[[float, int], None] | None = None,
     encoder: Callable | None = None,
     precision: MixedPrecision | None = None,
+    max_nonfinite_steps: int = 20,
 ) -> FitResult:
     """`report_fn(value, epoch)` receives the monitored metric after each evaluation (a sweep's
-    pruning hook; it may raise to stop the trial)."""
+    pruning hook; it may raise to stop the trial). Raises TrainingDiverged when the loss or the
+    gradients stay non-finite (see NonFiniteGuard)."""
     amp = precision or mixed_precision("fp32", device)
     generator = torch.Generator().manual_seed(seed)
     schedule = schedule or Schedule(None, "step")
     params = list(trainable_parameters(sam).values())
+    guard = NonFiniteGuard(max_nonfinite_steps)
     step, epoch, mean_loss, stop = 0, 0, math.nan, False
+
+    def stop_if_diverged(**when: bool) -> None:
+        what = guard.verdict(epoch, **when)
+        if what is not None:
+            log_fn({"train/skipped_nonfinite": guard.skipped}, epoch)
+            raise guard.fail(what, epoch, step, loss.item(), optimizer.param_groups[0]["lr"],
+                             amp.name)  # fmt: skip
+
     for epoch in range(1, epochs + 1):
         sam.train()
         sums: dict[str, float] = {}
-        seen = 0
+        seen, norms = 0, []
+        guard.epoch_steps = guard.epoch_skipped = 0
+        window_finite = True  # every loss of the current accumulation window was finite
         optimizer.zero_grad(set_to_none=True)
         bar = tqdm(loader, desc=f"epoch {epoch}/{epochs}", leave=False)
         for i, batch in enumerate(bar, start=1):
@@ -139,26 +212,38 @@ def fit(
                     encoder=encoder,
                 )
             loss, parts = training_loss(sam, loss_fn, passes, batch.masks)
-            amp.backward(loss / grad_accum_steps)
+            finite = bool(torch.isfinite(loss))
+            if finite:  # a non-finite loss would poison the window's gradients: no backward
+                amp.backward(loss / grad_accum_steps)
+                seen += 1
+                for name, value in {"loss": loss, **{f"loss/{k}": v for k, v in parts.items()}}.items():  # fmt: skip
+                    sums[name] = sums.get(name, 0.0) + float(value.detach())
+            window_finite &= finite
             if i % grad_accum_steps == 0 or i == len(loader):
-                if grad_clip is not None:
-                    amp.unscale(optimizer)
-                    sums["grad_norm"] = sums.get("grad_norm", 0.0) + float(
-                        torch.nn.utils.clip_grad_norm_(params, grad_clip)
-                    )
-                amp.step(optimizer)
+                norm = _optimizer_step(optimizer, params, amp, grad_clip, window_finite)
                 optimizer.zero_grad(set_to_none=True)
+                guard.record(norm is not None, window_finite)
+                if norm is not None:
+                    norms.append(norm)
                 schedule.step("step")
                 step += 1
-            seen += 1
-            for name, value in {"loss": loss, **{f"loss/{k}": v for k, v in parts.items()}}.items():
-                sums[name] = sums.get(name, 0.0) + float(value.detach())
+                window_finite = True
+                stop_if_diverged()
             bar.set_postfix(loss=f"{loss.item():.4f}", lr=f"{optimizer.param_groups[0]['lr']:.2e}")
             if max_steps is not None and step >= max_steps:
                 break
-        mean_loss = sums["loss"] / max(seen, 1)
+        mean_loss = sums["loss"] / seen if seen else math.nan
         epoch_metrics = {f"train/{k}": v / max(seen, 1) for k, v in sums.items()}
+        epoch_metrics["train/loss"] = mean_loss
+        if norms:  # per optimizer step, not per micro-batch
+            epoch_metrics["train/grad_norm"] = sum(norms) / len(norms)
+        epoch_metrics["train/skipped_nonfinite"] = guard.skipped
         epoch_metrics["train/lr"] = optimizer.param_groups[0]["lr"]
+        if guard.epoch_skipped:
+            log.warning("epoch %d: skipped %d of %d optimizer steps with a non-finite loss or "
+                        "gradient", epoch, guard.epoch_skipped, guard.epoch_steps)  # fmt: skip
+        done = max_steps is not None and step >= max_steps
+        stop_if_diverged(end_of_epoch=True)
         done = max_steps is not None and step >= max_steps
         if evaluate_fn is not None and (epoch % eval_every == 0 or epoch == epochs or done):
             eval_metrics = evaluate_fn(epoch)
@@ -177,6 +262,7 @@ def fit(
                      monitor.name, monitor.stale, monitor.best, monitor.best_epoch)  # fmt: skip
         if done or stop:
             break
+    stop_if_diverged(end_of_run=True)
     best_epoch = monitor.best_epoch if monitor is not None else epoch
     best_value = monitor.best if monitor is not None else math.nan
     return FitResult(step, epoch, mean_loss, best_epoch, best_value, stop)

@@ -155,7 +155,7 @@ def test_validation_is_carved_from_train_seeded_disjoint_and_never_augmented(sha
     assert splits.val.names == again.val.names and splits.val.names != other.val.names
     splits.train.transform = lambda image, masks: (image, masks)
     assert splits.val.transform is None and train.transform is None
-    assert splits.eval_name == "val" and splits.test is test
+    assert splits.test is test
 
 
 def test_a_dataset_with_its_own_val_split_is_not_carved(shapes_root):
