@@ -10,7 +10,6 @@ import hashlib
 import json
 import logging
 import os
-import tempfile
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +18,7 @@ from typing import BinaryIO
 import torch
 from tqdm import tqdm
 
+from samexp.atomic import atomic_path
 from samexp.errors import CheckpointError
 
 log = logging.getLogger(__name__)
@@ -198,23 +198,15 @@ def _stream_into(
     Each writer gets its own temp name and `os.replace` is atomic, so two processes fetching at
     once both end with a complete file instead of interleaved bytes.
     """
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(dir=dest.parent, prefix=f"{dest.name}.", suffix=".part")
     digest = hashlib.sha256()
-    try:
-        with (
-            os.fdopen(fd, "wb") as out,
-            tqdm(total=total, desc=dest.name, **_PROGRESS) as bar,
-        ):
+    with atomic_path(dest) as tmp:
+        with open(tmp, "wb") as out, tqdm(total=total, desc=dest.name, **_PROGRESS) as bar:
             while chunk := source.read(_CHUNK):
                 out.write(chunk)
                 digest.update(chunk)
                 bar.update(len(chunk))
         problem = f"{origin} is not the official {spec.filename}; nothing was saved."
         _check_sha(digest.hexdigest(), spec, verify, problem)
-        os.replace(tmp_name, dest)
-    finally:
-        Path(tmp_name).unlink(missing_ok=True)
     return digest.hexdigest()
 
 

@@ -10,12 +10,13 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
-import uuid
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import torch
+
+from samexp.atomic import atomic_path
 
 log = logging.getLogger(__name__)
 
@@ -217,14 +218,8 @@ class EmbeddingCache:
 
     @staticmethod
     def _write(path: Path, stored: torch.Tensor) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        # Unique name in the same folder so os.replace is an atomic rename on one filesystem.
-        tmp = path.parent / f".{path.name}.{os.getpid()}.{uuid.uuid4().hex}.tmp"
-        try:
+        with atomic_path(path) as tmp:
             torch.save(stored, tmp)
-            os.replace(tmp, path)
-        finally:
-            tmp.unlink(missing_ok=True)
 
     def _enforce_disk_bound(self) -> None:
         # Scans the folder after every put: other processes write too, so a local running total
