@@ -4,17 +4,28 @@ model they were trained on. Prediction and export both start here."""
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any, TypeVar
 
 from samexp.adapters.base import Adapter
 from samexp.adapters.io import load_adapter, read_adapter_meta
-from samexp.errors import SamexpError
-from samexp.models.build import BaseModel, build_official, build_tiny
+from samexp.adapters.meta import check_base
+from samexp.errors import SamexpError, UntrustedFileError
+from samexp.models.build import (
+    OFFICIAL_IMG_SIZE,
+    OFFICIAL_PATCH_SIZE,
+    BaseModel,
+    build_official,
+    build_tiny,
+)
 from samexp.models.checkpoints import default_cache_dir
+from samexp.models.resolution import check_encoder_size
 
 log = logging.getLogger(__name__)
 
 WEIGHTS_ARTIFACT = "weights/adapter.safetensors"
+T = TypeVar("T")
 
 
 def resolve_weights(run_id: str | None, weights: str | None, tracking_uri: str) -> Path:
@@ -54,14 +65,18 @@ def resolve_weights(run_id: str | None, weights: str | None, tracking_uri: str) 
 
 
 def build_base(meta: dict, checkpoint: str | None = None, cache_dir: str | None = None,
-               mirror: str | None = None, download: bool = True) -> BaseModel:  # fmt: skip
+               mirror: str | None = None, download: bool = True,
+               source: str | Path = "adapter metadata") -> BaseModel:  # fmt: skip
     """The base model the adapter's metadata names, at the encoder size it was trained at (tiny and
-    random bases are rebuilt from their seed)."""
-    base = meta["base"]
-    kwargs = dict(base.get("build_kwargs") or {})
+    random bases are rebuilt from their seed). The description is checked first (`source` names
+    the file in errors): it comes from a file, so it picks neither code nor checkpoint paths."""
+    base = check_base(meta.get("base") if isinstance(meta, dict) else None, source)
+    kwargs = base["build_kwargs"]
     if base["arch"] == "tiny":
-        return build_tiny(**kwargs)
+        return _tiny(kwargs, source)
     encoder_size = kwargs.get("encoder_size")  # absent in files saved before it existed: native
+    if encoder_size is not None:
+        _checked(source, check_encoder_size, encoder_size, OFFICIAL_IMG_SIZE, OFFICIAL_PATCH_SIZE)
     if base["weights_id"].startswith("random:"):
         return build_official(
             arch=base["arch"],
@@ -79,6 +94,27 @@ def build_base(meta: dict, checkpoint: str | None = None, cache_dir: str | None 
     )
 
 
+def _tiny(kwargs: dict, source: str | Path) -> BaseModel:
+    """The tiny model from typed but otherwise arbitrary sizes: what torch says about impossible
+    ones (a zero patch size, ...) is the file's fault, said in one line."""
+    try:
+        return _checked(source, build_tiny, **kwargs)
+    except (ArithmeticError, ValueError, RuntimeError, TypeError, AssertionError) as e:
+        first = (str(e).strip().splitlines() or [""])[0]
+        raise UntrustedFileError(
+            f"{source}: metadata key base.build_kwargs: the tiny model cannot be built from "
+            f"{kwargs} ({type(e).__name__}: {first})"
+        ) from None
+
+
+def _checked(source: str | Path, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    """`fn(...)`, its SamexpError (a value out of range) said as the file's."""
+    try:
+        return fn(*args, **kwargs)
+    except SamexpError as e:
+        raise UntrustedFileError(f"{source}: metadata key base.build_kwargs: {e}") from None
+
+
 def load_finetuned(
     run_id: str | None = None,
     weights: str | None = None,
@@ -91,7 +127,7 @@ def load_finetuned(
     """(base model with the adapter applied and loaded, the adapter, the weights' metadata)."""
     path = resolve_weights(run_id, weights, tracking_uri)
     meta = read_adapter_meta(path)
-    base = build_base(meta, checkpoint, cache_dir, mirror, download)
+    base = build_base(meta, checkpoint, cache_dir, mirror, download, source=path)
     adapter = load_adapter(path, base)
     log.info("loaded %s adapter onto %s from %s", adapter.label(), base.arch, path)
     return base, adapter, meta

@@ -1,7 +1,8 @@
 """What every adapter is: a way to decide which of SAM's parameters train, applied in place.
 
 Adapters never copy SAM's code: they freeze, unfreeze, or wrap its submodules at run time.
-`spec()` is what gets saved beside the weights so the same adapter can be rebuilt on reload.
+`spec()` is what gets saved beside the weights so the same adapter can be rebuilt on reload: its
+registered `kind` and hyperparameters (see `registry.py`), never an import path.
 """
 
 from __future__ import annotations
@@ -22,9 +23,9 @@ class Adapter(ABC):
         """Freeze / inject in place so that exactly this adapter's parameters require grad."""
 
     def spec(self) -> dict[str, Any]:
-        """Hydra-instantiable description (`_target_` + hyperparameters), stored with the weights."""
-        cls = type(self)
-        return {"_target_": f"{cls.__module__}.{cls.__qualname__}", **self.hparams()}
+        """`kind` + hyperparameters, stored with the weights; reloading looks the kind up in the
+        adapter registry, so a file cannot name any other code."""
+        return {"kind": self.kind, **self.hparams()}
 
     def hparams(self) -> dict[str, Any]:
         return {}

@@ -5,8 +5,11 @@ from __future__ import annotations
 from segment_anything.modeling import Sam
 
 from samexp.adapters.base import Adapter, freeze, unfreeze
+from samexp.adapters.registry import register_adapter
+from samexp.config import DecoderAdapterConfig
 
 
+@register_adapter(DecoderAdapterConfig)
 class DecoderAdapter(Adapter):
     kind = "decoder"
 

@@ -1,7 +1,9 @@
 """Save only the trained tensors, with what is needed to put them back on the same base model.
 
 The safetensors file carries its description in its metadata (and a JSON twin beside it for
-humans): adapter spec, base architecture and base-weights id. Reloading = build base, inject, load.
+humans): adapter spec, base architecture and base-weights id. Reloading = build base, inject, load;
+the file is untrusted input, so its metadata is checked first (`meta.py`) and every tensor must fit
+the parameter it loads into.
 """
 
 from __future__ import annotations
@@ -11,16 +13,16 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from hydra.utils import instantiate
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from samexp import __version__
 from samexp.adapters.base import Adapter, trainable_parameters
-from samexp.errors import SamexpError
+from samexp.adapters.meta import META_KEY, adapter_from_spec, parse_meta
+from samexp.errors import SamexpError, UntrustedFileError
 from samexp.models.build import BaseModel
 
-META_KEY = "samexp"
+__all__ = ["META_KEY", "load_adapter", "read_adapter_meta", "save_adapter"]
 
 
 def save_adapter(path: str | Path, base: BaseModel, adapter: Adapter) -> Path:
@@ -44,6 +46,7 @@ def save_adapter(path: str | Path, base: BaseModel, adapter: Adapter) -> Path:
 
 
 def read_adapter_meta(path: str | Path) -> dict[str, Any]:
+    """The file's metadata, checked against its schema (see `meta.py`) and normalised."""
     from safetensors import safe_open
 
     path = Path(path)
@@ -56,7 +59,7 @@ def read_adapter_meta(path: str | Path) -> dict[str, Any]:
         raise SamexpError(f"{path} is not a readable safetensors file: {e}") from e
     if meta is None:
         raise SamexpError(f"{path} has no samexp metadata: was it saved by samexp?")
-    return json.loads(meta)
+    return parse_meta(meta, path)
 
 
 def load_adapter(path: str | Path, base: BaseModel) -> Adapter:
@@ -79,9 +82,16 @@ def load_adapter(path: str | Path, base: BaseModel) -> Adapter:
             f"runs it at {base.img_size} px. Build the base with model.encoder_size={trained_at} "
             "to load these weights (load_finetuned, predict and export do so from the file)."
         )
-    adapter: Adapter = instantiate(meta["adapter"], _convert_="all")
-    adapter.apply(base.sam)
-    tensors = load_file(str(path))
+    adapter = adapter_from_spec(meta["adapter"], path)
+    try:
+        adapter.apply(base.sam)
+    except SamexpError as e:  # e.g. a target_modules regex that matches nothing in this model
+        raise UntrustedFileError(f"{path}: metadata {e}") from None
+    tensors = _read_tensors(path)
+    if meta["tensors"] is not None and meta["tensors"] != len(tensors):
+        raise UntrustedFileError(
+            f"{path}: metadata key tensors: says {meta['tensors']}, the file holds {len(tensors)}"
+        )
     expected = trainable_parameters(base.sam)
     if set(tensors) != set(expected):
         missing, extra = set(expected) - set(tensors), set(tensors) - set(expected)
@@ -89,7 +99,25 @@ def load_adapter(path: str | Path, base: BaseModel) -> Adapter:
             f"{path} does not match adapter {adapter.label()}: "
             f"missing {sorted(missing)[:3]}, unexpected {sorted(extra)[:3]}"
         )
+    for name, value in sorted(tensors.items()):
+        want = expected[name]
+        if value.shape != want.shape or value.dtype != want.dtype:
+            raise UntrustedFileError(
+                f"{path}: tensor {name}: {_described(value)} does not fit the model's "
+                f"{_described(want)} parameter"
+            )
     with torch.no_grad():
         for name, value in tensors.items():
             expected[name].copy_(value)
     return adapter
+
+
+def _read_tensors(path: str | Path) -> dict[str, torch.Tensor]:
+    try:
+        return load_file(str(path))
+    except (SafetensorError, OSError) as e:
+        raise UntrustedFileError(f"{path} is not a readable safetensors file: {e}") from None
+
+
+def _described(t: torch.Tensor) -> str:
+    return f"{list(t.shape)} {str(t.dtype).removeprefix('torch.')}"

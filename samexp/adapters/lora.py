@@ -12,6 +12,8 @@ from segment_anything.modeling import Sam
 from torch import nn
 
 from samexp.adapters.base import Adapter, freeze
+from samexp.adapters.registry import register_adapter
+from samexp.config import LoraAdapterConfig
 from samexp.errors import SamexpError
 
 QKV_PARTS = ("q", "k", "v")
@@ -79,6 +81,7 @@ class LoraLinear(nn.Module):
             self.merged = False
 
 
+@register_adapter(LoraAdapterConfig)
 class LoraAdapter(Adapter):
     kind = "lora"
 
@@ -99,6 +102,12 @@ class LoraAdapter(Adapter):
             raise SamexpError(
                 f"adapter.qkv_parts must be a non-empty subset of {QKV_PARTS}, got {list(qkv_parts)}"
             )
+        try:
+            re.compile(target_modules)
+        except re.error as e:
+            raise SamexpError(
+                f"adapter.target_modules={target_modules!r} is not a regular expression ({e})"
+            ) from None
         self.rank, self.alpha, self.dropout = rank, alpha, dropout
         self.target_modules = target_modules
         self.qkv_parts = [p for p in QKV_PARTS if p in qkv_parts]

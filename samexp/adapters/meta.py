@@ -1,0 +1,178 @@
+"""What an adapter file's metadata may say, checked before anything is built from it.
+
+Adapter files travel (shared MLflow servers, downloads), so their metadata is untrusted input: the
+adapter is looked up by kind in the registry, every value is typed against its schema (the config
+dataclasses of samexp/config.py), and each refusal is one line naming the file and the key.
+"""
+
+from __future__ import annotations
+
+import json
+import reprlib
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any, NoReturn
+
+from omegaconf import MISSING, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+from samexp.adapters.base import Adapter
+from samexp.adapters.registry import kind_of_target, registered
+from samexp.config import OfficialModelConfig, TinyModelConfig
+from samexp.errors import SamexpError, UntrustedFileError
+from samexp.models.build import OFFICIAL_ARCHS
+
+META_KEY = "samexp"  # the safetensors metadata entry that holds the JSON
+ARCHS = (*OFFICIAL_ARCHS, "tiny")
+# what build_official records (arch, seed of a random init, encoder size): where a checkpoint comes
+# from is the reader's choice, never the file's
+OFFICIAL_BUILD_KEYS = ("arch", "seed", "encoder_size")
+
+
+@dataclass
+class FileMeta:
+    """The top level, besides `adapter` and `base` (checked by their own schemas)."""
+
+    samexp_version: str | None = None
+    tensors: int | None = None  # absent: not checked
+
+
+@dataclass
+class BaseMeta:
+    """The base model the tensors were trained on, besides its `build_kwargs`."""
+
+    arch: str = MISSING
+    weights_id: str = MISSING
+    img_size: int | None = None  # absent in files saved before the encoder size could change
+
+
+def refuse(path: str | Path, key: str, problem: str) -> NoReturn:
+    message = f"{path}: metadata key {key}: {problem}"
+    raise UntrustedFileError(" ".join(message.splitlines()))
+
+
+def parse_meta(text: str, path: str | Path) -> dict[str, Any]:
+    """The metadata JSON, checked and normalised (the adapter named by kind, with every hparam)."""
+    try:
+        raw = json.loads(text, parse_constant=_no_constant)
+    except (ValueError, RecursionError) as e:
+        refuse(path, META_KEY, f"not valid JSON ({e})")
+    raw = _mapping(raw, META_KEY, path)
+    top = {k: v for k, v in raw.items() if k not in ("adapter", "base")}
+    meta = typed(FileMeta, top, "", path, fill=True)
+    for key in ("adapter", "base"):
+        if key not in raw:
+            refuse(path, key, "missing: was this file saved by samexp?")
+    meta["adapter"] = check_adapter_spec(raw["adapter"], path)
+    meta["base"] = check_base(raw["base"], path)
+    return meta
+
+
+def check_adapter_spec(spec: Any, path: str | Path) -> dict[str, Any]:
+    """`{"kind": ..., **hparams}` of a registered adapter; files saved before kinds existed name
+    the class by `_target_`, accepted only when it is exactly one of samexp's adapter classes."""
+    spec = dict(_mapping(spec, "adapter", path))
+    kinds = registered()
+    target, kind = spec.pop("_target_", None), spec.pop("kind", None)
+    if target is not None:
+        legacy = kind_of_target(target) if isinstance(target, str) else None
+        if legacy is None:
+            known = ", ".join(r.target for r in kinds.values())
+            problem = f"{_show(target)} is not a samexp adapter; known: {known}"
+            refuse(path, "adapter._target_", problem)
+        if kind is not None and kind != legacy:
+            refuse(path, "adapter.kind", f"{_show(kind)} contradicts adapter._target_ {target}")
+        kind = legacy
+    if kind is None:
+        refuse(path, "adapter.kind", "missing: the file does not say which adapter it holds")
+    if not isinstance(kind, str) or kind not in kinds:
+        refuse(path, "adapter.kind", f"unknown adapter {_show(kind)}; known: {', '.join(kinds)}")
+    return {"kind": kind, **typed(kinds[kind].schema, spec, "adapter", path, fill=True)}
+
+
+def adapter_from_spec(spec: Any, path: str | Path) -> Adapter:
+    """The registered adapter class built from checked hyperparameters (never Hydra's instantiate:
+    that would import whatever `_target_` the file names)."""
+    spec = check_adapter_spec(spec, path)
+    hparams = {k: v for k, v in spec.items() if k != "kind"}
+    try:
+        return registered()[spec["kind"]].cls(**hparams)
+    except SamexpError as e:  # the adapter's own range checks, which name the key
+        raise UntrustedFileError(f"{path}: metadata {e}") from None
+
+
+def check_base(base: Any, path: str | Path) -> dict[str, Any]:
+    """The base model description: a known architecture and only the build arguments its builder
+    records (build_tiny / build_official), with their config types."""
+    base = _mapping(base, "base", path)
+    described = typed(BaseMeta, {k: v for k, v in base.items() if k != "build_kwargs"}, "base",
+                      path, fill=True, names=[*_names(BaseMeta), "build_kwargs"])  # fmt: skip
+    arch = described["arch"]
+    if arch not in ARCHS:
+        refuse(path, "base.arch", f"unknown architecture {_show(arch)}; known: {', '.join(ARCHS)}")
+    kwargs = _mapping(base.get("build_kwargs") or {}, "base.build_kwargs", path)
+    if arch == "tiny":
+        kwargs = typed(TinyModelConfig, kwargs, "base.build_kwargs", path)
+    else:
+        kwargs = typed(OfficialModelConfig, kwargs, "base.build_kwargs", path,
+                       names=list(OFFICIAL_BUILD_KEYS))  # fmt: skip
+    if kwargs.get("arch", arch) != arch:
+        problem = f"{_show(kwargs['arch'])} contradicts base.arch {arch!r}"
+        refuse(path, "base.build_kwargs.arch", problem)
+    return {**described, "build_kwargs": kwargs}
+
+
+def typed(schema: type, values: dict[str, Any], key: str, path: str | Path, fill: bool = False,
+          names: list[str] | None = None) -> dict[str, Any]:  # fmt: skip
+    """`values` converted to `schema`'s field types (OmegaConf's rules, as for config files) and
+    checked against the ranges it declares.
+
+    Only `names` (default: the schema's fields but `_target_`) may appear, each a plain value or a
+    list of them; interpolations are refused, as they would read the environment or other keys.
+    Returns the given keys, or every schema key with its default when `fill`.
+    """
+    names = names if names is not None else _names(schema)
+    for name, value in values.items():
+        where = _join(key, name)
+        if name not in names:
+            refuse(path, where, f"unknown key; known: {', '.join(names) or 'none'}")
+        for i, item in enumerate(value if isinstance(value, list) else [value]):
+            at = f"{where}[{i}]" if isinstance(value, list) else where
+            if item is not None and not isinstance(item, str | int | float | bool):
+                refuse(path, at, f"expected a plain value, got {type(item).__name__}")
+            if isinstance(item, str) and "${" in item:
+                refuse(path, at, "interpolations (${...}) are not allowed in a file")
+    try:
+        merged = OmegaConf.merge(OmegaConf.structured(schema), values)
+        converted = OmegaConf.to_container(merged, throw_on_missing=True)
+    except OmegaConfBaseException as e:
+        refuse(path, _join(key, str(e.full_key)), (e.msg or str(e)).splitlines()[0])
+    for f in fields(schema):  # the ranges the schema declares (`samexp.config.checked`)
+        check, value = f.metadata.get("check"), converted.get(f.name)
+        if f.name in values and check is not None and value is not None and not check.allows(value):
+            why = f" ({f.metadata['why']})" if f.metadata.get("why") else ""
+            refuse(path, _join(key, f.name), f"{_show(value)} must be {check}{why}")
+    return {k: converted[k] for k in (names if fill else values) if k in converted}
+
+
+def _names(schema: type) -> list[str]:
+    return [f.name for f in fields(schema) if f.name != "_target_"]
+
+
+def _mapping(value: Any, key: str, path: str | Path) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        refuse(path, key, f"expected a mapping, got {type(value).__name__}")
+    return value
+
+
+def _join(key: str, name: str) -> str:
+    shown = name if name.replace("[", "").replace("]", "").isidentifier() else repr(name)
+    return f"{key}.{shown}" if key else shown
+
+
+def _show(value: Any) -> str:
+    return reprlib.repr(value)
+
+
+def _no_constant(name: str) -> NoReturn:
+    raise ValueError(f"{name} is not a number JSON allows")
