@@ -1,5 +1,10 @@
 """The one error type users see: raised where bad input enters, worded so they know what to fix."""
 
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
 
 class SamexpError(Exception):
     """A user-facing problem (bad file, bad value, missing checkpoint); the CLI prints it without a traceback."""
@@ -25,3 +30,19 @@ class UntrustedFileError(SamexpError):
     """A file whose contents samexp refuses to act on: metadata naming code it does not know, values
     off their schema, or tensors that do not fit. Files may come from anyone (a shared MLflow
     server, a download), so nothing in them chooses what code runs."""
+
+
+class WeightsWriteError(SamexpError):
+    """Trained weights that could not be written where asked (disk full, file-size limit)."""
+
+    def __init__(self, path: Path, needed_bytes: int, cause: BaseException) -> None:
+        self.path, self.needed_bytes = path, needed_bytes
+        reason = getattr(cause, "strerror", None) or str(cause).splitlines()[0]
+        try:
+            free = f", {shutil.disk_usage(path.parent).free / 1e6:.1f} MB free there"
+        except OSError:
+            free = ""
+        super().__init__(
+            f"cannot write the trained weights to {path} ({reason}; "
+            f"{needed_bytes / 1e6:.1f} MB needed{free})"
+        )

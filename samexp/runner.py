@@ -16,7 +16,6 @@ from omegaconf import DictConfig, OmegaConf
 from torch.utils.data import DataLoader
 
 from samexp.adapters.base import Adapter, parameter_counts, trainable_parameters
-from samexp.adapters.io import save_adapter
 from samexp.config import validate
 from samexp.data.base import collate
 from samexp.data.memo import WORKER_CONTEXT, describe, memoize
@@ -29,6 +28,7 @@ from samexp.models.cached_encoder import CachedEncoder
 from samexp.models.seam import encoder_trains
 from samexp.precision import mixed_precision
 from samexp.prompts.base import PromptStrategy
+from samexp.results import save_weights
 from samexp.sweeps.pruning import reporter_from_config
 from samexp.tracking import Tracker, flatten, provenance, scratch_dir
 from samexp.train import Monitor, fit
@@ -58,8 +58,7 @@ def _output_dir(cfg: DictConfig) -> Path:
         path = Path(HydraConfig.get().runtime.output_dir)
     else:
         path = scratch_dir()
-    path.mkdir(parents=True, exist_ok=True)
-    return path
+    return path  # created by the first file written there
 
 
 def build(node: DictConfig, **kwargs):
@@ -226,11 +225,7 @@ def run(cfg: DictConfig) -> dict[str, float]:
         _log_comparisons(tracker, splits.test, baseline, final)
         tracker.log_json(_per_image(baseline, final), "metrics/per_image.json")
 
-        out = _output_dir(cfg)
-        weights = save_adapter(out / "adapter.safetensors", base, adapter)
-        if tracker.log_weights:
-            tracker.log_artifact(weights, "weights")
-            tracker.log_artifact(weights.with_suffix(".json"), "weights")
+        weights = save_weights(_output_dir(cfg) / "adapter.safetensors", base, adapter, tracker)
         log.info("adapter weights (epoch %d): %s", weights_epoch, weights)
     metrics["run_id"] = tracker.run_id  # type: ignore[assignment]
     return metrics

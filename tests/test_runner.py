@@ -19,7 +19,7 @@ from mlflow.tracking import MlflowClient
 from omegaconf import DictConfig, OmegaConf
 from torch.utils.data import DataLoader
 
-from samexp import runner
+from samexp import results, runner
 from samexp.adapters.io import load_adapter
 from samexp.data.base import Batch, collate
 from samexp.data.folder import FolderDataset
@@ -80,14 +80,14 @@ def _config(tmp: Path, *overrides: str) -> DictConfig:
 def _finish(tmp: Path, adapter: str) -> Finished:
     cfg = _config(tmp, f"adapter={adapter}")
     saved: list[BaseModel] = []
-    save_adapter = runner.save_adapter
+    save_adapter = results.save_adapter
 
     def keep_model(path, base, adapter):
         saved.append(base)  # the trained model, as the runner hands it to be saved
         return save_adapter(path, base, adapter)
 
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(runner, "save_adapter", keep_model)
+        mp.setattr(results, "save_adapter", keep_model)
         metrics = runner.run(cfg)
     client = MlflowClient(tracking_uri=cfg.tracking.tracking_uri)
     (downloads := tmp / "downloads").mkdir()

@@ -19,16 +19,28 @@ from safetensors.torch import load_file, save_file
 from samexp import __version__
 from samexp.adapters.base import Adapter, trainable_parameters
 from samexp.adapters.meta import META_KEY, adapter_from_spec, parse_meta
-from samexp.errors import SamexpError, UntrustedFileError
+from samexp.atomic import atomic_path
+from samexp.errors import SamexpError, UntrustedFileError, WeightsWriteError
 from samexp.models.build import BaseModel
 
 __all__ = ["META_KEY", "load_adapter", "read_adapter_meta", "save_adapter"]
 
 
 def save_adapter(path: str | Path, base: BaseModel, adapter: Adapter) -> Path:
+    """Write the trained tensors and their description; each file appears whole or not at all.
+
+    Non-finite weights are refused (a NaN result must never look like one), and a write that
+    fails (disk full, file-size limit) leaves no partial file and raises WeightsWriteError with
+    the size that was needed, so the caller can keep the weights elsewhere.
+    """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     tensors = {n: p.detach().cpu().contiguous() for n, p in trainable_parameters(base.sam).items()}
+    broken = [n for n, t in tensors.items() if not torch.isfinite(t).all()]
+    if broken:
+        raise SamexpError(
+            f"refusing to save non-finite weights to {path}: {len(broken)} tensors hold NaN or "
+            f"inf (e.g. {broken[0]})"
+        )
     meta = {
         "samexp_version": __version__,
         "adapter": adapter.spec(),
@@ -40,8 +52,14 @@ def save_adapter(path: str | Path, base: BaseModel, adapter: Adapter) -> Path:
         },
         "tensors": len(tensors),
     }
-    save_file(tensors, str(path), metadata={META_KEY: json.dumps(meta)})
-    path.with_suffix(".json").write_text(json.dumps(meta, indent=2))
+    try:
+        with atomic_path(path) as tmp:
+            save_file(tensors, str(tmp), metadata={META_KEY: json.dumps(meta)})
+        with atomic_path(path.with_suffix(".json")) as tmp:
+            tmp.write_text(json.dumps(meta, indent=2))
+    except (OSError, SafetensorError) as e:
+        needed = sum(t.numel() * t.element_size() for t in tensors.values())
+        raise WeightsWriteError(path, needed, e) from None
     return path
 
 

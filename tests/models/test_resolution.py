@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from segment_anything.modeling import Sam
 
-from samexp import finetuned, runner
+from samexp import finetuned, results, runner
 from samexp.adapters.io import load_adapter
 from samexp.data.base import collate
 from samexp.data.folder import FolderDataset
@@ -221,14 +221,14 @@ def small_run(rings_root, tmp_path_factory: pytest.TempPathFactory) -> SmallRun:
         "optim.lr=1e-2", "tracking.enabled=false", f"output_dir={tmp}/out",
     ])  # fmt: skip
     saved: list[BaseModel] = []
-    save_adapter = runner.save_adapter
+    save_adapter = results.save_adapter
 
     def keep_model(path, base, adapter):
         saved.append(base)
         return save_adapter(path, base, adapter)
 
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(runner, "save_adapter", keep_model)
+        mp.setattr(results, "save_adapter", keep_model)
         metrics = runner.run(cfg)
     return SmallRun(metrics, saved[0], tmp / "out" / "adapter.safetensors", tmp)
 
