@@ -142,7 +142,7 @@ class FolderDatasetConfig:
     train_split: str = "train"
     test_split: str = "test"
     val_split: str | None = None
-    mask_threshold: int = 127
+    mask_threshold: int = checked(127, Range(0, 254), "a mask pixel counts above it")
     images_dir: str = "images"
     masks_dir: str = "masks"
 
@@ -162,10 +162,11 @@ class CocoDatasetConfig:
     annotations: str = "annotations.json"
     train_split: str = "train"
     val_split: str = "val"
-    val_size: float = 0.2
+    val_size: float = checked(0.2, Range(0, 1, open_low=True, open_high=True), "share held out")
     seed: int = 0
     categories: list[str] | None = None  # keep only these category names (default: all)
-    min_area: float = 0.0  # instances smaller than this many pixels are skipped (and counted)
+    # instances smaller than this many pixels are skipped (and counted)
+    min_area: float = checked(0.0, NON_NEGATIVE, "pixels")
 
 
 @dataclass
@@ -185,7 +186,8 @@ class LabelMapDatasetConfig:
     classes_file: str = "classes.txt"
     ignore_index: int | None = 255  # pixels with this value belong to no target
     background_ids: list[int] = field(default_factory=lambda: [0])  # classes that are never targets
-    min_area: int = 0  # class regions smaller than this many pixels are skipped (and counted)
+    # class regions smaller than this many pixels are skipped (and counted)
+    min_area: int = checked(0, NON_NEGATIVE, "pixels")
 
 
 # --- adapter ---------------------------------------------------------------------------------
@@ -217,7 +219,8 @@ class FullAdapterConfig:
 class LossConfig:
     _target_: str = "samexp.losses.SamLoss"
     mask_loss: Any = MISSING  # a MONAI loss, built by its own _target_
-    iou_head_weight: float = 0.0  # weight of the MSE between SAM's predicted IoU and the true IoU
+    # weight of the MSE between SAM's predicted IoU and the true IoU
+    iou_head_weight: float = checked(0.0, NON_NEGATIVE)
 
 
 @dataclass
@@ -277,23 +280,25 @@ class ConstantScheduleConfig:
 @dataclass
 class WarmupCosineScheduleConfig:
     _target_: str = "samexp.schedulers.warmup_cosine"
-    warmup: float = 0.05  # fraction of all steps (< 1) or a number of steps (>= 1)
-    min_lr_ratio: float = 0.0
+    # fraction of all steps (< 1) or a number of steps (>= 1)
+    warmup: float = checked(0.05, NON_NEGATIVE)
+    min_lr_ratio: float = checked(0.0, Range(0, 1))
 
 
 @dataclass
 class StepScheduleConfig:
     _target_: str = "samexp.schedulers.step_decay"
-    step_size: int = 10  # epochs
-    gamma: float = 0.1
+    step_size: int = checked(10, AT_LEAST_1, "epochs")
+    gamma: float = checked(0.1, POSITIVE)
 
 
 @dataclass
 class PlateauScheduleConfig:
     _target_: str = "samexp.schedulers.plateau"
-    factor: float = 0.5
-    patience: int = 2  # evaluations without improvement of trainer.monitor
-    min_lr: float = 0.0
+    factor: float = checked(0.5, Range(0, 1, open_low=True, open_high=True))
+    # evaluations without improvement of trainer.monitor
+    patience: int = checked(2, NON_NEGATIVE)
+    min_lr: float = checked(0.0, NON_NEGATIVE)
 
 
 @dataclass

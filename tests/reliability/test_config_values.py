@@ -33,6 +33,9 @@ CASES = [
     pytest.param("optim.lr=-1e-4", "optim.lr=-0.0001: must be > 0", id="lr-negative"),
     pytest.param("adapter.rank=0", "adapter.rank=0: must be >= 1", id="lora-rank-zero"),
     pytest.param("adapter.dropout=1", "adapter.dropout=1.0: must be in [0, 1)", id="lora-dropout-one"),
+    pytest.param("dataset.mask_threshold=300", "dataset.mask_threshold=300: must be in [0, 254]", id="mask-threshold-above-254"),
+    pytest.param("loss.iou_head_weight=-1", "loss.iou_head_weight=-1.0: must be >= 0", id="loss-weight-negative"),
+    pytest.param("scheduler=step scheduler.step_size=0", "scheduler.step_size=0: must be >= 1", id="step-schedule-size-zero"),
     pytest.param("tracking.max_images=-1", "tracking.max_images=-1: must be >= 0", id="max-images-negative"),
 ]  # fmt: skip
 
@@ -49,7 +52,7 @@ def no_model_may_be_built(monkeypatch):
 def test_nonsense_config_value_is_refused_before_any_model_is_built(
     override, message, no_model_may_be_built
 ):
-    cfg = compose_config(["model=tiny", "tracking.enabled=false", override])
+    cfg = compose_config(["model=tiny", "tracking.enabled=false", *override.split()])
     with pytest.raises(ConfigValueError) as refused:
         runner.run(cfg)
     assert message in str(refused.value)
