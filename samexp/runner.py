@@ -81,6 +81,10 @@ def _num_workers(requested: int | None, device: torch.device) -> int:
     return requested
 
 
+def _sample_cache_bytes(gb: float) -> int:
+    return int(gb * 2**30)
+
+
 def _loaders(
     splits: DatasetSplits, tc: DictConfig, device: torch.device, workers: int, cache_bytes: int
 ) -> tuple[DataLoader, DataLoader | None, DataLoader]:
@@ -130,7 +134,7 @@ def run(cfg: DictConfig) -> dict[str, float]:
     seed_everything(tc.seed)
     device = resolve_device(tc.device)
     workers = _num_workers(tc.num_workers, device)
-    cache_bytes = int(tc.sample_cache_gb * 2**30)
+    cache_bytes = _sample_cache_bytes(tc.sample_cache_gb)
     amp = mixed_precision(_enum_value(tc.precision), device)
     adapter: Adapter = build(cfg.adapter, _convert_="all")
     prompt: PromptStrategy = build(cfg.prompt)
