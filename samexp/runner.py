@@ -115,7 +115,8 @@ def _model_selection(splits: DatasetSplits, tc: DictConfig, has_plateau: bool) -
                                    ("scheduler=plateau", has_plateau)) if on]  # fmt: skip
     if asked:
         raise SamexpError(
-            f"{' and '.join(asked)} need a validation split, and {splits.name} has none "
+            f"{' and '.join(asked)} {'need' if len(asked) > 1 else 'needs'} a validation split, "
+            f"and {splits.name} has none "
             f"(trainer.val_fraction={tc.val_fraction}, train split of {len(splits.train)} "
             "images); set trainer.val_fraction > 0 (and give train enough images) or give the "
             "dataset a val split; the test split is never used to choose a model"
