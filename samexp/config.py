@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field, fields
 from enum import Enum
 from typing import Any
 
 from hydra.core.config_store import ConfigStore
-from omegaconf import MISSING, DictConfig, OmegaConf
+from omegaconf import MISSING, DictConfig
 
 from samexp.errors import ConfigValueError
 
@@ -485,6 +486,17 @@ def schema_of(group: str, node: Any) -> type | None:
     return None
 
 
+def out_of_range(schema: type, values: Mapping[str, Any]) -> Iterator[tuple[str, Any, str]]:
+    """(field, value, "must be ...") for each value that fails the check its field declares;
+    fields absent from `values`, or None, pass. Config files and adapter files share it."""
+    for f in fields(schema):
+        check, value = f.metadata.get("check"), values.get(f.name)
+        if check is None or value is None or check.allows(value):
+            continue
+        why = f" ({f.metadata['why']})" if f.metadata.get("why") else ""
+        yield f.name, value, f"must be {check}{why}"
+
+
 def validate(cfg: DictConfig) -> None:
     """Every declared range and pattern, checked before anything is built: a value that makes no
     sense (epochs=-1, val_fraction=1.5, monitor=loss) stops the run naming the key and what it
@@ -495,12 +507,7 @@ def validate(cfg: DictConfig) -> None:
         schema = schema_of(group, node)
         if schema is None or node is None:
             continue
-        for f in fields(schema):
-            check = f.metadata.get("check")
-            value = OmegaConf.select(node, f.name, default=None)
-            if check is None or value is None or check.allows(value):
-                continue
-            why = f" ({f.metadata['why']})" if f.metadata.get("why") else ""
-            problems.append(f"{group}.{f.name}={value!r}: must be {check}{why}")
+        for name, value, problem in out_of_range(schema, node):
+            problems.append(f"{group}.{name}={value!r}: {problem}")
     if problems:
         raise ConfigValueError("; ".join(problems))

@@ -18,7 +18,7 @@ from omegaconf.errors import OmegaConfBaseException
 
 from samexp.adapters.base import Adapter
 from samexp.adapters.registry import kind_of_target, registered
-from samexp.config import OfficialModelConfig, TinyModelConfig
+from samexp.config import OfficialModelConfig, TinyModelConfig, out_of_range
 from samexp.errors import SamexpError, UntrustedFileError
 from samexp.models.build import OFFICIAL_ARCHS
 
@@ -147,11 +147,9 @@ def typed(schema: type, values: dict[str, Any], key: str, path: str | Path, fill
         converted = OmegaConf.to_container(merged, throw_on_missing=True)
     except OmegaConfBaseException as e:
         refuse(path, _join(key, str(e.full_key)), (e.msg or str(e)).splitlines()[0])
-    for f in fields(schema):  # the ranges the schema declares (`samexp.config.checked`)
-        check, value = f.metadata.get("check"), converted.get(f.name)
-        if f.name in values and check is not None and value is not None and not check.allows(value):
-            why = f" ({f.metadata['why']})" if f.metadata.get("why") else ""
-            refuse(path, _join(key, f.name), f"{_show(value)} must be {check}{why}")
+    given = {k: converted[k] for k in values if k in converted}
+    for name, value, problem in out_of_range(schema, given):  # the ranges the schema declares
+        refuse(path, _join(key, name), f"{_show(value)} {problem}")
     return {k: converted[k] for k in (names if fill else values) if k in converted}
 
 
