@@ -64,6 +64,13 @@ def checked(default: Any, check: Range | Pattern, why: str = "") -> Any:
     return field(default=default, metadata={"check": check, "why": why})
 
 
+# the metrics `run()` returns, by name: <stage>/test/<metric>[/<category>], best/val/<monitor>,
+# best/epoch and the train/ counts
+OBJECTIVE = (r"(baseline|final|delta)/test/(iou|dice)(/.+)?|best/(epoch|val/(iou|dice)(/.+)?)"
+             r"|train/(epochs_run|steps|stopped_early)")  # fmt: skip
+OBJECTIVES = ("a metric the run returns: final/test/iou, final/test/dice, delta/test/<metric>, "
+              "baseline/test/<metric>, <stage>/test/<metric>/<category>, best/val/<monitor>, "
+              "best/epoch, train/steps")  # fmt: skip
 AT_LEAST_1 = Range(low=1)
 NON_NEGATIVE = Range(low=0)
 POSITIVE = Range(low=0, open_low=True)
@@ -421,9 +428,8 @@ class Config:
     cache: EmbeddingCacheConfig = field(default_factory=EmbeddingCacheConfig)
     data_root: str = "${oc.env:SAMEXP_DATA,data}"  # folder holding the datasets (rings/, ...)
     output_dir: str | None = None  # default: Hydra's run folder (outputs/<date>/<time>)
-    objective: str = (
-        "final/test/iou"  # the metric `python -m samexp` returns (sweepers optimise it)
-    )
+    # the metric `python -m samexp` returns (sweepers optimise it)
+    objective: str = checked("final/test/iou", Pattern(OBJECTIVE, OBJECTIVES))
 
 
 SCHEMAS = {
@@ -509,5 +515,11 @@ def validate(cfg: DictConfig) -> None:
             continue
         for name, value, problem in out_of_range(schema, node):
             problems.append(f"{group}.{name}={value!r}: {problem}")
+    for name, value, problem in out_of_range(Config, cfg):
+        problems.append(f"{name}={value!r}: {problem}")
+    best = f"best/val/{cfg.trainer.monitor}"
+    if cfg.objective.startswith("best/val/") and cfg.objective != best:
+        problems.append(f"objective={cfg.objective!r}: the run records {best} (trainer.monitor="
+                        f"{cfg.trainer.monitor}); set trainer.monitor to match or objective={best}")  # fmt: skip
     if problems:
         raise ConfigValueError("; ".join(problems))

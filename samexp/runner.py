@@ -104,7 +104,9 @@ def _loaders(
     return train, val, DataLoader(data["test"], **common)
 
 
-def _model_selection(splits: DatasetSplits, tc: DictConfig, has_plateau: bool) -> bool:
+def _model_selection(
+    splits: DatasetSplits, tc: DictConfig, has_plateau: bool, objective: str
+) -> bool:
     """Whether epochs are evaluated to pick the best one. Only ever on a validation split: the
     test split chooses nothing, or every test figure reported would be inflated. Without one,
     training runs its fixed epochs and test is evaluated once; options that cannot work without
@@ -112,7 +114,9 @@ def _model_selection(splits: DatasetSplits, tc: DictConfig, has_plateau: bool) -
     if splits.val is not None:
         return True
     asked = [name for name, on in (("trainer.patience", tc.patience is not None),
-                                   ("scheduler=plateau", has_plateau)) if on]  # fmt: skip
+                                   ("scheduler=plateau", has_plateau),
+                                   (f"objective={objective}", objective.startswith("best/val/")))
+             if on]  # fmt: skip
     if asked:
         raise SamexpError(
             f"{' and '.join(asked)} {'need' if len(asked) > 1 else 'needs'} a validation split, "
@@ -162,7 +166,7 @@ def run(cfg: DictConfig) -> dict[str, float]:
     total_steps = min(tc.max_steps or math.inf, tc.epochs * steps_per_epoch)
     mode = _enum_value(tc.monitor_mode)
     schedule = build(cfg.scheduler, optimizer=optimizer, total_steps=int(total_steps), mode=mode)
-    selecting = _model_selection(splits, tc, schedule.interval == "metric")
+    selecting = _model_selection(splits, tc, schedule.interval == "metric", cfg.objective)
     monitor = Monitor(f"val/{tc.monitor}", mode, tc.patience) if selecting else None
 
     tracker = Tracker(**cfg.tracking)

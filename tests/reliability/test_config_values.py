@@ -36,6 +36,8 @@ CASES = [
     pytest.param("dataset.mask_threshold=300", "dataset.mask_threshold=300: must be in [0, 254]", id="mask-threshold-above-254"),
     pytest.param("loss.iou_head_weight=-1", "loss.iou_head_weight=-1.0: must be >= 0", id="loss-weight-negative"),
     pytest.param("scheduler=step scheduler.step_size=0", "scheduler.step_size=0: must be >= 1", id="step-schedule-size-zero"),
+    pytest.param("objective=final/test/iuo", "objective='final/test/iuo': must be a metric the run returns", id="objective-typo"),
+    pytest.param("objective=best/val/dice", "objective='best/val/dice': the run records best/val/iou (trainer.monitor=iou)", id="objective-not-monitored"),
     pytest.param("tracking.max_images=-1", "tracking.max_images=-1: must be >= 0", id="max-images-negative"),
 ]  # fmt: skip
 

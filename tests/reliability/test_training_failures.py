@@ -113,7 +113,9 @@ def test_without_a_validation_split_the_test_split_chooses_nothing(make_config):
     )  # the last epoch, as trained
 
 
-@pytest.mark.parametrize("option", ["trainer.patience=2", "scheduler=plateau"])
+@pytest.mark.parametrize(
+    "option", ["trainer.patience=2", "scheduler=plateau", "objective=best/val/iou"]
+)
 def test_early_stopping_and_plateau_schedules_are_refused_without_a_validation_split(
     make_config, option
 ):
