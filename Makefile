@@ -5,6 +5,8 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 # The shared datasets live beside the repo; override with SAMEXP_DATA=/your/datasets
 export SAMEXP_DATA ?= $(abspath ../shared/datasets)
+# Runs go under $SAMEXP_HOME, else this checkout (samexp/paths.py): where `make ui` looks too
+RUNS   := $(or $(SAMEXP_HOME),$(CURDIR))/mlruns
 ARGS ?= adapter=lora dataset=rings
 SWEEP_ARGS ?=
 
@@ -25,13 +27,13 @@ test-fast: $(STAMP)  ## skip the slow end-to-end and training tests
 	$(BIN)/pytest -q -m "not slow"
 
 smoke: $(STAMP)  ## offline run on the tiny random SAM, about a minute on CPU
-	$(BIN)/python -m samexp adapter=decoder dataset=rings model=tiny trainer.epochs=3
+	$(BIN)/python -m samexp experiment=smoke
 
 run: $(STAMP)  ## the real thing: vit_b, downloads the official checkpoint once (ARGS=... to change)
 	$(BIN)/python -m samexp $(ARGS)
 
-sweep: $(STAMP)  ## the default Optuna study over LoRA rank x lr; resumable (SWEEP_ARGS="model=tiny" offline)
-	$(BIN)/python -m samexp -m experiment=lora_rank_lr_optuna $(SWEEP_ARGS)
+sweep: $(STAMP)  ## the default Optuna study over LoRA rank x lr; resumable (SWEEP_ARGS="experiment=smoke" offline)
+	$(BIN)/python -m samexp -m hparams_search=lora_rank_lr $(SWEEP_ARGS)
 
 bench: $(STAMP)  ## naive loop vs ours: s/epoch, s/step, peak RSS (tiny and vit_b with random weights; minutes on CPU)
 	$(BIN)/python experiments/bench_speed.py
@@ -39,11 +41,11 @@ bench: $(STAMP)  ## naive loop vs ours: s/epoch, s/step, peak RSS (tiny and vit_
 bench-data: $(STAMP)  ## data loading: s/epoch and images/s, decoding every epoch (naive) vs the sample cache (ours)
 	$(BIN)/python experiments/bench_data.py
 
-dashboard: $(STAMP)  ## optuna-dashboard over the studies in mlruns/optuna.db, http://127.0.0.1:8080
-	$(BIN)/optuna-dashboard sqlite:///mlruns/optuna.db --host 127.0.0.1 --port 8080
+dashboard: $(STAMP)  ## optuna-dashboard over the studies in $(RUNS)/optuna.db, http://127.0.0.1:8080
+	$(BIN)/optuna-dashboard sqlite:///$(RUNS)/optuna.db --host 127.0.0.1 --port 8080
 
 ui: $(STAMP)  ## browse and compare runs at http://127.0.0.1:5000
-	$(BIN)/mlflow ui --backend-store-uri sqlite:///mlruns/mlflow.db --host 127.0.0.1 --port 5000
+	$(BIN)/mlflow ui --backend-store-uri sqlite:///$(RUNS)/mlflow.db --host 127.0.0.1 --port 5000
 
 lint: $(STAMP)
 	$(BIN)/ruff check samexp tests experiments hydra_plugins

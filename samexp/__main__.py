@@ -16,16 +16,16 @@ from samexp.errors import SamexpError
 log = logging.getLogger("samexp")
 
 
-@hydra.main(version_base="1.3", config_path="../conf", config_name="config")
+@hydra.main(version_base="1.3", config_path="conf", config_name="config")
 def main(cfg: DictConfig) -> float:
     from samexp.runner import run
 
     try:
-        metrics = run(cfg)
+        metrics = run(cfg).metrics
         if cfg.objective not in metrics:  # a per-category objective: known only from the data
             raise SamexpError(
                 f"objective={cfg.objective} is not a metric of this run; choose one of "
-                f"{sorted(k for k in metrics if k != 'run_id')}"
+                f"{sorted(metrics)}"
             )
     except SamexpError as e:
         log.error("%s", e)

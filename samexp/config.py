@@ -16,6 +16,7 @@ from typing import Any
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, DictConfig
 
+import samexp.paths  # noqa: F401  (registers ${samexp_home:} before any config is composed)
 from samexp.errors import ConfigValueError
 
 
@@ -114,7 +115,7 @@ class OfficialModelConfig:
         None  # folder or URL holding the official files; default $SAMEXP_CHECKPOINT_MIRROR
     )
     download: bool = True
-    seed: int = 0
+    seed: int = 0  # of a random init (pretrained=false); ${seed} in conf/model/
     encoder_size: int | None = (
         None  # run the image encoder at this input size (e.g. 512: ~4x less encoder work); default native
     )
@@ -124,7 +125,7 @@ class OfficialModelConfig:
 class TinyModelConfig:
     _target_: str = "samexp.models.build.build_tiny"
     arch: str = "tiny"  # fixed: lets configs name the model uniformly (${model.arch})
-    seed: int = 0
+    seed: int = 0  # ${seed} in conf/model/tiny.yaml
     img_size: int = 256
     patch_size: int = 16
     embed_dim: int = 32
@@ -171,7 +172,7 @@ class CocoDatasetConfig:
     train_split: str = "train"
     val_split: str = "val"
     val_size: float = checked(0.2, Range(0, 1, open_low=True, open_high=True), "share held out")
-    seed: int = 0
+    seed: int = 0  # of the held-out draw; ${seed} in conf/dataset/coco.yaml
     categories: list[str] | None = None  # keep only these category names (default: all)
     # instances smaller than this many pixels are skipped (and counted)
     min_area: float = checked(0.0, NON_NEGATIVE, "pixels")
@@ -340,7 +341,7 @@ class TrainerConfig:
     # stop after this many optimizer steps, whatever the epochs
     max_steps: int | None = checked(None, AT_LEAST_1, "or null for no limit")
     batch_size: int = checked(2, AT_LEAST_1, "images per batch")
-    seed: int = 0
+    seed: int = checked(0, NON_NEGATIVE, "numpy takes no negative seed")  # ${seed} in conf/
     device: Device = Device.auto
     # DataLoader workers; default (null): 0 on CPU, min(8, cores // 2) on CUDA
     num_workers: int | None = checked(None, NON_NEGATIVE, "0 loads in the main process")
@@ -374,8 +375,8 @@ class TrainerConfig:
 @dataclass
 class TrackingConfig:
     enabled: bool = True
-    tracking_uri: str = "sqlite:///mlruns/mlflow.db"  # or http://server:5000 for a team
-    artifact_root: str = "mlruns/artifacts"  # used when the experiment is created
+    tracking_uri: str = "sqlite:///${paths.mlruns}/mlflow.db"  # or http://server:5000 for a team
+    artifact_root: str = "${paths.mlruns}/artifacts"  # used when the experiment is created
     experiment: str = "samexp"
     run_name: str | None = None  # default: <adapter>-<dataset>-<model>, e.g. lora-r8-rings-vit_b
     max_images: int = checked(16, NON_NEGATIVE, "comparison images logged per run")
@@ -383,6 +384,16 @@ class TrackingConfig:
     parent_run_id: str | None = (
         None  # nest under this run (sweeps set $SAMEXP_PARENT_RUN_ID instead)
     )
+
+
+@dataclass
+class PathsConfig:
+    """Where a run writes (conf/paths/default.yaml): everything under one root."""
+
+    root: str = "${samexp_home:}"
+    mlruns: str = "${paths.root}/mlruns"
+    outputs: str = "${paths.root}/outputs"
+    multirun: str = "${paths.root}/multirun"
 
 
 @dataclass
@@ -426,7 +437,12 @@ class Config:
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
     optuna: TrialConfig = field(default_factory=TrialConfig)
     cache: EmbeddingCacheConfig = field(default_factory=EmbeddingCacheConfig)
-    data_root: str = "${oc.env:SAMEXP_DATA,data}"  # folder holding the datasets (rings/, ...)
+    # the run's one seed: trainer.seed, model.seed and dataset.seed are `${seed}` in conf/, so
+    # `seed=1` moves the RNGs, a random model's init and the splits together (each can be set alone)
+    seed: int = checked(0, NON_NEGATIVE, "numpy takes no negative seed")
+    paths: PathsConfig = field(default_factory=PathsConfig)
+    # folder holding the datasets (rings/, ...)
+    data_root: str = "${oc.env:SAMEXP_DATA,${paths.root}/data}"
     output_dir: str | None = None  # default: Hydra's run folder (outputs/<date>/<time>)
     # the metric `python -m samexp` returns (sweepers optimise it)
     objective: str = checked("final/test/iou", Pattern(OBJECTIVE, OBJECTIVES))
@@ -462,6 +478,7 @@ SCHEMAS = {
     "optim": {"optim_schema": OptimConfig},
     "trainer": {"trainer_schema": TrainerConfig},
     "tracking": {"tracking_schema": TrackingConfig},
+    "paths": {"paths_schema": PathsConfig},
 }
 
 

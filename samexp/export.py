@@ -22,6 +22,7 @@ import torch
 from hydra.core.config_store import ConfigStore
 from omegaconf import DictConfig
 
+import samexp.paths  # noqa: F401  (registers ${samexp_home:}, used by ExportConfig)
 from samexp.errors import SamexpError
 from samexp.finetuned import load_finetuned
 from samexp.models.build import BaseModel
@@ -33,7 +34,7 @@ log = logging.getLogger("samexp.export")
 class ExportConfig:
     run_id: str | None = None
     weights: str | None = None  # a local adapter.safetensors instead of a run
-    tracking_uri: str = "sqlite:///mlruns/mlflow.db"
+    tracking_uri: str = "sqlite:///${samexp_home:}/mlruns/mlflow.db"  # where runs go (paths.py)
     checkpoint: str | None = None  # the base model's checkpoint, if not in the cache
     out: str = "sam_finetuned.pth"
 
@@ -42,7 +43,7 @@ ConfigStore.instance().store(name="export_schema", node=ExportConfig)
 
 
 def export(run_id: str | None = None, weights: str | None = None, out: str = "sam_finetuned.pth",
-           tracking_uri: str = "sqlite:///mlruns/mlflow.db", checkpoint: str | None = None) -> Path:  # fmt: skip
+           tracking_uri: str | None = None, checkpoint: str | None = None) -> Path:  # fmt: skip
     base, adapter, meta = load_finetuned(run_id, weights, tracking_uri, checkpoint)
     state = adapter.plain_state_dict(base.sam)
     path = Path(out)

@@ -21,6 +21,7 @@ from samexp.models.build import (
 )
 from samexp.models.checkpoints import default_cache_dir
 from samexp.models.resolution import check_encoder_size
+from samexp.paths import default_tracking_uri
 
 log = logging.getLogger(__name__)
 
@@ -118,14 +119,14 @@ def _checked(source: str | Path, fn: Callable[..., T], *args: Any, **kwargs: Any
 def load_finetuned(
     run_id: str | None = None,
     weights: str | None = None,
-    tracking_uri: str = "sqlite:///mlruns/mlflow.db",
+    tracking_uri: str | None = None,  # default: the store under $SAMEXP_HOME (samexp.paths)
     checkpoint: str | None = None,
     cache_dir: str | None = None,
     mirror: str | None = None,
     download: bool = True,
 ) -> tuple[BaseModel, Adapter, dict]:
     """(base model with the adapter applied and loaded, the adapter, the weights' metadata)."""
-    path = resolve_weights(run_id, weights, tracking_uri)
+    path = resolve_weights(run_id, weights, tracking_uri or default_tracking_uri())
     meta = read_adapter_meta(path)
     base = build_base(meta, checkpoint, cache_dir, mirror, download, source=path)
     adapter = load_adapter(path, base)

@@ -1,4 +1,5 @@
-"""The one pipeline: build -> zero-shot eval -> train -> eval -> log. Returns the metrics (for sweepers)."""
+"""The one pipeline: build -> zero-shot eval -> train -> eval -> log. Returns the metrics (for
+sweepers) and the MLflow run id."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import logging
 import math
 import os
 import random
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -133,7 +135,15 @@ def _model_selection(
     return False
 
 
-def run(cfg: DictConfig) -> dict[str, float]:
+@dataclass(frozen=True)
+class RunResult:
+    """What one run returns: its metrics, numbers only (what a sweeper reads), and where it was logged."""
+
+    metrics: dict[str, float]
+    run_id: str | None  # the MLflow run; None with tracking.enabled=false
+
+
+def run(cfg: DictConfig) -> RunResult:
     validate(cfg)  # the cheap checks first: a bad value fails before a model is built or downloaded
     tc = cfg.trainer
     seed_everything(tc.seed)
@@ -236,8 +246,7 @@ def run(cfg: DictConfig) -> dict[str, float]:
 
         weights = save_weights(_output_dir(cfg) / "adapter.safetensors", base, adapter, tracker)
         log.info("adapter weights (epoch %d): %s", weights_epoch, weights)
-    metrics["run_id"] = tracker.run_id  # type: ignore[assignment]
-    return metrics
+    return RunResult(metrics, tracker.run_id)
 
 
 def _embedding_cache(cfg: DictConfig, base: BaseModel, numerics: str) -> CachedEncoder | None:

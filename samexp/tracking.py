@@ -1,7 +1,8 @@
 """Everything MLflow, in one place: the runner calls this sink, training code never imports mlflow.
 
-Default store is embedded (`sqlite:///mlruns/mlflow.db`, artifacts under `mlruns/artifacts`):
-MLflow 3 refuses a bare `./mlruns` file store. Point `tracking_uri` at a server for a team.
+Default store is embedded (`sqlite:///<root>/mlruns/mlflow.db`, artifacts under `<root>/mlruns/
+artifacts`, root from samexp.paths): MLflow 3 refuses a bare `./mlruns` file store. Point
+`tracking_uri` at a server for a team.
 """
 
 from __future__ import annotations

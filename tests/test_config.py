@@ -7,12 +7,14 @@ from pathlib import Path
 import pytest
 from hydra.errors import ConfigCompositionException
 from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import ValidationError
 
 from samexp.adapters.base import Adapter
 from samexp.data.splits import DatasetSplits
 from samexp.losses import SamLoss
 from samexp.models.build import BaseModel
+from samexp.paths import samexp_home
 from samexp.prompts.base import PromptStrategy
 from tests.conftest import CONF_DIR, compose_config
 
@@ -27,7 +29,7 @@ def test_default_config_is_lora_on_rings_with_vit_b():
     assert cfg.dataset.name == "rings"
     assert cfg.adapter._target_.endswith("LoraAdapter")
     assert list(cfg.adapter.qkv_parts) == ["q", "v"]
-    assert cfg.tracking.tracking_uri == "sqlite:///mlruns/mlflow.db"
+    assert cfg.tracking.tracking_uri == f"sqlite:///{samexp_home()}/mlruns/mlflow.db"
 
 
 @pytest.mark.parametrize("arch", ["vit_b", "vit_l", "vit_h"])
@@ -152,14 +154,42 @@ def test_eval_prompt_defaults_to_the_training_prompt_and_can_be_chosen_separatel
     assert cfg.eval_prompt.jitter == 0 and cfg.prompt.jitter == 0.1
 
 
-@pytest.mark.parametrize("name", options("experiment"))
-def test_every_experiment_composes_with_its_sweep_settings(name):
+def compose_with_hydra(overrides: list[str]) -> DictConfig:
     from hydra import compose, initialize_config_dir
 
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-        cfg = compose(
-            "config", overrides=[f"experiment={name}", "model=tiny"], return_hydra_config=True
-        )
-    assert cfg.adapter._target_.endswith("LoraAdapter")
-    assert cfg.objective == "best/val/iou"
-    assert "adapter.rank" in cfg.hydra.sweeper.params
+        return compose("config", overrides=overrides, return_hydra_config=True)
+
+
+@pytest.mark.parametrize("name", options("experiment"))
+def test_every_experiment_composes_and_changes_something(name):
+    assert compose_config([f"experiment={name}"]) != compose_config([])
+
+
+@pytest.mark.parametrize("name", options("hparams_search"))
+def test_every_search_composes_alone_and_sweeps_keys_the_config_has(name):
+    cfg = compose_with_hydra([f"hparams_search={name}"])
+    assert cfg.hydra.sweeper.params
+    assert all(OmegaConf.select(cfg, key) is not None for key in cfg.hydra.sweeper.params)
+
+
+@pytest.mark.parametrize("search", options("hparams_search"))
+@pytest.mark.parametrize("experiment", options("experiment"))
+def test_every_search_composes_over_every_experiment_and_wins_where_both_set_a_key(
+    experiment, search
+):
+    alone, over = (
+        compose_with_hydra([f"hparams_search={search}"]),
+        compose_with_hydra([f"experiment={experiment}", f"hparams_search={search}"]),
+    )
+    assert over.hydra.sweeper._target_ == alone.hydra.sweeper._target_
+    assert over.hydra.sweeper.params == alone.hydra.sweeper.params
+    assert over.adapter._target_ == alone.adapter._target_  # the search's space needs its adapter
+    assert over.objective == alone.objective
+
+
+def test_a_search_over_an_experiment_keeps_the_experiments_other_keys():
+    cfg = compose_with_hydra(["experiment=smoke", "hparams_search=lora_rank_lr"])
+    assert cfg.model.arch == "tiny" and cfg.trainer.epochs == 3  # the experiment's
+    assert cfg.adapter._target_.endswith("LoraAdapter")  # the search's, over smoke's decoder
+    assert cfg.hydra.sweeper.study_name == "lora_rank_lr-rings-tiny"

@@ -30,8 +30,7 @@ def trained(request, tmp_path_factory):
         "trainer.max_steps=2", "optim.lr=1e-2", "trainer.val_fraction=0",
         f"tracking.tracking_uri=sqlite:///{tmp}/mlflow.db", f"tracking.artifact_root={tmp}/art", f"output_dir={tmp}/out",
     ])  # fmt: skip
-    metrics = run(cfg)
-    return {"run_id": metrics["run_id"], "uri": cfg.tracking.tracking_uri, "tmp": tmp}
+    return {"run_id": run(cfg).run_id, "uri": cfg.tracking.tracking_uri, "tmp": tmp}
 
 
 def _logits(sam) -> torch.Tensor:

@@ -86,10 +86,10 @@ def test_a_run_asking_fp16_on_cpu_stops_before_a_model_is_built(make_config, mon
 def test_a_bf16_run_trains_and_keeps_its_cached_embeddings_apart_from_fp32(make_config, tmp_path):
     from samexp import runner
 
-    def run(precision: str) -> dict:
+    def run(precision: str) -> dict[str, float]:
         cfg = make_config("model=tiny", "adapter=decoder", "trainer.epochs=1", "optim.lr=1e-2",
                           f"trainer.precision={precision}", f"cache.dir={tmp_path}/emb")  # fmt: skip
-        return runner.run(cfg)
+        return runner.run(cfg).metrics
 
     fp32, bf16 = run("fp32"), run("bf16")
     assert bf16["baseline/test/iou"] > 0  # zero-shot evaluation under autocast predicts masks

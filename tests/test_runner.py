@@ -88,11 +88,11 @@ def _finish(tmp: Path, adapter: str) -> Finished:
 
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(results, "save_adapter", keep_model)
-        metrics = runner.run(cfg)
+        done = runner.run(cfg)
     client = MlflowClient(tracking_uri=cfg.tracking.tracking_uri)
     (downloads := tmp / "downloads").mkdir()
     return Finished(
-        cfg, metrics, client, client.get_run(metrics["run_id"]), saved[0], tmp / "out", downloads
+        cfg, done.metrics, client, client.get_run(done.run_id), saved[0], tmp / "out", downloads
     )
 
 
@@ -128,7 +128,8 @@ def test_run_returns_and_logs_consistent_baseline_final_and_delta_test_metrics(l
         assert logged[f"delta/test/{name}"] == pytest.approx(final - baseline, abs=1e-12)
         for key in (f"baseline/test/{name}", f"final/test/{name}", f"delta/test/{name}"):
             assert lora_run.metrics[key] == pytest.approx(logged[key], abs=1e-12)
-    assert lora_run.metrics["run_id"] == lora_run.run_id
+    # numbers only, what a sweeper reads: the run id travels beside them (it found this run)
+    assert all(isinstance(v, (int, float)) for v in lora_run.metrics.values())
 
 
 def test_run_without_a_validation_split_evaluates_no_epoch_and_logs_train_loss_per_epoch(lora_run):
@@ -160,6 +161,7 @@ def test_run_params_hold_the_flattened_resolved_config(lora_run):
     assert params["loss.mask_loss._target_"] == "monai.losses.DiceCELoss"
     # interpolations are resolved before logging: the path, not "${data_root}/rings"
     assert params["dataset.root"] == f"{data_root()}/rings"
+    assert params["seed"] == params["trainer.seed"] == params["model.seed"] == "0"  # not "${seed}"
 
 
 def test_run_tags_record_git_commit_package_versions_and_overrides(lora_run):
@@ -234,8 +236,9 @@ def test_run_without_tracking_returns_metrics_and_writes_weights_to_output_dir(
     rings_root, tmp_path
 ):
     cfg = _config(tmp_path, "adapter=decoder", "tracking.enabled=false")
-    metrics = runner.run(cfg)
-    assert metrics["run_id"] is None
+    done = runner.run(cfg)
+    assert done.run_id is None
+    metrics = done.metrics
     assert 0.0 <= metrics["final/test/iou"] <= 1.0
     assert metrics["delta/test/iou"] == pytest.approx(
         metrics["final/test/iou"] - metrics["baseline/test/iou"]
@@ -250,9 +253,10 @@ def test_carved_validation_split_drives_per_epoch_eval_and_the_best_epoch_is_wha
 ):
     cfg = make_config("model=tiny", "adapter=decoder", "trainer.epochs=3", "trainer.batch_size=3",
                       "trainer.val_fraction=0.25", "optim.lr=1e-2")  # fmt: skip
-    metrics = runner.run(cfg)
+    done = runner.run(cfg)
+    metrics = done.metrics
     client = MlflowClient(tracking_uri=cfg.tracking.tracking_uri)
-    run = client.get_run(metrics["run_id"])
+    run = client.get_run(done.run_id)
     assert run.data.metrics["data/val/loaded"] == 2 and run.data.metrics["data/train/loaded"] == 6
     val = sorted((m.step, m.value) for m in client.get_metric_history(run.info.run_id, "val/iou"))
     assert [s for s, _ in val] == [1, 2, 3]
@@ -265,7 +269,7 @@ def test_eval_prompt_can_differ_from_the_training_prompt(make_config):
     def baseline(*overrides: str) -> float:
         cfg = make_config("model=tiny", "adapter=decoder", "trainer.epochs=1", "trainer.max_steps=1",
                           "trainer.val_fraction=0", "tracking.enabled=false", *overrides)  # fmt: skip
-        return runner.run(cfg)["baseline/test/iou"]
+        return runner.run(cfg).metrics["baseline/test/iou"]
 
     box = baseline()
     assert baseline("+prompt@eval_prompt=box") == box  # same strategy, same fixed prompts
@@ -276,7 +280,7 @@ def test_fast_attention_and_checkpointing_change_speed_not_results(make_config):
     def final_iou(*overrides: str) -> float:
         cfg = make_config("model=tiny", "adapter=lora", "trainer.epochs=1", "trainer.max_steps=2", "optim.lr=1e-2",
                           "trainer.val_fraction=0", "tracking.enabled=false", *overrides)  # fmt: skip
-        return runner.run(cfg)["final/test/iou"]
+        return runner.run(cfg).metrics["final/test/iou"]
 
     stock = final_iou("trainer.attention=stock")
     for kernel in ("sdpa", "blocked"):
@@ -285,18 +289,17 @@ def test_fast_attention_and_checkpointing_change_speed_not_results(make_config):
 
 
 def test_embedding_cache_gives_the_same_run_and_is_hit_after_the_first_pass(make_config, tmp_path):
-    def metrics(*overrides: str) -> dict:
+    def run(*overrides: str) -> runner.RunResult:
         cfg = make_config(
             "model=tiny", "adapter=decoder", "trainer.epochs=3", "optim.lr=1e-2", *overrides
         )
         return runner.run(cfg)
 
-    plain = metrics("cache.enabled=false")
-    cached = metrics(f"cache.dir={tmp_path}/emb")
-    assert cached["final/test/iou"] == pytest.approx(plain["final/test/iou"], abs=1e-6)
-    assert cached["best/val/iou"] == pytest.approx(plain["best/val/iou"], abs=1e-6)
+    plain, cached = run("cache.enabled=false"), run(f"cache.dir={tmp_path}/emb")
+    for key in ("final/test/iou", "best/val/iou"):
+        assert cached.metrics[key] == pytest.approx(plain.metrics[key], abs=1e-6)
     client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path}/mlruns/mlflow.db")
-    stats = client.get_run(cached["run_id"]).data.metrics
+    stats = client.get_run(cached.run_id).data.metrics
     # 10 images are encoded once (6 train + 2 val + 2 test); epochs 2 and 3 hit all 6 + 2
     assert stats["cache/misses"] == 10 and stats["cache/hits"] == 16
     assert len(list((tmp_path / "emb").rglob("*.pt"))) == 10

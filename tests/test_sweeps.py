@@ -76,7 +76,7 @@ def test_a_2x2_grid_is_four_child_runs_under_one_parent_with_the_sweep_summary(t
 
 
 def optuna_sweep(tmp_path: Path, *overrides: str) -> subprocess.CompletedProcess:
-    return sweep(tmp_path, "experiment=lora_rank_lr_optuna", f"hydra.sweeper.storage=sqlite:///{tmp_path}/optuna.db",
+    return sweep(tmp_path, "hparams_search=lora_rank_lr", f"hydra.sweeper.storage=sqlite:///{tmp_path}/optuna.db",
                  "hydra.sweeper.study_name=test-study", *overrides)  # fmt: skip
 
 

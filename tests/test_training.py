@@ -40,16 +40,14 @@ def test_full_fine_tuning_on_shapes_lowers_loss_and_lifts_iou_far_above_zero_sho
         "trainer.eval_every=10",
         "trainer.device=cpu",
     )
-    metrics = run(cfg)
+    done = run(cfg)
 
     client = MlflowClient(tracking_uri=cfg.tracking.tracking_uri)
-    loss = sorted(
-        (m.step, m.value) for m in client.get_metric_history(metrics["run_id"], "train/loss")
-    )
+    loss = sorted((m.step, m.value) for m in client.get_metric_history(done.run_id, "train/loss"))
     assert [step for step, _ in loss] == list(range(1, 31))
     first, last = loss[0][1], loss[-1][1]
     assert last < 0.3 * first, f"train/loss {first:.3f} -> {last:.3f}"
-    baseline, final = metrics["baseline/test/iou"], metrics["final/test/iou"]
+    baseline, final = done.metrics["baseline/test/iou"], done.metrics["final/test/iou"]
     assert final > 0.75, f"final IoU {final:.3f}"
     assert final > baseline + 0.5, f"IoU {baseline:.3f} -> {final:.3f}"
 

@@ -8,6 +8,8 @@ image encoder at a lower input size (see `resolution.py`).
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import partial
 
@@ -62,8 +64,8 @@ def build_official(
     if encoder_size is not None:  # before a download, not after
         check_encoder_size(encoder_size, OFFICIAL_IMG_SIZE, OFFICIAL_PATCH_SIZE)
     if not pretrained:
-        torch.manual_seed(seed)
-        sam = sam_model_registry[arch](checkpoint=None)
+        with local_rng(seed):
+            sam = sam_model_registry[arch](checkpoint=None)
         base = BaseModel(
             sam.eval(), arch, f"random:{arch}:seed{seed}", {"arch": arch, "seed": seed}
         )
@@ -74,7 +76,8 @@ def build_official(
     resolved = resolve_checkpoint(
         arch, checkpoint=checkpoint, cache_dir=cache_dir, mirror=mirror, download=download
     )
-    sam = sam_model_registry[arch](checkpoint=None)
+    with local_rng():  # the random init is overwritten, but drawing it would move the run's RNG
+        sam = sam_model_registry[arch](checkpoint=None)
     state = load_state_dict(resolved.path)
     hint = "Is it a checkpoint of another architecture? Set model=vit_b/vit_l/vit_h to match it."
     try:
@@ -91,6 +94,17 @@ def build_official(
     return _at_encoder_size(
         BaseModel(sam.eval(), arch, resolved.sha256, {"arch": arch}), encoder_size
     )
+
+
+@contextmanager
+def local_rng(seed: int | None = None) -> Iterator[None]:
+    """Module constructors draw their init from torch's global RNG: run them on a fork of it
+    (seeded with `seed`, if given), so a build never moves the run's RNG (seeded only by
+    `runner.seed_everything`) and the adapter's init that follows still depends on the run's seed."""
+    with torch.random.fork_rng(devices=[]):  # CPU only: modules are built on the CPU
+        if seed is not None:
+            torch.manual_seed(seed)
+        yield
 
 
 def _at_encoder_size(base: BaseModel, encoder_size: int | None) -> BaseModel:
@@ -172,7 +186,7 @@ def build_tiny(
             f"model.arch of the tiny model is 'tiny', got {arch!r}; use model={arch} instead"
         )
     kwargs = {k: (tuple(v) if isinstance(v, list) else v) for k, v in kwargs.items()}
-    torch.manual_seed(seed)
-    sam = tiny_sam(**kwargs)
+    with local_rng(seed):
+        sam = tiny_sam(**kwargs)
     base = BaseModel(sam, "tiny", f"random:tiny:seed{seed}", {"seed": seed, **kwargs})
     return _at_encoder_size(base, encoder_size)

@@ -14,7 +14,7 @@ from samexp.errors import SamexpError
 log = logging.getLogger("samexp.predict")
 
 
-@hydra.main(version_base="1.3", config_path="../../conf", config_name="predict")
+@hydra.main(version_base="1.3", config_path="../conf", config_name="predict")
 def main(cfg: DictConfig) -> None:
     from samexp.predict.run import predict
 

@@ -68,7 +68,7 @@ class AutoConfig:
 class PredictConfig:
     run_id: str | None = None  # an MLflow run that logged weights/adapter.safetensors
     weights: str | None = None  # or a local adapter.safetensors
-    tracking_uri: str = "sqlite:///mlruns/mlflow.db"
+    tracking_uri: str = "sqlite:///${samexp_home:}/mlruns/mlflow.db"  # where runs go (paths.py)
     checkpoint: str | None = None  # the official base checkpoint, if not in the cache
     image: str | None = None  # one image ...
     images: str | None = None  # ... or a folder of them

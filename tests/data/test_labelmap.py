@@ -322,7 +322,7 @@ def test_run_reports_overall_and_per_class_metrics(root: Path, make_config) -> N
         "dataset=labelmap", f"dataset.root={root}", "model=tiny", "adapter=decoder",
         "trainer.epochs=1", "trainer.max_steps=2", "trainer.val_fraction=0",
     )  # fmt: skip
-    metrics = run(cfg)
+    metrics = run(cfg).metrics
     for key in (
         "final/test/iou",
         "final/test/iou/cat",

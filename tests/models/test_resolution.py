@@ -229,7 +229,7 @@ def small_run(rings_root, tmp_path_factory: pytest.TempPathFactory) -> SmallRun:
 
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(results, "save_adapter", keep_model)
-        metrics = runner.run(cfg)
+        metrics = runner.run(cfg).metrics
     return SmallRun(metrics, saved[0], tmp / "out" / "adapter.safetensors", tmp)
 
 

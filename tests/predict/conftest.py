@@ -59,9 +59,9 @@ def trained(rings_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Train
             *TRAIN,
         ]
     )
-    metrics = runner.run(cfg)
+    done = runner.run(cfg)
     images = sorted((rings_root / "test" / "images").glob("*.jpg"))
-    return Trained(metrics["run_id"], cfg.tracking.tracking_uri, tmp / "out" / "adapter.safetensors", images)  # fmt: skip
+    return Trained(done.run_id, cfg.tracking.tracking_uri, tmp / "out" / "adapter.safetensors", images)  # fmt: skip
 
 
 def read_mask(path: Path) -> np.ndarray:

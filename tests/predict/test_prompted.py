@@ -145,7 +145,10 @@ def test_merged_and_unmerged_lora_predict_the_same(trained, tmp_path):
     for merge in (True, False):
         trained.predict(tmp_path / str(merge), image=str(image), prompt={"box": BOX, **POINTS}, merge=merge)  # fmt: skip
     name = f"{image.stem}_mask0.png"
-    assert np.array_equal(read_mask(tmp_path / "True" / name), read_mask(tmp_path / "False" / name))
+    merged_mask, unmerged_mask = (read_mask(tmp_path / m / name) for m in ("True", "False"))
+    # (W + s·BA)x and Wx + s·B(Ax) round differently: at most a pixel whose logit sits at the
+    # threshold may flip, never a region
+    assert np.mean(merged_mask != unmerged_mask) <= 1e-5
     merged, unmerged = (read_json(tmp_path / m / f"{image.stem}.json")["masks"][0]["score"] for m in ("True", "False"))  # fmt: skip
     assert merged == pytest.approx(unmerged, abs=1e-5)
 

@@ -39,6 +39,8 @@ CASES = [
     pytest.param("objective=final/test/iuo", "objective='final/test/iuo': must be a metric the run returns", id="objective-typo"),
     pytest.param("objective=best/val/dice", "objective='best/val/dice': the run records best/val/iou (trainer.monitor=iou)", id="objective-not-monitored"),
     pytest.param("tracking.max_images=-1", "tracking.max_images=-1: must be >= 0", id="max-images-negative"),
+    pytest.param("seed=-1", "seed=-1: must be >= 0", id="seed-negative"),
+    pytest.param("trainer.seed=-1", "trainer.seed=-1: must be >= 0", id="trainer-seed-negative"),
 ]  # fmt: skip
 
 

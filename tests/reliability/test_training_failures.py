@@ -105,9 +105,10 @@ def test_a_diverging_sweep_trial_is_failed_in_optuna_not_a_zero_score(tmp_path):
 
 def test_without_a_validation_split_the_test_split_chooses_nothing(make_config):
     cfg = make_config(*TINY, "trainer.val_fraction=0", "trainer.epochs=2", "optim.lr=1e-2")
-    metrics = runner.run(cfg)
+    done = runner.run(cfg)
+    metrics = done.metrics
     client = MlflowClient(tracking_uri=cfg.tracking.tracking_uri)
-    assert not client.get_metric_history(metrics["run_id"], "test/iou")
+    assert not client.get_metric_history(done.run_id, "test/iou")
     assert (
         metrics["best/epoch"] == 2 and "best/test/iou" not in metrics
     )  # the last epoch, as trained

@@ -1,0 +1,41 @@
+"""Where runs go: one root for the MLflow store, Optuna studies and run folders, the same from
+any working folder (a relative `mlruns/` would follow the shell, and `make ui` would see nothing).
+
+The root is `$SAMEXP_HOME`; else the source checkout samexp runs from (its repo root, where
+`make ui` looks); else `~/samexp` for an installed package. Configs read it as `${samexp_home:}`
+(conf/paths/default.yaml).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from omegaconf import OmegaConf
+
+ENV = "SAMEXP_HOME"
+
+
+def checkout_root() -> Path | None:
+    """The repo this samexp is imported from, or None when it is an installed package."""
+    root = Path(__file__).resolve().parent.parent
+    return root if (root / "pyproject.toml").is_file() and (root / ".git").exists() else None
+
+
+def samexp_home() -> Path:
+    if os.environ.get(ENV):
+        return Path(os.environ[ENV]).expanduser().resolve()
+    return checkout_root() or Path.home() / "samexp"
+
+
+def default_tracking_uri() -> str:
+    """The embedded MLflow store under the root, for Python callers that name none."""
+    return f"sqlite:///{samexp_home()}/mlruns/mlflow.db"
+
+
+def register_resolver() -> None:
+    # not cached: tests and long-lived processes may change SAMEXP_HOME between compositions
+    OmegaConf.register_new_resolver("samexp_home", lambda: str(samexp_home()), replace=True)
+
+
+register_resolver()
