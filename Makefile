@@ -23,7 +23,7 @@ install: $(STAMP)
 test: $(STAMP)  ## the whole suite, slow end-to-end tests included (what CI runs)
 	$(BIN)/pytest -q --durations=10
 
-test-fast: $(STAMP)  ## skip the slow end-to-end and training tests
+test-fast: $(STAMP)  ## what to run while you work (~1 min): skips the tests marked slow
 	$(BIN)/pytest -q -m "not slow"
 
 smoke: $(STAMP)  ## offline run on the tiny random SAM, about a minute on CPU

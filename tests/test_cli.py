@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from mlflow.tracking import MlflowClient
 
 from tests.conftest import REPO, data_root
@@ -83,6 +84,7 @@ def test_missing_dataset_root_exits_2_with_one_line_saying_how_to_set_it(tmp_pat
     assert "Traceback" not in output(result)
 
 
+@pytest.mark.slow
 def test_offline_vit_b_without_a_checkpoint_exits_2_saying_where_to_get_it(tmp_path):
     cache = tmp_path / "cache"
     result = samexp(
@@ -104,6 +106,7 @@ def test_offline_vit_b_without_a_checkpoint_exits_2_saying_where_to_get_it(tmp_p
     assert not cache.exists() or not any(cache.iterdir()), "nothing is fetched offline"
 
 
+@pytest.mark.slow
 def test_tiny_decoder_run_exits_0_and_records_its_overrides(rings_root, tmp_path):
     result = samexp(
         tmp_path,

@@ -42,6 +42,7 @@ def _logits(sam) -> torch.Tensor:
         return decode(sam, emb, torch.tensor([0, 0]), Prompts(boxes=BOXES))[0]
 
 
+@pytest.mark.slow
 def test_exported_checkpoint_loads_in_the_stock_builder_and_reproduces_the_fine_tuned_model(
     trained,
 ):
@@ -63,6 +64,7 @@ def test_exported_checkpoint_loads_in_the_stock_builder_and_reproduces_the_fine_
     )
 
 
+@pytest.mark.slow
 def test_stock_sam_predictor_runs_on_the_exported_model(trained, rings_root):
     from samexp.data.base import read_image_rgb
 

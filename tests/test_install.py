@@ -4,6 +4,7 @@ an installed samexp writes its runs under ~/samexp whatever folder it runs from.
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import sysconfig
@@ -29,8 +30,14 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> Path:
     this environment's site-packages as a plain path: .pth files there are not processed, so the
     checkout's editable install stays out and `import samexp` can only find the wheel."""
     tmp = tmp_path_factory.mktemp("install")
-    _run(sys.executable, "-m", "pip", "wheel", REPO, "--no-deps", "--no-build-isolation", "-q",
-         "-w", tmp / "wheel", cwd=tmp)  # fmt: skip
+    # built from a copy of the project's files: an in-tree build would leave build/ in the repo
+    files = _run("git", "ls-files", "--cached", "--others", "--exclude-standard", "-z", cwd=REPO)
+    for name in filter(None, files.stdout.split("\0")):
+        if (REPO / name).is_file() and not (REPO / name).is_symlink():
+            (tmp / "src" / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(REPO / name, tmp / "src" / name)
+    _run(sys.executable, "-m", "pip", "wheel", tmp / "src", "--no-deps", "--no-build-isolation",
+         "-q", "-w", tmp / "wheel", cwd=tmp)  # fmt: skip
     (wheel,) = (tmp / "wheel").glob("samexp-*.whl")
     venv = tmp / "venv"
     _run(sys.executable, "-m", "venv", "--without-pip", venv)

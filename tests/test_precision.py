@@ -52,6 +52,7 @@ def test_bf16_runs_the_model_in_bf16_and_the_loss_in_fp32(tiny, shapes_root):
     assert loss.dtype == torch.float32
 
 
+@pytest.mark.slow
 def test_bf16_training_of_the_encoder_with_blocked_attention_learns(shapes_root):
     from samexp.models.build import build_tiny
 
@@ -83,6 +84,7 @@ def test_a_run_asking_fp16_on_cpu_stops_before_a_model_is_built(make_config, mon
         runner.run(make_config("trainer.precision=fp16", "trainer.device=cpu"))
 
 
+@pytest.mark.slow
 def test_a_bf16_run_trains_and_keeps_its_cached_embeddings_apart_from_fp32(make_config, tmp_path):
     from samexp import runner
 

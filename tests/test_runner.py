@@ -1,6 +1,7 @@
 """End to end: `run(cfg)` on the real rings data with the tiny SAM, read back through MLflow.
 
-Each adapter runs once per module (a few optimizer steps) and the tests below read that run.
+Each adapter runs once per module (a few optimizer steps) and the tests below read that run. The
+LoRA run is the fast suite's one pipeline; every test that needs a run of its own is `slow`.
 """
 
 from __future__ import annotations
@@ -174,7 +175,10 @@ def test_run_tags_record_git_commit_package_versions_and_overrides(lora_run):
 
 @pytest.mark.parametrize(
     ("finished", "name"),
-    [("lora_run", "lora-r8-rings-tiny"), ("decoder_run", "decoder-rings-tiny")],
+    [
+        ("lora_run", "lora-r8-rings-tiny"),
+        pytest.param("decoder_run", "decoder-rings-tiny", marks=pytest.mark.slow),
+    ],
 )
 def test_run_is_named_adapter_dataset_model(request, finished, name):
     assert request.getfixturevalue(finished).run.info.run_name == name
@@ -206,7 +210,9 @@ def test_run_logs_per_image_metrics_that_average_to_the_summary(lora_run):
         assert mean == pytest.approx(logged[f"{stage}/test/{name}"], abs=1e-9)
 
 
-@pytest.mark.parametrize("finished", ["lora_run", "decoder_run"])
+@pytest.mark.parametrize(
+    "finished", ["lora_run", pytest.param("decoder_run", marks=pytest.mark.slow)]
+)
 def test_logged_adapter_weights_reload_onto_a_fresh_base_with_identical_predictions(
     request, finished
 ):
@@ -232,6 +238,7 @@ def test_logged_adapter_weights_reload_onto_a_fresh_base_with_identical_predicti
     assert result.metrics("final/test")["final/test/iou"] == done.run.data.metrics["final/test/iou"]
 
 
+@pytest.mark.slow
 def test_run_without_tracking_returns_metrics_and_writes_weights_to_output_dir(
     rings_root, tmp_path
 ):
@@ -248,6 +255,7 @@ def test_run_without_tracking_returns_metrics_and_writes_weights_to_output_dir(
     assert not (tmp_path / "mlruns").exists()
 
 
+@pytest.mark.slow
 def test_carved_validation_split_drives_per_epoch_eval_and_the_best_epoch_is_what_gets_tested(
     make_config,
 ):
@@ -265,6 +273,7 @@ def test_carved_validation_split_drives_per_epoch_eval_and_the_best_epoch_is_wha
     assert metrics["best/epoch"] == best_epoch and metrics["best/val/iou"] == pytest.approx(best)
 
 
+@pytest.mark.slow
 def test_eval_prompt_can_differ_from_the_training_prompt(make_config):
     def baseline(*overrides: str) -> float:
         cfg = make_config("model=tiny", "adapter=decoder", "trainer.epochs=1", "trainer.max_steps=1",
@@ -276,6 +285,7 @@ def test_eval_prompt_can_differ_from_the_training_prompt(make_config):
     assert baseline("+prompt@eval_prompt=points", "eval_prompt.center=true") != box
 
 
+@pytest.mark.slow
 def test_fast_attention_and_checkpointing_change_speed_not_results(make_config):
     def final_iou(*overrides: str) -> float:
         cfg = make_config("model=tiny", "adapter=lora", "trainer.epochs=1", "trainer.max_steps=2", "optim.lr=1e-2",
@@ -288,6 +298,7 @@ def test_fast_attention_and_checkpointing_change_speed_not_results(make_config):
         assert fast == pytest.approx(stock, abs=1e-4)
 
 
+@pytest.mark.slow
 def test_embedding_cache_gives_the_same_run_and_is_hit_after_the_first_pass(make_config, tmp_path):
     def run(*overrides: str) -> runner.RunResult:
         cfg = make_config(

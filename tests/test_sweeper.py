@@ -120,6 +120,7 @@ def records(app: Path) -> list[dict]:
     return [json.loads(line) for line in (app / "records.jsonl").read_text().splitlines()]
 
 
+@pytest.mark.slow
 def test_a_rerun_with_more_trials_resumes_the_study_up_to_exactly_n_trials(app):
     sweep(app)
     assert [t.state for t in study_of(app).trials] == [C, C, C]
@@ -136,6 +137,7 @@ def test_a_rerun_with_more_trials_resumes_the_study_up_to_exactly_n_trials(app):
     assert len(study_of(app).trials) == 5 and len(records(app)) == 5
 
 
+@pytest.mark.slow
 def test_jobs_get_their_trial_the_sampled_values_and_the_plain_overrides(app):
     sweep(app, "y=choice(7,8)", "shape=choice(circle,square)", "z=5", "hydra.sweeper.n_trials=4")
     study = study_of(app)
@@ -154,6 +156,7 @@ def test_jobs_get_their_trial_the_sampled_values_and_the_plain_overrides(app):
         assert trial.state == C and trial.value == pytest.approx(job["x"] + job["y"])
 
 
+@pytest.mark.slow
 def test_a_job_the_pruner_stops_is_recorded_pruned_with_what_it_reported(app):
     # ThresholdPruner: a trial that reports more than 2.5 is pruned, whatever the sampler picks
     sweep(app, "hydra.sweeper.n_trials=6", "hydra/sweeper/pruner=threshold",
@@ -165,6 +168,7 @@ def test_a_job_the_pruner_stops_is_recorded_pruned_with_what_it_reported(app):
         assert t.state == (P if t.intermediate_values[0] > 2.5 else C)
 
 
+@pytest.mark.slow
 def test_a_failing_or_nan_trial_is_recorded_failed_and_the_sweep_goes_on(app):
     done = sweep(app, "hydra.sweeper.n_trials=4", "fail_on=[1]", "nan_on=[2]")
     assert [t.state for t in study_of(app).trials] == [C, F, F, C]
@@ -172,6 +176,7 @@ def test_a_failing_or_nan_trial_is_recorded_failed_and_the_sweep_goes_on(app):
     assert (app / "multirun/0/optuna_results.yaml").exists()
 
 
+@pytest.mark.slow
 def test_a_trial_left_running_by_a_killed_sweep_is_marked_failed_on_the_next_run(app):
     (app / "studies").mkdir()
     optuna.create_study(study_name="toy", storage=storage_of(app), direction="maximize").ask()
@@ -180,6 +185,7 @@ def test_a_trial_left_running_by_a_killed_sweep_is_marked_failed_on_the_next_run
     assert [r["optuna"]["trial_number"] for r in records(app)] == [1]
 
 
+@pytest.mark.slow
 def test_parallel_batches_through_the_joblib_launcher_lose_no_trial(app):
     pytest.importorskip("hydra_plugins.hydra_joblib_launcher")
     sweep(app, "hydra/launcher=joblib", "hydra.launcher.n_jobs=2", "hydra.sweeper.n_jobs=2",
@@ -190,6 +196,7 @@ def test_parallel_batches_through_the_joblib_launcher_lose_no_trial(app):
     assert sorted(r["optuna"]["trial_number"] for r in records(app)) == [0, 1, 2, 3]
 
 
+@pytest.mark.slow
 def test_the_study_is_logged_to_the_sweeps_parent_run(app):
     from mlflow.tracking import MlflowClient
 

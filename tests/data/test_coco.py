@@ -443,6 +443,6 @@ def test_run_on_a_coco_dataset_reports_test_iou_per_category(tmp_path, make_conf
     metrics = run(make_config(
         "dataset=coco", f"dataset.root={root}", "dataset.val_size=0.34", "model=tiny",
         "adapter=decoder", "trainer.epochs=1", "trainer.max_steps=2", "trainer.batch_size=2",
-    ))  # fmt: skip
+    )).metrics  # fmt: skip
     for key in ("final/test/iou", "final/test/iou/square", "final/test/iou/blob"):
         assert 0.0 <= metrics[key] <= 1.0, key

@@ -9,6 +9,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from tests.conftest import REPO
 
 
@@ -32,6 +34,7 @@ def one_error_line(result: subprocess.CompletedProcess[str]) -> str:
     return errors[0]
 
 
+@pytest.mark.slow
 def test_prompted_run_writes_masks_overlay_json_and_index(trained, tmp_path):
     image = trained.images[0]
     result = samexp_predict(
@@ -57,6 +60,7 @@ def test_both_image_and_images_exits_2_with_one_line(trained, tmp_path):
     assert "image=" in line and "images=" in line
 
 
+@pytest.mark.slow
 def test_a_box_outside_the_image_exits_2_naming_it_and_the_image_size(trained, tmp_path):
     image = trained.images[1]
     result = samexp_predict(tmp_path, f"weights={trained.weights}", f"image={image}",

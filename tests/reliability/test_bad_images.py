@@ -219,6 +219,7 @@ def test_a_file_name_that_is_not_utf8_loads_and_is_named_printably(tmp_path) -> 
     assert "ring\\xff2.jpg is truncated" in result.stdout
 
 
+@pytest.mark.slow
 def test_the_cli_stops_on_a_truncated_image_before_training_with_one_line(tmp_path) -> None:
     root = write_shapes_dataset(tmp_path / "data" / "rings", {"train": 4, "test": 2})
     image = _reencode(root / "train" / "images" / "shape1.png", ".jpg")

@@ -69,6 +69,7 @@ def test_several_bad_values_are_named_together_on_one_line(no_model_may_be_built
         runner.run(cfg)
 
 
+@pytest.mark.slow
 def test_cli_refuses_a_nonsense_value_with_one_line_and_exit_2(tmp_path):
     result = samexp(tmp_path, "model=tiny", "trainer.grad_accum_steps=0")
     assert "trainer.grad_accum_steps=0: must be >= 1" in one_error_line(result)

@@ -44,6 +44,7 @@ def test_a_full_disk_leaves_no_partial_file_and_says_what_was_needed(full_disk):
     assert list(full_disk.iterdir()) == []  # no half-written file for a later run to trust
 
 
+@pytest.mark.slow
 def test_a_run_whose_output_disk_is_full_keeps_its_weights_in_temp_and_mlflow(
     make_config, full_disk
 ):

@@ -70,6 +70,7 @@ def test_an_epoch_of_non_finite_steps_stops_the_run_below_the_limit(shapes_root)
         _fit_with(NanOnCalls({4, 5, 6, 7}), shapes_root, epochs=3, max_nonfinite_steps=20)
 
 
+@pytest.mark.slow
 def test_a_diverging_run_ends_failed_with_the_reason_and_writes_no_weights(make_config, tmp_path):
     cfg = make_config(*TINY, "optim.lr=1e6", "trainer.epochs=5")
     with pytest.raises(TrainingDiverged) as diverged:
@@ -85,6 +86,7 @@ def test_a_diverging_run_ends_failed_with_the_reason_and_writes_no_weights(make_
     assert not list((tmp_path / "out").glob("*.safetensors"))
 
 
+@pytest.mark.slow
 def test_cli_reports_divergence_in_one_line_with_exit_2(tmp_path):
     result = samexp(tmp_path, *TINY, "optim.lr=1e6", "trainer.epochs=3", f"data_root={data_root()}")
     assert "training diverged" in one_error_line(result)
@@ -103,6 +105,7 @@ def test_a_diverging_sweep_trial_is_failed_in_optuna_not_a_zero_score(tmp_path):
     assert [t.info.status for t in trials] == ["FAILED"]
 
 
+@pytest.mark.slow
 def test_without_a_validation_split_the_test_split_chooses_nothing(make_config):
     cfg = make_config(*TINY, "trainer.val_fraction=0", "trainer.epochs=2", "optim.lr=1e-2")
     done = runner.run(cfg)

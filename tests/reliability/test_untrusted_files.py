@@ -2,7 +2,9 @@
 
 Each row crafts an `adapter.safetensors` (from a real one saved on the tiny model) and hands it to
 `python -m samexp.predict` and `python -m samexp.export`: both end with exit code 2 and one line
-naming the file and the offending key, no traceback, and nothing written or touched.
+naming the file and the offending key, no traceback, and nothing written or touched. The same
+table runs in-process through `load_finetuned`, which both CLIs call (fast); the CLI runs are
+subprocesses of a few seconds each, so only the first row of them is in the fast suite.
 """
 
 from __future__ import annotations
@@ -26,6 +28,8 @@ from safetensors.torch import load_file, save_file
 from samexp.adapters.base import trainable_parameters
 from samexp.adapters.io import META_KEY, load_adapter, save_adapter
 from samexp.adapters.lora import LoraAdapter
+from samexp.errors import SamexpError
+from samexp.finetuned import load_finetuned
 from samexp.models.build import build_tiny
 from tests.conftest import REPO
 
@@ -135,6 +139,11 @@ CASES = [
     pytest.param(wrong_dtype, TENSOR, id="tensor-of-wrong-dtype"),
     pytest.param(invalid_json, f"metadata key {META_KEY}", id="invalid-json-metadata"),
 ]
+# every row through both CLIs in the slow suite; the first row through both in the fast one too
+CLI_CASES = [
+    CASES[0],
+    *(pytest.param(*c.values, id=c.id, marks=pytest.mark.slow) for c in CASES[1:]),
+]
 
 
 @pytest.fixture(scope="module")
@@ -165,22 +174,42 @@ def snapshot(folder: Path) -> dict[str, bytes]:
     return {str(p.relative_to(folder)): p.read_bytes() for p in folder.rglob("*") if p.is_file()}
 
 
-@pytest.mark.parametrize("cli", ["predict", "export"])
-@pytest.mark.parametrize("forge, key", CASES)
-def test_a_crafted_adapter_file_is_refused_in_one_line_and_touches_nothing(
-    saved, tmp_path: Path, cli: str, forge: Callable[[Crafted], None], key: str
-):
+def forged(saved, files: Path, forge: Callable[[Crafted], None]) -> tuple[Crafted, Path]:
+    """A folder holding the victim file, a photo and the forged `crafted.safetensors`."""
     meta, tensors = saved
-    files = tmp_path / "files"
     files.mkdir()
     crafted = Crafted(json.loads(json.dumps(meta)), dict(tensors), files)
     crafted.victim.write_text(VICTIM_TEXT)
-    image = files / "photo.png"
-    cv2.imwrite(str(image), np.full((48, 64, 3), 120, np.uint8))
+    cv2.imwrite(str(files / "photo.png"), np.full((48, 64, 3), 120, np.uint8))
     forge(crafted)
     weights = files / "crafted.safetensors"
     text = crafted.text if crafted.text is not None else json.dumps(crafted.meta)
     save_file(crafted.tensors, str(weights), metadata={META_KEY: text})
+    return crafted, weights
+
+
+@pytest.mark.parametrize("forge, key", CASES)
+def test_a_crafted_adapter_file_is_refused_by_the_loader_naming_the_key_and_touches_nothing(
+    saved, tmp_path: Path, monkeypatch, forge: Callable[[Crafted], None], key: str
+):
+    monkeypatch.setenv("SAMEXP_TEST_SECRET", SECRET)
+    crafted, weights = forged(saved, tmp_path / "files", forge)
+    before = snapshot(crafted.files)
+    with pytest.raises(SamexpError) as refused:
+        load_finetuned(weights=str(weights))
+    message = str(refused.value)
+    assert weights.name in message and key in message and "\n" not in message, message
+    assert not crafted.marker.exists() and snapshot(crafted.files) == before
+    assert SECRET not in message  # an interpolation is never resolved
+
+
+@pytest.mark.parametrize("cli", ["predict", "export"])
+@pytest.mark.parametrize("forge, key", CLI_CASES)
+def test_a_crafted_adapter_file_is_refused_in_one_line_and_touches_nothing(
+    saved, tmp_path: Path, cli: str, forge: Callable[[Crafted], None], key: str
+):
+    crafted, weights = forged(saved, tmp_path / "files", forge)
+    files, image = crafted.files, crafted.files / "photo.png"
     before = snapshot(files)
 
     result = run_cli(cli, weights, files / "out", image, tmp_path / "hydra")
