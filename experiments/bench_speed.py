@@ -131,7 +131,7 @@ def frozen_encoder(model: str, ours: bool, epochs: int, device: str, precision: 
     s = Setup(model, ours, device, precision, adapter=adapter)
     images, sizes, boxes = _batch(s.base.img_size, IMAGES, s.device)
     if ours:
-        cached = CachedEncoder(EmbeddingCache(tempfile.mkdtemp()), s.base.weights_id)
+        cached = CachedEncoder(EmbeddingCache(tempfile.mkdtemp()), s.base.identity)
         embeddings = lambda im, sz: cached(s.base.sam, im, sz)  # noqa: E731
     else:
 

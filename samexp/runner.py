@@ -269,7 +269,7 @@ def _embedding_cache(cfg: DictConfig, base: BaseModel, numerics: str) -> CachedE
     cache = EmbeddingCache(root, max_disk_bytes=int(cfg.cache.max_disk_gb * 2**30),
                            max_memory_items=cfg.cache.memory_items)  # fmt: skip
     log.info("embedding cache on: %s", root)
-    return CachedEncoder(cache, base.weights_id, extra=numerics)
+    return CachedEncoder(cache, base.identity, extra=numerics)
 
 
 def _speedups(base: BaseModel, tc: DictConfig, device: torch.device) -> str:

@@ -1,7 +1,5 @@
-"""The splits a run uses; every dataset format's factory returns one of these.
-
-A dataset here is any torch Dataset of `Sample`s that also has `names` (one per item),
-`summary()` (loaded/skipped counts) and a settable `transform` (training augmentation).
+"""The splits a run uses; every dataset format's factory returns one of these, holding datasets
+that follow `SampleDataset`.
 """
 
 from __future__ import annotations
@@ -11,6 +9,7 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, Protocol, runtime_checkable
 
 import torch
 from torch.utils.data import Dataset
@@ -21,11 +20,29 @@ from samexp.errors import DatasetError
 log = logging.getLogger(__name__)
 
 
+@runtime_checkable
+class SampleDataset(Protocol):
+    """What the runner needs of a dataset format, beyond indexing: names for per-image metrics and
+    comparison images, counts of what was loaded and skipped for the run log, and a training
+    augmentation it can set on the train split alone."""
+
+    transform: Callable[[Any, Any], tuple[Any, Any]] | None
+
+    @property
+    def names(self) -> list[str]: ...  # one per item, unique within the split
+
+    def summary(self) -> dict[str, int]: ...  # e.g. {"loaded": 8, "skipped_empty_mask": 0}
+
+    def __len__(self) -> int: ...
+
+    def __getitem__(self, index: int) -> Sample: ...
+
+
 class Subset(Dataset[Sample]):
     """Some items of a dataset, with a transform of their own (the dataset is shallow-copied, so
     augmenting the train part never augments a validation part carved from the same files)."""
 
-    def __init__(self, dataset: Dataset[Sample], indices: list[int]) -> None:
+    def __init__(self, dataset: SampleDataset, indices: list[int]) -> None:
         self.dataset = copy.copy(dataset)
         self.indices = list(indices)
 
@@ -67,13 +84,13 @@ def require_dataset_root(root: str | Path) -> Path:
 @dataclass
 class DatasetSplits:
     name: str
-    train: Dataset[Sample]
-    test: Dataset[Sample]
+    train: SampleDataset
+    test: SampleDataset
     # evaluated each epoch to choose the model; without it nothing is (never the test split)
-    val: Dataset[Sample] | None = None
+    val: SampleDataset | None = None
 
     @classmethod
-    def from_splits(cls, name: str, load: Callable[[str], Dataset[Sample]], train: str, test: str,
+    def from_splits(cls, name: str, load: Callable[[str], SampleDataset], train: str, test: str,
                     val: str | None = None) -> DatasetSplits:  # fmt: skip
         """For formats whose splits are sub-folders: one loader, called per named split."""
         return cls(name=name, train=load(train), test=load(test), val=load(val) if val else None)

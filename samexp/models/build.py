@@ -7,6 +7,7 @@ image encoder at a lower input size (see `resolution.py`).
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -40,6 +41,13 @@ class BaseModel:
     arch: str
     weights_id: str  # sha256 of the checkpoint file, or "random:<arch>:seed<N>"
     build_kwargs: dict = field(default_factory=dict)
+
+    @property
+    def identity(self) -> str:
+        """What decides the embeddings this base computes: its weights and how it was built (a tiny
+        model's depth, an encoder size). Caches key by it, so two architectures that share a seed
+        never share an entry."""
+        return f"{self.weights_id}:{json.dumps(self.build_kwargs, sort_keys=True)}"
 
     @property
     def img_size(self) -> int:

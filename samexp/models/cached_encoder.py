@@ -1,6 +1,6 @@
 """The image encoder behind the embedding cache, for runs whose encoder does not train.
 
-Keys cover the base weights, the exact model input and the attention kernel, so a cached
+Keys cover the base weights and architecture, the exact model input and the attention kernel, so a cached
 embedding is only ever reused where the encoder would have computed the same one.
 """
 
@@ -14,9 +14,9 @@ from samexp.models.seam import encode
 
 
 class CachedEncoder:
-    def __init__(self, cache: EmbeddingCache, weights_id: str, extra: str = "") -> None:
+    def __init__(self, cache: EmbeddingCache, base_identity: str, extra: str = "") -> None:
         self.cache = cache
-        self.weights_id = weights_id
+        self.base_identity = base_identity  # BaseModel.identity: weights and architecture
         self.extra = extra
 
     def __call__(
@@ -24,7 +24,7 @@ class CachedEncoder:
     ) -> torch.Tensor:
         host = images.cpu()
         keys = [
-            cache_key(self.weights_id, host[i], input_sizes[i], extra=self.extra)
+            cache_key(self.base_identity, host[i], input_sizes[i], extra=self.extra)
             for i in range(len(host))
         ]
 

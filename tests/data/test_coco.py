@@ -16,6 +16,7 @@ from pycocotools import mask as mask_utils
 from samexp.data.base import collate
 from samexp.data.coco import CocoDataset, coco_splits
 from samexp.data.coco_json import read_coco
+from samexp.data.splits import SampleDataset
 from samexp.errors import DatasetError
 from tests.conftest import IMG_SIZE
 
@@ -446,3 +447,7 @@ def test_run_on_a_coco_dataset_reports_test_iou_per_category(tmp_path, make_conf
     )).metrics  # fmt: skip
     for key in ("final/test/iou", "final/test/iou/square", "final/test/iou/blob"):
         assert 0.0 <= metrics[key] <= 1.0, key
+
+
+def test_a_coco_dataset_follows_the_dataset_contract(tiny_coco: Path) -> None:
+    assert isinstance(_dataset(tiny_coco), SampleDataset)

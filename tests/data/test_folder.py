@@ -16,6 +16,7 @@ from torch.utils.data import DataLoader
 from samexp.data import base
 from samexp.data.base import collate
 from samexp.data.folder import FolderDataset
+from samexp.data.splits import SampleDataset, Subset
 from samexp.errors import DatasetError
 
 WritePair = Callable[..., tuple[Path, Path]]  # the `write_pair` fixture from conftest.py
@@ -336,3 +337,9 @@ def test_construction_reads_images_by_header_only(
     assert decoded and not [p for p in decoded if "/images/" in p]  # masks only
     dataset[0]
     assert [p for p in decoded if "/images/" in p]  # the image is decoded when used
+
+
+def test_a_folder_dataset_and_its_carved_part_follow_the_dataset_contract(rings_train) -> None:
+    assert isinstance(rings_train, SampleDataset)
+    assert isinstance(Subset(rings_train, [0, 1]), SampleDataset)
+    assert not isinstance(object(), SampleDataset)

@@ -12,6 +12,7 @@ from PIL import Image
 
 import samexp.data.labelmap as labelmap
 from samexp.data.labelmap import LabelMapDataset, labelmap_splits
+from samexp.data.splits import SampleDataset
 from samexp.errors import DatasetError
 
 SHAPE = (40, 56)  # H×W
@@ -330,3 +331,7 @@ def test_run_reports_overall_and_per_class_metrics(root: Path, make_config) -> N
         "final/test/iou/bird",
     ):
         assert 0.0 <= metrics[key] <= 1.0, key
+
+
+def test_a_label_map_dataset_follows_the_dataset_contract(root: Path) -> None:
+    assert isinstance(load(root), SampleDataset)

@@ -45,3 +45,10 @@ def test_official_loads_a_local_checkpoint_and_records_its_sha(tmp_path):
     assert torch.equal(
         loaded.sam.mask_decoder.iou_token.weight, random_b.sam.mask_decoder.iou_token.weight
     )
+
+
+def test_a_base_model_identity_tells_architectures_apart_that_share_a_seed():
+    # embeddings are cached by identity: a depth-3 tiny model must not be served depth-2 entries
+    assert build_tiny(seed=0).identity == build_tiny(seed=0).identity
+    assert build_tiny(seed=0).identity != build_tiny(seed=0, depth=3).identity
+    assert build_tiny(seed=0).identity != build_tiny(seed=1).identity
