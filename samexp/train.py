@@ -103,6 +103,9 @@ class NonFiniteGuard:
     epoch_skipped: int = 0
     last_loss_finite: bool = True
 
+    def new_epoch(self) -> None:
+        self.epoch_steps = self.epoch_skipped = 0
+
     def record(self, stepped: bool, loss_finite: bool) -> None:
         self.epoch_steps += 1
         self.last_loss_finite = loss_finite
@@ -195,7 +198,7 @@ def fit(
         sam.train()
         sums: dict[str, float] = {}
         seen, norms = 0, []
-        guard.epoch_steps = guard.epoch_skipped = 0
+        guard.new_epoch()
         window_finite = True  # every loss of the current accumulation window was finite
         optimizer.zero_grad(set_to_none=True)
         bar = tqdm(loader, desc=f"epoch {epoch}/{epochs}", leave=False)
@@ -242,7 +245,6 @@ def fit(
         if guard.epoch_skipped:
             log.warning("epoch %d: skipped %d of %d optimizer steps with a non-finite loss or "
                         "gradient", epoch, guard.epoch_skipped, guard.epoch_steps)  # fmt: skip
-        done = max_steps is not None and step >= max_steps
         stop_if_diverged(end_of_epoch=True)
         done = max_steps is not None and step >= max_steps
         if evaluate_fn is not None and (epoch % eval_every == 0 or epoch == epochs or done):
