@@ -6,9 +6,6 @@ wrong type stops the run at startup with OmegaConf's message naming the key.
 
 from __future__ import annotations
 
-import math
-import re
-from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field, fields
 from enum import Enum
 from typing import Any
@@ -17,53 +14,16 @@ from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, DictConfig
 
 import samexp.paths  # noqa: F401  (registers ${samexp_home:} before any config is composed)
+from samexp.checks import (
+    AT_LEAST_1,
+    NON_NEGATIVE,
+    POSITIVE,
+    Pattern,
+    Range,
+    checked,
+    out_of_range,
+)
 from samexp.errors import ConfigValueError
-
-
-# --- allowed values, declared beside each field and checked by `validate` at startup ----------
-@dataclass(frozen=True)
-class Range:
-    """The numbers a field accepts; `None` stays allowed for optional fields."""
-
-    low: float | None = None
-    high: float | None = None
-    open_low: bool = False  # low itself excluded
-    open_high: bool = False
-
-    def allows(self, value: Any) -> bool:
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or math.isnan(value):
-            return False
-        if self.low is not None and (value <= self.low if self.open_low else value < self.low):
-            return False
-        return self.high is None or (value < self.high if self.open_high else value <= self.high)
-
-    def __str__(self) -> str:
-        if self.high is None:
-            return f"{'>' if self.open_low else '>='} {self.low:g}"
-        if self.low is None:
-            return f"{'<' if self.open_high else '<='} {self.high:g}"
-        return (f"in {'(' if self.open_low else '['}{self.low:g}, {self.high:g}"
-                f"{')' if self.open_high else ']'}")  # fmt: skip
-
-
-@dataclass(frozen=True)
-class Pattern:
-    """The strings a field accepts (a full-match regex), described in the user's words."""
-
-    regex: str
-    description: str
-
-    def allows(self, value: Any) -> bool:
-        return isinstance(value, str) and re.fullmatch(self.regex, value) is not None
-
-    def __str__(self) -> str:
-        return self.description
-
-
-def checked(default: Any, check: Range | Pattern, why: str = "") -> Any:
-    """A dataclass field whose value `validate` checks against `check` (`why` joins the message)."""
-    return field(default=default, metadata={"check": check, "why": why})
-
 
 # the metrics `run()` returns, by name: <stage>/test/<metric>[/<category>], best/val/<monitor>,
 # best/epoch and the train/ counts
@@ -72,9 +32,6 @@ OBJECTIVE = (r"(baseline|final|delta)/test/(iou|dice)(/.+)?|best/(epoch|val/(iou
 OBJECTIVES = ("a metric the run returns: final/test/iou, final/test/dice, delta/test/<metric>, "
               "baseline/test/<metric>, <stage>/test/<metric>/<category>, best/val/<monitor>, "
               "best/epoch, train/steps")  # fmt: skip
-AT_LEAST_1 = Range(low=1)
-NON_NEGATIVE = Range(low=0)
-POSITIVE = Range(low=0, open_low=True)
 
 
 class Mode(str, Enum):
@@ -507,17 +464,6 @@ def schema_of(group: str, node: Any) -> type | None:
         if any(f.name == "_target_" and f.default == target for f in fields(schema)):
             return schema
     return None
-
-
-def out_of_range(schema: type, values: Mapping[str, Any]) -> Iterator[tuple[str, Any, str]]:
-    """(field, value, "must be ...") for each value that fails the check its field declares;
-    fields absent from `values`, or None, pass. Config files and adapter files share it."""
-    for f in fields(schema):
-        check, value = f.metadata.get("check"), values.get(f.name)
-        if check is None or value is None or check.allows(value):
-            continue
-        why = f" ({f.metadata['why']})" if f.metadata.get("why") else ""
-        yield f.name, value, f"must be {check}{why}"
 
 
 def validate(cfg: DictConfig) -> None:

@@ -18,7 +18,8 @@ from omegaconf.errors import OmegaConfBaseException
 
 from samexp.adapters.base import Adapter
 from samexp.adapters.registry import kind_of_target, registered
-from samexp.config import OfficialModelConfig, TinyModelConfig, out_of_range
+from samexp.checks import out_of_range
+from samexp.config import OfficialModelConfig, TinyModelConfig
 from samexp.errors import SamexpError, UntrustedFileError
 from samexp.models.build import OFFICIAL_ARCHS
 

@@ -1,0 +1,73 @@
+"""Allowed values, declared on a dataclass field beside its default and checked in one place.
+
+Config files (`samexp.config.validate`) and adapter files (`samexp.adapters.meta`) share these,
+so a value out of range gets the same words whichever file it came from.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field, fields
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Range:
+    """The numbers a field accepts; `None` stays allowed for optional fields."""
+
+    low: float | None = None
+    high: float | None = None
+    open_low: bool = False  # low itself excluded
+    open_high: bool = False
+
+    def allows(self, value: Any) -> bool:
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or math.isnan(value):
+            return False
+        if self.low is not None and (value <= self.low if self.open_low else value < self.low):
+            return False
+        return self.high is None or (value < self.high if self.open_high else value <= self.high)
+
+    def __str__(self) -> str:
+        if self.high is None:
+            return f"{'>' if self.open_low else '>='} {self.low:g}"
+        if self.low is None:
+            return f"{'<' if self.open_high else '<='} {self.high:g}"
+        return (f"in {'(' if self.open_low else '['}{self.low:g}, {self.high:g}"
+                f"{')' if self.open_high else ']'}")  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Pattern:
+    """The strings a field accepts (a full-match regex), described in the user's words."""
+
+    regex: str
+    description: str
+
+    def allows(self, value: Any) -> bool:
+        return isinstance(value, str) and re.fullmatch(self.regex, value) is not None
+
+    def __str__(self) -> str:
+        return self.description
+
+
+def checked(default: Any, check: Range | Pattern, why: str = "") -> Any:
+    """A dataclass field whose value `validate` checks against `check` (`why` joins the message)."""
+    return field(default=default, metadata={"check": check, "why": why})
+
+
+AT_LEAST_1 = Range(low=1)
+NON_NEGATIVE = Range(low=0)
+POSITIVE = Range(low=0, open_low=True)
+
+
+def out_of_range(schema: type, values: Mapping[str, Any]) -> Iterator[tuple[str, Any, str]]:
+    """(field, value, "must be ...") for each value that fails the check its field declares;
+    fields absent from `values`, or None, pass. Config files and adapter files share it."""
+    for f in fields(schema):
+        check, value = f.metadata.get("check"), values.get(f.name)
+        if check is None or value is None or check.allows(value):
+            continue
+        why = f" ({f.metadata['why']})" if f.metadata.get("why") else ""
+        yield f.name, value, f"must be {check}{why}"
