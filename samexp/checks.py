@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
 
@@ -21,6 +21,7 @@ class Range:
     high: float | None = None
     open_low: bool = False  # low itself excluded
     open_high: bool = False
+    why: str = ""  # joins the message: "must be >= 1 (epochs)"
 
     def allows(self, value: Any) -> bool:
         if isinstance(value, bool) or not isinstance(value, (int, float)) or math.isnan(value):
@@ -44,6 +45,7 @@ class Pattern:
 
     regex: str
     description: str
+    why: str = ""
 
     def allows(self, value: Any) -> bool:
         return isinstance(value, str) and re.fullmatch(self.regex, value) is not None
@@ -52,9 +54,31 @@ class Pattern:
         return self.description
 
 
-def checked(default: Any, check: Range | Pattern, why: str = "") -> Any:
+@dataclass(frozen=True)
+class OneOf:
+    """The values a field accepts, listed (what a `Literal[...]` annotation says)."""
+
+    choices: tuple[Any, ...]
+    why: str = ""
+
+    def allows(self, value: Any) -> bool:
+        return value in self.choices
+
+    def __str__(self) -> str:
+        return f"one of {', '.join(map(str, self.choices))}"
+
+
+Check = Range | Pattern | OneOf
+
+
+def checked(default: Any, check: Check, why: str = "") -> Any:
     """A dataclass field whose value `validate` checks against `check` (`why` joins the message)."""
-    return field(default=default, metadata={"check": check, "why": why})
+    return field(default=default, metadata={"check": replace(check, why=why) if why else check})
+
+
+def because(check: Check, why: str) -> Check:
+    """`check`, saying why in its message: `Annotated[int, because(AT_LEAST_1, "epochs")]`."""
+    return replace(check, why=why)
 
 
 AT_LEAST_1 = Range(low=1)
@@ -69,5 +93,5 @@ def out_of_range(schema: type, values: Mapping[str, Any]) -> Iterator[tuple[str,
         check, value = f.metadata.get("check"), values.get(f.name)
         if check is None or value is None or check.allows(value):
             continue
-        why = f" ({f.metadata['why']})" if f.metadata.get("why") else ""
+        why = f" ({check.why})" if check.why else ""
         yield f.name, value, f"must be {check}{why}"

@@ -1,12 +1,15 @@
-"""Typed schemas for every config group, registered in Hydra's ConfigStore.
+"""The root config and the settings the runner reads, registered in Hydra's ConfigStore.
 
-Each yaml option in conf/<group>/ extends one of these (`defaults: [<schema>]`), so a typo or a
-wrong type stops the run at startup with OmegaConf's message naming the key.
+Every choosable option (model, dataset, adapter, loss, prompt, scheduler, optim, augment, tracking,
+cache) is defined by its own code instead: `@option` beside the class or function generates its
+schema (samexp/options.py). Each yaml in conf/<group>/ extends its schema (`defaults:
+[<name>_schema]`), so a typo or a wrong type stops the run at startup with OmegaConf's message
+naming the key, and `validate` checks every declared range before anything is built.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
 
@@ -24,6 +27,8 @@ from samexp.checks import (
     out_of_range,
 )
 from samexp.errors import ConfigValueError
+from samexp.options import by_target, groups, load_all
+from samexp.train import MAX_NONFINITE_STEPS
 
 # the metrics `run()` returns, by name: <stage>/test/<metric>[/<category>], best/val/<monitor>,
 # best/epoch and the train/ counts
@@ -60,238 +65,7 @@ class Device(str, Enum):
     cuda = "cuda"
 
 
-# --- model -----------------------------------------------------------------------------------
-@dataclass
-class OfficialModelConfig:
-    _target_: str = "samexp.models.build.build_official"
-    arch: str = "vit_b"
-    checkpoint: str | None = None  # a local .pth: used instead of the cache / download
-    pretrained: bool = True  # False: random init, no download (benchmarks)
-    cache_dir: str | None = None  # default: $SAMEXP_CACHE or ~/.cache/samexp
-    mirror: str | None = (
-        None  # folder or URL holding the official files; default $SAMEXP_CHECKPOINT_MIRROR
-    )
-    download: bool = True
-    seed: int = 0  # of a random init (pretrained=false); ${seed} in conf/model/
-    encoder_size: int | None = (
-        None  # run the image encoder at this input size (e.g. 512: ~4x less encoder work); default native
-    )
-
-
-@dataclass
-class TinyModelConfig:
-    _target_: str = "samexp.models.build.build_tiny"
-    arch: str = "tiny"  # fixed: lets configs name the model uniformly (${model.arch})
-    seed: int = 0  # ${seed} in conf/model/tiny.yaml
-    img_size: int = 256
-    patch_size: int = 16
-    embed_dim: int = 32
-    depth: int = 2
-    num_heads: int = 2
-    window_size: int = 4
-    global_attn_indexes: list[int] = field(default_factory=lambda: [1])
-    prompt_embed_dim: int = 32
-    decoder_depth: int = 2
-    decoder_mlp_dim: int = 64
-    decoder_heads: int = 2
-    encoder_size: int | None = (
-        None  # run the image encoder at this input size (e.g. 512: ~4x less encoder work); default native
-    )
-
-
-# --- dataset ---------------------------------------------------------------------------------
-@dataclass
-class FolderDatasetConfig:
-    _target_: str = "samexp.data.folder.folder_splits"
-    name: str = MISSING
-    root: str = MISSING
-    train_split: str = "train"
-    test_split: str = "test"
-    val_split: str | None = None
-    mask_threshold: int = checked(127, Range(0, 254), "a mask pixel counts above it")
-    images_dir: str = "images"
-    masks_dir: str = "masks"
-
-
-@dataclass
-class CocoDatasetConfig:
-    """COCO instance segmentation. Two layouts, detected from the files:
-    single: <root>/<images_dir>/ + <root>/<annotations>, `val_size` of the images held out (seeded);
-    pre-split: <root>/<train_split>/ and <root>/<val_split>/, each with images + annotations.
-    COCO's held-out `val` part is what samexp evaluates on (`test/*` metrics); the early-stopping
-    validation split is carved from train by `trainer.val_fraction`."""
-
-    _target_: str = "samexp.data.coco.coco_splits"
-    name: str = MISSING
-    root: str = MISSING
-    images_dir: str = "images"
-    annotations: str = "annotations.json"
-    train_split: str = "train"
-    val_split: str = "val"
-    val_size: float = checked(0.2, Range(0, 1, open_low=True, open_high=True), "share held out")
-    seed: int = 0  # of the held-out draw; ${seed} in conf/dataset/coco.yaml
-    categories: list[str] | None = None  # keep only these category names (default: all)
-    # instances smaller than this many pixels are skipped (and counted)
-    min_area: float = checked(0.0, NON_NEGATIVE, "pixels")
-
-
-@dataclass
-class LabelMapDatasetConfig:
-    """Semantic label maps: <root>/<split>/<images_dir>/ + <root>/<split>/<labels_dir>/ PNGs whose
-    pixel value is a class id, and <root>/<classes_file> with `id name` per line. Each class
-    present in an image becomes one target instance; metrics are also reported per class."""
-
-    _target_: str = "samexp.data.labelmap.labelmap_splits"
-    name: str = MISSING
-    root: str = MISSING
-    train_split: str = "train"
-    test_split: str = "test"
-    val_split: str | None = None
-    images_dir: str = "images"
-    labels_dir: str = "labels"
-    classes_file: str = "classes.txt"
-    ignore_index: int | None = 255  # pixels with this value belong to no target
-    background_ids: list[int] = field(default_factory=lambda: [0])  # classes that are never targets
-    # class regions smaller than this many pixels are skipped (and counted)
-    min_area: int = checked(0, NON_NEGATIVE, "pixels")
-
-
-# --- adapter ---------------------------------------------------------------------------------
-@dataclass
-class LoraAdapterConfig:
-    _target_: str = "samexp.adapters.lora.LoraAdapter"
-    rank: int = checked(8, AT_LEAST_1)
-    alpha: float = checked(8.0, POSITIVE)
-    dropout: float = checked(0.0, Range(0, 1, open_high=True))
-    # regex matched against full module names (peft's check_target_module_exists)
-    target_modules: str = r"image_encoder\.blocks\.\d+\.attn\.qkv"
-    # on SAM's fused qkv Linear, which of q/k/v get a LoRA delta (the ring study: q and v)
-    qkv_parts: list[str] = field(default_factory=lambda: ["q", "v"])
-
-
-@dataclass
-class DecoderAdapterConfig:
-    _target_: str = "samexp.adapters.decoder.DecoderAdapter"
-    train_prompt_encoder: bool = False
-
-
-@dataclass
-class FullAdapterConfig:
-    _target_: str = "samexp.adapters.full.FullAdapter"
-
-
-# --- loss / prompt ---------------------------------------------------------------------------
-@dataclass
-class LossConfig:
-    _target_: str = "samexp.losses.SamLoss"
-    mask_loss: Any = MISSING  # a MONAI loss, built by its own _target_
-    # weight of the MSE between SAM's predicted IoU and the true IoU
-    iou_head_weight: float = checked(0.0, NON_NEGATIVE)
-
-
-@dataclass
-class BoxPromptConfig:
-    _target_: str = "samexp.prompts.box.BoxPrompt"
-    jitter: float = 0.1  # training only: each side moves up to this fraction of the box size
-    max_jitter_px: float = 20.0  # ... and never more than this many input-frame pixels
-
-
-@dataclass
-class PointsPromptConfig:
-    _target_: str = "samexp.prompts.points.PointsPrompt"
-    positive: int = 1  # points sampled inside the target
-    negative: int = 0  # points sampled outside it (within the image)
-    center: bool = False  # first positive point = deepest point of the distance transform
-    grid_points_per_side: int | None = None  # snap points to the automatic mask generator's grid
-
-
-@dataclass
-class BoxPointsPromptConfig:
-    _target_: str = "samexp.prompts.box_points.BoxPointsPrompt"
-    jitter: float = 0.1
-    max_jitter_px: float = 20.0
-    positive: int = 1
-    negative: int = 0
-    center: bool = True
-
-
-@dataclass
-class MaskPromptConfig:
-    """Two decoder passes: `initial` prompts, then the same prompts plus the first pass's logits."""
-
-    _target_: str = "samexp.prompts.mask.MaskPrompt"
-    initial: Any = field(default_factory=lambda: {"_target_": "samexp.prompts.box.BoxPrompt"})
-
-
-@dataclass
-class IterativePromptConfig:
-    """SAM-paper / micro-sam training: start from a box or one point, then `iterations` times add a
-    corrective point from the error region (positive in misses, negative in false alarms),
-    feeding back the previous logits as mask prompt."""
-
-    _target_: str = "samexp.prompts.iterative.IterativePrompt"
-    start: str = "box"  # box | point
-    iterations: int = 7
-    mask_feedback: bool = True
-    jitter: float = 0.1
-    max_jitter_px: float = 20.0
-
-
-# --- lr schedules / augmentation -------------------------------------------------------------
-@dataclass
-class ConstantScheduleConfig:
-    _target_: str = "samexp.schedulers.constant"
-
-
-@dataclass
-class WarmupCosineScheduleConfig:
-    _target_: str = "samexp.schedulers.warmup_cosine"
-    # fraction of all steps (< 1) or a number of steps (>= 1)
-    warmup: float = checked(0.05, NON_NEGATIVE)
-    min_lr_ratio: float = checked(0.0, Range(0, 1))
-
-
-@dataclass
-class StepScheduleConfig:
-    _target_: str = "samexp.schedulers.step_decay"
-    step_size: int = checked(10, AT_LEAST_1, "epochs")
-    gamma: float = checked(0.1, POSITIVE)
-
-
-@dataclass
-class PlateauScheduleConfig:
-    _target_: str = "samexp.schedulers.plateau"
-    factor: float = checked(0.5, Range(0, 1, open_low=True, open_high=True))
-    # evaluations without improvement of trainer.monitor
-    patience: int = checked(2, NON_NEGATIVE)
-    min_lr: float = checked(0.0, NON_NEGATIVE)
-
-
-@dataclass
-class AugmentConfig:
-    """Training-only augmentation (torchvision.transforms.v2, image and masks together; prompts are
-    derived from the augmented masks, so they follow)."""
-
-    _target_: str = "samexp.data.augment.Augment"
-    hflip: float = 0.5
-    vflip: float = 0.0
-    crop: float = 0.5  # probability of a random scale/crop
-    crop_scale: list[float] = field(default_factory=lambda: [0.5, 1.0])  # area fraction kept
-    brightness: float = 0.2
-    contrast: float = 0.2
-    saturation: float = 0.2
-    hue: float = 0.0
-
-
-# --- optimisation / training / tracking ------------------------------------------------------
-@dataclass
-class OptimConfig:
-    _target_: str = "torch.optim.AdamW"
-    lr: float = checked(1e-4, POSITIVE, "learning rate")
-    weight_decay: float = checked(1e-2, NON_NEGATIVE)
-    fused: bool = True  # one kernel per step, not one per tensor group: ~40% faster AdamW on CPU
-
-
+# --- the settings the runner reads (no constructor of their own) -----------------------------
 @dataclass
 class TrainerConfig:
     epochs: int = checked(10, AT_LEAST_1, "passes over the train split")
@@ -321,25 +95,13 @@ class TrainerConfig:
     restore_best: bool = True  # evaluate on test (and save) the best validation epoch's weights
     # a step whose loss or gradient is not finite is skipped; this many in a row (or a whole
     # epoch of them) stop the run as diverged
-    max_nonfinite_steps: int = checked(20, AT_LEAST_1, "skipped non-finite steps in a row")
+    max_nonfinite_steps: int = checked(
+        MAX_NONFINITE_STEPS, AT_LEAST_1, "skipped non-finite steps in a row"
+    )
     attention: AttentionKernel = AttentionKernel.auto
     precision: Precision = Precision.fp32
     checkpointing: bool = (
         False  # recompute encoder blocks in backward: less memory, a bit more time
-    )
-
-
-@dataclass
-class TrackingConfig:
-    enabled: bool = True
-    tracking_uri: str = "sqlite:///${paths.mlruns}/mlflow.db"  # or http://server:5000 for a team
-    artifact_root: str = "${paths.mlruns}/artifacts"  # used when the experiment is created
-    experiment: str = "samexp"
-    run_name: str | None = None  # default: <adapter>-<dataset>-<model>, e.g. lora-r8-rings-vit_b
-    max_images: int = checked(16, NON_NEGATIVE, "comparison images logged per run")
-    log_weights: bool = True
-    parent_run_id: str | None = (
-        None  # nest under this run (sweeps set $SAMEXP_PARENT_RUN_ID instead)
     )
 
 
@@ -351,19 +113,6 @@ class PathsConfig:
     mlruns: str = "${paths.root}/mlruns"
     outputs: str = "${paths.root}/outputs"
     multirun: str = "${paths.root}/multirun"
-
-
-@dataclass
-class EmbeddingCacheConfig:
-    """Frozen-encoder runs (adapter=decoder, decoder-only LoRA) reuse image embeddings across epochs,
-    runs and sweep trials. Off automatically when the encoder trains or augmentation is on."""
-
-    enabled: bool = True
-    dir: str | None = (
-        None  # default: <$SAMEXP_CACHE or ~/.cache/samexp>/embeddings; null in memory only
-    )
-    max_disk_gb: float = checked(10.0, NON_NEGATIVE)
-    memory_items: int = checked(256, NON_NEGATIVE)
 
 
 @dataclass
@@ -379,6 +128,8 @@ class TrialConfig:
 
 @dataclass
 class Config:
+    # the option groups: each node's schema is generated from its code (samexp.options) and chosen
+    # in conf/config.yaml's defaults list
     model: Any = MISSING
     dataset: Any = MISSING
     adapter: Any = MISSING
@@ -389,11 +140,11 @@ class Config:
     )
     scheduler: Any = MISSING
     augment: Any = None  # `augment=default` to turn it on
-    optim: OptimConfig = field(default_factory=OptimConfig)
+    optim: Any = MISSING
+    tracking: Any = MISSING
+    cache: Any = MISSING  # the embedding cache (conf/cache/embeddings.yaml)
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
-    tracking: TrackingConfig = field(default_factory=TrackingConfig)
     optuna: TrialConfig = field(default_factory=TrialConfig)
-    cache: EmbeddingCacheConfig = field(default_factory=EmbeddingCacheConfig)
     # the run's one seed: trainer.seed, model.seed and dataset.seed are `${seed}` in conf/, so
     # `seed=1` moves the RNGs, a random model's init and the splits together (each can be set alone)
     seed: int = checked(0, NON_NEGATIVE, "numpy takes no negative seed")
@@ -405,65 +156,28 @@ class Config:
     objective: str = checked("final/test/iou", Pattern(OBJECTIVE, OBJECTIVES))
 
 
-SCHEMAS = {
-    "model": {"official_schema": OfficialModelConfig, "tiny_schema": TinyModelConfig},
-    "dataset": {
-        "folder_schema": FolderDatasetConfig,
-        "coco_schema": CocoDatasetConfig,
-        "labelmap_schema": LabelMapDatasetConfig,
-    },
-    "adapter": {
-        "lora_schema": LoraAdapterConfig,
-        "decoder_schema": DecoderAdapterConfig,
-        "full_schema": FullAdapterConfig,
-    },
-    "loss": {"loss_schema": LossConfig},
-    "prompt": {
-        "box_schema": BoxPromptConfig,
-        "points_schema": PointsPromptConfig,
-        "box_points_schema": BoxPointsPromptConfig,
-        "mask_schema": MaskPromptConfig,
-        "iterative_schema": IterativePromptConfig,
-    },
-    "scheduler": {
-        "constant_schema": ConstantScheduleConfig,
-        "cosine_schema": WarmupCosineScheduleConfig,
-        "step_schema": StepScheduleConfig,
-        "plateau_schema": PlateauScheduleConfig,
-    },
-    "augment": {"augment_schema": AugmentConfig},
-    "optim": {"optim_schema": OptimConfig},
-    "trainer": {"trainer_schema": TrainerConfig},
-    "tracking": {"tracking_schema": TrackingConfig},
-    "paths": {"paths_schema": PathsConfig},
-}
+# the groups whose schema is one of the dataclasses above; every other group is made of options
+SETTINGS = {"trainer": TrainerConfig, "paths": PathsConfig, "optuna": TrialConfig}
 
 
 def register_configs() -> None:
+    load_all()  # each option stores its own schema (<group>/<name>_schema) as its module loads
     cs = ConfigStore.instance()
     cs.store(name="config_schema", node=Config)
-    for group, options in SCHEMAS.items():
-        for name, node in options.items():
-            cs.store(group=group, name=name, node=node)
+    for group, schema in SETTINGS.items():
+        cs.store(group=group, name=f"{group}_schema", node=schema)
 
 
 register_configs()
 
 
-# the groups whose schema is fixed, and the option groups whose schema is found by `_target_`
-FIXED = {"trainer": TrainerConfig, "optim": OptimConfig, "tracking": TrackingConfig,
-         "cache": EmbeddingCacheConfig}  # fmt: skip
-
-
 def schema_of(group: str, node: Any) -> type | None:
     """The dataclass a composed group node was built from (None for a node no schema describes)."""
-    if group in FIXED:
-        return FIXED[group]
+    if group in SETTINGS:
+        return SETTINGS[group]
     target = node.get("_target_") if isinstance(node, DictConfig) else None
-    for schema in SCHEMAS.get(group, {}).values():
-        if any(f.name == "_target_" and f.default == target for f in fields(schema)):
-            return schema
-    return None
+    entry = by_target(group, target)
+    return entry.schema if entry is not None else None
 
 
 def validate(cfg: DictConfig) -> None:
@@ -471,9 +185,9 @@ def validate(cfg: DictConfig) -> None:
     sense (epochs=-1, val_fraction=1.5, monitor=loss) stops the run naming the key and what it
     accepts, rather than a traceback an epoch later or a silently wrong result."""
     problems = []
-    for group in dict.fromkeys((*FIXED, *SCHEMAS)):
+    for group in dict.fromkeys((*SETTINGS, *groups(), "eval_prompt")):
         node = cfg.get(group)
-        schema = schema_of(group, node)
+        schema = schema_of("prompt" if group == "eval_prompt" else group, node)
         if schema is None or node is None:
             continue
         for name, value, problem in out_of_range(schema, node):

@@ -4,23 +4,16 @@ model they were trained on. Prediction and export both start here."""
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TypeVar
 
 from samexp.adapters.base import Adapter
 from samexp.adapters.io import load_adapter, read_adapter_meta
 from samexp.adapters.meta import check_base
-from samexp.errors import SamexpError, UntrustedFileError
-from samexp.models.build import (
-    OFFICIAL_IMG_SIZE,
-    OFFICIAL_PATCH_SIZE,
-    BaseModel,
-    build_official,
-    build_tiny,
-)
+from samexp.errors import CheckpointError, SamexpError, UntrustedFileError
+from samexp.models.build import BaseModel
 from samexp.models.checkpoints import default_cache_dir
-from samexp.models.resolution import check_encoder_size
+from samexp.options import by_target
 from samexp.paths import default_tracking_uri
 
 log = logging.getLogger(__name__)
@@ -68,52 +61,28 @@ def resolve_weights(run_id: str | None, weights: str | None, tracking_uri: str) 
 def build_base(meta: dict, checkpoint: str | None = None, cache_dir: str | None = None,
                mirror: str | None = None, download: bool = True,
                source: str | Path = "adapter metadata") -> BaseModel:  # fmt: skip
-    """The base model the adapter's metadata names, at the encoder size it was trained at (tiny and
-    random bases are rebuilt from their seed). The description is checked first (`source` names
-    the file in errors): it comes from a file, so it picks neither code nor checkpoint paths."""
+    """The base model the adapter's metadata names, rebuilt by its registered builder from the
+    arguments recorded (a random base from its seed, at the encoder size it was trained at). The
+    description is checked first (`source` names the file in errors): it comes from a file, so it
+    picks neither code nor where the weights come from: that is these arguments."""
     base = check_base(meta.get("base") if isinstance(meta, dict) else None, source)
-    kwargs = base["build_kwargs"]
-    if base["arch"] == "tiny":
-        return _tiny(kwargs, source)
-    encoder_size = kwargs.get("encoder_size")  # absent in files saved before it existed: native
-    if encoder_size is not None:
-        _checked(source, check_encoder_size, encoder_size, OFFICIAL_IMG_SIZE, OFFICIAL_PATCH_SIZE)
-    if base["weights_id"].startswith("random:"):
-        return build_official(
-            arch=base["arch"],
-            pretrained=False,
-            seed=kwargs.get("seed", 0),
-            encoder_size=encoder_size,
-        )
-    return build_official(
-        arch=base["arch"],
-        checkpoint=checkpoint,
-        cache_dir=cache_dir,
-        mirror=mirror,
-        download=download,
-        encoder_size=encoder_size,
-    )
-
-
-def _tiny(kwargs: dict, source: str | Path) -> BaseModel:
-    """The tiny model from typed but otherwise arbitrary sizes: what torch says about impossible
-    ones (a zero patch size, ...) is the file's fault, said in one line."""
+    builder = by_target("model", base["_target_"])
+    reader = {"checkpoint": checkpoint, "cache_dir": cache_dir, "mirror": mirror,
+              "download": download}  # fmt: skip
+    accepted = {k: v for k, v in reader.items() if k in builder.arguments()}
     try:
-        return _checked(source, build_tiny, **kwargs)
+        return builder.obj(**base["build_kwargs"], **accepted)
+    except CheckpointError:
+        raise  # about the reader's weights (offline, a wrong file), not the adapter file
+    except SamexpError as e:  # a value the builder refuses (an encoder size, ...)
+        raise UntrustedFileError(f"{source}: metadata key base.build_kwargs: {e}") from None
     except (ArithmeticError, ValueError, RuntimeError, TypeError, AssertionError) as e:
+        # typed but impossible sizes (a patch larger than the image, ...): the file's fault
         first = (str(e).strip().splitlines() or [""])[0]
         raise UntrustedFileError(
-            f"{source}: metadata key base.build_kwargs: the tiny model cannot be built from "
-            f"{kwargs} ({type(e).__name__}: {first})"
+            f"{source}: metadata key base.build_kwargs: {builder.name} cannot be built from "
+            f"{base['build_kwargs']} ({type(e).__name__}: {first})"
         ) from None
-
-
-def _checked(source: str | Path, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-    """`fn(...)`, its SamexpError (a value out of range) said as the file's."""
-    try:
-        return fn(*args, **kwargs)
-    except SamexpError as e:
-        raise UntrustedFileError(f"{source}: metadata key base.build_kwargs: {e}") from None
 
 
 def load_finetuned(

@@ -5,19 +5,26 @@ Returns the total and its named parts so every part can be logged (`train/loss/m
 
 from __future__ import annotations
 
+from typing import Annotated
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from samexp.errors import SamexpError
+from samexp.checks import NON_NEGATIVE
 from samexp.metrics import iou
+from samexp.options import option
 
 
+@option("loss", "sam")
 class SamLoss(nn.Module):
-    def __init__(self, mask_loss: nn.Module, iou_head_weight: float = 0.0) -> None:
+    def __init__(
+        self,
+        mask_loss: nn.Module,  # a MONAI loss, built by its own _target_
+        # weight of the MSE between SAM's predicted IoU and the true IoU
+        iou_head_weight: Annotated[float, NON_NEGATIVE] = 0.0,
+    ) -> None:
         super().__init__()
-        if iou_head_weight < 0:
-            raise SamexpError(f"loss.iou_head_weight must be >= 0, got {iou_head_weight}")
         self.mask_loss = mask_loss
         self.iou_head_weight = iou_head_weight
 

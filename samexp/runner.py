@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import logging
 import math
-import os
 import random
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,8 +18,7 @@ from torch.utils.data import DataLoader
 
 from samexp.adapters.base import Adapter, parameter_counts, trainable_parameters
 from samexp.config import validate
-from samexp.data.base import collate
-from samexp.data.memo import WORKER_CONTEXT, describe, memoize
+from samexp.data import loading
 from samexp.data.splits import DatasetSplits
 from samexp.devices import resolve_device
 from samexp.errors import SamexpError
@@ -75,37 +73,6 @@ def build(node: DictConfig, **kwargs):
         raise SamexpError(f"{e}") from e
 
 
-def _num_workers(requested: int | None, device: torch.device) -> int:
-    """DataLoader workers: as configured, else none on CPU (they would take the model's cores)
-    and half the cores, at most 8, on CUDA (decoding must keep up with the GPU)."""
-    if requested is None:
-        return min(8, (os.cpu_count() or 1) // 2) if device.type == "cuda" else 0
-    return requested
-
-
-def _sample_cache_bytes(gb: float) -> int:
-    return int(gb * 2**30)
-
-
-def _loaders(
-    splits: DatasetSplits, tc: DictConfig, device: torch.device, workers: int, cache_bytes: int
-) -> tuple[DataLoader, DataLoader | None, DataLoader]:
-    """train (shuffled, seeded), the validation split (None without one), test split;
-    un-augmented splits are decoded once into the sample cache, most-read first (val and train
-    every epoch, test twice)."""
-    parts = {"val": splits.val} if splits.val is not None else {}
-    data = memoize({**parts, "train": splits.train, "test": splits.test}, cache_bytes, workers)
-    log.info(describe(data))
-    common = {"batch_size": tc.batch_size, "collate_fn": collate, "num_workers": workers,
-              "persistent_workers": workers > 0, "pin_memory": device.type == "cuda",
-              "multiprocessing_context": WORKER_CONTEXT if workers else None}  # fmt: skip
-    train = DataLoader(
-        data["train"], shuffle=True, generator=torch.Generator().manual_seed(tc.seed), **common
-    )
-    val = DataLoader(data["val"], **common) if "val" in data else None
-    return train, val, DataLoader(data["test"], **common)
-
-
 def _model_selection(
     splits: DatasetSplits, tc: DictConfig, has_plateau: bool, objective: str
 ) -> bool:
@@ -148,8 +115,8 @@ def run(cfg: DictConfig) -> RunResult:
     tc = cfg.trainer
     seed_everything(tc.seed)
     device = resolve_device(tc.device)
-    workers = _num_workers(tc.num_workers, device)
-    cache_bytes = _sample_cache_bytes(tc.sample_cache_gb)
+    workers = loading.num_workers(tc.num_workers, device)
+    cache_bytes = loading.sample_cache_bytes(tc.sample_cache_gb)
     amp = mixed_precision(_enum_value(tc.precision), device)
     adapter: Adapter = build(cfg.adapter, _convert_="all")
     prompt: PromptStrategy = build(cfg.prompt)
@@ -169,7 +136,10 @@ def run(cfg: DictConfig) -> RunResult:
         splits.train.transform = augment
         log.info("augmentation on the train split only: %s", cfg.augment)
     log.info("data %s: %s", splits.name, data_summary)
-    train_loader, val_loader, test_loader = _loaders(splits, tc, device, workers, cache_bytes)
+    train_loader, val_loader, test_loader = loading.loaders(
+        splits, batch_size=tc.batch_size, seed=tc.seed, device=device, workers=workers,
+        cache_bytes=cache_bytes,
+    )  # fmt: skip
 
     optimizer = build(cfg.optim, params=list(trainable_parameters(base.sam).values()))
     steps_per_epoch = math.ceil(len(train_loader) / tc.grad_accum_steps)
@@ -179,7 +149,7 @@ def run(cfg: DictConfig) -> RunResult:
     selecting = _model_selection(splits, tc, schedule.interval == "metric", cfg.objective)
     monitor = Monitor(f"val/{tc.monitor}", mode, tc.patience) if selecting else None
 
-    tracker = Tracker(**cfg.tracking)
+    tracker: Tracker = build(cfg.tracking)
     run_name = f"{adapter.label()}-{splits.name}-{base.arch}{_trial_suffix(cfg)}"
     resolved = OmegaConf.to_container(cfg, resolve=True)
     counts = parameter_counts(base.sam)
@@ -254,21 +224,16 @@ def _embedding_cache(cfg: DictConfig, base: BaseModel, numerics: str) -> CachedE
 
     `numerics` (attention kernel, autocast dtype) joins the key: they move the embeddings' last bits.
     """
-    from samexp.models.checkpoints import default_cache_dir
-    from samexp.models.embedding_cache import EmbeddingCache
-
-    if not cfg.cache.enabled:
-        return None
     if encoder_trains(base.sam):
         log.info(
             "embedding cache off: the image encoder trains (%s)",
             cfg.adapter._target_.rsplit(".", 1)[-1],
         )
         return None
-    root = cfg.cache.dir if cfg.cache.dir is not None else default_cache_dir() / "embeddings"
-    cache = EmbeddingCache(root, max_disk_bytes=int(cfg.cache.max_disk_gb * 2**30),
-                           max_memory_items=cfg.cache.memory_items)  # fmt: skip
-    log.info("embedding cache on: %s", root)
+    cache = build(cfg.cache)
+    if cache is None:
+        return None
+    log.info("embedding cache on: %s", cache.root or "memory only")
     return CachedEncoder(cache, base.identity, extra=numerics)
 
 

@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Literal
+from typing import Annotated, Literal
 
 import torch
 from torch.optim.lr_scheduler import LambdaLR, LRScheduler, ReduceLROnPlateau, StepLR
 
-from samexp.errors import SamexpError
+from samexp.checks import AT_LEAST_1, NON_NEGATIVE, POSITIVE, Range, because
+from samexp.options import option
 
 
 @dataclass
@@ -30,22 +31,21 @@ class Schedule:
             self.scheduler.step()
 
 
+@option("scheduler", "constant", provided=("optimizer", "total_steps", "mode"))
 def constant(optimizer: torch.optim.Optimizer, total_steps: int, mode: str = "max") -> Schedule:
     return Schedule(None, "step")
 
 
+@option("scheduler", "cosine", provided=("optimizer", "total_steps", "mode"))
 def warmup_cosine(
     optimizer: torch.optim.Optimizer,
     total_steps: int,
     mode: str = "max",
-    warmup: float = 0.05,
-    min_lr_ratio: float = 0.0,
+    # fraction of all steps (< 1) or a number of steps (>= 1)
+    warmup: Annotated[float, NON_NEGATIVE] = 0.05,
+    min_lr_ratio: Annotated[float, Range(0, 1)] = 0.0,
 ) -> Schedule:
     """Linear warmup from 0, then cosine decay to `min_lr_ratio` × lr at the last step."""
-    if warmup < 0 or not 0 <= min_lr_ratio <= 1:
-        raise SamexpError(
-            f"scheduler.warmup must be >= 0 and min_lr_ratio in [0, 1], got {warmup}, {min_lr_ratio}"
-        )
     warmup_steps = int(warmup * total_steps) if warmup < 1 else int(warmup)
 
     def factor(step: int) -> float:
@@ -57,26 +57,27 @@ def warmup_cosine(
     return Schedule(LambdaLR(optimizer, factor), "step")
 
 
+@option("scheduler", "step", provided=("optimizer", "total_steps", "mode"))
 def step_decay(
     optimizer: torch.optim.Optimizer,
     total_steps: int,
     mode: str = "max",
-    step_size: int = 10,
-    gamma: float = 0.1,
+    step_size: Annotated[int, because(AT_LEAST_1, "epochs")] = 10,
+    gamma: Annotated[float, POSITIVE] = 0.1,
 ) -> Schedule:
     """Multiply the lr by `gamma` every `step_size` epochs."""
-    if step_size < 1:
-        raise SamexpError(f"scheduler.step_size must be >= 1 epoch, got {step_size}")
     return Schedule(StepLR(optimizer, step_size=step_size, gamma=gamma), "epoch")
 
 
+@option("scheduler", "plateau", provided=("optimizer", "total_steps", "mode"))
 def plateau(
     optimizer: torch.optim.Optimizer,
     total_steps: int,
     mode: str = "max",
-    factor: float = 0.5,
-    patience: int = 2,
-    min_lr: float = 0.0,
+    factor: Annotated[float, Range(0, 1, open_low=True, open_high=True)] = 0.5,
+    # evaluations without improvement of trainer.monitor
+    patience: Annotated[int, NON_NEGATIVE] = 2,
+    min_lr: Annotated[float, NON_NEGATIVE] = 0.0,
 ) -> Schedule:
     """Cut the lr by `factor` when the monitored eval metric stops improving (`mode` follows trainer.monitor_mode)."""
     return Schedule(

@@ -16,9 +16,12 @@ import tempfile
 from collections.abc import Iterator
 from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import numpy as np
+
+from samexp.checks import NON_NEGATIVE, because
+from samexp.options import option
 
 log = logging.getLogger(__name__)
 
@@ -35,18 +38,21 @@ PACKAGES = (
 )
 
 
+@option("tracking", "mlflow")
 class Tracker:
     """A thin wrapper over the MLflow fluent API; with `enabled=False` every call is a no-op."""
 
     def __init__(
         self,
+        tracking_uri: str,  # conf/tracking/mlflow.yaml: the sqlite store under paths.mlruns
+        artifact_root: str,  # used when the experiment is created
         enabled: bool = True,
-        tracking_uri: str = "sqlite:///mlruns/mlflow.db",
-        artifact_root: str = "mlruns/artifacts",
         experiment: str = "samexp",
-        run_name: str | None = None,
-        max_images: int = 16,
+        run_name: str
+        | None = None,  # default: <adapter>-<dataset>-<model>, e.g. lora-r8-rings-vit_b
+        max_images: Annotated[int, because(NON_NEGATIVE, "comparison images logged per run")] = 16,
         log_weights: bool = True,
+        # nest under this run (sweeps set $SAMEXP_PARENT_RUN_ID instead)
         parent_run_id: str | None = None,
     ) -> None:
         self.enabled = enabled

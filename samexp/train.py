@@ -25,6 +25,8 @@ from samexp.prompts.base import PromptStrategy
 from samexp.schedulers import Schedule
 
 log = logging.getLogger(__name__)
+# skipped non-finite steps in a row that end a run as diverged (trainer.max_nonfinite_steps)
+MAX_NONFINITE_STEPS = 20
 
 
 @dataclass
@@ -175,7 +177,7 @@ def fit(
     report_fn: Callable[[float, int], None] | None = None,
     encoder: Callable | None = None,
     precision: MixedPrecision | None = None,
-    max_nonfinite_steps: int = 20,
+    max_nonfinite_steps: int = MAX_NONFINITE_STEPS,
 ) -> FitResult:
     """`report_fn(value, epoch)` receives the monitored metric after each evaluation (a sweep's
     pruning hook; it may raise to stop the trial). Raises TrainingDiverged when the loss or the

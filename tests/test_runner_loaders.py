@@ -1,15 +1,16 @@
-"""How the runner feeds the model: how many DataLoader workers, and which splits it decodes once
-into the sample cache (samexp.data.memo)."""
+"""How a run feeds the model (samexp.data.loading): how many DataLoader workers, and which splits
+are decoded once into the sample cache (samexp.data.memo)."""
 
 from __future__ import annotations
 
-import logging
+import os
 from pathlib import Path
 
 import pytest
 import torch
 
 from samexp import runner
+from samexp.data import loading
 from samexp.data.folder import folder_splits
 from samexp.data.memo import MemoDataset
 from samexp.data.splits import DatasetSplits
@@ -29,14 +30,20 @@ def splits(shapes_root: Path) -> DatasetSplits:
 def test_workers_default_to_none_on_cpu_and_half_the_cores_up_to_8_on_cuda(
     monkeypatch, cores, expected
 ):
-    monkeypatch.setattr(runner.os, "cpu_count", lambda: cores)
-    assert runner._num_workers(None, CPU) == 0
-    assert runner._num_workers(None, CUDA) == expected
+    monkeypatch.setattr(os, "cpu_count", lambda: cores)
+    assert loading.num_workers(None, CPU) == 0
+    assert loading.num_workers(None, CUDA) == expected
 
 
 def test_a_configured_worker_count_wins_on_any_device():
-    assert runner._num_workers(3, CPU) == 3
-    assert runner._num_workers(0, CUDA) == 0
+    assert loading.num_workers(3, CPU) == 3
+    assert loading.num_workers(0, CUDA) == 0
+
+
+def test_the_sample_cache_size_is_given_in_gibibytes():
+    assert loading.sample_cache_bytes(2.0) == 2 * 2**30
+    assert loading.sample_cache_bytes(0.5) == 2**29
+    assert loading.sample_cache_bytes(0) == 0
 
 
 @pytest.mark.parametrize(
@@ -53,36 +60,40 @@ def test_negative_worker_count_or_cache_size_is_refused_before_a_model_is_built(
 
 
 def _loaders(splits: DatasetSplits, trainer):
-    workers = runner._num_workers(trainer.num_workers, CPU)
-    cache_bytes = runner._sample_cache_bytes(trainer.sample_cache_gb)
-    return runner._loaders(splits, trainer, CPU, workers, cache_bytes)
+    """The loaders a CPU run builds from the trainer config."""
+    return loading.loaders(
+        splits,
+        batch_size=trainer.batch_size,
+        seed=trainer.seed,
+        device=CPU,
+        workers=loading.num_workers(trainer.num_workers, CPU),
+        cache_bytes=loading.sample_cache_bytes(trainer.sample_cache_gb),
+    )
 
 
-def test_every_split_is_decoded_once_before_training_and_served_unchanged(
-    make_config, splits, caplog
-):
-    with caplog.at_level(logging.INFO, logger="samexp.runner"):
-        train, val, test = _loaders(splits, make_config().trainer)
-    assert "sample cache: val 2 of 2, train 6 of 6, test 4 of 4 images in memory" in caplog.text
-    for loader, split in ((val, splits.val), (test, splits.test)):
+def test_every_split_is_decoded_once_before_training_and_served_unchanged(make_config, splits):
+    loaders = _loaders(splits, make_config().trainer)
+    for loader, split in zip(loaders, (splits.train, splits.val, splits.test), strict=True):
         assert isinstance(loader.dataset, MemoDataset)
-        assert loader.dataset.cached == len(split)
+        assert loader.dataset.cached == len(split)  # filled up front, before any batch is read
+    train, val, test = loaders
+    for loader, split in ((val, splits.val), (test, splits.test)):
         served = [image for batch in loader for image in batch.images]
         assert all(torch.equal(a, split[i].image) for i, a in enumerate(served))
-    assert train.dataset.cached == len(splits.train)
 
 
-def test_an_augmented_train_split_stays_out_of_the_cache(make_config, splits, caplog):
+def test_an_augmented_train_split_stays_out_of_the_cache(make_config, splits):
     splits.train.transform = lambda image, masks: (image, masks)
-    with caplog.at_level(logging.INFO, logger="samexp.runner"):
-        train, _, _ = _loaders(splits, make_config().trainer)
+    train, val, test = _loaders(splits, make_config().trainer)
+    assert train.dataset.augmented
     assert train.dataset.cached == 0
-    assert "train off (augmented)" in caplog.text
+    assert val.dataset.cached == len(splits.val)
+    assert test.dataset.cached == len(splits.test)
 
 
 def test_a_zero_cache_size_turns_the_cache_off(make_config, splits):
-    _, val, _ = _loaders(splits, make_config("trainer.sample_cache_gb=0").trainer)
-    assert val.dataset.cached == 0
+    loaders = _loaders(splits, make_config("trainer.sample_cache_gb=0").trainer)
+    assert [loader.dataset.cached for loader in loaders] == [0, 0, 0]
 
 
 def test_workers_are_kept_across_epochs(make_config, splits):

@@ -6,10 +6,9 @@ from segment_anything.modeling import Sam
 
 from samexp.adapters.base import Adapter, freeze, unfreeze
 from samexp.adapters.registry import register_adapter
-from samexp.config import DecoderAdapterConfig
 
 
-@register_adapter(DecoderAdapterConfig)
+@register_adapter
 class DecoderAdapter(Adapter):
     kind = "decoder"
 

@@ -6,10 +6,9 @@ from segment_anything.modeling import Sam
 
 from samexp.adapters.base import Adapter, unfreeze
 from samexp.adapters.registry import register_adapter
-from samexp.config import FullAdapterConfig
 
 
-@register_adapter(FullAdapterConfig)
+@register_adapter
 class FullAdapter(Adapter):
     kind = "full"
 

@@ -45,6 +45,7 @@ def save_adapter(path: str | Path, base: BaseModel, adapter: Adapter) -> Path:
         "samexp_version": __version__,
         "adapter": adapter.spec(),
         "base": {
+            "_target_": base.target,  # the registered builder that rebuilds it (samexp.options)
             "arch": base.arch,
             "weights_id": base.weights_id,
             "build_kwargs": base.build_kwargs,

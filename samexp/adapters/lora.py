@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import math
 import re
+from typing import Annotated
 
 import torch
 from segment_anything.modeling import Sam
@@ -13,7 +14,7 @@ from torch import nn
 
 from samexp.adapters.base import Adapter, freeze
 from samexp.adapters.registry import register_adapter
-from samexp.config import LoraAdapterConfig
+from samexp.checks import AT_LEAST_1, POSITIVE, Range
 from samexp.errors import SamexpError
 
 QKV_PARTS = ("q", "k", "v")
@@ -81,22 +82,20 @@ class LoraLinear(nn.Module):
             self.merged = False
 
 
-@register_adapter(LoraAdapterConfig)
+@register_adapter
 class LoraAdapter(Adapter):
     kind = "lora"
 
     def __init__(
         self,
-        rank: int = 8,
-        alpha: float = 8.0,
-        dropout: float = 0.0,
+        rank: Annotated[int, AT_LEAST_1] = 8,
+        alpha: Annotated[float, POSITIVE] = 8.0,
+        dropout: Annotated[float, Range(0, 1, open_high=True)] = 0.0,
+        # regex matched against full module names (peft's check_target_module_exists)
         target_modules: str = r"image_encoder\.blocks\.\d+\.attn\.qkv",
+        # on SAM's fused qkv Linear, which of q/k/v get a LoRA delta (the ring study: q and v)
         qkv_parts: tuple[str, ...] | list[str] = ("q", "v"),
     ) -> None:
-        if rank < 1:
-            raise SamexpError(f"adapter.rank must be >= 1, got {rank}")
-        if not 0 <= dropout < 1:
-            raise SamexpError(f"adapter.dropout must be in [0, 1), got {dropout}")
         bad = [p for p in qkv_parts if p not in QKV_PARTS]
         if bad or not qkv_parts:
             raise SamexpError(

@@ -1,8 +1,8 @@
 """What an adapter file's metadata may say, checked before anything is built from it.
 
 Adapter files travel (shared MLflow servers, downloads), so their metadata is untrusted input: the
-adapter is looked up by kind in the registry, every value is typed against its schema (the config
-dataclasses of samexp/config.py), and each refusal is one line naming the file and the key.
+adapter is looked up by kind in the registry, every value is typed against its schema (generated
+from its constructor, samexp/options.py), and each refusal is one line naming the file and the key.
 """
 
 from __future__ import annotations
@@ -19,15 +19,13 @@ from omegaconf.errors import OmegaConfBaseException
 from samexp.adapters.base import Adapter
 from samexp.adapters.registry import kind_of_target, registered
 from samexp.checks import out_of_range
-from samexp.config import OfficialModelConfig, TinyModelConfig
 from samexp.errors import SamexpError, UntrustedFileError
-from samexp.models.build import OFFICIAL_ARCHS
+from samexp.options import Option, by_target, options
 
 META_KEY = "samexp"  # the safetensors metadata entry that holds the JSON
-ARCHS = (*OFFICIAL_ARCHS, "tiny")
-# what build_official records (arch, seed of a random init, encoder size): where a checkpoint comes
-# from is the reader's choice, never the file's
-OFFICIAL_BUILD_KEYS = ("arch", "seed", "encoder_size")
+# a model builder's arguments that say where its weights come from: the reader's choice
+# (load_finetuned's arguments), never the file's
+READER_ARGUMENTS = ("checkpoint", "cache_dir", "mirror", "download")
 
 
 @dataclass
@@ -97,30 +95,50 @@ def adapter_from_spec(spec: Any, path: str | Path) -> Adapter:
     spec = check_adapter_spec(spec, path)
     hparams = {k: v for k, v in spec.items() if k != "kind"}
     try:
-        return registered()[spec["kind"]].cls(**hparams)
+        return registered()[spec["kind"]].obj(**hparams)
     except SamexpError as e:  # the adapter's own range checks, which name the key
         raise UntrustedFileError(f"{path}: metadata {e}") from None
 
 
 def check_base(base: Any, path: str | Path) -> dict[str, Any]:
-    """The base model description: a known architecture and only the build arguments its builder
-    records (build_tiny / build_official), with their config types."""
+    """The base model description: a registered model builder (`_target_`) and only the arguments
+    a file may give it, with their config types and ranges; where the weights come from
+    (`READER_ARGUMENTS`) is never among them."""
     base = _mapping(base, "base", path)
-    described = typed(BaseMeta, {k: v for k, v in base.items() if k != "build_kwargs"}, "base",
-                      path, fill=True, names=[*_names(BaseMeta), "build_kwargs"])  # fmt: skip
-    arch = described["arch"]
-    if arch not in ARCHS:
-        refuse(path, "base.arch", f"unknown architecture {_show(arch)}; known: {', '.join(ARCHS)}")
-    kwargs = _mapping(base.get("build_kwargs") or {}, "base.build_kwargs", path)
-    if arch == "tiny":
-        kwargs = typed(TinyModelConfig, kwargs, "base.build_kwargs", path)
-    else:
-        kwargs = typed(OfficialModelConfig, kwargs, "base.build_kwargs", path,
-                       names=list(OFFICIAL_BUILD_KEYS))  # fmt: skip
-    if kwargs.get("arch", arch) != arch:
-        problem = f"{_show(kwargs['arch'])} contradicts base.arch {arch!r}"
+    own = {k: v for k, v in base.items() if k not in ("_target_", "build_kwargs")}
+    described = typed(BaseMeta, own, "base",
+                      path, fill=True, names=[*_names(BaseMeta), "_target_", "build_kwargs"])  # fmt: skip
+    builder = _builder(base.get("_target_"), described["arch"], path)
+    names = [n for n in builder.arguments() if n not in READER_ARGUMENTS]
+    kwargs = dict(_mapping(base.get("build_kwargs") or {}, "base.build_kwargs", path))
+    if described["weights_id"].startswith("random:") and "pretrained" in names:
+        kwargs.setdefault("pretrained", False)  # files saved before builders recorded it
+    kwargs = typed(builder.schema, kwargs, "base.build_kwargs", path, names=names)
+    if "arch" in names and kwargs.get("arch", described["arch"]) != described["arch"]:
+        problem = f"{_show(kwargs['arch'])} contradicts base.arch {described['arch']!r}"
         refuse(path, "base.build_kwargs.arch", problem)
-    return {**described, "build_kwargs": kwargs}
+    return {**described, "_target_": builder.target, "build_kwargs": kwargs}
+
+
+def _builder(target: Any, arch: str, path: str | Path) -> Option:
+    """The registered model option that rebuilds the base: named by `_target_`, or, in files saved
+    before bases named it, the one whose `arch` argument accepts the file's arch."""
+    models = options("model")
+    if target is not None:
+        entry = by_target("model", target)
+        if entry is None:
+            known = ", ".join(o.target for o in models.values())
+            refuse(path, "base._target_", f"{_show(target)} is not a samexp model; known: {known}")
+        return entry
+    for entry in models.values():
+        check = next(
+            (f.metadata.get("check") for f in fields(entry.schema) if f.name == "arch"), None
+        )
+        if check is not None and check.allows(arch):
+            return entry
+    archs = [c for o in models.values() for f in fields(o.schema) if f.name == "arch"
+             for c in getattr(f.metadata.get("check"), "choices", ())]  # fmt: skip
+    refuse(path, "base.arch", f"unknown architecture {_show(arch)}; known: {', '.join(archs)}")
 
 
 def typed(schema: type, values: dict[str, Any], key: str, path: str | Path, fill: bool = False,

@@ -6,29 +6,36 @@ geometry for free. Photometric jitter touches the image only.
 
 from __future__ import annotations
 
+from typing import Annotated
+
 import numpy as np
 import torch
 from torchvision import tv_tensors
 from torchvision.transforms import v2
 
+from samexp.checks import NON_NEGATIVE, Range
 from samexp.errors import SamexpError
+from samexp.options import option
+
+PROBABILITY = Range(0, 1)
 
 
+@option("augment", "default")
 class Augment:
+    """Training-only augmentation (image and masks together; prompts are derived from the
+    augmented masks, so they follow)."""
+
     def __init__(
         self,
-        hflip: float = 0.5,
-        vflip: float = 0.0,
-        crop: float = 0.5,
-        crop_scale: tuple[float, float] | list[float] = (0.5, 1.0),
-        brightness: float = 0.2,
-        contrast: float = 0.2,
-        saturation: float = 0.2,
-        hue: float = 0.0,
+        hflip: Annotated[float, PROBABILITY] = 0.5,
+        vflip: Annotated[float, PROBABILITY] = 0.0,
+        crop: Annotated[float, PROBABILITY] = 0.5,  # probability of a random scale/crop
+        crop_scale: tuple[float, float] | list[float] = (0.5, 1.0),  # area fraction kept
+        brightness: Annotated[float, NON_NEGATIVE] = 0.2,
+        contrast: Annotated[float, NON_NEGATIVE] = 0.2,
+        saturation: Annotated[float, NON_NEGATIVE] = 0.2,
+        hue: Annotated[float, Range(0, 0.5)] = 0.0,
     ) -> None:
-        for key, p in {"hflip": hflip, "vflip": vflip, "crop": crop}.items():
-            if not 0 <= p <= 1:
-                raise SamexpError(f"augment.{key} is a probability in [0, 1], got {p}")
         lo, hi = crop_scale
         if not 0 < lo <= hi <= 1:
             raise SamexpError(

@@ -11,16 +11,19 @@ import logging
 from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Annotated
 
 import torch
 from pycocotools import mask as mask_utils
 from torch.utils.data import Dataset
 
+from samexp.checks import NON_NEGATIVE, Range, because
 from samexp.data.base import Sample, make_sample, read_image_rgb
 from samexp.data.coco_json import CocoImage, read_coco
 from samexp.data.orientation import apply_orientation
 from samexp.data.splits import DatasetSplits, require_dataset_root
 from samexp.errors import DatasetError
+from samexp.options import option
 
 logger = logging.getLogger(__name__)
 
@@ -74,8 +77,6 @@ def _hold_out(
 
     Images without instances go wherever the shuffle puts them, so each part reports its own skips.
     """
-    if not 0 < val_size < 1:
-        raise DatasetError(f"dataset.val_size must be between 0 and 1, got {val_size}")
     usable = sum(1 for im in images if im.rles)
     k = max(1, round(usable * val_size))
     if usable - k < 1:
@@ -93,6 +94,7 @@ def _hold_out(
     return [im for i, im in enumerate(images) if i not in held], [images[i] for i in sorted(held)]
 
 
+@option("dataset", "coco", provided=("img_size",))
 def coco_splits(
     name: str,
     root: str,
@@ -101,10 +103,13 @@ def coco_splits(
     annotations: str = "annotations.json",
     train_split: str = "train",
     val_split: str = "val",
-    val_size: float = 0.2,
+    val_size: Annotated[
+        float, because(Range(0, 1, open_low=True, open_high=True), "share held out")
+    ] = 0.2,  # fmt: skip
     seed: int = 0,
-    categories: Sequence[str] | None = None,
-    min_area: float = 0.0,
+    categories: Sequence[str] | None = None,  # keep only these category names (default: all)
+    # instances smaller than this many pixels are skipped (and counted)
+    min_area: Annotated[float, because(NON_NEGATIVE, "pixels")] = 0.0,
 ) -> DatasetSplits:
     """The splits of a COCO dataset (the `conf/dataset/coco.yaml` target); layout from the files.
 

@@ -11,10 +11,12 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Annotated
 
 import numpy as np
 from torch.utils.data import Dataset
 
+from samexp.checks import Range, because
 from samexp.data.base import (
     IMAGE_EXTENSIONS,
     Sample,
@@ -27,6 +29,7 @@ from samexp.data.files import link_problem, shown
 from samexp.data.orientation import apply_orientation, image_header, mask_orientation
 from samexp.data.splits import DatasetSplits, require_dataset_root
 from samexp.errors import DatasetError
+from samexp.options import option
 
 logger = logging.getLogger(__name__)
 
@@ -165,7 +168,9 @@ class FolderDataset(Dataset[Sample]):
         root: str,
         split: str,
         img_size: int,
-        mask_threshold: int = 127,
+        mask_threshold: Annotated[
+            int, because(Range(0, 254), "a mask pixel counts above it")
+        ] = 127,
         images_dir: str = "images",
         masks_dir: str = "masks",
     ) -> None:
@@ -231,6 +236,7 @@ class FolderDataset(Dataset[Sample]):
         )
 
 
+@option("dataset", "folder", provided=("img_size",))
 def folder_splits(
     name: str,
     root: str,
@@ -238,7 +244,7 @@ def folder_splits(
     train_split: str = "train",
     test_split: str = "test",
     val_split: str | None = None,
-    mask_threshold: int = 127,
+    mask_threshold: Annotated[int, because(Range(0, 254), "a mask pixel counts above it")] = 127,
     images_dir: str = "images",
     masks_dir: str = "masks",
 ) -> DatasetSplits:

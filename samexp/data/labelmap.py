@@ -14,17 +14,20 @@ from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Annotated
 
 import numpy as np
 from PIL import Image
 from torch.utils.data import Dataset
 
+from samexp.checks import NON_NEGATIVE, because
 from samexp.data.base import Sample, decode_unchanged, make_sample, read_image_rgb
 from samexp.data.files import read_image_bytes, shown
 from samexp.data.folder import find_pairs, listing
 from samexp.data.orientation import apply_orientation, image_header, mask_orientation
 from samexp.data.splits import DatasetSplits
 from samexp.errors import DatasetError
+from samexp.options import option
 
 logger = logging.getLogger(__name__)
 
@@ -229,6 +232,7 @@ class LabelMapDataset(Dataset[Sample]):
         )
 
 
+@option("dataset", "labelmap", provided=("img_size",))
 def labelmap_splits(
     name: str,
     root: str,
@@ -239,9 +243,10 @@ def labelmap_splits(
     images_dir: str = "images",
     labels_dir: str = "labels",
     classes_file: str = "classes.txt",
-    ignore_index: int | None = 255,
-    background_ids: Iterable[int] = (0,),
-    min_area: int = 0,
+    ignore_index: int | None = 255,  # pixels with this value belong to no target
+    background_ids: Iterable[int] = (0,),  # classes that are never targets
+    # class regions smaller than this many pixels are skipped (and counted)
+    min_area: Annotated[int, because(NON_NEGATIVE, "pixels")] = 0,
 ) -> DatasetSplits:
     """The splits of one label-map dataset (the `conf/dataset/labelmap.yaml` target)."""
 

@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import partial
+from typing import Annotated, Literal, get_args
 
 import torch
 from segment_anything import sam_model_registry
@@ -24,12 +25,19 @@ from segment_anything.modeling import (
     TwoWayTransformer,
 )
 
-from samexp.errors import CheckpointError, SamexpError
+from samexp.checks import AT_LEAST_1, NON_NEGATIVE, because
+from samexp.errors import CheckpointError
 from samexp.models.resolution import check_encoder_size, resize_encoder
+from samexp.options import option, target_of
 
 log = logging.getLogger(__name__)
 
-OFFICIAL_ARCHS = ("vit_b", "vit_l", "vit_h")
+OfficialArch = Literal["vit_b", "vit_l", "vit_h"]
+OFFICIAL_ARCHS: tuple[str, ...] = get_args(OfficialArch)
+Seed = Annotated[int, because(NON_NEGATIVE, "numpy takes no negative seed")]
+# run the image encoder at this input size (e.g. 512: ~4x less encoder work); None: native.
+# check_encoder_size says which sizes fit the model
+EncoderSize = int | None
 OFFICIAL_IMG_SIZE, OFFICIAL_PATCH_SIZE = 1024, 16  # what segment_anything's `_build_sam` hard-codes
 
 
@@ -40,42 +48,44 @@ class BaseModel:
     sam: Sam
     arch: str
     weights_id: str  # sha256 of the checkpoint file, or "random:<arch>:seed<N>"
+    # the arguments that rebuild it with `target` (a registered model option); where the weights
+    # file comes from is never among them: that is the reader's choice
     build_kwargs: dict = field(default_factory=dict)
+    target: str = ""
 
     @property
     def identity(self) -> str:
         """What decides the embeddings this base computes: its weights and how it was built (a tiny
         model's depth, an encoder size). Caches key by it, so two architectures that share a seed
         never share an entry."""
-        return f"{self.weights_id}:{json.dumps(self.build_kwargs, sort_keys=True)}"
+        return f"{self.target}:{self.weights_id}:{json.dumps(self.build_kwargs, sort_keys=True)}"
 
     @property
     def img_size(self) -> int:
         return self.sam.image_encoder.img_size
 
 
+@option("model", "official")
 def build_official(
-    arch: str = "vit_b",
-    checkpoint: str | None = None,
-    pretrained: bool = True,
-    cache_dir: str | None = None,
-    mirror: str | None = None,
+    arch: OfficialArch,
+    checkpoint: str | None = None,  # a local .pth: used instead of the cache / download
+    pretrained: bool = True,  # False: random init, no download (benchmarks)
+    cache_dir: str | None = None,  # default: $SAMEXP_CACHE or ~/.cache/samexp
+    mirror: str
+    | None = None,  # folder or URL holding the official files; $SAMEXP_CHECKPOINT_MIRROR
     download: bool = True,
-    seed: int = 0,
-    encoder_size: int | None = None,
+    seed: Seed = 0,  # of a random init (pretrained=false)
+    encoder_size: EncoderSize = None,
 ) -> BaseModel:
     """One of Meta's SAMs; `pretrained=False` keeps the random init (benchmarks: same FLOPs, no download)."""
-    if arch not in OFFICIAL_ARCHS:
-        raise SamexpError(
-            f"model.arch={arch!r} is not a SAM architecture; choose one of {OFFICIAL_ARCHS}"
-        )
     if encoder_size is not None:  # before a download, not after
         check_encoder_size(encoder_size, OFFICIAL_IMG_SIZE, OFFICIAL_PATCH_SIZE)
     if not pretrained:
         with local_rng(seed):
             sam = sam_model_registry[arch](checkpoint=None)
+        described = {"arch": arch, "pretrained": False, "seed": seed}
         base = BaseModel(
-            sam.eval(), arch, f"random:{arch}:seed{seed}", {"arch": arch, "seed": seed}
+            sam.eval(), arch, f"random:{arch}:seed{seed}", described, target_of(build_official)
         )
         return _at_encoder_size(base, encoder_size)
 
@@ -99,9 +109,8 @@ def build_official(
             f"(e.g. {missing[:3]}), {len(unexpected)} unexpected (e.g. {unexpected[:3]}). {hint}"
         )
     log.info("loaded SAM %s from %s", arch, resolved.path)
-    return _at_encoder_size(
-        BaseModel(sam.eval(), arch, resolved.sha256, {"arch": arch}), encoder_size
-    )
+    base = BaseModel(sam.eval(), arch, resolved.sha256, {"arch": arch}, target_of(build_official))
+    return _at_encoder_size(base, encoder_size)
 
 
 @contextmanager
@@ -135,17 +144,18 @@ def _at_encoder_size(base: BaseModel, encoder_size: int | None) -> BaseModel:
 
 
 def tiny_sam(
-    img_size: int = 256,
-    patch_size: int = 16,
-    embed_dim: int = 32,
-    depth: int = 2,
-    num_heads: int = 2,
-    window_size: int = 4,
-    global_attn_indexes: tuple[int, ...] = (1,),
-    prompt_embed_dim: int = 32,
-    decoder_depth: int = 2,
-    decoder_mlp_dim: int = 64,
-    decoder_heads: int = 2,
+    *,
+    img_size: int,
+    patch_size: int,
+    embed_dim: int,
+    depth: int,
+    num_heads: int,
+    window_size: int,
+    global_attn_indexes: tuple[int, ...] | list[int],
+    prompt_embed_dim: int,
+    decoder_depth: int,
+    decoder_mlp_dim: int,
+    decoder_heads: int,
 ) -> Sam:
     """A small SAM from segment_anything's own modules (`_build_sam` hard-codes 1024 px and 256 channels)."""
     embedding_size = img_size // patch_size
@@ -185,16 +195,32 @@ def tiny_sam(
     ).eval()
 
 
+Size = Annotated[int, AT_LEAST_1]
+
+
+@option("model", "tiny")
 def build_tiny(
-    seed: int = 0, arch: str = "tiny", encoder_size: int | None = None, **kwargs
+    seed: Seed = 0,
+    arch: Literal["tiny"] = "tiny",  # fixed: lets configs name the model uniformly (${model.arch})
+    encoder_size: EncoderSize = None,
+    img_size: Size = 256,
+    patch_size: Size = 16,
+    embed_dim: Size = 32,
+    depth: Size = 2,
+    num_heads: Size = 2,
+    window_size: Annotated[int, NON_NEGATIVE] = 4,
+    global_attn_indexes: tuple[int, ...] | list[int] = (1,),
+    prompt_embed_dim: Size = 32,
+    decoder_depth: Size = 2,
+    decoder_mlp_dim: Size = 64,
+    decoder_heads: Size = 2,
 ) -> BaseModel:
-    """The tiny SAM, seeded so the same seed always gives the same base weights."""
-    if arch != "tiny":
-        raise SamexpError(
-            f"model.arch of the tiny model is 'tiny', got {arch!r}; use model={arch} instead"
-        )
-    kwargs = {k: (tuple(v) if isinstance(v, list) else v) for k, v in kwargs.items()}
+    """The tiny SAM, seeded so the same seed always gives the same base weights; every size is
+    recorded, so the model is rebuilt the same even if a default changes."""
+    dims = {k: v for k, v in locals().items() if k not in ("seed", "arch", "encoder_size")}
+    dims["global_attn_indexes"] = list(global_attn_indexes)
     with local_rng(seed):
-        sam = tiny_sam(**kwargs)
-    base = BaseModel(sam, "tiny", f"random:tiny:seed{seed}", {"seed": seed, **kwargs})
+        sam = tiny_sam(**dims)
+    described = {"seed": seed, **dims}
+    base = BaseModel(sam, "tiny", f"random:tiny:seed{seed}", described, target_of(build_tiny))
     return _at_encoder_size(base, encoder_size)

@@ -13,14 +13,18 @@ import os
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Annotated
 
 import torch
 
 from samexp.atomic import atomic_path
+from samexp.checks import NON_NEGATIVE, because
+from samexp.options import option
 
 log = logging.getLogger(__name__)
 
 _GIB = 1 << 30
+DISK_GB, MEMORY_ITEMS = 10.0, 256  # the defaults, in the config's units
 _EVICT_TO = 0.9  # evict below 90% of the bound so the next few puts do not trigger a scan each
 _SUFFIX = ".pt"
 
@@ -67,8 +71,8 @@ class EmbeddingCache:
     def __init__(
         self,
         root: str | Path | None,
-        max_disk_bytes: int = 10 * _GIB,
-        max_memory_items: int = 256,
+        max_disk_bytes: int = int(DISK_GB * _GIB),
+        max_memory_items: int = MEMORY_ITEMS,
         dtype: torch.dtype | None = None,
     ) -> None:
         self.root = Path(root) if root is not None else None
@@ -246,3 +250,21 @@ class EmbeddingCache:
             except FileNotFoundError:
                 pass
             total -= size
+
+
+@option("cache", "embeddings")
+def embedding_cache(
+    enabled: bool = True,
+    dir: str | None = None,  # default: <$SAMEXP_CACHE or ~/.cache/samexp>/embeddings
+    max_disk_gb: Annotated[float, NON_NEGATIVE] = DISK_GB,
+    memory_items: Annotated[int, because(NON_NEGATIVE, "embeddings kept in memory")] = MEMORY_ITEMS,
+) -> EmbeddingCache | None:
+    """The cache frozen-encoder runs (adapter=decoder, decoder-only LoRA) reuse image embeddings
+    from across epochs, runs and sweep trials; None when turned off. The runner asks for it only
+    when nothing changes the embeddings (the encoder is frozen, no augmentation)."""
+    if not enabled:
+        return None
+    from samexp.models.checkpoints import default_cache_dir
+
+    root = dir if dir is not None else default_cache_dir() / "embeddings"
+    return EmbeddingCache(root, int(max_disk_gb * _GIB), memory_items)

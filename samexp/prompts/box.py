@@ -2,19 +2,26 @@
 
 from __future__ import annotations
 
+from typing import Annotated
+
 import torch
 
-from samexp.errors import SamexpError
+from samexp.checks import NON_NEGATIVE, because
 from samexp.models.seam import Prompts
+from samexp.options import option
 from samexp.prompts.base import PromptStrategy, mask_to_box
 
 
+@option("prompt", "box")
 class BoxPrompt(PromptStrategy):
-    def __init__(self, jitter: float = 0.1, max_jitter_px: float = 20.0) -> None:
-        if jitter < 0 or max_jitter_px < 0:
-            raise SamexpError(
-                f"prompt.jitter and prompt.max_jitter_px must be >= 0, got {jitter}, {max_jitter_px}"
-            )
+    """The tight box around each target; in training each side moves up to `jitter` × the box
+    side, and never more than `max_jitter_px` input-frame pixels (eval never moves it)."""
+
+    def __init__(
+        self,
+        jitter: Annotated[float, because(NON_NEGATIVE, "fraction of the box side")] = 0.1,
+        max_jitter_px: Annotated[float, NON_NEGATIVE] = 20.0,
+    ) -> None:
         self.jitter = jitter
         self.max_jitter_px = max_jitter_px
 

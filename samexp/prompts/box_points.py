@@ -3,24 +3,29 @@ together, as SAM was trained to accept them."""
 
 from __future__ import annotations
 
+from typing import Annotated
+
 import torch
 
+from samexp.checks import NON_NEGATIVE, because
 from samexp.models.seam import Prompts
+from samexp.options import option
 from samexp.prompts.base import PromptStrategy
 from samexp.prompts.box import BoxPrompt
 from samexp.prompts.points import PointsPrompt
 
 
+@option("prompt", "box_points")
 class BoxPointsPrompt(PromptStrategy):
     """A box narrows where the object is, points say which of the box's contents it is (e.g. the
     ring, not the hole); each part is the existing strategy, so both keep their guarantees."""
 
     def __init__(
         self,
-        jitter: float = 0.1,
-        max_jitter_px: float = 20.0,
-        positive: int = 1,
-        negative: int = 0,
+        jitter: Annotated[float, because(NON_NEGATIVE, "fraction of the box side")] = 0.1,
+        max_jitter_px: Annotated[float, NON_NEGATIVE] = 20.0,
+        positive: Annotated[int, NON_NEGATIVE] = 1,
+        negative: Annotated[int, NON_NEGATIVE] = 0,
         center: bool = True,
     ) -> None:
         self.box = BoxPrompt(jitter=jitter, max_jitter_px=max_jitter_px)

@@ -3,19 +3,21 @@ add one corrective click per pass where the current prediction is wrong."""
 
 from __future__ import annotations
 
+from typing import Annotated, Literal
+
 import torch
 import torch.nn.functional as F
 
-from samexp.errors import SamexpError
+from samexp.checks import NON_NEGATIVE, because
 from samexp.models.seam import Prompts
+from samexp.options import option
 from samexp.prompts.base import PromptStrategy, RefiningStrategy
 from samexp.prompts.box import BoxPrompt
 from samexp.prompts.points import PointsPrompt
 from samexp.prompts.sampling import PADDING_LABEL, image_region, pixels_at, sample_points_in
 
-STARTS = ("box", "point")
 
-
+@option("prompt", "iterative")
 class IterativePrompt(RefiningStrategy):
     """`iterations` refinements; each adds ONE point per instance, drawn uniformly from the error
     region (positive in a miss, negative in a false alarm), so points grow M×1, M×2, ...; an
@@ -23,16 +25,12 @@ class IterativePrompt(RefiningStrategy):
 
     def __init__(
         self,
-        start: str = "box",
-        iterations: int = 7,
+        start: Literal["box", "point"] = "box",
+        iterations: Annotated[int, because(NON_NEGATIVE, "corrective clicks")] = 7,
         mask_feedback: bool = True,
-        jitter: float = 0.1,
-        max_jitter_px: float = 20.0,
+        jitter: Annotated[float, because(NON_NEGATIVE, "fraction of the box side")] = 0.1,
+        max_jitter_px: Annotated[float, NON_NEGATIVE] = 20.0,
     ) -> None:
-        if start not in STARTS:
-            raise SamexpError(f"prompt.start must be one of {STARTS}, got {start!r}")
-        if iterations < 0:
-            raise SamexpError(f"prompt.iterations must be >= 0, got {iterations}")
         self.initial: PromptStrategy = (
             BoxPrompt(jitter=jitter, max_jitter_px=max_jitter_px)
             if start == "box"

@@ -9,9 +9,11 @@ import torch
 
 from samexp.errors import SamexpError
 from samexp.models.seam import Prompts
+from samexp.options import option
 from samexp.prompts.base import PromptStrategy, RefiningStrategy
 
 
+@option("prompt", "mask")
 class MaskPrompt(RefiningStrategy):
     """Pass 1: `initial`'s prompts. Pass 2: the same prompts plus pass 1's low-res logits as
     `mask_inputs`, so training teaches the decoder to improve a mask it was given."""

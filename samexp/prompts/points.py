@@ -6,11 +6,15 @@ points on every evaluation; a centre point (deepest point of the mask) needs no 
 
 from __future__ import annotations
 
+from typing import Annotated
+
 import torch
 from segment_anything.utils.amg import build_point_grid
 
+from samexp.checks import AT_LEAST_1, NON_NEGATIVE, because
 from samexp.errors import SamexpError
 from samexp.models.seam import Prompts
+from samexp.options import option
 from samexp.prompts.base import PromptStrategy
 from samexp.prompts.sampling import (
     PADDING_LABEL,
@@ -21,6 +25,7 @@ from samexp.prompts.sampling import (
 )
 
 
+@option("prompt", "points")
 class PointsPrompt(PromptStrategy):
     """`positive` points labelled 1 and `negative` points labelled 0 per instance (points M×P×2,
     P = positive + negative, positives first). With `center` the first positive point is the
@@ -30,22 +35,16 @@ class PointsPrompt(PromptStrategy):
 
     def __init__(
         self,
-        positive: int = 1,
-        negative: int = 0,
+        positive: Annotated[int, because(NON_NEGATIVE, "points inside the target")] = 1,
+        negative: Annotated[int, because(NON_NEGATIVE, "points outside it")] = 0,
         center: bool = False,
-        grid_points_per_side: int | None = None,
+        # e.g. 32: snap to the automatic mask generator's grid
+        grid_points_per_side: Annotated[int | None, AT_LEAST_1] = None,
     ) -> None:
-        if positive < 0 or negative < 0 or positive + negative == 0:
-            raise SamexpError(
-                f"prompt.positive and prompt.negative must be >= 0 and not both 0, "
-                f"got {positive}, {negative}"
-            )
+        if positive + negative == 0:
+            raise SamexpError("prompt.positive and prompt.negative cannot both be 0")
         if center and positive == 0:
             raise SamexpError("prompt.center needs prompt.positive >= 1 (the centre is a positive)")
-        if grid_points_per_side is not None and grid_points_per_side < 1:
-            raise SamexpError(
-                f"prompt.grid_points_per_side must be >= 1 or null, got {grid_points_per_side}"
-            )
         self.positive = positive
         self.negative = negative
         self.center = center

@@ -15,9 +15,10 @@ from pathlib import Path
 from typing import Any
 
 from hydra.experimental.callback import Callback
-from omegaconf import DictConfig, OmegaConf
+from hydra.utils import instantiate
+from omegaconf import DictConfig
 
-from samexp.tracking import PARENT_ENV, Tracker
+from samexp.tracking import PARENT_ENV
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +45,7 @@ class MlflowSweepCallback(Callback):
             return
         from mlflow.tracking import MlflowClient
 
-        tracker = Tracker(**OmegaConf.to_container(tracking, resolve=True))
+        tracker = instantiate(tracking)
         import mlflow
 
         tracker.connect(mlflow)  # creates the store and experiment before jobs race to

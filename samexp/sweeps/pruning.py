@@ -43,7 +43,7 @@ class TrialReporter:
 
 
 def reporter_from_config(storage: str | None, study_name: str | None, trial_number: int | None,
-                         pruner: Any = None) -> TrialReporter | None:  # fmt: skip
+                         pruner: Any) -> TrialReporter | None:  # fmt: skip
     """None outside an Optuna sweep (the sweeper sets all three)."""
     if storage is None or study_name is None or trial_number is None:
         return None

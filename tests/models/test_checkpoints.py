@@ -10,7 +10,6 @@ import dataclasses
 import functools
 import hashlib
 import http.server
-import logging
 import os
 import socket
 import threading
@@ -155,15 +154,15 @@ def test_explicit_path_is_used_as_is_and_returns_its_sha(
     assert not cache.exists()  # nothing was copied
 
 
-def test_explicit_fine_tuned_checkpoint_is_accepted_and_logged_as_unofficial(
-    tmp_path: Path, spec: CheckpointSpec, caplog: pytest.LogCaptureFixture
+def test_explicit_fine_tuned_checkpoint_is_used_as_given_despite_its_unofficial_sha(
+    tmp_path: Path, spec: CheckpointSpec, cache: Path
 ) -> None:
     own = b"my fine-tuned weights"
     path = _write(tmp_path / "finetuned.pth", own)
-    with caplog.at_level(logging.INFO, logger=checkpoints.__name__):
-        resolved = resolve_checkpoint(ARCH, checkpoint=path)
-    assert resolved.sha256 == hashlib.sha256(own).hexdigest()
-    assert "not the official" in caplog.text
+    resolved = resolve_checkpoint(ARCH, checkpoint=path)  # verify=True: a mismatch is no error
+    assert resolved.path == path
+    assert resolved.sha256 == hashlib.sha256(own).hexdigest() != spec.sha256
+    assert not cache.exists()  # not replaced by, or copied beside, the official file
 
 
 def test_explicit_path_works_for_an_arch_without_an_official_checkpoint(tmp_path: Path) -> None:

@@ -14,11 +14,11 @@ import torch
 import torch.nn.functional as F
 from segment_anything.modeling import Sam
 
-from samexp import finetuned, results, runner
+from samexp import results, runner
 from samexp.adapters.io import load_adapter
 from samexp.data.base import collate
 from samexp.data.folder import FolderDataset
-from samexp.errors import SamexpError
+from samexp.errors import CheckpointError, SamexpError
 from samexp.export import export, how_to_load
 from samexp.finetuned import build_base, load_finetuned
 from samexp.models.build import BaseModel, build_official, build_tiny, tiny_sam
@@ -89,17 +89,19 @@ def test_an_official_size_is_checked_before_any_checkpoint_is_looked_for():
         build_official("vit_b", download=False, encoder_size=500)
 
 
-def test_a_build_records_the_size_and_says_what_it_saves(caplog):
-    with caplog.at_level(logging.INFO, logger="samexp.models.build"):
-        base = build_tiny(seed=0, encoder_size=SMALL)
+def test_a_build_records_the_size_and_encodes_a_quarter_of_the_native_tokens():
+    base = build_tiny(seed=0, encoder_size=SMALL)
     assert base.img_size == SMALL
-    assert base.build_kwargs == {"seed": 0, "encoder_size": SMALL}
-    assert "image encoder at 128 px (native 256): ~4x less encoder work" in caplog.text
+    assert base.build_kwargs["encoder_size"] == SMALL and base.build_kwargs["img_size"] == NATIVE
+    small = encode(base.sam, _images(SMALL), [(SMALL, SMALL)])
+    native = encode(build_tiny(seed=0).sam, _images(NATIVE), [(NATIVE, NATIVE)])
+    assert small.shape[-2:] == (SMALL // 16, SMALL // 16)  # 8×8 tokens
+    assert native.shape[-2:].numel() == 4 * small.shape[-2:].numel()  # ~4x less encoder work
 
 
 def test_a_resized_model_has_the_shapes_of_one_built_at_that_size():
     resized = build_tiny(seed=0, encoder_size=SMALL).sam
-    built = tiny_sam(img_size=SMALL)
+    built = build_tiny(seed=0, img_size=SMALL).sam
     assert {k: v.shape for k, v in resized.state_dict().items()} == {
         k: v.shape for k, v in built.state_dict().items()
     }
@@ -177,13 +179,27 @@ def test_a_cached_embedding_is_not_reused_at_another_encoder_size():
 # --- rebuilding from saved metadata ------------------------------------------------------------
 
 
-@pytest.mark.parametrize("weights_id", ["random:vit_b:seed3", "ab" * 32], ids=["random", "file"])
-def test_build_base_rebuilds_an_official_model_at_the_saved_encoder_size(monkeypatch, weights_id):
-    calls: list[dict] = []
-    monkeypatch.setattr(finetuned, "build_official", lambda **kw: calls.append(kw))
+def test_build_base_rebuilds_a_random_official_model_at_the_saved_encoder_size():
     kwargs = {"arch": "vit_b", "seed": 3, "encoder_size": 512}
-    build_base({"base": {"arch": "vit_b", "weights_id": weights_id, "build_kwargs": kwargs}})
-    assert calls[0]["arch"] == "vit_b" and calls[0]["encoder_size"] == 512
+    base = build_base({"base": {"arch": "vit_b", "weights_id": "random:vit_b:seed3",
+                                "build_kwargs": kwargs}})  # fmt: skip
+    assert (base.arch, base.img_size, base.weights_id) == ("vit_b", 512, "random:vit_b:seed3")
+
+
+def test_build_base_fetches_a_pretrained_base_from_where_the_reader_says(monkeypatch):
+    asked: list[dict] = []
+
+    def offline(arch, **where):
+        asked.append({"arch": arch, **where})
+        raise CheckpointError("offline")
+
+    monkeypatch.setattr("samexp.models.checkpoints.resolve_checkpoint", offline)
+    meta = {"base": {"arch": "vit_b", "weights_id": "ab" * 32,
+                     "build_kwargs": {"arch": "vit_b", "encoder_size": 512}}}  # fmt: skip
+    with pytest.raises(CheckpointError, match="offline"):  # the reader's problem, said as such
+        build_base(meta, checkpoint="/mine.pth", download=False)
+    assert asked == [{"arch": "vit_b", "checkpoint": "/mine.pth", "cache_dir": None,
+                      "mirror": None, "download": False}]  # fmt: skip
 
 
 @pytest.mark.slow
@@ -268,10 +284,11 @@ def test_the_saved_adapter_is_refused_on_a_native_size_base(small_run):
 
 
 @pytest.mark.slow
-def test_an_export_at_a_lower_size_loads_as_its_log_says_and_nowhere_else(small_run, caplog):
+def test_an_export_at_a_lower_size_warns_of_its_size_and_loads_only_at_that_size(small_run, caplog):
     with caplog.at_level(logging.WARNING, logger="samexp.export"):
         out = export(weights=str(small_run.weights), out=str(small_run.tmp / "sam.pth"))
-    assert "a SAM built at the native size refuses it" in caplog.text
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert any(f"model.encoder_size={SMALL}" in message for message in warnings)
     info = json.loads(out.with_suffix(".json").read_text())
     assert info["img_size"] == SMALL and info["build_kwargs"]["encoder_size"] == SMALL
     assert "resize_encoder(" in how_to_load(small_run.trained, out)

@@ -1,0 +1,54 @@
+"""How a run feeds its model: how many DataLoader workers, how large the sample cache
+(samexp.data.memo), and the train, validation and test loaders built on them."""
+
+from __future__ import annotations
+
+import logging
+import os
+
+import torch
+from torch.utils.data import DataLoader
+
+from samexp.data.base import collate
+from samexp.data.memo import WORKER_CONTEXT, describe, memoize
+from samexp.data.splits import DatasetSplits
+
+log = logging.getLogger(__name__)
+
+
+def num_workers(requested: int | None, device: torch.device) -> int:
+    """DataLoader workers: as configured, else none on CPU (they would take the model's cores)
+    and half the cores, at most 8, on CUDA (decoding must keep up with the GPU)."""
+    if requested is None:
+        return min(8, (os.cpu_count() or 1) // 2) if device.type == "cuda" else 0
+    return requested
+
+
+def sample_cache_bytes(gb: float) -> int:
+    """The sample cache's budget in bytes for `trainer.sample_cache_gb` (GiB; 0 turns it off)."""
+    return int(gb * 2**30)
+
+
+def loaders(
+    splits: DatasetSplits,
+    *,
+    batch_size: int,
+    seed: int,
+    device: torch.device,
+    workers: int,
+    cache_bytes: int,
+) -> tuple[DataLoader, DataLoader | None, DataLoader]:
+    """train (shuffled, seeded), the validation split (None without one), test split;
+    un-augmented splits are decoded once into the sample cache, most-read first (val and train
+    every epoch, test twice)."""
+    parts = {"val": splits.val} if splits.val is not None else {}
+    data = memoize({**parts, "train": splits.train, "test": splits.test}, cache_bytes, workers)
+    log.info(describe(data))
+    common = {"batch_size": batch_size, "collate_fn": collate, "num_workers": workers,
+              "persistent_workers": workers > 0, "pin_memory": device.type == "cuda",
+              "multiprocessing_context": WORKER_CONTEXT if workers else None}  # fmt: skip
+    train = DataLoader(
+        data["train"], shuffle=True, generator=torch.Generator().manual_seed(seed), **common
+    )
+    val = DataLoader(data["val"], **common) if "val" in data else None
+    return train, val, DataLoader(data["test"], **common)
