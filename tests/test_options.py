@@ -95,6 +95,13 @@ def test_a_composed_option_holds_the_codes_defaults_where_its_yaml_is_silent(gro
         assert OmegaConf.to_container(node)[key] == expected, f"{group}.{key}"
 
 
+@pytest.mark.parametrize("group", ["trainer", "paths"])
+def test_settings_yamls_write_only_what_differs_from_their_dataclass(group):
+    schema = OmegaConf.to_container(OmegaConf.structured(SETTINGS[group]))
+    for key, value in _own_keys(group, "default").items():
+        assert key in schema and value != schema[key], f"conf/{group}/default.yaml: {key}"
+
+
 def test_settings_groups_are_the_only_hand_written_schemas():
     """trainer, paths and optuna have no constructor to generate them from; all else does."""
     assert set(SETTINGS) == {"trainer", "paths", "optuna"}
