@@ -46,3 +46,16 @@ class WeightsWriteError(SamexpError):
             f"cannot write the trained weights to {path} ({reason}; "
             f"{needed_bytes / 1e6:.1f} MB needed{free})"
         )
+
+
+class Interrupted(Exception):
+    """SIGINT or SIGTERM stopped a run after its current optimizer step, with a checkpoint written.
+
+    Not a SamexpError on purpose: a failed job lets a multirun go on, an interrupted one must stop
+    it. `exit_code` is the shell's 128 + signal number (130 for SIGINT, 143 for SIGTERM).
+    """
+
+    def __init__(self, signal_name: str, exit_code: int, where: str, resume_hint: str) -> None:
+        self.signal_name, self.exit_code = signal_name, exit_code
+        self.where, self.resume_hint = where, resume_hint
+        super().__init__(f"interrupted ({signal_name}) at {where}; resume with: {resume_hint}")
