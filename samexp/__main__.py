@@ -1,4 +1,5 @@
-"""`python -m samexp ...`: compose the config and run the pipeline; user errors print without a traceback."""
+"""`python -m samexp ...`: compose the config and run the pipeline; user errors and interruptions
+print one line, no traceback (exit 2, or 130 / 143 after SIGINT / SIGTERM)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from hydra.types import RunMode
 from omegaconf import DictConfig
 
 import samexp.config  # noqa: F401  (registers the schemas)
-from samexp.errors import SamexpError
+from samexp.errors import Interrupted, SamexpError
 
 log = logging.getLogger("samexp")
 
@@ -32,6 +33,14 @@ def main(cfg: DictConfig) -> float:
         if HydraConfig.get().mode == RunMode.MULTIRUN:
             raise  # one failed trial: the sweeper records it and goes on
         sys.exit(2)
+    except Interrupted as e:  # checkpointed, its run KILLED: one line says how to go on
+        log.error("%s", e)
+        if HydraConfig.get().mode == RunMode.MULTIRUN:
+            raise  # the sweeper fails the trial (it is retried) and stops
+        sys.exit(e.exit_code)
+    except KeyboardInterrupt:  # a second Ctrl-C: stopped at once
+        log.error("interrupted twice: stopped at once; the last checkpoint is the one before")
+        sys.exit(130)
     return metrics[cfg.objective]
 
 

@@ -98,6 +98,12 @@ class TrainerConfig:
     max_nonfinite_steps: int = checked(
         MAX_NONFINITE_STEPS, AT_LEAST_1, "skipped non-finite steps in a row"
     )
+    # write a training checkpoint (weights, optimizer, every RNG) every N epochs, and always when
+    # stopped by SIGINT/SIGTERM; 0: only then
+    checkpoint_every: int = checked(1, NON_NEGATIVE, "epochs; 0 writes one only on a signal")
+    # continue an interrupted run in place: its MLflow run id, or `last` for the newest
+    # interrupted run of this experiment; only trainer.epochs may differ from its config
+    resume: str | None = None
     attention: AttentionKernel = AttentionKernel.auto
     precision: Precision = Precision.fp32
     checkpointing: bool = (

@@ -58,4 +58,4 @@ class Interrupted(Exception):
     def __init__(self, signal_name: str, exit_code: int, where: str, resume_hint: str) -> None:
         self.signal_name, self.exit_code = signal_name, exit_code
         self.where, self.resume_hint = where, resume_hint
-        super().__init__(f"interrupted ({signal_name}) at {where}; resume with: {resume_hint}")
+        super().__init__(f"interrupted at {where} ({signal_name}); resume with: {resume_hint}")

@@ -21,17 +21,26 @@ from samexp.config import validate
 from samexp.data import loading
 from samexp.data.splits import DatasetSplits
 from samexp.devices import resolve_device
-from samexp.errors import SamexpError
+from samexp.errors import Interrupted, SamexpError
 from samexp.evaluate import EvalResult, evaluate
+from samexp.interrupt import StopRequests
 from samexp.models.build import BaseModel
 from samexp.models.cached_encoder import CachedEncoder
 from samexp.models.seam import encoder_trains
 from samexp.precision import mixed_precision
 from samexp.prompts.base import PromptStrategy
 from samexp.results import save_weights
+from samexp.resume import (
+    Checkpoints,
+    check_same_config,
+    fetch_checkpoint,
+    resume_hint,
+    run_to_resume,
+)
 from samexp.sweeps.pruning import reporter_from_config
 from samexp.tracking import Tracker, flatten, provenance, scratch_dir
-from samexp.train import Monitor, fit
+from samexp.train import Monitor, StopRequested, fit
+from samexp.train_state import load_state
 from samexp.viz import comparison, original_frame
 
 log = logging.getLogger(__name__)
@@ -118,6 +127,11 @@ def run(cfg: DictConfig) -> RunResult:
     workers = loading.num_workers(tc.num_workers, device)
     cache_bytes = loading.sample_cache_bytes(tc.sample_cache_gb)
     amp = mixed_precision(_enum_value(tc.precision), device)
+    tracker: Tracker = build(cfg.tracking)
+    resolved = OmegaConf.to_container(cfg, resolve=True)
+    resuming = run_to_resume(tracker, tc.resume)  # before a model is built: a wrong id is cheap
+    if resuming is not None:
+        check_same_config(tracker, resuming, resolved, _output_dir(cfg) / "resumed-from")
     adapter: Adapter = build(cfg.adapter, _convert_="all")
     prompt: PromptStrategy = build(cfg.prompt)
     eval_prompt: PromptStrategy = build(cfg.eval_prompt) if cfg.get("eval_prompt") else prompt
@@ -149,9 +163,7 @@ def run(cfg: DictConfig) -> RunResult:
     selecting = _model_selection(splits, tc, schedule.interval == "metric", cfg.objective)
     monitor = Monitor(f"val/{tc.monitor}", mode, tc.patience) if selecting else None
 
-    tracker: Tracker = build(cfg.tracking)
     run_name = f"{adapter.label()}-{splits.name}-{base.arch}{_trial_suffix(cfg)}"
-    resolved = OmegaConf.to_container(cfg, resolve=True)
     counts = parameter_counts(base.sam)
     log.info(
         "%s: %d of %d parameters train",
@@ -172,23 +184,48 @@ def run(cfg: DictConfig) -> RunResult:
                         desc=desc, multimask_output=tc.multimask_output, encoder=eval_encoder,
                         autocast=amp.autocast)  # fmt: skip
 
-    with tracker.start_run(run_name, params=flatten(resolved), tags=provenance(_overrides())):
-        tracker.log_text(OmegaConf.to_yaml(resolved), "config.yaml")
-        tracker.log_json(data_summary, "data/summary.json")
-        tracker.log_metrics({**counts, **{f"data/{k}": v for k, v in data_summary.items()}})
+    state = None
+    if resuming is not None:
+        kept = fetch_checkpoint(tracker, resuming, _output_dir(cfg) / "resumed-from")
+        state = load_state(kept, trainable_parameters(base.sam))
+    checkpoints = Checkpoints(_output_dir(cfg) / "checkpoints", tracker)
+    overrides = _overrides()
+
+    def log_epoch(metrics: dict[str, float], step: int) -> None:
+        tracker.log_metrics(metrics, step)
+        tracker.heartbeat()
+
+    with StopRequests() as stops, tracker.start_run(run_name, params=flatten(resolved),
+                                                    tags={**provenance(overrides), **_trial_tags(cfg)},
+                                                    resume_run_id=resuming):  # fmt: skip
+        if resuming is None:  # a resumed run has them from its first part
+            tracker.log_text(OmegaConf.to_yaml(resolved), "config.yaml")
+            tracker.log_json(data_summary, "data/summary.json")
+            tracker.log_metrics({**counts, **{f"data/{k}": v for k, v in data_summary.items()}})
+        # evaluated again on resume (deterministic): the comparison images need its predictions
         baseline = eval_split(test_loader, keep=tracker.max_images, desc="zero-shot")
-        tracker.log_metrics(baseline.metrics("baseline/test"))
+        if resuming is None:
+            tracker.log_metrics(baseline.metrics("baseline/test"))
         log.info("zero-shot: %s", baseline.metrics("baseline/test"))
 
-        result = fit(
-            base.sam, train_loader, prompt, loss_fn, optimizer,
-            device=device, epochs=tc.epochs, max_steps=tc.max_steps, seed=tc.seed,
-            multimask_output=tc.multimask_output, grad_accum_steps=tc.grad_accum_steps,
-            grad_clip=tc.grad_clip, schedule=schedule, monitor=monitor, eval_every=tc.eval_every,
-            evaluate_fn=(lambda epoch: eval_split(val_loader).metrics("val")) if selecting else None,
-            log_fn=tracker.log_metrics, report_fn=reporter_from_config(**cfg.optuna),
-            encoder=train_encoder, precision=amp, max_nonfinite_steps=tc.max_nonfinite_steps,
-        )  # fmt: skip
+        try:
+            result = fit(
+                base.sam, train_loader, prompt, loss_fn, optimizer,
+                device=device, epochs=tc.epochs, max_steps=tc.max_steps, seed=tc.seed,
+                multimask_output=tc.multimask_output, grad_accum_steps=tc.grad_accum_steps,
+                grad_clip=tc.grad_clip, schedule=schedule, monitor=monitor, eval_every=tc.eval_every,
+                evaluate_fn=(lambda epoch: eval_split(val_loader).metrics("val")) if selecting else None,
+                log_fn=log_epoch, report_fn=reporter_from_config(**cfg.optuna),
+                encoder=train_encoder, precision=amp, max_nonfinite_steps=tc.max_nonfinite_steps,
+                resume=state, checkpoint=checkpoints, checkpoint_every=tc.checkpoint_every,
+                stop_requested=lambda: stops.received is not None,
+            )  # fmt: skip
+        except StopRequested as e:  # after the step in progress, its checkpoint written
+            hint = resume_hint(overrides, tracker.run_id, checkpoints.last)
+            raise Interrupted(stops.received.name, stops.exit_code, e.state.where, hint) from None
+        if stops.received is not None:  # training is done: the last minutes keep it, go on
+            log.warning("%s after training: finishing the final evaluation and saving",
+                        stops.received.name)  # fmt: skip
         if eval_encoder:
             tracker.log_metrics({f"cache/{k}": v for k, v in eval_encoder.cache.stats().items()})
         restored = tc.restore_best and monitor is not None and bool(monitor.best_state)
@@ -248,6 +285,14 @@ def _speedups(base: BaseModel, tc: DictConfig, device: torch.device) -> str:
     if tc.checkpointing:
         log.info("activation checkpointing in %d encoder blocks", enable_checkpointing(base.sam))
     return kernel
+
+
+def _trial_tags(cfg: DictConfig) -> dict[str, str]:
+    """The Optuna trial a sweep job runs, so the sweeper finds its MLflow child by tag."""
+    if cfg.optuna.trial_number is None:
+        return {}
+    return {"optuna.study_name": str(cfg.optuna.study_name),
+            "optuna.trial_number": str(cfg.optuna.trial_number)}  # fmt: skip
 
 
 def _trial_suffix(cfg: DictConfig) -> str:

@@ -20,8 +20,20 @@ from typing import Annotated, Any
 
 import numpy as np
 
-from samexp.checks import NON_NEGATIVE, because
+from samexp.checks import NON_NEGATIVE, POSITIVE, because
+from samexp.errors import SamexpError
 from samexp.options import option
+from samexp.run_states import (
+    INTERRUPTED,
+    RESUMPTIONS,
+    STATE,
+    ending,
+    heartbeat_tag,
+    interrupted_note,
+    liveness_tags,
+    stale_reason,
+)
+from samexp.store_lock import store_lock
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +48,7 @@ PACKAGES = (
     "hydra-core",
     "optuna",
 )
+STALE_S = 6 * 3600.0  # far longer than an epoch, which sends a heartbeat
 
 
 @option("tracking", "mlflow")
@@ -54,6 +67,8 @@ class Tracker:
         log_weights: bool = True,
         # nest under this run (sweeps set $SAMEXP_PARENT_RUN_ID instead)
         parent_run_id: str | None = None,
+        # a RUNNING run whose heartbeat is older than this is taken for dead (killed, lost node)
+        stale_after_s: Annotated[float, because(POSITIVE, "seconds without a heartbeat")] = STALE_S,
     ) -> None:
         self.enabled = enabled
         self.tracking_uri = tracking_uri
@@ -64,54 +79,202 @@ class Tracker:
         self.log_weights = log_weights
         # a sweep's parent run: explicit, or set for every job by the sweep callback
         self.parent_run_id = parent_run_id or os.environ.get(PARENT_ENV) or None
+        self.stale_after_s = stale_after_s
         self.run_id: str | None = None
+        self._client = None
 
     @contextlib.contextmanager
     def start_run(
-        self, run_name: str, params: dict[str, Any], tags: dict[str, str]
+        self,
+        run_name: str,
+        params: dict[str, Any],
+        tags: dict[str, str],
+        resume_run_id: str | None = None,
     ) -> Iterator[Tracker]:
+        """A new run, or with `resume_run_id` that interrupted run reopened (its params kept).
+
+        Ends the run FINISHED, or KILLED when interrupted or pruned, or FAILED, and re-raises.
+        """
         if not self.enabled:
             yield self
             return
         import mlflow
 
         self.connect(mlflow)
-        run = mlflow.start_run(run_name=self.run_name or run_name, parent_run_id=self.parent_run_id)
+        try:
+            self.reconcile_stale_runs(keep=resume_run_id)
+        except Exception as e:  # noqa: BLE001 - housekeeping of other runs never stops this one
+            log.warning("could not check %s for stale runs: %s", self.tracking_uri, e)
+        if resume_run_id is None:
+            run = mlflow.start_run(
+                run_name=self.run_name or run_name,
+                parent_run_id=self.parent_run_id,
+                tags={**tags, **liveness_tags(), STATE: "RUNNING"},
+            )
+        else:
+            before = self._resumable(resume_run_id)
+            resumptions = int(before.data.tags.get(RESUMPTIONS, "0")) + 1
+            run = mlflow.start_run(
+                run_id=resume_run_id,
+                tags={**liveness_tags(), STATE: "RUNNING", RESUMPTIONS: str(resumptions)},
+            )
         self.run_id = run.info.run_id
         try:
-            mlflow.set_tags(tags)
-            mlflow.log_params({k: _param_value(v) for k, v in params.items()})
+            if resume_run_id is None:
+                mlflow.log_params({k: _param_value(v) for k, v in params.items()})
             log.info("MLflow run %s (%s) in %s", run.info.run_name, self.run_id, self.tracking_uri)
             yield self
         except BaseException as e:
-            # a pruned sweep trial is stopped on purpose, not broken: show it as KILLED, tagged
-            pruned = type(e).__name__ == "TrialPruned"
-            mlflow.set_tag("samexp.state", "PRUNED" if pruned else "FAILED")
-            if not pruned:
-                mlflow.set_tag("samexp.error", _param_value(f"{type(e).__name__}: {e}"))
-            mlflow.end_run("KILLED" if pruned else "FAILED")
+            status, end_tags = ending(e, run.data.tags.get("overrides", ""), self.run_id)
+            try:
+                mlflow.set_tags({k: _param_value(v) for k, v in end_tags.items()})
+                mlflow.end_run(status)
+            except Exception as store_error:  # noqa: BLE001 - the run's own error is the one to raise
+                # left RUNNING: the next run's reconcile_stale_runs ends it
+                log.warning(
+                    "could not end MLflow run %s as %s: %s", self.run_id, status, store_error
+                )
             raise
-        mlflow.set_tag("samexp.state", "COMPLETE")
+        mlflow.set_tag(STATE, "COMPLETE")
         mlflow.end_run("FINISHED")
 
     def connect(self, mlflow) -> None:
-        if self.tracking_uri.startswith("sqlite:///"):
-            Path(self.tracking_uri.removeprefix("sqlite:///")).parent.mkdir(
-                parents=True, exist_ok=True
+        """Point MLflow at the store and experiment, creating them if new.
+
+        The first process to open a fresh sqlite store runs its schema migrations; two doing so at
+        once break each other (alembic: "expected to match one row"), so that is done under a lock.
+        """
+        with store_lock(self.tracking_uri):
+            mlflow.set_tracking_uri(self.tracking_uri)
+            if mlflow.get_experiment_by_name(self.experiment) is None:
+                # a server chooses its own artifact store; the embedded one keeps them under mlruns/
+                location = (
+                    None
+                    if self.tracking_uri.startswith("http")
+                    else Path(self.artifact_root).resolve().as_uri()
+                )
+                try:
+                    mlflow.create_experiment(self.experiment, artifact_location=location)
+                except mlflow.exceptions.MlflowException:
+                    pass  # created meanwhile by a parallel run (on a server: no lock there)
+            mlflow.set_experiment(self.experiment)
+
+    def client(self):
+        """This store's MlflowClient, connected (store and experiment created) on first use."""
+        if self._client is None:
+            import mlflow
+
+            self.connect(mlflow)
+            self._client = mlflow.MlflowClient(tracking_uri=self.tracking_uri)
+        return self._client
+
+    def heartbeat(self) -> None:
+        """Say the run is alive (the runner calls this each epoch). A store that is briefly
+        unreachable or locked costs one warning, never the run."""
+        if not self.enabled or self.run_id is None:
+            return
+        try:
+            for key, value in heartbeat_tag().items():
+                self.client().set_tag(self.run_id, key, value)
+        except Exception as e:  # noqa: BLE001 - any store error is transient for a heartbeat
+            log.warning("MLflow heartbeat of run %s failed: %s", self.run_id, e)
+
+    def logged_metrics(self) -> dict[str, float]:
+        """The latest value of every metric the current run has logged."""
+        if not self.enabled or self.run_id is None:
+            return {}
+        return dict(self._run(self.run_id).data.metrics)
+
+    def run_status(self, run_id: str) -> str:
+        """RUNNING, FINISHED, FAILED, KILLED or SCHEDULED."""
+        return self._run(run_id).info.status
+
+    def download_artifact(self, run_id: str, artifact_path: str, dst_dir: str | Path) -> Path:
+        """One artifact of a run, copied into `dst_dir`."""
+        self._run(run_id)
+        Path(dst_dir).mkdir(parents=True, exist_ok=True)
+        try:
+            return Path(self.client().download_artifacts(run_id, artifact_path, str(dst_dir)))
+        except Exception as e:  # noqa: BLE001 - MLflow raises OSError or MlflowException
+            raise SamexpError(
+                f"MLflow run {run_id} has no artifact {artifact_path} in {self.tracking_uri} "
+                f"({str(e).splitlines()[0] if str(e) else type(e).__name__})"
+            ) from e
+
+    def reconcile_stale_runs(self, keep: str | None = None) -> list[str]:
+        """End as KILLED (state INTERRUPTED) the RUNNING runs of this experiment whose process is
+        gone, so they show as what they are and `trainer.resume=last` finds them. `keep`: a run
+        about to be reopened, left as it is. Returns the ids ended."""
+        if not self.enabled:
+            return []
+        client = self.client()
+        ended = []
+        for run in self._search("attributes.status = 'RUNNING'"):
+            why = stale_reason(run.data.tags, self.stale_after_s)
+            if why is None or run.info.run_id == keep:
+                continue
+            note = interrupted_note(why, run.data.tags, run.info.run_id)
+            client.set_tag(run.info.run_id, STATE, "INTERRUPTED")
+            client.set_tag(run.info.run_id, INTERRUPTED, _param_value(note))
+            client.set_terminated(run.info.run_id, "KILLED")
+            log.info("MLflow run %s marked KILLED: %s", run.info.run_id, note)
+            ended.append(run.info.run_id)
+        return ended
+
+    def find_resumable(self) -> str | None:
+        """The newest interrupted run of this experiment (`trainer.resume=last`), or None."""
+        if not self.enabled:
+            return None
+        self.reconcile_stale_runs()
+        found = self._search(
+            f"attributes.status = 'KILLED' and tags.`{STATE}` = 'INTERRUPTED'", newest_only=True
+        )
+        return found[0].info.run_id if found else None
+
+    def _resumable(self, run_id: str):
+        """The run to reopen, checked: MLflow reopens only a live run of the active experiment."""
+        run = self._run(run_id)
+        experiment = self.client().get_experiment_by_name(self.experiment)
+        if run.info.experiment_id != experiment.experiment_id:
+            problem = f"it belongs to another experiment than tracking.experiment={self.experiment}"
+        elif run.info.lifecycle_stage == "deleted":
+            problem = "it is deleted (restore it with `mlflow runs restore`)"
+        else:
+            return run
+        raise SamexpError(f"cannot resume MLflow run {run_id} of {self.tracking_uri}: {problem}")
+
+    def _run(self, run_id: str):
+        """The run, or a SamexpError naming it and the store."""
+        if not self.enabled:
+            raise SamexpError(
+                f"cannot read MLflow run {run_id}: tracking is off (tracking.enabled=false)"
             )
-        mlflow.set_tracking_uri(self.tracking_uri)
-        if mlflow.get_experiment_by_name(self.experiment) is None:
-            # a server chooses its own artifact store; the embedded default keeps them under mlruns/
-            location = (
-                None
-                if self.tracking_uri.startswith("http")
-                else Path(self.artifact_root).resolve().as_uri()
+        from mlflow.exceptions import MlflowException
+
+        try:
+            return self.client().get_run(run_id)
+        except MlflowException as e:
+            raise SamexpError(
+                f"no MLflow run {run_id} in {self.tracking_uri} (check the id and "
+                f"tracking.tracking_uri): {str(e).splitlines()[0]}"
+            ) from e
+
+    def _search(self, filter_string: str, newest_only: bool = False) -> list:
+        client = self.client()
+        experiment = client.get_experiment_by_name(self.experiment)
+        runs, token = [], None
+        while True:
+            page = client.search_runs(
+                [experiment.experiment_id],
+                filter_string=filter_string,
+                order_by=["attributes.start_time DESC"],
+                max_results=1 if newest_only else 1000,
+                page_token=token,
             )
-            try:
-                mlflow.create_experiment(self.experiment, artifact_location=location)
-            except mlflow.exceptions.MlflowException:
-                pass  # created meanwhile by a parallel run
-        mlflow.set_experiment(self.experiment)
+            runs.extend(page)
+            token = page.token
+            if newest_only or not token:
+                return runs
 
     def log_metrics(self, metrics: dict[str, float], step: int | None = None) -> None:
         if self.enabled:

@@ -8,7 +8,7 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 
 import torch
 from segment_anything.modeling import Sam
@@ -23,6 +23,7 @@ from samexp.models.seam import upscale
 from samexp.precision import MixedPrecision, mixed_precision
 from samexp.prompts.base import PromptStrategy
 from samexp.schedulers import Schedule
+from samexp.train_state import EpochProgress, TrainState, capture_rng, restore_rng
 
 log = logging.getLogger(__name__)
 # skipped non-finite steps in a row that end a run as diverged (trainer.max_nonfinite_steps)
@@ -56,6 +57,15 @@ class Monitor:
         else:
             self.stale += 1
         return self.patience is not None and self.stale >= self.patience
+
+    def progress(self) -> dict[str, float | int]:
+        return {"best": self.best, "best_epoch": self.best_epoch, "stale": self.stale}
+
+    def resume(self, progress: dict[str, float | int], best_state: dict[str, torch.Tensor]) -> None:
+        self.best, self.best_epoch, self.stale = (
+            progress[k] for k in ("best", "best_epoch", "stale")
+        )
+        self.best_state = best_state
 
     def restore(self, sam: Sam) -> None:
         params = trainable_parameters(sam)
@@ -155,6 +165,14 @@ def _optimizer_step(optimizer: torch.optim.Optimizer, params: list[torch.Tensor]
     return float(norm)
 
 
+class StopRequested(Exception):
+    """A stop was asked for (a signal): raised after the step in progress, with its checkpoint written."""
+
+    def __init__(self, state: TrainState) -> None:
+        super().__init__(state.where)
+        self.state = state
+
+
 def fit(
     sam: Sam,
     loader: DataLoader,
@@ -178,16 +196,54 @@ def fit(
     encoder: Callable | None = None,
     precision: MixedPrecision | None = None,
     max_nonfinite_steps: int = MAX_NONFINITE_STEPS,
+    resume: TrainState | None = None,
+    checkpoint: Callable[[TrainState, bool], None] | None = None,
+    checkpoint_every: int = 1,
+    stop_requested: Callable[[], bool] = lambda: False,
 ) -> FitResult:
     """`report_fn(value, epoch)` receives the monitored metric after each evaluation (a sweep's
     pruning hook; it may raise to stop the trial). Raises TrainingDiverged when the loss or the
-    gradients stay non-finite (see NonFiniteGuard)."""
+    gradients stay non-finite (see NonFiniteGuard).
+
+    `checkpoint(state, is_best)` is called after every `checkpoint_every` epochs (0: never) and
+    when `stop_requested()` turns true, which is checked after each optimizer step; then
+    StopRequested is raised. `resume` continues from such a state exactly: the epoch in progress
+    draws its batches in the same order, skips those already trained, and goes on with every RNG
+    where it was.
+    """
     amp = precision or mixed_precision("fp32", device)
     generator = torch.Generator().manual_seed(seed)
     schedule = schedule or Schedule(None, "step")
     params = list(trainable_parameters(sam).values())
     guard = NonFiniteGuard(max_nonfinite_steps)
-    step, epoch, mean_loss, stop = 0, 0, math.nan, False
+    step, epoch, mean_loss, stop, loss = 0, 0, math.nan, False, torch.zeros(())
+    progress = EpochProgress()
+    if resume is not None:
+        _restore(resume, sam, optimizer, schedule, amp, monitor, guard, loader, device)
+        step, epoch, progress = resume.step, resume.epoch, resume.progress
+        if resume.epoch_complete:
+            restore_rng(resume.rng, generator)
+            progress = EpochProgress()
+        log.info("resuming after %s", resume.where)
+
+    def snapshot(complete: bool, loader_rng: torch.Tensor | None) -> TrainState:
+        return TrainState(
+            epoch=epoch, epoch_complete=complete, step=step,
+            params={n: p.detach().cpu().clone() for n, p in trainable_parameters(sam).items()},
+            optimizer=optimizer.state_dict(),
+            scheduler=schedule.scheduler.state_dict() if schedule.scheduler is not None else None,
+            scaler=amp.scaler.state_dict(), rng=capture_rng(generator), loader_rng=loader_rng,
+            monitor=monitor.progress() if monitor is not None else {},
+            best_params=monitor.best_state if monitor is not None else {},
+            guard={k: v for k, v in asdict(guard).items() if k != "limit"},
+            progress=EpochProgress(**asdict(progress)),
+        )  # fmt: skip
+
+    def stop_here(complete: bool, loader_rng: torch.Tensor | None) -> None:
+        state = snapshot(complete, loader_rng)
+        if checkpoint is not None:
+            checkpoint(state, False)
+        raise StopRequested(state)
 
     def stop_if_diverged(**when: bool) -> None:
         what = guard.verdict(epoch, **when)
@@ -196,15 +252,24 @@ def fit(
             raise guard.fail(what, epoch, step, loss.item(), optimizer.param_groups[0]["lr"],
                              amp.name)  # fmt: skip
 
-    for epoch in range(1, epochs + 1):
+    if stop_requested():  # asked before the first step: nothing trained yet, a checkpoint at 0
+        stop_here(complete=True, loader_rng=_rng_of(loader))
+    first = epoch + 1 if resume is None or resume.epoch_complete else epoch
+    for epoch in range(first, epochs + 1):
         sam.train()
-        sums: dict[str, float] = {}
-        seen, norms = 0, []
-        guard.new_epoch()
+        skip = progress.batches_done  # > 0 only in the epoch a resume continues
+        if not skip:
+            progress = EpochProgress()
+            guard.new_epoch()
+        epoch_rng = _rng_of(loader)  # the data order of this epoch is drawn from it
         window_finite = True  # every loss of the current accumulation window was finite
         optimizer.zero_grad(set_to_none=True)
         bar = tqdm(loader, desc=f"epoch {epoch}/{epochs}", leave=False)
         for i, batch in enumerate(bar, start=1):
+            if i <= skip:  # trained before the interruption: drawn again in order, not again
+                if i == skip:
+                    restore_rng(resume.rng, generator)
+                continue
             batch = batch.to(device)
             with amp.autocast():
                 passes = predict(
@@ -220,40 +285,47 @@ def fit(
             finite = bool(torch.isfinite(loss))
             if finite:  # a non-finite loss would poison the window's gradients: no backward
                 amp.backward(loss / grad_accum_steps)
-                seen += 1
+                progress.seen += 1
                 for name, value in {"loss": loss, **{f"loss/{k}": v for k, v in parts.items()}}.items():  # fmt: skip
-                    sums[name] = sums.get(name, 0.0) + float(value.detach())
+                    progress.sums[name] = progress.sums.get(name, 0.0) + float(value.detach())
             window_finite &= finite
+            progress.batches_done = i
             if i % grad_accum_steps == 0 or i == len(loader):
                 norm = _optimizer_step(optimizer, params, amp, grad_clip, window_finite)
                 optimizer.zero_grad(set_to_none=True)
                 guard.record(norm is not None, window_finite)
                 if norm is not None:
-                    norms.append(norm)
+                    progress.norms.append(norm)
                 schedule.step("step")
                 step += 1
                 window_finite = True
                 stop_if_diverged()
+                if stop_requested() and i < len(loader):
+                    stop_here(complete=False, loader_rng=epoch_rng)
             bar.set_postfix(loss=f"{loss.item():.4f}", lr=f"{optimizer.param_groups[0]['lr']:.2e}")
             if max_steps is not None and step >= max_steps:
                 break
+        sums, seen = progress.sums, progress.seen
         mean_loss = sums["loss"] / seen if seen else math.nan
         epoch_metrics = {f"train/{k}": v / max(seen, 1) for k, v in sums.items()}
         epoch_metrics["train/loss"] = mean_loss
-        if norms:  # per optimizer step, not per micro-batch
-            epoch_metrics["train/grad_norm"] = sum(norms) / len(norms)
+        if progress.norms:  # per optimizer step, not per micro-batch
+            epoch_metrics["train/grad_norm"] = sum(progress.norms) / len(progress.norms)
         epoch_metrics["train/skipped_nonfinite"] = guard.skipped
         epoch_metrics["train/lr"] = optimizer.param_groups[0]["lr"]
+        progress = EpochProgress()
         if guard.epoch_skipped:
             log.warning("epoch %d: skipped %d of %d optimizer steps with a non-finite loss or "
                         "gradient", epoch, guard.epoch_skipped, guard.epoch_steps)  # fmt: skip
         stop_if_diverged(end_of_epoch=True)
         done = max_steps is not None and step >= max_steps
+        improved = False
         if evaluate_fn is not None and (epoch % eval_every == 0 or epoch == epochs or done):
             eval_metrics = evaluate_fn(epoch)
             epoch_metrics.update(eval_metrics)
             if monitor is not None:
                 value = eval_metrics.get(monitor.name, math.nan)
+                improved = monitor.improved(value)
                 stop = monitor.update(value, epoch, sam)
                 schedule.step("metric", value)
         schedule.step("epoch")
@@ -264,9 +336,40 @@ def fit(
         if stop:
             log.info("early stop: %s did not improve for %d evaluations (best %.4f at epoch %d)",
                      monitor.name, monitor.stale, monitor.best, monitor.best_epoch)  # fmt: skip
-        if done or stop:
+        last = done or stop or epoch == epochs
+        if checkpoint is not None and checkpoint_every and (epoch % checkpoint_every == 0 or last):
+            checkpoint(snapshot(complete=True, loader_rng=_rng_of(loader)), improved)
+        if stop_requested() and not last:
+            stop_here(complete=True, loader_rng=_rng_of(loader))
+        if last:
             break
     stop_if_diverged(end_of_run=True)
     best_epoch = monitor.best_epoch if monitor is not None else epoch
     best_value = monitor.best if monitor is not None else math.nan
     return FitResult(step, epoch, mean_loss, best_epoch, best_value, stop)
+
+
+def _rng_of(loader: DataLoader) -> torch.Tensor | None:
+    return loader.generator.get_state() if loader.generator is not None else None
+
+
+def _restore(state: TrainState, sam: Sam, optimizer: torch.optim.Optimizer, schedule: Schedule,
+             amp: MixedPrecision, monitor: Monitor | None, guard: NonFiniteGuard,
+             loader: DataLoader, device: torch.device) -> None:  # fmt: skip
+    """Put the model, optimizer, schedule, scaler, monitor, guard and data order where `state`
+    left them (the RNGs follow once the skipped batches are drawn)."""
+    trainable = trainable_parameters(sam)
+    with torch.no_grad():
+        for name, value in state.params.items():
+            trainable[name].copy_(value)
+    optimizer.load_state_dict(state.optimizer)
+    if schedule.scheduler is not None and state.scheduler is not None:
+        schedule.scheduler.load_state_dict(state.scheduler)
+    if state.scaler:
+        amp.scaler.load_state_dict(state.scaler)
+    if monitor is not None:
+        monitor.resume(state.monitor, {n: t.to(device) for n, t in state.best_params.items()})
+    for key, value in state.guard.items():
+        setattr(guard, key, value)
+    if loader.generator is not None and state.loader_rng is not None:
+        loader.generator.set_state(state.loader_rng)

@@ -1,6 +1,7 @@
 """The samexp_optuna Hydra sweeper on a tiny standalone Hydra app run in a subprocess: studies
-resume, pruned and failed trials are recorded as such, stale trials are closed, jobs get their
-trial, and parallel batches through the joblib launcher lose nothing."""
+resume, pruned and failed trials are recorded as such, a live worker's trials are left alone and a
+dead one's are failed and run again, an interrupted job stops the sweep, jobs get their trial, and
+parallel batches through the joblib launcher lose nothing."""
 
 from __future__ import annotations
 
@@ -8,16 +9,27 @@ import json
 import os
 import subprocess
 import sys
+import time
+import warnings
 from pathlib import Path
 
 import optuna
 import pytest
 import yaml
 from hydra.utils import instantiate
+from optuna.distributions import CategoricalDistribution, FloatDistribution
 from optuna.trial import TrialState
 
 from hydra_plugins.samexp_optuna_sweeper.config import PRUNERS, SAMPLERS
 from hydra_plugins.samexp_optuna_sweeper.report import log_study
+from hydra_plugins.samexp_optuna_sweeper.workers import (
+    INTERRUPTED,
+    RETRY_OF,
+    WORKER,
+    Heartbeat,
+    open_storage,
+)
+from samexp.sweeps.pruning import trial_id
 from tests.conftest import REPO
 
 C, P, F = TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL
@@ -25,11 +37,13 @@ C, P, F = TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL
 APP = """
 import json
 import math
+import time
 
 import hydra
-import optuna
-from hydra.utils import instantiate
 from omegaconf import OmegaConf
+
+from samexp.errors import Interrupted
+from samexp.sweeps.pruning import reporter_from_config
 
 
 @hydra.main(config_path=".", config_name="config", version_base="1.3")
@@ -39,20 +53,16 @@ def main(cfg):
         f.write(json.dumps({"x": cfg.x, "y": cfg.y, "z": cfg.z, "shape": cfg.shape.name,
                             "optuna": trial_cfg}) + "\\n")
     value = cfg.x + cfg.y
-    if cfg.optuna.storage:  # re-attach to the trial through the storage, as samexp's jobs do
-        pruner = instantiate(cfg.optuna.pruner) if cfg.optuna.pruner else None
-        study = optuna.load_study(study_name=cfg.optuna.study_name, storage=cfg.optuna.storage,
-                                  pruner=pruner)
-        trial_id = study._storage.get_trial_id_from_study_id_trial_number(
-            study._study_id, cfg.optuna.trial_number)
-        trial = optuna.Trial(study, trial_id)
-        trial.report(value, 0)
-        if trial.should_prune():
-            raise optuna.TrialPruned()
+    report = reporter_from_config(**trial_cfg)  # re-attach to the trial, as samexp's jobs do
+    if report is not None:
+        report(value, 0)  # raises optuna.TrialPruned when the pruner says so
+    time.sleep(cfg.sleep)
     if cfg.optuna.trial_number in cfg.fail_on:
         raise RuntimeError("boom")
     if cfg.optuna.trial_number in cfg.nan_on:
         return math.nan
+    if cfg.optuna.trial_number in cfg.interrupt_on:
+        raise Interrupted("SIGTERM", 143, "epoch 1 step 2", "rerun the sweep")
     return value
 
 
@@ -72,6 +82,8 @@ z: 0
 record: ???
 fail_on: []
 nan_on: []
+interrupt_on: []
+sleep: 0
 optuna: {storage: null, study_name: null, trial_number: null, pruner: null}
 hydra:
   job:
@@ -96,15 +108,20 @@ def app(tmp_path: Path) -> Path:
     return tmp_path
 
 
-def sweep(app: Path, *overrides: str, env: dict[str, str] | None = None):
+def sweep_command(app: Path, *overrides: str, env: dict[str, str] | None = None):
     runs = len(list(app.glob("multirun/*")))
     args = [sys.executable, "app.py", "-m", f"record={app}/records.jsonl",
             f"hydra.sweep.dir=multirun/{runs}", *overrides]  # fmt: skip
     environ = {**os.environ, "PYTHONPATH": str(REPO), **(env or {})}
     if not env:
         environ.pop("SAMEXP_PARENT_RUN_ID", None)
+    return args, environ
+
+
+def sweep(app: Path, *overrides: str, env: dict[str, str] | None = None, returncode: int = 0):
+    args, environ = sweep_command(app, *overrides, env=env)
     done = subprocess.run(args, cwd=app, env=environ, capture_output=True, text=True, timeout=120)
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert done.returncode == returncode, done.stdout[-3000:] + done.stderr[-3000:]
     return done
 
 
@@ -176,13 +193,75 @@ def test_a_failing_or_nan_trial_is_recorded_failed_and_the_sweep_goes_on(app):
     assert (app / "multirun/0/optuna_results.yaml").exists()
 
 
+# seconds: a worker beats every second and is taken for dead 2 s after its last beat
+HEARTBEAT = ("hydra.sweeper.heartbeat_interval=1", "hydra.sweeper.grace_period=2")
+SPACE = {"x": FloatDistribution(-1, 1), "y": CategoricalDistribution([1, 2, 3])}
+
+
+def other_worker(app: Path) -> tuple[optuna.Study, optuna.storages.RDBStorage]:
+    """The toy study as another sweep process holds it: same storage, heartbeats on."""
+    (app / "studies").mkdir(exist_ok=True)
+    storage = open_storage(storage_of(app), 1, 2, lambda study, trial: None)
+    study = optuna.create_study(study_name="toy", storage=storage, direction="maximize")
+    return study, storage
+
+
+def claim(study: optuna.Study, storage) -> optuna.Trial:
+    with warnings.catch_warnings():  # the sweep beats for ask()ed trials itself, as here
+        warnings.filterwarnings("ignore", message="Heartbeat of storage")
+        trial = study.ask(SPACE)
+    storage.record_heartbeat(trial_id(storage, "toy", trial.number))
+    trial.set_user_attr(WORKER, "elsewhere:1")
+    return trial
+
+
 @pytest.mark.slow
-def test_a_trial_left_running_by_a_killed_sweep_is_marked_failed_on_the_next_run(app):
-    (app / "studies").mkdir()
-    optuna.create_study(study_name="toy", storage=storage_of(app), direction="maximize").ask()
-    sweep(app, "hydra.sweeper.n_trials=2")
-    assert [t.state for t in study_of(app).trials] == [F, C]
+def test_a_second_sweep_leaves_the_live_trial_of_another_worker_running(app):
+    study, storage = other_worker(app)
+    theirs = claim(study, storage)
+    with Heartbeat(storage, [trial_id(storage, "toy", theirs.number)], interval=1):
+        args, env = sweep_command(app, "hydra.sweeper.n_trials=2", *HEARTBEAT)
+        ours = subprocess.Popen(args, cwd=app, env=env, stdout=subprocess.PIPE,
+                                stderr=subprocess.STDOUT, text=True)  # fmt: skip
+        deadline = time.monotonic() + 60
+        while not study.get_trials(states=(C,)) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        time.sleep(3)  # past the grace period: a live trial is still not failed
+        assert study.trials[theirs.number].state == TrialState.RUNNING
+        assert ours.poll() is None, "the sweep waits for the other worker's trial"
+        study.tell(theirs, 0.5)  # the bug: "Cannot tell a FAIL trial"
+    output = ours.communicate(timeout=60)[0]
+    assert ours.returncode == 0, output[-3000:]
+    assert [t.state for t in study_of(app).trials] == [C, C]
     assert [r["optuna"]["trial_number"] for r in records(app)] == [1]
+
+
+@pytest.mark.slow
+def test_a_dead_workers_trial_is_failed_after_the_grace_period_and_run_once_more(app):
+    study, storage = other_worker(app)
+    dead = claim(study, storage)  # one heartbeat, then its worker is gone
+    sweep(app, "hydra.sweeper.n_trials=2", *HEARTBEAT)
+    trials = study_of(app).trials
+    assert [t.state for t in trials] == [F, C, C]
+    retry = trials[2]
+    assert retry.params == dead.params and retry.user_attrs[RETRY_OF] == dead.number
+    assert [r["optuna"]["trial_number"] for r in records(app)] == [1, 2]
+
+
+@pytest.mark.slow
+def test_an_interrupted_job_stops_the_sweep_with_its_exit_code_and_its_trial_runs_again(app):
+    done = sweep(app, "hydra.sweeper.n_trials=3", "interrupt_on=[1]", returncode=143)
+    trials = study_of(app).trials
+    assert [t.state for t in trials] == [C, F, TrialState.WAITING]
+    assert trials[1].user_attrs[INTERRUPTED] == "SIGTERM"
+    assert trials[2].user_attrs == {RETRY_OF: 1}
+    assert [r["optuna"]["trial_number"] for r in records(app)] == [0, 1], "nothing after it"
+    assert (app / "multirun/0/optuna_results.yaml").exists()
+    assert "sweep stopped by SIGTERM" in done.stdout + done.stderr
+    sweep(app, "hydra.sweeper.n_trials=3")
+    trials = study_of(app).trials
+    assert [t.state for t in trials] == [C, F, C, C]
+    assert trials[2].params == trials[1].params
 
 
 @pytest.mark.slow

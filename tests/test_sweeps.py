@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -121,7 +122,7 @@ def test_pruned_trials_are_recorded_as_pruned_in_the_study_and_in_mlflow(tmp_pat
     from optuna.trial import TrialState
 
     # a threshold no IoU can reach: every trial is pruned at its first report
-    optuna_sweep(tmp_path, "hydra.sweeper.n_trials=2", "trainer.epochs=3", "trainer.max_steps=null",
+    optuna_sweep(tmp_path, "hydra.sweeper.n_trials=2", "trainer.epochs=6", "trainer.max_steps=null",
                  "hydra/sweeper/pruner=threshold", "hydra.sweeper.pruner.lower=1.5")  # fmt: skip
     trials = study(tmp_path).trials
     assert [t.state for t in trials] == [TrialState.PRUNED] * 2
@@ -144,3 +145,119 @@ def test_two_trials_in_parallel_lose_no_trial_and_no_run(tmp_path):
     assert len(parents) == 1 and len(children) == 4
     assert all(c.info.status == "FINISHED" for c in children)
     assert sorted(c.info.run_name.rsplit("#t", 1)[1] for c in children) == ["0", "1", "2", "3"]
+
+
+@pytest.fixture
+def start_worker():
+    """Starts sweep processes; any still running when the test ends is killed."""
+    started: list[subprocess.Popen] = []
+
+    def start(tmp_path: Path, name: str, *overrides: str) -> subprocess.Popen:
+        started.append(worker(tmp_path, name, *overrides))
+        return started[-1]
+
+    yield start
+    for process in started:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+
+
+def worker(tmp_path: Path, name: str, *overrides: str) -> subprocess.Popen:
+    """One sweep process on the shared study, MLflow store and data; its own sweep folder."""
+    args = [
+        sys.executable, "-m", "samexp", "-m", *FAST, f"data_root={data_root()}",
+        f"tracking.tracking_uri=sqlite:///{tmp_path}/mlflow.db",
+        f"tracking.artifact_root={tmp_path}/artifacts", f"hydra.sweep.dir={tmp_path}/multirun/{name}",
+        "hparams_search=lora_rank_lr", f"hydra.sweeper.storage=sqlite:///{tmp_path}/optuna.db",
+        "hydra.sweeper.study_name=test-study", *overrides,
+    ]  # fmt: skip
+    # one thread each: two torch processes spinning two threads apiece on two cores crawl
+    env = {**os.environ, "SAMEXP_OFFLINE": "1", "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"}
+    env.pop("SAMEXP_PARENT_RUN_ID", None)
+    log = open(tmp_path / f"{name}.log", "w")  # noqa: SIM115 (closed with the process)
+    return subprocess.Popen(args, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
+
+
+def running_trial_with_open_run(tmp_path: Path, pid: int) -> int | None:
+    """The number of a trial the worker with this pid runs whose MLflow child is open."""
+    from optuna.trial import TrialState
+
+    from hydra_plugins.samexp_optuna_sweeper.workers import WORKER
+    from samexp.store_lock import store_lock
+
+    # the workers' own locks: a fresh database is read only once its creator has made it
+    with store_lock(f"sqlite:///{tmp_path}/optuna.db"), store_lock(f"sqlite:///{tmp_path}/mlflow.db"):  # fmt: skip
+        try:
+            trials = study(tmp_path).get_trials(states=(TrialState.RUNNING,))
+            _, _, children = runs(tmp_path)
+        except Exception:  # the study or the experiment is not there yet
+            return None
+    open_runs = {
+        c.info.run_name.rsplit("#t", 1)[-1] for c in children if c.info.status == "RUNNING"
+    }
+    for t in trials:
+        if t.user_attrs.get(WORKER, "").endswith(f":{pid}") and str(t.number) in open_runs:
+            return t.number
+    return None
+
+
+def wait_for(condition, timeout: float):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        found = condition()
+        if found is not None:
+            return found
+        time.sleep(0.25)
+    raise AssertionError(f"not within {timeout} s")
+
+
+def test_two_workers_one_killed_mid_trial_and_restarted_reach_exactly_n_trials(
+    tmp_path, start_worker
+):
+    from optuna.trial import TrialState
+
+    from hydra_plugins.samexp_optuna_sweeper.workers import RETRY_OF, SURPLUS
+
+    shared = ("hydra.sweeper.n_trials=6", "trainer.epochs=6", "trainer.max_steps=null",
+              "hydra.sweeper.heartbeat_interval=1", "hydra.sweeper.grace_period=4")  # fmt: skip
+    # two workers started together; each its own sampler seed, or they propose the same points
+    a = start_worker(tmp_path, "a", *shared, "hydra.sweeper.sampler.seed=1")
+    # b's first trial is one of the study's first two, never pruned: 30 epochs leave time to
+    # kill it mid-trial
+    b = start_worker(tmp_path, "b", *shared, "hydra.sweeper.sampler.seed=2", "trainer.epochs=30")
+    killed = wait_for(lambda: running_trial_with_open_run(tmp_path, b.pid), timeout=60)
+    b.kill()
+    b.wait()
+    restarted = start_worker(tmp_path, "b-again", *shared, "hydra.sweeper.sampler.seed=3")
+    for process, name in ((a, "a"), (restarted, "b-again")):
+        assert process.wait(timeout=120) == 0, (tmp_path / f"{name}.log").read_text()[-3000:]
+
+    trials = study(tmp_path).trials
+    states = [t.state for t in trials]
+    assert sum(s in (TrialState.COMPLETE, TrialState.PRUNED) for s in states) == 6
+    assert TrialState.RUNNING not in states
+    assert trials[killed].state == TrialState.FAIL and not trials[killed].user_attrs.get("error")
+    assert [t.user_attrs.get(RETRY_OF) for t in trials].count(killed) == 1
+    # one child per trial that ran (a surplus trial never ran), in its trial's state
+    ran = [t for t in trials if t.state != TrialState.WAITING and SURPLUS not in t.user_attrs]
+    _, parents, children = runs(tmp_path)
+    assert len(parents) == 1, "both workers nest under one parent"
+    by_trial = {c.data.tags["optuna.trial_number"]: c for c in children}
+    assert len(children) == len(by_trial) == len(ran)
+    expected = {"COMPLETE": ("FINISHED", "COMPLETE"), "PRUNED": ("KILLED", "PRUNED"),
+                "FAIL": ("KILLED", "INTERRUPTED")}  # fmt: skip
+    for t in ran:
+        child = by_trial[str(t.number)]
+        assert child.data.tags["optuna.state"] == t.state.name
+        assert (child.info.status, child.data.tags["samexp.state"]) == expected[t.state.name]
+    parent = parents[0]
+    assert parent.info.status == "FINISHED"
+    counts = {k: parent.data.metrics[f"sweep/{k}"] for k in ("complete", "pruned", "interrupted", "failed", "running")}  # fmt: skip
+    assert counts == {
+        "complete": states.count(TrialState.COMPLETE),
+        "pruned": states.count(TrialState.PRUNED),
+        "interrupted": len([t for t in ran if t.state == TrialState.FAIL]),
+        "failed": 0,
+        "running": 0,
+    }

@@ -66,7 +66,8 @@ class SamexpOptunaSweeperConf:
     study_name: str | None = None  # None: "samexp"; name each study, or sweeps share one
     storage: str | None = "sqlite:///mlruns/optuna.db"  # None: in memory, no resume, no pruning
     direction: str = "maximize"  # or "minimize"; the job's return value is the objective
-    # finished trials (complete, pruned or failed) the study should reach; a rerun resumes
+    # trials with a result (complete, pruned, or failed by the job's own error) the study should
+    # hold; a rerun resumes, and every worker on the study stops when it holds them
     n_trials: int = 20
     n_jobs: int = 1  # trials asked and launched together (in parallel with hydra/launcher=joblib)
     sampler: Any = None  # hydra/sweeper/sampler: tpe (seed 0), random, gp; null: Optuna's default
@@ -74,6 +75,11 @@ class SamexpOptunaSweeperConf:
     # key -> Hydra sweep syntax: choice(2,4,8), range(1,10,step=2), interval(1e-5,1e-2),
     # tag(log, interval(1e-5,1e-2)), int(interval(1,10)); command-line sweeps add or override
     params: dict[str, str] = field(default_factory=dict)
+    # several sweeps (workers) may share a study: each records a heartbeat for its running trials
+    # every heartbeat_interval seconds; a RUNNING trial without one for grace_period seconds
+    # belongs to a worker that is gone, and any worker fails it and queues it to run once more
+    heartbeat_interval: int = 10
+    grace_period: int = 60
 
 
 def register() -> None:

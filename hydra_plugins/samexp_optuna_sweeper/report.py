@@ -1,19 +1,81 @@
-"""Log a finished Optuna study to the sweep's MLflow parent run: the trial table, the plots, the
-best value. MLflow and matplotlib are imported here only, so Hydra's plugin scan stays light."""
+"""What a sweep leaves behind: the study's results in the sweep folder and, on the sweep's MLflow
+parent run, the trial table, the plots and the best value. MLflow and matplotlib are imported
+inside the functions that need them, so Hydra's plugin scan stays light."""
 
 from __future__ import annotations
 
 import logging
+import os
 import tempfile
 import time
 import warnings
+from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 
 import optuna
-from optuna.trial import TrialState
+from omegaconf import OmegaConf
+from optuna.trial import FrozenTrial, TrialState
+
+from .children import PARENT_ENV, URI_ENV
+from .workers import is_result
 
 log = logging.getLogger(__name__)
+
+
+def write_results(
+    study: optuna.Study, sweep_dir: Path, storage: str | None, direction: str
+) -> None:
+    """`optuna_results.yaml` and `trials.csv` in the sweep folder, and the study on the sweep's
+    MLflow parent run when there is one."""
+    counts = Counter(t.state.name for t in study.get_trials(deepcopy=False))
+    best = best_trial(study)
+    if best is None:
+        log.warning("Optuna study '%s': no trial completed (%s)", study.study_name, dict(counts))
+    else:
+        log.info("Best trial %d: value %s, params %s", best.number, best.value, best.params)
+    sweep_dir.mkdir(parents=True, exist_ok=True)
+    results = {
+        "study_name": study.study_name,
+        "storage": display_storage(storage),
+        "direction": direction,
+        "trials": dict(counts),
+        "best_trial": None if best is None else best.number,
+        "best_value": None if best is None else best.value,
+        "best_params": None if best is None else best.params,
+    }
+    OmegaConf.save(OmegaConf.create(results), sweep_dir / "optuna_results.yaml")
+    table = sweep_dir / "trials.csv"
+    study.trials_dataframe().to_csv(table, index=False)
+
+    parent_run_id = os.environ.get(PARENT_ENV)
+    if parent_run_id:
+        try:
+            log_study(
+                study,
+                table,
+                tracking_uri=os.environ.get(URI_ENV),
+                run_id=parent_run_id,
+                storage=display_storage(storage),
+            )
+        except Exception:  # the study is safe in its storage and in trials.csv
+            log.warning("could not log the study to MLflow run %s", parent_run_id, exc_info=True)
+
+
+def best_trial(study: optuna.Study) -> FrozenTrial | None:
+    try:
+        return study.best_trial
+    except ValueError:  # no complete trial yet
+        return None
+
+
+def display_storage(storage: str | None) -> str:
+    """The storage URL without its password, for logs and MLflow."""
+    if storage is None:
+        return "memory"
+    from sqlalchemy.engine import make_url
+
+    return make_url(storage).render_as_string(hide_password=True)
 
 
 def log_study(
@@ -29,8 +91,8 @@ def log_study(
     from mlflow.tracking import MlflowClient
 
     client = MlflowClient(tracking_uri=tracking_uri)
-    finished = [t for t in study.get_trials(deepcopy=False) if t.state.is_finished()]
-    tags = [RunTag("study.n_trials", str(len(finished)))]
+    results = [t for t in study.get_trials(deepcopy=False) if is_result(t)]  # what n_trials counts
+    tags = [RunTag("study.n_trials", str(len(results)))]
     metrics = []
     complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
     if complete:

@@ -1,33 +1,52 @@
-"""The sweep loop: ask a batch of trials, launch them as Hydra jobs, tell the study what came back.
+"""The sweep loop: ask trials, launch them as Hydra jobs, tell the study what came back.
 
 Each job gets `optuna.storage`, `optuna.study_name`, `optuna.trial_number` and `optuna.pruner`
 overrides, so it can re-attach to its trial through the shared storage to report() and
-should_prune(), in process or not (basic or joblib launcher).
+should_prune(), in process or not (basic or joblib launcher). Several sweeps may share one study
+(workers.py): each asks only while the study lacks results, keeps its running trials alive with
+heartbeats, and fails and retries the trials of workers that died. A job stopped by a signal
+(`samexp.errors.Interrupted`) stops the sweep with the signal's exit code; its trial runs again.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
-import math
-import os
-from collections import Counter
+import time
+import warnings
 from pathlib import Path
 from typing import Any
 
 import optuna
 from hydra.core.plugins import Plugins
-from hydra.core.utils import JobReturn, JobStatus
 from hydra.plugins.sweeper import Sweeper
 from hydra.types import HydraContext, TaskFunction
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from optuna.trial import FrozenTrial, Trial, TrialState
 
+from samexp.errors import Interrupted
+from samexp.store_lock import store_lock
+from samexp.sweeps.pruning import trial_id
+
+from .children import mirror
+from .outcomes import close, tell
+from .report import display_storage, write_results
 from .space import SearchSpace, override_value, parse_search_space
+from .workers import (
+    INTERRUPTED,
+    WORKER,
+    Heartbeat,
+    give_back,
+    is_surplus,
+    open_storage,
+    progress,
+    reap,
+    retry_once,
+    worker_id,
+)
 
 log = logging.getLogger(__name__)
-
-FINISHED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
 
 
 class OptunaSweeper(Sweeper):
@@ -41,12 +60,19 @@ class OptunaSweeper(Sweeper):
         sampler: Any,
         pruner: Any,
         params: DictConfig | None,
+        heartbeat_interval: int = 10,
+        grace_period: int = 60,
     ) -> None:
         if direction not in ("maximize", "minimize"):
             raise ValueError(f"hydra.sweeper.direction={direction}: use maximize or minimize")
         if n_trials < 0 or n_jobs < 1:
             raise ValueError(
                 f"hydra.sweeper.n_trials={n_trials}, n_jobs={n_jobs}: need n_trials >= 0, n_jobs >= 1"
+            )
+        if not 1 <= heartbeat_interval < grace_period:
+            raise ValueError(
+                f"hydra.sweeper.heartbeat_interval={heartbeat_interval}, grace_period="
+                f"{grace_period}: need 1 <= heartbeat_interval < grace_period (seconds)"
             )
         self.study_name = study_name or "samexp"
         self.storage = absolute_sqlite(storage)
@@ -56,12 +82,17 @@ class OptunaSweeper(Sweeper):
         self.sampler_cfg = _plain(sampler)
         self.pruner_cfg = _plain(pruner) or None
         self.params = _plain(params) or {}
+        self.heartbeat_interval = heartbeat_interval
+        self.grace_period = grace_period
+        self.rdb: optuna.storages.RDBStorage | None = None  # None: in memory, one process
+        self.worker = worker_id()
         self.job_idx = 0
 
     def setup(
         self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig
     ) -> None:
         self.config = config
+        self.hydra_context = hydra_context
         self.launcher = Plugins.instance().instantiate_launcher(
             config=config, hydra_context=hydra_context, task_function=task_function
         )
@@ -69,39 +100,148 @@ class OptunaSweeper(Sweeper):
 
     def sweep(self, arguments: list[str]) -> None:
         space = parse_search_space(self.params, arguments)
-        study = optuna.create_study(
-            study_name=self.study_name,
-            storage=self.storage,
-            pruner=instantiate(self.pruner_cfg) if self.pruner_cfg else optuna.pruners.NopPruner(),
-            direction=self.direction,
-            load_if_exists=True,
-        )
-        fail_stale_trials(study)
+        study = self.open_study()
+        self.reap(study)
         study.sampler = self.sampler(already=len(study.get_trials(deepcopy=False)))
-        finished = [t for t in study.get_trials(deepcopy=False) if t.state in FINISHED]
-        remaining = max(self.n_trials - len(finished), 0)
+        now = progress(study)
         log.info(
-            "Optuna study '%s' in %s: %d finished trials, %d to run for n_trials=%d; searching %s",
+            "Optuna study '%s' in %s: %d trials done, %d running, %d to go for n_trials=%d; "
+            "searching %s",
             study.study_name,
             display_storage(self.storage),
-            len(finished),
-            remaining,
+            now.done,
+            now.running,
+            max(now.free(self.n_trials), 0),
             self.n_trials,
             sorted(space.distributions) or "nothing",
         )
         if self.storage is None and self.pruner_cfg:
             log.warning("storage=null: jobs cannot reach their trials, so nothing is pruned")
 
-        while remaining > 0:
-            trials = [study.ask(space.distributions) for _ in range(min(self.n_jobs, remaining))]
-            overrides = [self.job_overrides(space, trial) for trial in trials]
-            returns = self.launcher.launch(overrides, initial_job_idx=self.job_idx)
-            self.job_idx += len(returns)
-            for trial, ret in zip(trials, returns, strict=True):
-                tell(study, trial, ret)
-            remaining -= len(trials)
+        waiting = False
+        while True:
+            self.reap(study)
+            now = progress(study)
+            if now.done >= self.n_trials:
+                break
+            if now.free(self.n_trials) <= 0:  # the rest is running on other workers
+                if not waiting:
+                    log.info(
+                        "%d of %d trials done, %d running on other workers: waiting for them "
+                        "(a trial whose worker is gone is failed after %d s and run again)",
+                        now.done, self.n_trials, now.running, self.grace_period,
+                    )  # fmt: skip
+                waiting = True
+                time.sleep(self.heartbeat_interval)
+                continue
+            waiting = False
+            batch = [self.claim(study, space) for _ in range(min(self.n_jobs, now.free(self.n_trials)))]  # fmt: skip
+            trials = [trial for trial in batch if trial is not None]
+            interrupted = self.run(study, space, trials) if trials else None
+            if interrupted is not None:
+                self.stop(study, interrupted)
 
-        self.write_results(study)
+        write_results(study, self.sweep_dir, self.storage, self.direction)
+
+    def open_study(self) -> optuna.Study:
+        """Workers that start together on a fresh SQLite file take turns creating it."""
+        with store_lock(self.storage or ""):
+            if self.storage is not None:
+                self.rdb = open_storage(
+                    self.storage, self.heartbeat_interval, self.grace_period, self.on_stale
+                )
+            return optuna.create_study(
+                study_name=self.study_name,
+                storage=self.rdb,
+                pruner=instantiate(self.pruner_cfg)
+                if self.pruner_cfg
+                else optuna.pruners.NopPruner(),
+                direction=self.direction,
+                load_if_exists=True,
+            )
+
+    def reap(self, study: optuna.Study) -> None:
+        if self.rdb is None:
+            return
+        try:
+            reap(study, self.grace_period, self.on_stale)
+        except Exception as e:  # a locked database: the next round tries again
+            log.warning("could not check for trials of dead workers: %s", e)
+
+    def on_stale(self, study: optuna.Study, trial: FrozenTrial) -> None:
+        """A trial this worker found dead (its worker stopped beating): run it again, and end
+        its MLflow child KILLED, tagged INTERRUPTED."""
+        log.warning(
+            "trial %d of worker %s stopped beating: marked failed",
+            trial.number,
+            trial.user_attrs.get(WORKER, "unknown"),
+        )
+        retry_once(study, trial)
+        mirror(study.study_name, trial)
+
+    def claim(self, study: optuna.Study, space: SearchSpace) -> Trial | None:
+        """Ask for a trial and mark it this worker's: its first heartbeat, then WORKER (so a
+        trial with WORKER always has a heartbeat to go stale). None when it is surplus."""
+        with warnings.catch_warnings():
+            # Optuna expects heartbeats with optimize(); the sweep beats for ask()ed trials itself
+            warnings.filterwarnings("ignore", message="Heartbeat of storage")
+            trial = study.ask(space.distributions)
+        if self.rdb is None:
+            return trial
+        self.rdb.record_heartbeat(trial_id(self.rdb, study.study_name, trial.number))
+        trial.set_user_attr(WORKER, self.worker)
+        if is_surplus(study, trial.number, self.n_trials):
+            give_back(study, trial)
+            return None
+        return trial
+
+    def run(
+        self, study: optuna.Study, space: SearchSpace, trials: list[Trial]
+    ) -> Interrupted | None:
+        """Launch the trials' jobs while beating for them; tell each result. Returns the
+        first Interrupted a job raised: the sweep must stop."""
+        overrides = [self.job_overrides(space, trial) for trial in trials]
+        try:
+            with self.heartbeat(study, trials):
+                returns = self.launcher.launch(overrides, initial_job_idx=self.job_idx)
+        except BaseException as e:  # Ctrl-C outside a job's handler: every trial is cut off
+            for trial in trials:
+                final, told = close(study, trial, TrialState.FAIL, attrs={INTERRUPTED: _signal(e)})
+                if told:
+                    retry_once(study, final)
+                mirror(study.study_name, final)
+            raise
+        self.job_idx += len(returns)
+        interrupted = None
+        for trial, ret in zip(trials, returns, strict=True):
+            final, stop = tell(study, trial, ret)
+            mirror(study.study_name, final)
+            interrupted = interrupted or stop
+        return interrupted
+
+    def heartbeat(self, study: optuna.Study, trials: list[Trial]):
+        if self.rdb is None:
+            return contextlib.nullcontext()
+        ids = [trial_id(self.rdb, study.study_name, t.number) for t in trials]
+        return Heartbeat(self.rdb, ids, self.heartbeat_interval)
+
+    def stop(self, study: optuna.Study, interrupted: Interrupted) -> None:
+        """Write what the study holds, let the callbacks close the sweep (the MLflow parent gets
+        its summary), and exit with the signal's code; the next trial is not started."""
+        log.warning(
+            "sweep stopped by %s: rerun the same command to go on (the interrupted trial runs "
+            "again)",
+            interrupted.signal_name,
+        )
+        write_results(study, self.sweep_dir, self.storage, self.direction)
+        callbacks = getattr(self.hydra_context, "callbacks", None)
+        if callbacks is not None:
+            callbacks.on_multirun_end(
+                config=self.config,
+                config_name=self.config.hydra.job.config_name,
+                interrupted=interrupted.signal_name,
+            )
+        raise SystemExit(interrupted.exit_code)
 
     def sampler(self, already: int) -> optuna.samplers.BaseSampler:
         """A resumed study offsets the seed by its trial count: with the first run's seed the
@@ -121,92 +261,9 @@ class OptunaSweeper(Sweeper):
             f"optuna.study_name={override_value(self.study_name)}",
             f"optuna.trial_number={trial.number}",
             f"optuna.pruner={override_value(self.pruner_cfg)}",
+            # the job's folder is its trial's: unique across workers that share a sweep folder
+            f"hydra.sweep.subdir=t{trial.number}",
         ]
-
-    def write_results(self, study: optuna.Study) -> None:
-        counts = Counter(t.state.name for t in study.get_trials(deepcopy=False))
-        best = best_trial(study)
-        if best is None:
-            log.warning(
-                "Optuna study '%s': no trial completed (%s)", study.study_name, dict(counts)
-            )
-        else:
-            log.info("Best trial %d: value %s, params %s", best.number, best.value, best.params)
-        self.sweep_dir.mkdir(parents=True, exist_ok=True)
-        results = {
-            "study_name": study.study_name,
-            "storage": display_storage(self.storage),
-            "direction": self.direction,
-            "trials": dict(counts),
-            "best_trial": None if best is None else best.number,
-            "best_value": None if best is None else best.value,
-            "best_params": None if best is None else best.params,
-        }
-        OmegaConf.save(OmegaConf.create(results), self.sweep_dir / "optuna_results.yaml")
-        table = self.sweep_dir / "trials.csv"
-        study.trials_dataframe().to_csv(table, index=False)
-
-        parent_run_id = os.environ.get("SAMEXP_PARENT_RUN_ID")
-        if parent_run_id:
-            from .report import log_study  # mlflow and matplotlib only when there is a run
-
-            try:
-                log_study(
-                    study,
-                    table,
-                    tracking_uri=os.environ.get("SAMEXP_TRACKING_URI"),
-                    run_id=parent_run_id,
-                    storage=display_storage(self.storage),
-                )
-            except Exception:  # the study is safe in its storage and in trials.csv
-                log.warning(
-                    "could not log the study to MLflow run %s", parent_run_id, exc_info=True
-                )
-
-
-def tell(study: optuna.Study, trial: Trial, ret: JobReturn) -> None:
-    """A failed or pruned job never aborts the study: it is recorded and the sweep goes on."""
-    if ret.status == JobStatus.COMPLETED:
-        value = _as_float(ret.return_value)
-        if value is None:
-            log.warning(
-                "trial %d returned %r, not a number: recorded as failed",
-                trial.number,
-                ret.return_value,
-            )
-            study.tell(trial, state=TrialState.FAIL)
-        else:
-            study.tell(trial, value)
-        return
-    error = ret._return_value  # the exception; `return_value` would re-raise it
-    if isinstance(error, optuna.TrialPruned):
-        study.tell(trial, state=TrialState.PRUNED)
-        return
-    log.warning(
-        "trial %d failed: %s: %s", trial.number, type(error).__name__, error, exc_info=error
-    )
-    study.tell(trial, state=TrialState.FAIL)
-
-
-def fail_stale_trials(study: optuna.Study) -> None:
-    """RUNNING trials in the storage belong to a sweep that was killed: they will never finish.
-    (WAITING trials are enqueued ones; ask() runs them first, so they are kept.)"""
-    stale = [t for t in study.get_trials(deepcopy=False) if t.state == TrialState.RUNNING]
-    for t in stale:
-        study._storage.set_trial_state_values(t._trial_id, TrialState.FAIL)
-    if stale:
-        log.warning(
-            "marked %d trials left RUNNING by an interrupted sweep as failed: %s",
-            len(stale),
-            [t.number for t in stale],
-        )
-
-
-def best_trial(study: optuna.Study) -> FrozenTrial | None:
-    try:
-        return study.best_trial
-    except ValueError:  # no complete trial yet
-        return None
 
 
 def absolute_sqlite(storage: str | None) -> str | None:
@@ -220,21 +277,12 @@ def absolute_sqlite(storage: str | None) -> str | None:
     return prefix + str(path)
 
 
-def display_storage(storage: str | None) -> str:
-    """The storage URL without its password, for logs and MLflow."""
-    if storage is None:
-        return "memory"
-    from sqlalchemy.engine import make_url
-
-    return make_url(storage).render_as_string(hide_password=True)
-
-
-def _as_float(value: Any) -> float | None:
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        return None
-    return None if math.isnan(number) else number
+def _signal(error: BaseException) -> str:
+    """The signal behind an error that escaped the jobs: Ctrl-C, or samexp's exit 130 / 143."""
+    code = error.code if isinstance(error, SystemExit) else None
+    if isinstance(error, KeyboardInterrupt) or code == 130:
+        return "SIGINT"
+    return "SIGTERM" if code == 143 else type(error).__name__
 
 
 def _plain(node: Any) -> Any:

@@ -18,12 +18,15 @@ from hydra.experimental.callback import Callback
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 
+from samexp.store_lock import store_lock
 from samexp.tracking import PARENT_ENV
 
 log = logging.getLogger(__name__)
 
 URI_ENV = "SAMEXP_TRACKING_URI"
 KEY_TAG = "samexp.sweep_key"
+# a child's `samexp.state` (RUNNING: not ended yet); an Optuna trial's child shows its trial's
+STATES = ("COMPLETE", "PRUNED", "FAILED", "INTERRUPTED", "RUNNING")
 
 
 def sweep_key(config: DictConfig) -> str:
@@ -51,34 +54,58 @@ class MlflowSweepCallback(Callback):
         tracker.connect(mlflow)  # creates the store and experiment before jobs race to
         self.client = MlflowClient(tracking_uri=tracking.tracking_uri)
         experiment = self.client.get_experiment_by_name(tracking.experiment)
-        key = sweep_key(config)
-        found = self.client.search_runs(
-            [experiment.experiment_id], filter_string=f"tags.`{KEY_TAG}` = '{key}'", max_results=1
-        )
-        if found:
-            self.parent_id = found[0].info.run_id
-            self.client.update_run(self.parent_id, status="RUNNING")
-            log.info("resuming sweep parent run %s (%s)", self.parent_id, key)
-        else:
-            name = (
-                key.split(":", 1)[1] if key.startswith("study:") else f"sweep-{Path(key[6:]).name}"
+        # workers of one study that start together: one creates the parent, the others find it
+        # (the store's lock file, on SQLite); a server has no lock, see find_or_create_parent
+        with store_lock(tracking.tracking_uri):
+            self.parent_id = find_or_create_parent(
+                self.client, experiment.experiment_id, sweep_key(config)
             )
-            run = self.client.create_run(
-                experiment.experiment_id, run_name=name, tags={KEY_TAG: key}
-            )
-            self.parent_id = run.info.run_id
-            log.info("sweep parent run %s (%s)", self.parent_id, key)
         os.environ[PARENT_ENV] = self.parent_id
         os.environ[URI_ENV] = tracking.tracking_uri
 
-    def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+    def on_multirun_end(
+        self, config: DictConfig, interrupted: str | None = None, **kwargs: Any
+    ) -> None:
+        """FINISHED; after an interrupted job (the sweeper passes `interrupted`) KILLED, unless
+        another worker still runs a trial of this sweep: then it stays RUNNING for that one."""
         if self.parent_id is None:
             return
+        status = "FINISHED"
         try:
-            summarize(self.client, self.parent_id, config.objective, mode_of(config))
+            summary = summarize(self.client, self.parent_id, config.objective, mode_of(config))
+            if interrupted:
+                status = "RUNNING" if summary.get("RUNNING") else "KILLED"
         finally:
-            self.client.set_terminated(self.parent_id, "FINISHED")
+            if status != "RUNNING":
+                self.client.set_terminated(self.parent_id, status)
             os.environ.pop(PARENT_ENV, None)
+
+
+def find_or_create_parent(client, experiment_id: str, key: str) -> str:
+    """The sweep's parent run: the oldest active run tagged with its key, reopened, or a new one.
+    Two workers racing here without a lock (a server store) may both create one; each then
+    keeps the oldest and deletes its own, so both nest their trials under the same parent."""
+    found = _parents(client, experiment_id, key)
+    if found:
+        client.update_run(found[0].info.run_id, status="RUNNING")
+        log.info("resuming sweep parent run %s (%s)", found[0].info.run_id, key)
+        return found[0].info.run_id
+    name = key.split(":", 1)[1] if key.startswith("study:") else f"sweep-{Path(key[6:]).name}"
+    mine = client.create_run(experiment_id, run_name=name, tags={KEY_TAG: key}).info.run_id
+    oldest = _parents(client, experiment_id, key)[0].info.run_id
+    if oldest != mine:
+        client.delete_run(mine)
+        log.info("another worker opened sweep parent run %s (%s) first", oldest, key)
+    else:
+        log.info("sweep parent run %s (%s)", mine, key)
+    return oldest
+
+
+def _parents(client, experiment_id: str, key: str) -> list:
+    runs = client.search_runs(
+        [experiment_id], filter_string=f"tags.`{KEY_TAG}` = '{key}'", max_results=100
+    )
+    return sorted(runs, key=lambda r: (r.info.start_time, r.info.run_id))
 
 
 def mode_of(config: DictConfig) -> str:
@@ -86,8 +113,9 @@ def mode_of(config: DictConfig) -> str:
     return "min" if str(direction).startswith("min") else "max"
 
 
-def summarize(client, parent_id: str, objective: str, mode: str = "max") -> dict[str, Any] | None:
-    """Trial table (CSV), best child's params and objective, objective-vs-parameter plots."""
+def summarize(client, parent_id: str, objective: str, mode: str = "max") -> dict[str, int]:
+    """Trial table (CSV), best child's params and objective, objective-vs-parameter plots, and
+    the children per state (`sweep/complete`, ...), which it returns."""
     import pandas as pd
 
     parent = client.get_run(parent_id)
@@ -109,13 +137,14 @@ def summarize(client, parent_id: str, objective: str, mode: str = "max") -> dict
         })  # fmt: skip
     if not rows:
         log.warning("sweep parent %s has no child runs", parent_id)
-        return None
+        return {}
     table = pd.DataFrame(rows)
     done = table[table["state"] == "COMPLETE"].dropna(subset=[objective])
     # the swept parameters are the overrides that differ between trials; the rest is context
-    swept = [
-        c for c in table.columns if c.startswith("param.") and table[c].nunique(dropna=False) > 1
-    ]
+    # (the stub child of a trial cut off before its job opened a run has none: left out)
+    params = table[[c for c in table.columns if c.startswith("param.")]]
+    launched = params[params.notna().any(axis=1)]
+    swept = [c for c in launched.columns if launched[c].nunique(dropna=False) > 1]
     with tempfile.TemporaryDirectory() as tmp:
         csv = Path(tmp) / "trials.csv"
         table.to_csv(csv, index=False)
@@ -124,18 +153,20 @@ def summarize(client, parent_id: str, objective: str, mode: str = "max") -> dict
             png = _plot(done, column, objective, Path(tmp))
             if png is not None:
                 client.log_artifact(parent_id, str(png), "sweep")
-    counts = table["state"].value_counts().to_dict()
+    # every state, zeros included: workers of one study each summarize, and the last one's
+    # counts must replace the earlier ones entirely
+    counts = {**dict.fromkeys(STATES, 0), **table["state"].value_counts().to_dict()}
     for state, n in counts.items():
         client.log_metric(parent_id, f"sweep/{str(state).lower()}", n)
     if done.empty:
-        return None
+        return counts
     best = done.loc[done[objective].idxmax() if mode == "max" else done[objective].idxmin()]
     client.log_metric(parent_id, objective, float(best[objective]))  # the best trial's value
     client.set_tag(parent_id, "best_run_id", best["run_id"])
     for column in swept:
         client.log_param(parent_id, f"best.{column[6:]}", best[column])
     log.info("sweep best: %s = %.4f (%s)", objective, best[objective], best["run_name"])
-    return best.to_dict()
+    return counts
 
 
 def _plot(table, column: str, objective: str, folder: Path) -> Path | None:

@@ -1,7 +1,8 @@
 """Report a job's per-epoch metric to its Optuna trial and stop it when the pruner says so.
 
 The sweeper hands the job storage, study name and trial number; the trial is re-attached from
-the shared storage here, so pruning works with any Hydra launcher, in or out of process.
+the shared storage here, so pruning works with any Hydra launcher, in or out of process. The job
+never beats for its trial: the sweep that asked for it does.
 """
 
 from __future__ import annotations
@@ -23,11 +24,10 @@ class TrialReporter:
 
         self._pruned = optuna.TrialPruned
         pruner_obj = instantiate(pruner) if pruner else optuna.pruners.NopPruner()
-        study = optuna.load_study(study_name=study_name, storage=storage, pruner=pruner_obj)
-        trial_id = study._storage.get_trial_id_from_study_id_trial_number(
-            study._study_id, trial_number
-        )
-        self.trial = optuna.Trial(study, trial_id)
+        # the storage object itself, for its public id lookups (a Study hides its storage)
+        rdb = optuna.storages.RDBStorage(storage)
+        study = optuna.load_study(study_name=study_name, storage=rdb, pruner=pruner_obj)
+        self.trial = optuna.trial.Trial(study, trial_id(rdb, study_name, trial_number))
         self.number = trial_number
 
     def __call__(self, value: float, epoch: int) -> None:
@@ -48,3 +48,10 @@ def reporter_from_config(storage: str | None, study_name: str | None, trial_numb
     if storage is None or study_name is None or trial_number is None:
         return None
     return TrialReporter(storage, study_name, trial_number, pruner)
+
+
+def trial_id(storage: Any, study_name: str, number: int) -> int:
+    """The storage's id of a study's trial, through the storage's public lookups (a Study keeps
+    its storage and its trials' ids private)."""
+    study_id = storage.get_study_id_from_name(study_name)
+    return storage.get_trial_id_from_study_id_trial_number(study_id, number)

@@ -1,0 +1,46 @@
+"""SIGINT and SIGTERM as requests: the run stops after its current optimizer step, checkpoints and
+says how to resume. A second Ctrl-C stops at once (someone who presses it twice means it)."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+from types import FrameType, TracebackType
+
+log = logging.getLogger(__name__)
+
+SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+class StopRequests:
+    """While entered (in the main thread), the signals set `received` instead of killing."""
+
+    def __init__(self) -> None:
+        self.received: signal.Signals | None = None
+        self._previous: dict[int, object] = {}
+
+    def __enter__(self) -> StopRequests:
+        if threading.current_thread() is threading.main_thread():
+            for sig in SIGNALS:
+                self._previous[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None,
+                 tb: TracebackType | None) -> None:  # fmt: skip
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+        self._previous.clear()
+
+    @property
+    def exit_code(self) -> int:
+        """The shell's convention: 128 + the signal's number (130, 143)."""
+        return 128 + int(self.received) if self.received is not None else 0
+
+    def _handle(self, signum: int, frame: FrameType | None) -> None:
+        if self.received is not None and signum == signal.SIGINT:
+            raise KeyboardInterrupt  # the second Ctrl-C: now, without waiting for the step
+        if self.received is None:
+            self.received = signal.Signals(signum)
+            log.warning("%s: stopping after the current optimizer step to write a checkpoint "
+                        "(Ctrl-C again to stop at once)", self.received.name)  # fmt: skip

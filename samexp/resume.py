@@ -1,0 +1,115 @@
+"""Interrupted runs, kept and continued: checkpoints written beside the run and in its MLflow
+artifacts, and `trainer.resume=<run id>|last` finding one, checking that the config is the same
+and fetching its checkpoint."""
+
+from __future__ import annotations
+
+import logging
+import shutil
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from samexp.atomic import atomic_path
+from samexp.errors import SamexpError
+from samexp.run_states import resume_command
+from samexp.tracking import Tracker, flatten
+from samexp.train_state import TrainState, save_state
+
+log = logging.getLogger(__name__)
+
+LAST, BEST = "last.pt", "best.pt"
+ARTIFACTS = "checkpoints"  # their folder in the run's artifacts
+# what a resumed run may change: how long it trains, where this part writes locally, and the
+# resume key itself
+MAY_DIFFER = ("trainer.epochs", "trainer.resume", "output_dir")
+
+
+class Checkpoints:
+    """`fit`'s checkpoint callback: last.pt every time, best.pt when the monitor improved, each
+    written atomically in `folder` and then logged to the run (a crash between the two keeps the
+    previous copy in MLflow)."""
+
+    def __init__(self, folder: Path, tracker: Tracker) -> None:
+        self.folder, self.tracker = folder, tracker
+        self.written = 0
+
+    @property
+    def last(self) -> Path:
+        return self.folder / LAST
+
+    def __call__(self, state: TrainState, is_best: bool) -> None:
+        try:
+            save_state(state, self.last)
+        # a full disk: OSError, or torch's RuntimeError from its zip writer. A safety net that
+        # cannot be written must not end the run it guards
+        except (OSError, RuntimeError) as e:
+            reason = getattr(e, "strerror", None) or str(e).splitlines()[0]
+            log.warning("could not write the checkpoint after %s to %s (%s); training goes on, "
+                        "the previous checkpoint stays the last", state.where, self.last, reason)  # fmt: skip
+            return
+        files = [self.last]
+        if is_best:
+            with atomic_path(self.folder / BEST) as tmp:
+                shutil.copyfile(self.last, tmp)
+            files.append(self.folder / BEST)
+        for file in files:
+            self.tracker.log_artifact(file, ARTIFACTS)
+        self.tracker.heartbeat()
+        self.written += 1
+        log.debug("checkpoint after %s: %s", state.where, self.last)
+
+
+def run_to_resume(tracker: Tracker, resume: str | None) -> str | None:
+    """The MLflow run `trainer.resume` names (`last`: the newest interrupted one), or None."""
+    if resume is None:
+        return None
+    if not tracker.enabled:
+        raise SamexpError(
+            f"trainer.resume={resume} needs tracking (tracking.enabled=true): checkpoints of "
+            "interrupted runs are kept in their MLflow run"
+        )
+    if resume == "last":
+        found = tracker.find_resumable()
+        if found is None:
+            raise SamexpError(
+                f"trainer.resume=last: no interrupted run in experiment {tracker.experiment!r} "
+                f"of {tracker.tracking_uri}"
+            )
+        return found
+    status = tracker.run_status(resume)  # raises, naming the store, for an unknown id
+    if status == "FINISHED":
+        raise SamexpError(f"trainer.resume={resume}: that run finished; nothing to resume")
+    return resume
+
+
+def check_same_config(
+    tracker: Tracker, run_id: str, resolved: dict[str, Any], scratch: Path
+) -> None:
+    """Refuse to continue a run under another config: its metrics and weights would describe
+    neither. Only MAY_DIFFER may change; every other differing key is listed."""
+    logged = tracker.download_artifact(run_id, "config.yaml", scratch)
+    before = flatten(yaml.safe_load(logged.read_text()) or {})
+    now = flatten(resolved)
+    differing = [
+        f"{key} ({before.get(key, '<absent>')!r} -> {now.get(key, '<absent>')!r})"
+        for key in sorted(set(before) | set(now))
+        if key not in MAY_DIFFER and before.get(key) != now.get(key)
+    ]
+    if differing:
+        raise SamexpError(
+            f"trainer.resume={run_id}: the config differs from the interrupted run's in "
+            f"{', '.join(differing)}; only trainer.epochs may change when resuming"
+        )
+
+
+def fetch_checkpoint(tracker: Tracker, run_id: str, scratch: Path) -> Path:
+    return tracker.download_artifact(run_id, f"{ARTIFACTS}/{LAST}", scratch)
+
+
+def resume_hint(overrides: list[str], run_id: str | None, checkpoint: Path) -> str:
+    """What to type to continue; with tracking off there is no run to continue in."""
+    if run_id is None:
+        return f"nothing: tracking is off (the checkpoint is {checkpoint}, resuming needs a run)"
+    return resume_command(overrides, run_id)
