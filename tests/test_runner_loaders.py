@@ -4,6 +4,8 @@ are decoded once into the sample cache (samexp.data.memo)."""
 from __future__ import annotations
 
 import os
+import signal
+import time
 from pathlib import Path
 
 import pytest
@@ -102,3 +104,15 @@ def test_workers_are_kept_across_epochs(make_config, splits):
     val = loaders[1]
     epochs = [[name for batch in val for name in batch.names] for _ in range(2)]
     assert epochs[0] == epochs[1] == splits.val.names
+
+
+def test_a_worker_survives_the_signals_that_ask_the_run_to_stop(splits):
+    train, _, _ = loading.loaders(splits, batch_size=2, seed=0, device=CPU, workers=1,
+                                  cache_bytes=0)  # fmt: skip
+    batches = iter(train)
+    next(batches)
+    (pid,) = [w.pid for w in batches._workers]
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        os.kill(pid, sig)
+    time.sleep(0.5)
+    assert sum(1 for _ in batches) == len(train) - 1  # the epoch goes on to its end

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 
 import torch
 from torch.utils.data import DataLoader
@@ -29,6 +30,14 @@ def sample_cache_bytes(gb: float) -> int:
     return int(gb * 2**30)
 
 
+def ignore_stop_signals(worker_id: int) -> None:
+    """Ctrl-C reaches every process of the terminal's group, a scheduler's SIGTERM often every
+    process of the job: only the main process decides to stop (after its step, with a
+    checkpoint), so a worker must not die under it mid-epoch."""
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, signal.SIG_IGN)
+
+
 def loaders(
     splits: DatasetSplits,
     *,
@@ -46,7 +55,8 @@ def loaders(
     log.info(describe(data))
     common = {"batch_size": batch_size, "collate_fn": collate, "num_workers": workers,
               "persistent_workers": workers > 0, "pin_memory": device.type == "cuda",
-              "multiprocessing_context": WORKER_CONTEXT if workers else None}  # fmt: skip
+              "multiprocessing_context": WORKER_CONTEXT if workers else None,
+              "worker_init_fn": ignore_stop_signals if workers else None}  # fmt: skip
     train = DataLoader(
         data["train"], shuffle=True, generator=torch.Generator().manual_seed(seed), **common
     )
