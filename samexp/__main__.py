@@ -12,6 +12,7 @@ from hydra.types import RunMode
 from omegaconf import DictConfig
 
 import samexp.config  # noqa: F401  (registers the schemas)
+from samexp.distributed import world_from_env
 from samexp.errors import Interrupted, SamexpError
 
 log = logging.getLogger("samexp")
@@ -29,12 +30,13 @@ def main(cfg: DictConfig) -> float:
                 f"{sorted(metrics)}"
             )
     except SamexpError as e:
-        log.error("%s", e)
+        # under torchrun every rank meets the same bad value or file: rank 0 says it
+        log.log(logging.ERROR if world_from_env().is_main else logging.DEBUG, "%s", e)
         if HydraConfig.get().mode == RunMode.MULTIRUN:
             raise  # one failed trial: the sweeper records it and goes on
         sys.exit(2)
     except Interrupted as e:  # checkpointed, its run KILLED: one line says how to go on
-        log.error("%s", e)
+        log.log(logging.ERROR if world_from_env().is_main else logging.DEBUG, "%s", e)
         if HydraConfig.get().mode == RunMode.MULTIRUN:
             raise  # the sweeper fails the trial (it is retried) and stops
         sys.exit(e.exit_code)

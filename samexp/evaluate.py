@@ -15,6 +15,7 @@ from tqdm.auto import tqdm
 
 from samexp import metrics
 from samexp.data.base import Batch
+from samexp.distributed import ONE_PROCESS, World, gather
 from samexp.models.seam import decode, encode, encoder_trains, to_original
 from samexp.prompts.base import PromptStrategy
 
@@ -106,14 +107,21 @@ def evaluate(
     multimask_output: bool = False,
     encoder: Callable | None = None,
     autocast: Callable[[], AbstractContextManager] = nullcontext,
+    world: World = ONE_PROCESS,
 ) -> EvalResult:
-    """Per-instance IoU/Dice at the original resolution. The generator is re-seeded on every call,
-    so every evaluation of a split sees exactly the same prompts."""
+    """Per-instance IoU/Dice at the original resolution. The prompt generator is seeded per batch
+    (by `seed` and the batch's number), so every evaluation of a split sees exactly the same
+    prompts, however its batches are shared between ranks (`ShardBatches`); under torchrun each
+    rank evaluates its share and every rank returns the gathered whole, in single-process order."""
     was_training = sam.training
     sam.eval()
-    generator = torch.Generator().manual_seed(seed)
+    generator = torch.Generator()
     result = EvalResult()
-    for batch in tqdm(loader, desc=desc, leave=False):
+    numbers = getattr(loader.batch_sampler, "numbers", None) or range(len(loader))
+    rows: list[tuple[int, dict]] = []
+    shown = tqdm(loader, desc=desc, leave=False, disable=not world.is_main)
+    for number, batch in zip(numbers, shown, strict=True):
+        generator.manual_seed(seed * 1_000_003 + number)
         batch = batch.to(device)
         with autocast():
             passes = predict(
@@ -134,11 +142,23 @@ def evaluate(
             ious, dices = metrics.iou(pred, target), metrics.dice(pred, target)
             for k, j in enumerate(index.tolist()):
                 category = batch.categories[j] if batch.categories else "object"
-                result.rows.append(
-                    {"name": name, "instance": k, "category": category,
-                     "iou": float(ious[k]), "dice": float(dices[k])}
-                )  # fmt: skip
+                rows.append((number, {"name": name, "instance": k, "category": category,
+                                      "iou": float(ious[k]), "dice": float(dices[k])}))  # fmt: skip
             if len(result.predictions) < keep_predictions:
                 result.predictions[name] = pred.any(0).numpy()
     sam.train(was_training)
-    return result
+    return _whole(rows, result.predictions, keep_predictions, world)
+
+
+def _whole(rows: list[tuple[int, dict]], predictions: dict[str, np.ndarray], keep: int,
+           world: World) -> EvalResult:  # fmt: skip
+    """Every rank's rows in batch order (each rank's own are in order already), and the
+    predictions of the first `keep` images of the split."""
+    parts = gather((rows, predictions), world)
+    ordered = sorted((r for part, _ in parts for r in part), key=lambda r: r[0])  # stable
+    kept: dict[str, np.ndarray] = {}
+    for _, row in ordered:
+        name = row["name"]
+        if len(kept) < keep and name not in kept:
+            kept[name] = next(p[name] for _, p in parts if name in p)
+    return EvalResult([row for _, row in ordered], kept)

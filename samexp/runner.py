@@ -16,6 +16,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from torch.utils.data import DataLoader
 
+from samexp import distributed
 from samexp.adapters.base import Adapter, parameter_counts, trainable_parameters
 from samexp.config import validate
 from samexp.data import loading
@@ -123,15 +124,22 @@ def run(cfg: DictConfig) -> RunResult:
     validate(cfg)  # the cheap checks first: a bad value fails before a model is built or downloaded
     tc = cfg.trainer
     seed_everything(tc.seed)
-    device = resolve_device(tc.device)
+    world = distributed.world_from_env()
+    if not world.is_main:  # rank 0 tells the story; the others speak up only for warnings
+        logging.getLogger("samexp").setLevel(logging.WARNING)
+    device = distributed.start(world, resolve_device(tc.device))
     workers = loading.num_workers(tc.num_workers, device)
     cache_bytes = loading.sample_cache_bytes(tc.sample_cache_gb)
     amp = mixed_precision(_enum_value(tc.precision), device)
-    tracker: Tracker = build(cfg.tracking)
+    # rank 0 alone talks to MLflow; the others learn the run id from it
+    tracker: Tracker = build(cfg.tracking, **({} if world.is_main else {"enabled": False}))
     resolved = OmegaConf.to_container(cfg, resolve=True)
-    resuming = run_to_resume(tracker, tc.resume)  # before a model is built: a wrong id is cheap
-    if resuming is not None:
-        check_same_config(tracker, resuming, resolved, _output_dir(cfg) / "resumed-from")
+    out = Path(distributed.broadcast(str(_output_dir(cfg)), world))  # one folder for all ranks
+    resuming = None
+    if world.is_main:  # before a model is built: a wrong id is cheap
+        resuming = run_to_resume(tracker, tc.resume)
+        if resuming is not None:
+            check_same_config(tracker, resuming, resolved, out / "resumed-from")
     adapter: Adapter = build(cfg.adapter, _convert_="all")
     prompt: PromptStrategy = build(cfg.prompt)
     eval_prompt: PromptStrategy = build(cfg.eval_prompt) if cfg.get("eval_prompt") else prompt
@@ -152,7 +160,7 @@ def run(cfg: DictConfig) -> RunResult:
     log.info("data %s: %s", splits.name, data_summary)
     train_loader, val_loader, test_loader = loading.loaders(
         splits, batch_size=tc.batch_size, seed=tc.seed, device=device, workers=workers,
-        cache_bytes=cache_bytes,
+        cache_bytes=cache_bytes, world=world,
     )  # fmt: skip
 
     optimizer = build(cfg.optim, params=list(trainable_parameters(base.sam).values()))
@@ -182,13 +190,14 @@ def run(cfg: DictConfig) -> RunResult:
     def eval_split(loader: DataLoader, keep: int = 0, desc: str = "eval") -> EvalResult:
         return evaluate(base.sam, loader, eval_prompt, device, seed=tc.seed, keep_predictions=keep,
                         desc=desc, multimask_output=tc.multimask_output, encoder=eval_encoder,
-                        autocast=amp.autocast)  # fmt: skip
+                        autocast=amp.autocast, world=world)  # fmt: skip
 
     state = None
     if resuming is not None:
-        kept = fetch_checkpoint(tracker, resuming, _output_dir(cfg) / "resumed-from")
+        kept = fetch_checkpoint(tracker, resuming, out / "resumed-from")
         state = load_state(kept, trainable_parameters(base.sam))
-    checkpoints = Checkpoints(_output_dir(cfg) / "checkpoints", tracker)
+    state = distributed.broadcast(state, world)  # every rank goes on from rank 0's checkpoint
+    checkpoints = Checkpoints(out / "checkpoints", tracker)
     overrides = _overrides()
 
     def log_epoch(metrics: dict[str, float], step: int) -> None:
@@ -217,8 +226,9 @@ def run(cfg: DictConfig) -> RunResult:
                 evaluate_fn=(lambda epoch: eval_split(val_loader).metrics("val")) if selecting else None,
                 log_fn=log_epoch, report_fn=reporter_from_config(**cfg.optuna),
                 encoder=train_encoder, precision=amp, max_nonfinite_steps=tc.max_nonfinite_steps,
-                resume=state, checkpoint=checkpoints, checkpoint_every=tc.checkpoint_every,
-                stop_requested=lambda: stops.received is not None,
+                resume=state, checkpoint=checkpoints if world.is_main else None,
+                checkpoint_every=tc.checkpoint_every, world=world,
+                stop_requested=lambda: distributed.any_rank(stops.received is not None, world),
             )  # fmt: skip
         except StopRequested as e:  # after the step in progress, its checkpoint written
             hint = resume_hint(overrides, tracker.run_id, checkpoints.last)
@@ -248,12 +258,12 @@ def run(cfg: DictConfig) -> RunResult:
             metrics[f"best/{monitor.name}"] = monitor.best
         tracker.log_metrics(metrics)
         log.info("final: %s", {k: round(v, 4) for k, v in metrics.items()})
-        _log_comparisons(tracker, splits.test, baseline, final)
-        tracker.log_json(_per_image(baseline, final), "metrics/per_image.json")
-
-        weights = save_weights(_output_dir(cfg) / "adapter.safetensors", base, adapter, tracker)
-        log.info("adapter weights (epoch %d): %s", weights_epoch, weights)
-    return RunResult(metrics, tracker.run_id)
+        if world.is_main:  # the files are rank 0's to write
+            _log_comparisons(tracker, splits.test, baseline, final)
+            tracker.log_json(_per_image(baseline, final), "metrics/per_image.json")
+            weights = save_weights(out / "adapter.safetensors", base, adapter, tracker)
+            log.info("adapter weights (epoch %d): %s", weights_epoch, weights)
+    return RunResult(metrics, distributed.broadcast(tracker.run_id, world))
 
 
 def _embedding_cache(cfg: DictConfig, base: BaseModel, numerics: str) -> CachedEncoder | None:

@@ -8,14 +8,17 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Callable
+from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field
 
 import torch
 from segment_anything.modeling import Sam
-from torch.utils.data import DataLoader
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DataLoader, DistributedSampler
 from tqdm.auto import tqdm
 
 from samexp.adapters.base import trainable_parameters
+from samexp.distributed import ONE_PROCESS, World, any_rank, gather
 from samexp.errors import TrainingDiverged
 from samexp.evaluate import predict
 from samexp.losses import SamLoss
@@ -200,6 +203,7 @@ def fit(
     checkpoint: Callable[[TrainState, bool], None] | None = None,
     checkpoint_every: int = 1,
     stop_requested: Callable[[], bool] = lambda: False,
+    world: World = ONE_PROCESS,
 ) -> FitResult:
     """`report_fn(value, epoch)` receives the monitored metric after each evaluation (a sweep's
     pruning hook; it may raise to stop the trial). Raises TrainingDiverged when the loss or the
@@ -218,6 +222,9 @@ def fit(
     guard = NonFiniteGuard(max_nonfinite_steps)
     step, epoch, mean_loss, stop, loss = 0, 0, math.nan, False, torch.zeros(())
     progress = EpochProgress()
+    step_model = _StepModel(sam, prompt, multimask_output, encoder)
+    if world.distributed:  # gradients all-reduced by DDP; frozen or unused parameters are fine
+        step_model = DistributedDataParallel(step_model, find_unused_parameters=True)
     if resume is not None:
         _restore(resume, sam, optimizer, schedule, amp, monitor, guard, loader, device)
         step, epoch, progress = resume.step, resume.epoch, resume.progress
@@ -261,6 +268,8 @@ def fit(
         if not skip:
             progress = EpochProgress()
             guard.new_epoch()
+        if isinstance(loader.sampler, DistributedSampler):
+            loader.sampler.set_epoch(epoch)  # this epoch's order, the same on every rank
         epoch_rng = _rng_of(loader)  # the data order of this epoch is drawn from it
         window_finite = True  # every loss of the current accumulation window was finite
         optimizer.zero_grad(set_to_none=True)
@@ -271,26 +280,28 @@ def fit(
                     restore_rng(resume.rng, generator)
                 continue
             batch = batch.to(device)
-            with amp.autocast():
-                passes = predict(
-                    sam,
-                    batch,
-                    prompt,
-                    generator,
-                    train=True,
-                    multimask_output=multimask_output,
-                    encoder=encoder,
-                )
-            loss, parts = training_loss(sam, loss_fn, passes, batch.masks)
-            finite = bool(torch.isfinite(loss))
-            if finite:  # a non-finite loss would poison the window's gradients: no backward
-                amp.backward(loss / grad_accum_steps)
+            ends_window = i % grad_accum_steps == 0 or i == len(loader)
+            # DDP all-reduces on the backward that ends a window, never inside it
+            syncing = (
+                step_model.no_sync() if world.distributed and not ends_window else nullcontext()
+            )
+            with syncing:
+                with amp.autocast():
+                    passes = step_model(batch, generator)
+                loss, parts = training_loss(sam, loss_fn, passes, batch.masks)
+                finite = bool(torch.isfinite(loss))
+                # a non-finite loss would poison the window's gradients: no backward; under DDP
+                # every rank must take part, and the window is skipped on all of them below
+                if finite or world.distributed:
+                    amp.backward(loss / grad_accum_steps)
+            if finite:
                 progress.seen += 1
                 for name, value in {"loss": loss, **{f"loss/{k}": v for k, v in parts.items()}}.items():  # fmt: skip
                     progress.sums[name] = progress.sums.get(name, 0.0) + float(value.detach())
             window_finite &= finite
             progress.batches_done = i
-            if i % grad_accum_steps == 0 or i == len(loader):
+            if ends_window:
+                window_finite = not any_rank(not window_finite, world)
                 norm = _optimizer_step(optimizer, params, amp, grad_clip, window_finite)
                 optimizer.zero_grad(set_to_none=True)
                 guard.record(norm is not None, window_finite)
@@ -305,7 +316,7 @@ def fit(
             bar.set_postfix(loss=f"{loss.item():.4f}", lr=f"{optimizer.param_groups[0]['lr']:.2e}")
             if max_steps is not None and step >= max_steps:
                 break
-        sums, seen = progress.sums, progress.seen
+        sums, seen = _over_ranks(progress, world)
         mean_loss = sums["loss"] / seen if seen else math.nan
         epoch_metrics = {f"train/{k}": v / max(seen, 1) for k, v in sums.items()}
         epoch_metrics["train/loss"] = mean_loss
@@ -347,6 +358,31 @@ def fit(
     best_epoch = monitor.best_epoch if monitor is not None else epoch
     best_value = monitor.best if monitor is not None else math.nan
     return FitResult(step, epoch, mean_loss, best_epoch, best_value, stop)
+
+
+class _StepModel(torch.nn.Module):
+    """The prompted forward of one batch as a module, so DistributedDataParallel can wrap it
+    (training never goes through `Sam.forward`, which is no_grad)."""
+
+    def __init__(self, sam: Sam, prompt: PromptStrategy, multimask_output: bool,
+                 encoder: Callable | None) -> None:  # fmt: skip
+        super().__init__()
+        self.sam, self.prompt = sam, prompt
+        self.multimask_output, self.encoder = multimask_output, encoder
+
+    def forward(self, batch, generator: torch.Generator) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        return predict(self.sam, batch, self.prompt, generator, train=True,
+                       multimask_output=self.multimask_output, encoder=self.encoder)  # fmt: skip
+
+
+def _over_ranks(progress: EpochProgress, world: World) -> tuple[dict[str, float], int]:
+    """The epoch's loss sums and counts of every rank, so train/loss is the whole epoch's mean."""
+    parts = gather((progress.sums, progress.seen), world)
+    sums: dict[str, float] = {}
+    for part, _ in parts:
+        for k, v in part.items():
+            sums[k] = sums.get(k, 0.0) + v
+    return sums, sum(seen for _, seen in parts)
 
 
 def _rng_of(loader: DataLoader) -> torch.Tensor | None:

@@ -8,11 +8,12 @@ import os
 import signal
 
 import torch
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, DistributedSampler
 
 from samexp.data.base import collate
 from samexp.data.memo import WORKER_CONTEXT, describe, memoize
 from samexp.data.splits import DatasetSplits
+from samexp.distributed import ONE_PROCESS, ShardBatches, World
 
 log = logging.getLogger(__name__)
 
@@ -46,19 +47,30 @@ def loaders(
     device: torch.device,
     workers: int,
     cache_bytes: int,
+    world: World = ONE_PROCESS,
 ) -> tuple[DataLoader, DataLoader | None, DataLoader]:
-    """train (shuffled, seeded), the validation split (None without one), test split;
-    un-augmented splits are decoded once into the sample cache, most-read first (val and train
-    every epoch, test twice)."""
+    """train (shuffled, seeded, re-shuffled per epoch by `sampler.set_epoch`), the validation split
+    (None without one), test split; un-augmented splits are decoded once into the sample cache,
+    most-read first (val and train every epoch, test twice).
+
+    `batch_size` is per process: under torchrun each rank takes every `world.size`-th image of
+    an epoch's order (DistributedSampler), so a global batch is `batch_size × world.size`; the
+    evaluated splits are shared out batch by batch (ShardBatches).
+    """
     parts = {"val": splits.val} if splits.val is not None else {}
     data = memoize({**parts, "train": splits.train, "test": splits.test}, cache_bytes, workers)
     log.info(describe(data))
-    common = {"batch_size": batch_size, "collate_fn": collate, "num_workers": workers,
+    common = {"collate_fn": collate, "num_workers": workers,
               "persistent_workers": workers > 0, "pin_memory": device.type == "cuda",
               "multiprocessing_context": WORKER_CONTEXT if workers else None,
               "worker_init_fn": ignore_stop_signals if workers else None}  # fmt: skip
-    train = DataLoader(
-        data["train"], shuffle=True, generator=torch.Generator().manual_seed(seed), **common
-    )
-    val = DataLoader(data["val"], **common) if "val" in data else None
-    return train, val, DataLoader(data["test"], **common)
+    # the same order as any number of processes would draw: one process is a world of one
+    order = DistributedSampler(data["train"], num_replicas=world.size, rank=world.rank,
+                               shuffle=True, seed=seed)  # fmt: skip
+    train = DataLoader(data["train"], batch_size=batch_size, sampler=order, **common)
+
+    def evaluated(split: str) -> DataLoader:
+        shard = ShardBatches(len(data[split]), batch_size, world)
+        return DataLoader(data[split], batch_sampler=shard, **common)
+
+    return train, evaluated("val") if "val" in data else None, evaluated("test")

@@ -1,0 +1,113 @@
+"""One process or many: torchrun's environment read once, and the few collectives samexp needs.
+
+Under `torchrun --nproc_per_node=N -m samexp ...` every process runs the same pipeline on its
+share of the data; rank 0 alone talks to MLflow and writes files. Outside torchrun every helper
+here is the identity, so single-process code pays nothing.
+"""
+
+from __future__ import annotations
+
+import datetime
+import os
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.distributed as dist
+
+# how long a rank waits in a collective before giving up: a dead peer usually breaks the
+# connection at once; this bounds the cases where it does not
+TIMEOUT = datetime.timedelta(minutes=10)
+
+
+@dataclass(frozen=True)
+class World:
+    rank: int = 0
+    size: int = 1
+    local_rank: int = 0
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    @property
+    def distributed(self) -> bool:
+        return self.size > 1
+
+
+ONE_PROCESS = World()
+
+
+def world_from_env() -> World:
+    """torchrun's RANK / WORLD_SIZE / LOCAL_RANK, or one process."""
+    size = int(os.environ.get("WORLD_SIZE", "1"))
+    if size <= 1:
+        return ONE_PROCESS
+    return World(int(os.environ["RANK"]), size, int(os.environ.get("LOCAL_RANK", "0")))
+
+
+def start(world: World, device: torch.device) -> torch.device:
+    """Join the process group (nccl on CUDA, gloo on CPU); one GPU per process, by LOCAL_RANK."""
+    if not world.distributed:
+        return device
+    if device.type == "cuda":
+        device = torch.device("cuda", world.local_rank)
+        torch.cuda.set_device(device)
+    if not dist.is_initialized():
+        backend = "nccl" if device.type == "cuda" else "gloo"
+        dist.init_process_group(backend, timeout=TIMEOUT)
+    return device
+
+
+def stop() -> None:
+    if dist.is_initialized():
+        dist.destroy_process_group()
+
+
+def broadcast(value: Any, world: World) -> Any:
+    """Rank 0's `value` on every rank (a run id, a folder, a decision)."""
+    if not world.distributed:
+        return value
+    box = [value]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]
+
+
+def gather(value: Any, world: World) -> list[Any]:
+    """Every rank's `value`, in rank order, on every rank."""
+    if not world.distributed:
+        return [value]
+    out: list[Any] = [None] * world.size
+    dist.all_gather_object(out, value)
+    return out
+
+
+def any_rank(flag: bool, world: World) -> bool:
+    """True on every rank when it is true on one (a stop request, a non-finite loss)."""
+    if not world.distributed:
+        return flag
+    device = (
+        torch.device("cuda", torch.cuda.current_device()) if dist.get_backend() == "nccl" else None
+    )
+    tensor = torch.tensor([1.0 if flag else 0.0], device=device)
+    dist.all_reduce(tensor, op=dist.ReduceOp.MAX)
+    return bool(tensor.item())
+
+
+class ShardBatches(torch.utils.data.Sampler):
+    """The batches of an unshuffled split, every `size`-th from `rank`: each rank evaluates its
+    share, batch by batch as one process would, so gathered results equal the single-process
+    ones. `numbers` are the global batch numbers, in the order this rank yields them."""
+
+    def __init__(self, length: int, batch_size: int, world: World) -> None:
+        batches = [
+            list(range(i, min(i + batch_size, length))) for i in range(0, length, batch_size)
+        ]
+        self.numbers = list(range(world.rank, len(batches), world.size))
+        self.batches = [batches[n] for n in self.numbers]
+
+    def __iter__(self):
+        return iter(self.batches)
+
+    def __len__(self) -> int:
+        return len(self.batches)

@@ -1,0 +1,100 @@
+"""torchrun: N processes train one model (DDP over gloo on CPU) and log one run; evaluation is
+shared out and gathered, so every figure matches one process on the same global batch."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from mlflow.tracking import MlflowClient
+from safetensors.torch import load_file
+
+from samexp.distributed import ShardBatches, World
+from tests.conftest import REPO, data_root
+
+# deterministic prompts, no validation split: what differs between 1 and 2 processes is only
+# the order of float additions
+COMMON = ["model=tiny", "adapter=decoder", "prompt.jitter=0", "trainer.epochs=2",
+          "cache.enabled=false", "trainer.val_fraction=0"]  # fmt: skip
+TOLERANCE = 1e-5  # max abs difference of any trained weight (they are of order 1)
+
+
+def _command(tmp: Path, name: str, processes: int, *overrides: str) -> list[str]:
+    launcher = ([sys.executable, "-m", "torch.distributed.run", "--standalone",
+                 f"--nproc_per_node={processes}"] if processes > 1 else [sys.executable])  # fmt: skip
+    return [*launcher, "-m", "samexp", f"data_root={data_root()}",
+            f"tracking.tracking_uri=sqlite:///{tmp}/{name}.db", f"tracking.artifact_root={tmp}/{name}-art",
+            f"hydra.run.dir={tmp}/{name}", *COMMON, *overrides]  # fmt: skip
+
+
+def _run(tmp: Path, name: str, processes: int, *overrides: str) -> subprocess.CompletedProcess[str]:
+    done = subprocess.run(_command(tmp, name, processes, *overrides), cwd=REPO, capture_output=True,
+                          text=True, timeout=300)  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr
+    return done
+
+
+def _only_run(tmp: Path, name: str):
+    client = MlflowClient(f"sqlite:///{tmp}/{name}.db")
+    (found,) = client.search_runs([client.get_experiment_by_name("samexp").experiment_id])
+    return found
+
+
+@pytest.mark.slow
+def test_two_processes_train_the_weights_and_log_the_run_one_process_would(tmp_path):
+    _run(tmp_path, "one", 1, "trainer.batch_size=2")
+    _run(tmp_path, "two", 2, "trainer.batch_size=1")  # batch_size is per process: global 2
+    one = load_file(tmp_path / "one" / "adapter.safetensors")
+    two = load_file(tmp_path / "two" / "adapter.safetensors")
+    assert one.keys() == two.keys()
+    assert max((one[k] - two[k]).abs().max().item() for k in one) <= TOLERANCE
+    a, b = _only_run(tmp_path, "one"), _only_run(tmp_path, "two")  # exactly one run each
+    assert b.info.status == "FINISHED" and set(a.data.metrics) == set(b.data.metrics)
+    for key in ("baseline/test/iou", "final/test/iou", "final/test/dice", "train/steps"):
+        assert b.data.metrics[key] == pytest.approx(a.data.metrics[key], abs=1e-6), key
+
+
+def _children(pid: int) -> list[int]:
+    found = []
+    for status in Path("/proc").glob("[0-9]*/status"):
+        try:
+            lines = status.read_text().splitlines()
+        except OSError:
+            continue
+        if f"PPid:\t{pid}" in lines:
+            found.append(int(status.parent.name))
+    return sorted(found)
+
+
+@pytest.mark.slow
+def test_killing_one_rank_ends_the_job_within_seconds_naming_it(tmp_path):
+    job = subprocess.Popen(_command(tmp_path, "k", 2, "trainer.epochs=400", "trainer.batch_size=1"),
+                           cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                           env={**os.environ, "PYTHONUNBUFFERED": "1"})  # fmt: skip
+    deadline = time.monotonic() + 120
+    for line in job.stdout:
+        if "epoch 1:" in line or time.monotonic() > deadline:
+            break
+    ranks = _children(job.pid)
+    assert len(ranks) == 2, ranks
+    killed_at = time.monotonic()
+    os.kill(ranks[1], signal.SIGKILL)
+    rest, _ = job.communicate(timeout=60)
+    assert time.monotonic() - killed_at < 15
+    assert job.returncode != 0
+    assert "Signal 9 (SIGKILL) received by PID" in rest  # torchrun's summary names the root cause
+
+
+def test_shards_cover_every_batch_once_and_in_order():
+    shards = [ShardBatches(7, 2, World(rank, 2)) for rank in range(2)]
+    assert [s.numbers for s in shards] == [[0, 2], [1, 3]]
+    assert sorted(i for s in shards for b in s for i in b) == list(range(7))
+    one = ShardBatches(7, 2, World())
+    assert list(one) == [[0, 1], [2, 3], [4, 5], [6]] and len(one) == 4
+    assert torch.equal(torch.tensor(shards[1].batches[1]), torch.tensor([6]))
