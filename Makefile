@@ -9,8 +9,9 @@ export SAMEXP_DATA ?= $(abspath ../shared/datasets)
 RUNS   := $(or $(SAMEXP_HOME),$(CURDIR))/mlruns
 ARGS ?= adapter=lora dataset=rings
 SWEEP_ARGS ?=
+SERVER_ARGS ?=
 
-.PHONY: install test test-fast smoke run sweep bench bench-data ui dashboard lint format clean
+.PHONY: install test test-fast smoke run sweep bench bench-data ui dashboard server server-stop server-status postgresql lint format clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -46,6 +47,29 @@ dashboard: $(STAMP)  ## optuna-dashboard over the studies in $(RUNS)/optuna.db, 
 
 ui: $(STAMP)  ## browse and compare runs at http://127.0.0.1:5000
 	$(BIN)/mlflow ui --backend-store-uri sqlite:///$(RUNS)/mlflow.db --host 127.0.0.1 --port 5000
+
+server: $(STAMP) postgresql  ## PostgreSQL (127.0.0.1:5433) + MLflow server (127.0.0.1:5000) for sweeps across machines (SERVER_ARGS="--data DIR --pg-port N --mlflow-port N")
+	$(BIN)/python -m samexp.server start $(SERVER_ARGS)
+
+server-stop: $(STAMP)  ## stop both (SERVER_ARGS="--data DIR" when started with one)
+	$(BIN)/python -m samexp.server stop $(SERVER_ARGS)
+
+server-status: $(STAMP)  ## running or not, and the two overrides every sweep worker adds
+	$(BIN)/python -m samexp.server status $(SERVER_ARGS)
+
+# Debian's PostgreSQL server when initdb/pg_ctl are missing, as root only (CI, containers);
+# otherwise a note: `make server` and the tests marked `server` then say what is missing.
+postgresql:
+	@if command -v pg_ctl >/dev/null 2>&1 || ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+		echo "installing PostgreSQL (Debian's postgresql package)"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+			--no-install-recommends postgresql >/dev/null; \
+	else \
+		echo "PostgreSQL is not installed and this is not root with apt-get: install it" \
+			"(apt-get install postgresql, brew install postgresql, ...) for make server" \
+			"and the tests marked server"; \
+	fi
 
 lint: $(STAMP)
 	$(BIN)/ruff check samexp tests experiments hydra_plugins

@@ -59,3 +59,8 @@ class Interrupted(Exception):
         self.signal_name, self.exit_code = signal_name, exit_code
         self.where, self.resume_hint = where, resume_hint
         super().__init__(f"interrupted at {where} ({signal_name}); resume with: {resume_hint}")
+
+    def __reduce__(self):
+        # a job in another process (submitit, a cluster) sends it back pickled: rebuilt from the
+        # four fields, not from the one message an Exception would pickle
+        return type(self), (self.signal_name, self.exit_code, self.where, self.resume_hint)

@@ -1,0 +1,153 @@
+"""A PostgreSQL cluster of samexp's own in a data folder: initdb once, start on 127.0.0.1, create
+the databases, stop. The binaries are the distribution's (Debian's `postgresql` package).
+
+PostgreSQL refuses to run as root, so under root every server command runs as the unprivileged
+`postgres` user the package creates, and the cluster folder is handed to it. Access is `trust`
+for connections from 127.0.0.1 only: the cluster never listens beyond this machine.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import pwd
+import shutil
+import subprocess
+from pathlib import Path
+
+from samexp.errors import SamexpError
+from samexp.server.procs import HOST
+
+SUPERUSER = "samexp"  # the cluster's own superuser, the user in every URL
+SYSTEM_USER = "postgres"  # who runs the server when samexp runs as root
+INSTALL = "`make server` installs it (as root), or `apt-get install postgresql`"
+DEBIAN_BINS = "/usr/lib/postgresql/*/bin"  # Debian puts only client wrappers on PATH
+
+
+def url(port: int, database: str) -> str:
+    """SQLAlchemy URL with the psycopg (3) driver, for MLflow and Optuna alike."""
+    return f"postgresql+psycopg://{SUPERUSER}@{HOST}:{port}/{database}"
+
+
+def bin_dir() -> Path:
+    """The folder with initdb and pg_ctl: on PATH, else Debian's, newest version first."""
+    found = shutil.which("pg_ctl")
+    candidates = [Path(found).resolve().parent] if found else []
+    versions = glob.glob(DEBIAN_BINS)
+    candidates += sorted(map(Path, versions), key=lambda p: _version(p.parent.name), reverse=True)
+    for folder in candidates:
+        if (folder / "initdb").is_file() and (folder / "pg_ctl").is_file():
+            return folder
+    raise SamexpError(f"PostgreSQL server binaries (initdb, pg_ctl) not found: {INSTALL}")
+
+
+def _version(name: str) -> tuple[int, ...]:
+    return tuple(int(part) for part in name.split(".") if part.isdigit())
+
+
+def as_server_user() -> list[str]:
+    """The command prefix that drops root for the server's commands; none for a normal user."""
+    if os.geteuid() != 0:
+        return []
+    try:
+        pwd.getpwnam(SYSTEM_USER)
+    except KeyError:
+        raise SamexpError(
+            f"PostgreSQL cannot run as root and there is no '{SYSTEM_USER}' user to run it: "
+            f"{INSTALL} (it creates the user), or start the server as a normal user"
+        ) from None
+    return ["runuser", "-u", SYSTEM_USER, "--"]
+
+
+def hand_over(*paths: Path) -> None:
+    """Under root, give the cluster's folder and log to the server user, and check it can reach
+    them (every parent folder must let it in)."""
+    if os.geteuid() != 0:
+        return
+    user = pwd.getpwnam(SYSTEM_USER)
+    for path in paths:
+        os.chown(path, user.pw_uid, user.pw_gid)
+        if _run(["test", "-w", str(path)], check=False).returncode != 0:
+            raise SamexpError(
+                f"the '{SYSTEM_USER}' user (PostgreSQL runs as it, never as root) cannot write "
+                f"{path}: choose a --data folder whose parent folders it may enter, e.g. "
+                "/srv/samexp-server"
+            )
+
+
+def init(cluster: Path, log: Path) -> None:
+    """A new cluster in `cluster` (nothing when one is there): superuser `samexp`, trust auth."""
+    if (cluster / "PG_VERSION").is_file():
+        return
+    cluster.mkdir(parents=True, exist_ok=True)
+    log.touch()
+    hand_over(cluster, log)
+    _run([str(bin_dir() / "initdb"), "-D", str(cluster), "-U", SUPERUSER, "--auth=trust",
+          "-E", "UTF8", "--no-instructions"])  # fmt: skip
+    with open(cluster / "postgresql.conf", "a") as conf:
+        conf.write(
+            "\ninclude_if_exists = 'samexp.conf'  # written by samexp.server at each start\n"
+        )
+
+
+def start(cluster: Path, log: Path, port: int, timeout_s: float) -> int:
+    """Start the cluster on 127.0.0.1:port (no Unix socket), wait until it accepts connections;
+    returns the postmaster's pid."""
+    settings = f"listen_addresses = '{HOST}'\nport = {port}\nunix_socket_directories = ''\n"
+    (cluster / "samexp.conf").write_text(settings)
+    hand_over(cluster / "samexp.conf")
+    done = _run([str(bin_dir() / "pg_ctl"), "start", "-D", str(cluster), "-l", str(log), "-w",
+                 "-t", str(int(timeout_s))], check=False)  # fmt: skip
+    if done.returncode != 0:
+        tail = log.read_text(errors="replace").strip().splitlines()[-3:] if log.exists() else []
+        raise SamexpError(
+            f"PostgreSQL did not start on {HOST}:{port} within {timeout_s:g} s: "
+            + (" | ".join(tail) or done.stdout.strip() or "no log")
+            + f" (full log: {log})"
+        )
+    return pid(cluster)
+
+
+def pid(cluster: Path) -> int:
+    """The running postmaster's pid (first line of postmaster.pid), 0 when none."""
+    try:
+        return int((cluster / "postmaster.pid").read_text().split()[0])
+    except (OSError, IndexError, ValueError):
+        return 0
+
+
+def running(cluster: Path) -> bool:
+    if not (cluster / "PG_VERSION").is_file():
+        return False
+    return _run([str(bin_dir() / "pg_ctl"), "status", "-D", str(cluster)], check=False).returncode == 0  # fmt: skip
+
+
+def stop(cluster: Path, timeout_s: float) -> None:
+    """Fast shutdown (open sessions are ended, committed data kept); nothing when not running."""
+    if not running(cluster):
+        return
+    done = _run([str(bin_dir() / "pg_ctl"), "stop", "-D", str(cluster), "-m", "fast", "-w",
+                 "-t", str(int(timeout_s))], check=False)  # fmt: skip
+    if done.returncode != 0:
+        raise SamexpError(f"PostgreSQL in {cluster} did not stop within {timeout_s:g} s: {done.stdout.strip()}")  # fmt: skip
+
+
+def create_databases(port: int, names: tuple[str, ...]) -> None:
+    """Create the databases that do not exist yet (CREATE DATABASE has no IF NOT EXISTS)."""
+    import psycopg
+
+    with psycopg.connect(host=HOST, port=port, user=SUPERUSER, dbname="postgres", autocommit=True) as conn:  # fmt: skip
+        have = {row[0] for row in conn.execute("SELECT datname FROM pg_database")}
+        for name in names:
+            if name not in have:
+                conn.execute(f'CREATE DATABASE "{name}"')
+
+
+def _run(args: list[str], check: bool = True) -> subprocess.CompletedProcess:
+    # cwd "/": the server user may not enter the caller's folder (root's home, a test's tmp)
+    done = subprocess.run([*as_server_user(), *args], cwd="/", capture_output=True, text=True,
+                          timeout=300)  # fmt: skip
+    done.stdout = (done.stdout or "") + (done.stderr or "")
+    if check and done.returncode != 0:
+        raise SamexpError(f"{Path(args[0]).name} failed: {done.stdout.strip().splitlines()[-1:]}")
+    return done

@@ -1,0 +1,157 @@
+"""`python -m samexp.server`: the team's PostgreSQL + MLflow pair, started and stopped by one
+command, and two sweep workers sharing one Optuna study through it (standing for two machines)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+
+from samexp.server import __main__ as cli
+from samexp.server import control, postgres
+from samexp.server.procs import alive, group_alive, port_in_use
+from tests.conftest import REPO, data_root
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_a_busy_port_is_a_one_line_error_naming_it(tmp_path, capsys):
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        code = cli.main(["start", "--data", str(tmp_path), "--pg-port", str(port),
+                         "--mlflow-port", str(free_port())])  # fmt: skip
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and len(err.splitlines()) == 1
+    assert f"port {port} on 127.0.0.1 is in use" in err and "--pg-port" in err
+    assert not (tmp_path / "postgres").exists(), "nothing is set up before the ports are checked"
+
+
+def test_missing_postgresql_says_how_to_install_it(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("PATH", str(tmp_path / "empty"))
+    monkeypatch.setattr(postgres, "DEBIAN_BINS", str(tmp_path / "none" / "*" / "bin"))
+    code = cli.main(["start", "--data", str(tmp_path / "server"), "--pg-port", str(free_port()),
+                     "--mlflow-port", str(free_port())])  # fmt: skip
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and len(err.splitlines()) == 1
+    assert "apt-get install postgresql" in err and "make server" in err
+
+
+def test_status_and_stop_of_a_folder_never_started_say_so(tmp_path, capsys):
+    assert cli.main(["status", "--data", str(tmp_path)]) == 3
+    assert "not running" in capsys.readouterr().out
+    assert cli.main(["stop", "--data", str(tmp_path)]) == 0
+    assert "no server to stop" in capsys.readouterr().out
+
+
+@pytest.fixture
+def server_data():
+    """A data folder the `postgres` user can enter when the tests run as root (pytest's tmp_path
+    sits in a folder only root may enter); the pair is stopped whatever the test did."""
+    data = Path(tempfile.mkdtemp(prefix="samexp-server-"))
+    data.chmod(0o755)
+    yield data
+    try:
+        control.stop(data, timeout_s=30)
+    finally:
+        shutil.rmtree(data, ignore_errors=True)
+
+
+def server_cli(*args: str, timeout: float = 150) -> subprocess.CompletedProcess:
+    done = subprocess.run([sys.executable, "-m", "samexp.server", *args], cwd=REPO,
+                          capture_output=True, text=True, timeout=timeout)  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr
+    return done
+
+
+def sweep_worker(tmp_path: Path, server: control.Server, name: str, seed: int) -> subprocess.Popen:
+    """One sweep process of the study, as another machine would start it: the two override
+    lines of `status`, its own sampler seed and sweep folder."""
+    args = [
+        sys.executable, "-m", "samexp", "-m", "experiment=smoke", "trainer.epochs=1",
+        "hparams_search=lora_rank_lr", "hydra.sweeper.n_trials=6", "hydra/sweeper/pruner=nop",
+        "hydra.sweeper.study_name=team", "hydra.sweeper.heartbeat_interval=1",
+        f"hydra.sweeper.sampler.seed={seed}", f"data_root={data_root()}",
+        *server.overrides.split(), f"hydra.sweep.dir={tmp_path}/multirun/{name}",
+    ]  # fmt: skip
+    # one thread each: two torch processes on two cores
+    env = {**os.environ, "SAMEXP_OFFLINE": "1", "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1",
+           "SAMEXP_HOME": str(tmp_path)}  # fmt: skip
+    env.pop("SAMEXP_PARENT_RUN_ID", None)
+    log = open(tmp_path / f"{name}.log", "w")  # noqa: SIM115 (closed with the process)
+    return subprocess.Popen(args, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
+
+
+@pytest.mark.server
+@pytest.mark.slow
+def test_two_sweep_workers_share_one_study_through_the_postgresql_and_mlflow_servers(
+    tmp_path, server_data
+):
+    import optuna
+    from mlflow.tracking import MlflowClient
+    from optuna.trial import TrialState
+    from safetensors import safe_open
+
+    from hydra_plugins.samexp_optuna_sweeper.workers import WORKER
+
+    pg_port, mlflow_port = free_port(), free_port()
+    started = time.monotonic()
+    server_cli("start", "--data", str(server_data), "--pg-port", str(pg_port),
+               "--mlflow-port", str(mlflow_port), "--workers", "1", "--timeout", "90")  # fmt: skip
+    server = control.status(server_data)
+    assert server.running() == (True, True)
+    assert server.storage == f"postgresql+psycopg://samexp@127.0.0.1:{pg_port}/optuna"
+    assert server.tracking_uri == f"http://127.0.0.1:{mlflow_port}"
+    up = time.monotonic() - started
+
+    workers = {name: sweep_worker(tmp_path, server, name, seed) for name, seed in (("a", 1), ("b", 2))}  # fmt: skip
+    try:
+        for name, process in workers.items():
+            code = process.wait(timeout=240)
+            assert code == 0, (tmp_path / f"{name}.log").read_text()[-3000:]
+    finally:
+        for process in workers.values():
+            if process.poll() is None:
+                process.kill()
+                process.wait()
+
+    # the study in PostgreSQL: exactly 6 results, shared by both workers
+    study = optuna.load_study(study_name="team", storage=server.storage)
+    assert [t.state for t in study.trials] == [TrialState.COMPLETE] * 6
+    ran_on = {t.user_attrs[WORKER].rsplit(":", 1)[1] for t in study.trials}
+    assert ran_on == {str(p.pid) for p in workers.values()}, "both workers ran trials"
+
+    # MLflow through the server: one parent, six children, their files served by it
+    client = MlflowClient(tracking_uri=server.tracking_uri)
+    experiment = client.get_experiment_by_name("samexp")
+    runs = client.search_runs([experiment.experiment_id], max_results=100)
+    parents = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
+    children = [r for r in runs if "mlflow.parentRunId" in r.data.tags]
+    assert len(parents) == 1 and len(children) == 6
+    assert {c.data.tags["mlflow.parentRunId"] for c in children} == {parents[0].info.run_id}
+    assert all(c.info.status == "FINISHED" for c in children)
+    weights = client.download_artifacts(
+        children[0].info.run_id, "weights/adapter.safetensors", str(tmp_path / "download")
+    )
+    with safe_open(weights, framework="pt") as f:
+        assert any("lora" in key for key in f.keys())
+    # uploaded through the server into its data folder, not written by the workers themselves
+    assert len(list((server_data / "artifacts").rglob("adapter.safetensors"))) == 6
+
+    server_cli("stop", "--data", str(server_data))
+    assert not alive(server.pg_pid) and not group_alive(server.mlflow_pid)
+    assert not port_in_use(pg_port) and not port_in_use(mlflow_port)
+    assert server.running() == (False, False)
+    print(f"servers up in {up:.1f} s; whole test {time.monotonic() - started:.1f} s")
