@@ -26,9 +26,9 @@ from samexp.checks import (
     checked,
     out_of_range,
 )
+from samexp.divergence import MAX_NONFINITE_STEPS
 from samexp.errors import ConfigValueError
 from samexp.options import by_target, groups, load_all
-from samexp.train import MAX_NONFINITE_STEPS
 
 # the metrics `run()` returns, by name: <stage>/test/<metric>[/<category>], best/val/<monitor>,
 # best/epoch and the train/ counts

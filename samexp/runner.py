@@ -28,6 +28,7 @@ from samexp.interrupt import StopRequests
 from samexp.models.build import BaseModel
 from samexp.models.cached_encoder import CachedEncoder
 from samexp.models.seam import encoder_trains
+from samexp.monitor import Monitor
 from samexp.precision import mixed_precision
 from samexp.prompts.base import PromptStrategy
 from samexp.results import save_weights
@@ -40,7 +41,7 @@ from samexp.resume import (
 )
 from samexp.sweeps.pruning import reporter_from_config
 from samexp.tracking import Tracker, flatten, provenance, scratch_dir
-from samexp.train import Monitor, StopRequested, fit
+from samexp.train import StopRequested, fit
 from samexp.train_state import load_state
 from samexp.viz import comparison, original_frame
 

@@ -9,7 +9,7 @@ import logging
 import math
 from collections.abc import Callable
 from contextlib import nullcontext
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 
 import torch
 from segment_anything.modeling import Sam
@@ -19,62 +19,17 @@ from tqdm.auto import tqdm
 
 from samexp.adapters.base import trainable_parameters
 from samexp.distributed import ONE_PROCESS, World, any_rank, gather
-from samexp.errors import TrainingDiverged
+from samexp.divergence import MAX_NONFINITE_STEPS, NonFiniteGuard
 from samexp.evaluate import predict
 from samexp.losses import SamLoss
 from samexp.models.seam import upscale
+from samexp.monitor import Monitor
 from samexp.precision import MixedPrecision, mixed_precision
 from samexp.prompts.base import PromptStrategy
 from samexp.schedulers import Schedule
 from samexp.train_state import EpochProgress, TrainState, capture_rng, restore_rng
 
 log = logging.getLogger(__name__)
-# skipped non-finite steps in a row that end a run as diverged (trainer.max_nonfinite_steps)
-MAX_NONFINITE_STEPS = 20
-
-
-@dataclass
-class Monitor:
-    """Which eval metric decides the best epoch, early stopping and plateau schedules."""
-
-    name: str  # full metric name, e.g. "val/iou"
-    mode: str = "max"
-    patience: int | None = None
-    best: float = math.nan
-    best_epoch: int = 0
-    best_state: dict[str, torch.Tensor] = field(default_factory=dict)
-    stale: int = 0
-
-    def improved(self, value: float) -> bool:
-        if math.isnan(value):
-            return False
-        if math.isnan(self.best):
-            return True
-        return value > self.best if self.mode == "max" else value < self.best
-
-    def update(self, value: float, epoch: int, sam: Sam) -> bool:
-        """Record an evaluation; True when training should stop (patience exhausted)."""
-        if self.improved(value):
-            self.best, self.best_epoch, self.stale = value, epoch, 0
-            self.best_state = {n: p.detach().clone() for n, p in trainable_parameters(sam).items()}
-        else:
-            self.stale += 1
-        return self.patience is not None and self.stale >= self.patience
-
-    def progress(self) -> dict[str, float | int]:
-        return {"best": self.best, "best_epoch": self.best_epoch, "stale": self.stale}
-
-    def resume(self, progress: dict[str, float | int], best_state: dict[str, torch.Tensor]) -> None:
-        self.best, self.best_epoch, self.stale = (
-            progress[k] for k in ("best", "best_epoch", "stale")
-        )
-        self.best_state = best_state
-
-    def restore(self, sam: Sam) -> None:
-        params = trainable_parameters(sam)
-        with torch.no_grad():
-            for name, value in self.best_state.items():
-                params[name].copy_(value)
 
 
 @dataclass
@@ -104,53 +59,6 @@ def training_loss(
         for k, v in parts.items():
             parts_sum[k] = parts_sum.get(k, 0.0) + v.detach() / len(passes)
     return torch.stack(totals).mean(), parts_sum
-
-
-@dataclass
-class NonFiniteGuard:
-    """Counts optimizer steps skipped for a non-finite loss or gradient, and ends a run that keeps
-    producing them: such a step would write NaN into the weights, and every later one with them."""
-
-    limit: int  # skipped steps in a row that end the run
-    skipped: int = 0  # in the whole run (logged as train/skipped_nonfinite)
-    in_a_row: int = 0
-    epoch_steps: int = 0
-    epoch_skipped: int = 0
-    last_loss_finite: bool = True
-
-    def new_epoch(self) -> None:
-        self.epoch_steps = self.epoch_skipped = 0
-
-    def record(self, stepped: bool, loss_finite: bool) -> None:
-        self.epoch_steps += 1
-        self.last_loss_finite = loss_finite
-        if stepped:
-            self.in_a_row = 0
-        else:
-            self.skipped += 1
-            self.epoch_skipped += 1
-            self.in_a_row += 1
-
-    def verdict(self, epoch: int, end_of_epoch: bool = False, end_of_run: bool = False) -> str | None:  # fmt: skip
-        """What makes the run diverged, or None: `limit` skipped steps in a row, a whole epoch of
-        them, or a run that ends on a non-finite loss (its model no longer computes one)."""
-        if self.in_a_row >= self.limit:
-            return f"{self.in_a_row} optimizer steps in a row"
-        if end_of_epoch and self.epoch_steps and self.epoch_skipped == self.epoch_steps:
-            return f"all {self.epoch_steps} optimizer steps of epoch {epoch}"
-        if end_of_run and not self.last_loss_finite:
-            return "the last optimizer step"
-        return None
-
-    def fail(self, what: str, epoch: int, step: int, loss: float, lr: float, precision: str):
-        hints = [f"lower optim.lr (now {lr:g})", "set trainer.grad_clip"]
-        if precision != "fp32":
-            hints.insert(1, f"use trainer.precision=fp32 (now {precision})")
-        return TrainingDiverged(
-            f"training diverged: {what} had a non-finite loss or gradient (last at epoch {epoch} "
-            f"step {step}, loss {loss:.4g}); they were skipped and no weights were saved. "
-            f"Try: {', or '.join(hints)}"
-        )
 
 
 def _optimizer_step(optimizer: torch.optim.Optimizer, params: list[torch.Tensor],

@@ -17,8 +17,9 @@ from samexp.data.splits import DatasetSplits
 from samexp.evaluate import evaluate
 from samexp.losses import SamLoss
 from samexp.models.build import build_tiny
+from samexp.monitor import Monitor
 from samexp.prompts.box import BoxPrompt
-from samexp.train import Monitor, fit, training_loss
+from samexp.train import fit, training_loss
 
 
 def _decoder_model():
