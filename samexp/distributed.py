@@ -25,6 +25,7 @@ class World:
     rank: int = 0
     size: int = 1
     local_rank: int = 0
+    per_node: int = 1  # processes on each node (torchrun's --nproc_per_node)
 
     @property
     def is_main(self) -> bool:
@@ -43,7 +44,8 @@ def world_from_env() -> World:
     size = int(os.environ.get("WORLD_SIZE", "1"))
     if size <= 1:
         return ONE_PROCESS
-    return World(int(os.environ["RANK"]), size, int(os.environ.get("LOCAL_RANK", "0")))
+    return World(int(os.environ["RANK"]), size, int(os.environ.get("LOCAL_RANK", "0")),
+                 int(os.environ.get("LOCAL_WORLD_SIZE", str(size))))  # fmt: skip
 
 
 def start(world: World, device: torch.device) -> torch.device:

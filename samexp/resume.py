@@ -108,8 +108,13 @@ def fetch_checkpoint(tracker: Tracker, run_id: str, scratch: Path) -> Path:
     return tracker.download_artifact(run_id, f"{ARTIFACTS}/{LAST}", scratch)
 
 
-def resume_hint(overrides: list[str], run_id: str | None, checkpoint: Path) -> str:
-    """What to type to continue; with tracking off there is no run to continue in."""
+def resume_hint(overrides: list[str], run_id: str | None, checkpoint: Path,
+                per_node: int = 1) -> str:  # fmt: skip
+    """What to type to continue (launched as it was: torchrun with `per_node` processes per
+    node); with tracking off there is no run to continue in."""
     if run_id is None:
         return f"nothing: tracking is off (the checkpoint is {checkpoint}, resuming needs a run)"
-    return resume_command(overrides, run_id)
+    command = resume_command(overrides, run_id)
+    if per_node > 1:
+        command = command.replace("python -m", f"torchrun --nproc_per_node={per_node} -m", 1)
+    return command

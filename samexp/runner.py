@@ -232,7 +232,7 @@ def run(cfg: DictConfig) -> RunResult:
                 stop_requested=lambda: distributed.any_rank(stops.received is not None, world),
             )  # fmt: skip
         except StopRequested as e:  # after the step in progress, its checkpoint written
-            hint = resume_hint(overrides, tracker.run_id, checkpoints.last)
+            hint = resume_hint(overrides, tracker.run_id, checkpoints.last, world.per_node)
             raise Interrupted(stops.received.name, stops.exit_code, e.state.where, hint) from None
         if stops.received is not None:  # training is done: the last minutes keep it, go on
             log.warning("%s after training: finishing the final evaluation and saving",

@@ -98,3 +98,38 @@ def test_shards_cover_every_batch_once_and_in_order():
     one = ShardBatches(7, 2, World())
     assert list(one) == [[0, 1], [2, 3], [4, 5], [6]] and len(one) == 4
     assert torch.equal(torch.tensor(shards[1].batches[1]), torch.tensor([6]))
+
+
+@pytest.mark.slow
+def test_sigterm_under_torchrun_checkpoints_once_and_a_torchrun_resume_ends_as_a_straight_run(
+    tmp_path,
+):
+    """The stop request is all-reduced, so both ranks stop after the same step; rank 0 alone
+    writes the checkpoint and says how to resume, launched the same way."""
+    setting = ("trainer.epochs=4", "trainer.batch_size=1")
+    first = subprocess.Popen(_command(tmp_path, "s", 2, *setting, "hydra.run.dir=" + str(tmp_path / "first")),
+                             cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                             env={**os.environ, "PYTHONUNBUFFERED": "1"})  # fmt: skip
+    for line in first.stdout:
+        if "epoch 2:" in line:
+            break
+    first.send_signal(signal.SIGTERM)  # torchrun's agent forwards it to every rank
+    rest, _ = first.communicate(timeout=120)
+    said = [line for line in rest.splitlines() if "interrupted at epoch" in line]
+    assert len(said) == 1, rest  # one line, from rank 0
+    assert "resume with: torchrun --nproc_per_node=2 -m samexp " in said[0]
+    run = _only_run(tmp_path, "s")
+    assert run.info.status == "KILLED"
+    _run(
+        tmp_path,
+        "s",
+        2,
+        *setting,
+        "trainer.resume=last",
+        "hydra.run.dir=" + str(tmp_path / "again"),
+    )
+    _run(tmp_path, "straight", 2, *setting)
+    resumed = load_file(tmp_path / "again" / "adapter.safetensors")
+    straight = load_file(tmp_path / "straight" / "adapter.safetensors")
+    assert all(torch.equal(resumed[k], straight[k]) for k in straight)
+    assert _only_run(tmp_path, "s").info.status == "FINISHED"
