@@ -39,7 +39,7 @@ from samexp.resume import (
     resume_hint,
     run_to_resume,
 )
-from samexp.sweeps.pruning import reporter_from_config
+from samexp.sweeps.pruning import reporter_from_config, shared_verdict
 from samexp.tracking import Tracker, flatten, provenance, scratch_dir
 from samexp.train import StopRequested, fit
 from samexp.train_state import load_state
@@ -199,6 +199,7 @@ def run(cfg: DictConfig) -> RunResult:
         state = load_state(kept, trainable_parameters(base.sam))
     state = distributed.broadcast(state, world)  # every rank goes on from rank 0's checkpoint
     checkpoints = Checkpoints(out / "checkpoints", tracker)
+    reporter = reporter_from_config(**cfg.optuna) if world.is_main else None
     overrides = _overrides()
 
     def log_epoch(metrics: dict[str, float], step: int) -> None:
@@ -225,7 +226,7 @@ def run(cfg: DictConfig) -> RunResult:
                 multimask_output=tc.multimask_output, grad_accum_steps=tc.grad_accum_steps,
                 grad_clip=tc.grad_clip, schedule=schedule, monitor=monitor, eval_every=tc.eval_every,
                 evaluate_fn=(lambda epoch: eval_split(val_loader).metrics("val")) if selecting else None,
-                log_fn=log_epoch, report_fn=reporter_from_config(**cfg.optuna),
+                log_fn=log_epoch, report_fn=shared_verdict(reporter, world),
                 encoder=train_encoder, precision=amp, max_nonfinite_steps=tc.max_nonfinite_steps,
                 resume=state, checkpoint=checkpoints if world.is_main else None,
                 checkpoint_every=tc.checkpoint_every, world=world,

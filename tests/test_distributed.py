@@ -133,3 +133,34 @@ def test_sigterm_under_torchrun_checkpoints_once_and_a_torchrun_resume_ends_as_a
     straight = load_file(tmp_path / "straight" / "adapter.safetensors")
     assert all(torch.equal(resumed[k], straight[k]) for k in straight)
     assert _only_run(tmp_path, "s").info.status == "FINISHED"
+
+
+def _prune_on_rank(rank: int, store: str, results: str) -> None:
+    import optuna
+    import torch.distributed as dist
+
+    from samexp.sweeps.pruning import shared_verdict
+
+    dist.init_process_group("gloo", init_method=f"file://{store}", rank=rank, world_size=2)
+
+    def rank0_trial(value: float, epoch: int) -> None:  # what the Optuna reporter does
+        if epoch == 2:
+            raise optuna.TrialPruned("median pruner")
+
+    report = shared_verdict(rank0_trial if rank == 0 else None, World(rank, 2))
+    outcome = []
+    for epoch in (1, 2):
+        try:
+            report(0.5, epoch)
+            outcome.append("went on")
+        except optuna.TrialPruned:
+            outcome.append("pruned")
+    Path(results, str(rank)).write_text(",".join(outcome))
+    dist.destroy_process_group()
+
+
+@pytest.mark.slow
+def test_rank_0s_pruning_verdict_stops_every_rank_at_the_same_epoch(tmp_path):
+    torch.multiprocessing.spawn(_prune_on_rank, args=(str(tmp_path / "store"), str(tmp_path)),
+                                nprocs=2, join=True)  # fmt: skip
+    assert [(tmp_path / str(r)).read_text() for r in (0, 1)] == ["went on,pruned"] * 2

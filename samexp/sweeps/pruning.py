@@ -9,9 +9,12 @@ from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Callable
 from typing import Any
 
 from hydra.utils import instantiate
+
+from samexp.distributed import World, any_rank, broadcast
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +51,31 @@ def reporter_from_config(storage: str | None, study_name: str | None, trial_numb
     if storage is None or study_name is None or trial_number is None:
         return None
     return TrialReporter(storage, study_name, trial_number, pruner)
+
+
+def shared_verdict(
+    reporter: TrialReporter | None, world: World
+) -> Callable[[float, int], None] | None:
+    """Under torchrun rank 0 alone reports to the trial; every rank learns its verdict, so all
+    stop at the same epoch (one rank pruned alone would leave the others waiting forever)."""
+    if not world.distributed:
+        return reporter
+    if not broadcast(reporter is not None, world):
+        return None
+
+    def report(value: float, epoch: int) -> None:
+        import optuna
+
+        verdict = None
+        if reporter is not None:
+            try:
+                reporter(value, epoch)
+            except optuna.TrialPruned as pruned:
+                verdict = pruned
+        if any_rank(verdict is not None, world):
+            raise verdict or optuna.TrialPruned(f"pruned at epoch {epoch} (rank 0's trial)")
+
+    return report
 
 
 def trial_id(storage: Any, study_name: str, number: int) -> int:
