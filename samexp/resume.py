@@ -33,7 +33,6 @@ class Checkpoints:
 
     def __init__(self, folder: Path, tracker: Tracker) -> None:
         self.folder, self.tracker = folder, tracker
-        self.written = 0
 
     @property
     def last(self) -> Path:
@@ -56,8 +55,6 @@ class Checkpoints:
             files.append(self.folder / BEST)
         for file in files:
             self.tracker.log_artifact(file, ARTIFACTS)
-        self.tracker.heartbeat()
-        self.written += 1
         log.debug("checkpoint after %s: %s", state.where, self.last)
 
 
