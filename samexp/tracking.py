@@ -179,12 +179,6 @@ class Tracker:
         except Exception as e:  # noqa: BLE001 - any store error is transient for a heartbeat
             log.warning("MLflow heartbeat of run %s failed: %s", self.run_id, e)
 
-    def logged_metrics(self) -> dict[str, float]:
-        """The latest value of every metric the current run has logged."""
-        if not self.enabled or self.run_id is None:
-            return {}
-        return dict(self._run(self.run_id).data.metrics)
-
     def run_status(self, run_id: str) -> str:
         """RUNNING, FINISHED, FAILED, KILLED or SCHEDULED."""
         return self._run(run_id).info.status

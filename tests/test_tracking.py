@@ -177,10 +177,9 @@ def test_a_heartbeat_the_store_refuses_is_a_warning_not_a_failure(tmp_path: Path
     assert _client(tracker).get_run(tracker.run_id).info.status == "FINISHED"
 
 
-def test_heartbeat_and_logged_metrics_are_no_ops_without_a_run(tmp_path: Path):
+def test_heartbeat_and_reconciling_are_no_ops_without_a_run(tmp_path: Path):
     tracker = _tracker(tmp_path, enabled=False)
     tracker.heartbeat()
-    assert tracker.logged_metrics() == {}
     assert tracker.find_resumable() is None
     assert tracker.reconcile_stale_runs() == []
     assert list(tmp_path.iterdir()) == []
@@ -242,7 +241,7 @@ def test_resuming_reopens_the_same_run_keeps_its_params_and_counts_resumptions(t
         with again.start_run("r", params={"lr": 0.5}, tags={}, resume_run_id=first.run_id):
             assert again.run_id == first.run_id
             assert again.run_status(first.run_id) == "RUNNING"
-            assert again.logged_metrics() == {"train/loss": 0.9}
+            assert _client(first).get_run(first.run_id).data.metrics == {"train/loss": 0.9}
         run = _client(first).get_run(first.run_id)
         assert run.data.tags["samexp.resumptions"] == str(resumption)
     assert run.info.status == "FINISHED"
@@ -257,14 +256,6 @@ def test_resuming_an_unknown_run_names_it_and_the_store(tmp_path: Path):
             pass
     with pytest.raises(SamexpError, match="0123abcd"):
         tracker.run_status("0123abcd")
-
-
-def test_logged_metrics_are_the_latest_value_of_each(tmp_path: Path):
-    tracker = _tracker(tmp_path)
-    with tracker.start_run("r", params={}, tags={}):
-        tracker.log_metrics({"train/loss": 0.9, "val/iou": 0.2}, step=1)
-        tracker.log_metrics({"train/loss": 0.4}, step=2)
-        assert tracker.logged_metrics() == {"train/loss": 0.4, "val/iou": 0.2}
 
 
 def test_an_artifact_downloads_and_a_missing_one_is_a_one_line_error(tmp_path: Path):
