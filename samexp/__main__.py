@@ -12,7 +12,7 @@ from hydra.types import RunMode
 from omegaconf import DictConfig
 
 import samexp.config  # noqa: F401  (registers the schemas)
-from samexp.distributed import world_from_env
+from samexp.distributed import first_to_fail, world_from_env
 from samexp.errors import Interrupted, SamexpError
 
 log = logging.getLogger("samexp")
@@ -30,8 +30,10 @@ def main(cfg: DictConfig) -> float:
                 f"{sorted(metrics)}"
             )
     except SamexpError as e:
-        # under torchrun every rank meets the same bad value or file: rank 0 says it
-        log.log(logging.ERROR if world_from_env().is_main else logging.DEBUG, "%s", e)
+        # under torchrun the first rank to fail says it: once, with its rank if it is not 0
+        world = world_from_env()
+        said = f"rank {world.rank}: {e}" if world.rank else str(e)
+        log.log(logging.ERROR if first_to_fail(world) else logging.DEBUG, "%s", said)
         if HydraConfig.get().mode == RunMode.MULTIRUN:
             raise  # one failed trial: the sweeper records it and goes on
         sys.exit(2)
@@ -43,6 +45,13 @@ def main(cfg: DictConfig) -> float:
     except KeyboardInterrupt:  # a second Ctrl-C: stopped at once
         log.error("interrupted twice: stopped at once; the last checkpoint is the one before")
         sys.exit(130)
+    except Exception:
+        world = world_from_env()
+        if world.distributed and not first_to_fail(world):
+            # a peer failed first and said why; this rank's error is the broken connection
+            log.debug("stopping: another rank failed first", exc_info=True)
+            sys.exit(1)
+        raise
     return metrics[cfg.objective]
 
 

@@ -18,6 +18,7 @@ import torch.distributed as dist
 # how long a rank waits in a collective before giving up: a dead peer usually breaks the
 # connection at once; this bounds the cases where it does not
 TIMEOUT = datetime.timedelta(minutes=10)
+STORE_TIMEOUT = datetime.timedelta(seconds=10)
 
 
 @dataclass(frozen=True)
@@ -61,9 +62,22 @@ def start(world: World, device: torch.device) -> torch.device:
     return device
 
 
-def stop() -> None:
-    if dist.is_initialized():
-        dist.destroy_process_group()
+def first_to_fail(world: World) -> bool:
+    """Whether this rank is the job's first to fail, and so the one to say why.
+
+    A failure on one rank breaks its peers' collectives a moment later, each with its own
+    "connection closed" error that hides the cause. torchrun's store, hosted by its agent so it
+    outlives the ranks, counts failures: the first rank to arrive reports. Before the process
+    group exists every rank meets the same config or file, and rank 0 reports.
+    """
+    if not world.distributed or not dist.is_initialized():
+        return world.is_main
+    try:
+        store = dist.distributed_c10d._get_default_store()
+        store.set_timeout(STORE_TIMEOUT)
+        return store.add("samexp/failures", 1) == 1
+    except Exception:  # the store went with its host: better said twice than never
+        return True
 
 
 def broadcast(value: Any, world: World) -> Any:
@@ -82,6 +96,12 @@ def gather(value: Any, world: World) -> list[Any]:
     out: list[Any] = [None] * world.size
     dist.all_gather_object(out, value)
     return out
+
+
+def barrier(world: World) -> None:
+    """Every rank waits here until all have arrived (files one rank wrote are there for all)."""
+    if world.distributed:
+        dist.barrier()
 
 
 def any_rank(flag: bool, world: World) -> bool:

@@ -218,6 +218,9 @@ def run(cfg: DictConfig) -> RunResult:
         if resuming is None:
             tracker.log_metrics(baseline.metrics("baseline/test"))
         log.info("zero-shot: %s", baseline.metrics("baseline/test"))
+        if world.distributed and train_encoder is not None and train_encoder.cache.root:
+            train_encoder.fill(base.sam, loading.sharded(train_loader, world), device, world,
+                               amp.autocast)  # fmt: skip
 
         try:
             result = fit(
@@ -238,8 +241,9 @@ def run(cfg: DictConfig) -> RunResult:
         if stops.received is not None:  # training is done: the last minutes keep it, go on
             log.warning("%s after training: finishing the final evaluation and saving",
                         stops.received.name)  # fmt: skip
-        if eval_encoder:
-            tracker.log_metrics({f"cache/{k}": v for k, v in eval_encoder.cache.stats().items()})
+        if eval_encoder:  # the job's figures: every rank's lookups
+            stats = eval_encoder.cache.total(distributed.gather(eval_encoder.cache.stats(), world))
+            tracker.log_metrics({f"cache/{k}": v for k, v in stats.items()})
         restored = tc.restore_best and monitor is not None and bool(monitor.best_state)
         if restored:
             monitor.restore(base.sam)

@@ -21,16 +21,19 @@ from tests.conftest import REPO, data_root
 # deterministic prompts, no validation split: what differs between 1 and 2 processes is only
 # the order of float additions
 COMMON = ["model=tiny", "adapter=decoder", "prompt.jitter=0", "trainer.epochs=2",
-          "cache.enabled=false", "trainer.val_fraction=0"]  # fmt: skip
+          "trainer.val_fraction=0"]  # fmt: skip
+IMAGES = 10  # the rings: 8 to train on, 2 to test
 TOLERANCE = 1e-5  # max abs difference of any trained weight (they are of order 1)
 
 
-def _command(tmp: Path, name: str, processes: int, *overrides: str) -> list[str]:
+def _command(tmp: Path, name: str, processes: int, *overrides: str,
+             entry: tuple[str, ...] = ("-m", "samexp")) -> list[str]:  # fmt: skip
     launcher = ([sys.executable, "-m", "torch.distributed.run", "--standalone",
                  f"--nproc_per_node={processes}"] if processes > 1 else [sys.executable])  # fmt: skip
-    return [*launcher, "-m", "samexp", f"data_root={data_root()}",
+    return [*launcher, *entry, f"data_root={data_root()}",
             f"tracking.tracking_uri=sqlite:///{tmp}/{name}.db", f"tracking.artifact_root={tmp}/{name}-art",
-            f"hydra.run.dir={tmp}/{name}", *COMMON, *overrides]  # fmt: skip
+            f"hydra.run.dir={tmp}/{name}", f"cache.dir={tmp}/{name}-cache", *COMMON,
+            *overrides]  # fmt: skip
 
 
 def _run(tmp: Path, name: str, processes: int, *overrides: str) -> subprocess.CompletedProcess[str]:
@@ -58,6 +61,9 @@ def test_two_processes_train_the_weights_and_log_the_run_one_process_would(tmp_p
     assert b.info.status == "FINISHED" and set(a.data.metrics) == set(b.data.metrics)
     for key in ("baseline/test/iou", "final/test/iou", "final/test/dice", "train/steps"):
         assert b.data.metrics[key] == pytest.approx(a.data.metrics[key], abs=1e-6), key
+    # each rank encoded its share into the shared embedding cache, and no image twice
+    assert a.data.metrics["cache/misses"] == b.data.metrics["cache/misses"] == IMAGES
+    assert len(list((tmp_path / "two-cache").glob("*/*.pt"))) == IMAGES
 
 
 def _children(pid: int) -> list[int]:
@@ -89,6 +95,31 @@ def test_killing_one_rank_ends_the_job_within_seconds_naming_it(tmp_path):
     assert time.monotonic() - killed_at < 15
     assert job.returncode != 0
     assert "Signal 9 (SIGKILL) received by PID" in rest  # torchrun's summary names the root cause
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("failure", ["samexp", "bug"])
+def test_a_failure_on_one_rank_alone_ends_the_job_with_its_message_printed_once(tmp_path, failure):
+    """Rank 1 fails as training starts while rank 0 waits for it in a collective: rank 1's
+    message (a one-line error, or a bug's traceback) is printed, rank 0's broken connection is
+    not, and the job ends at once rather than at the collective timeout."""
+    started = time.monotonic()
+    done = subprocess.run(_command(tmp_path, "f", 2, "trainer.batch_size=1",
+                                   entry=(str(REPO / "tests" / "fail_one_rank.py"),)),
+                          cwd=REPO, capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "FAIL_RANK": "1", "FAIL_WITH": failure})  # fmt: skip
+    said = done.stdout + done.stderr
+    assert done.returncode != 0 and time.monotonic() - started < 60
+    assert "ChildFailedError" in said  # torchrun's own summary (and its traceback) follows
+    if failure == "samexp":  # one line, naming the rank; no traceback but torchrun's
+        assert said.count("this rank's shard holds a broken image") == 1, said
+        assert "rank 1: this rank's shard holds a broken image" in said
+        assert said.count("Traceback (most recent call last)") == 1, said
+    else:  # rank 1's traceback, ending in its message; none from rank 0
+        assert said.count("RuntimeError: this rank's shard holds a broken image") == 1, said
+        assert said.count("Traceback (most recent call last)") == 2, said
+    assert "Connection closed by peer" not in said  # rank 0's symptom stays out of the way
+    assert _only_run(tmp_path, "f").info.status == "FAILED"  # rank 0's run: not left RUNNING
 
 
 def test_shards_cover_every_batch_once_and_in_order():

@@ -74,3 +74,13 @@ def loaders(
         return DataLoader(data[split], batch_sampler=shard, **common)
 
     return train, evaluated("val") if "val" in data else None, evaluated("test")
+
+
+def sharded(loader: DataLoader, world: World) -> DataLoader:
+    """`loader`'s data in order, this rank's share of its batches (as an evaluated split is
+    shared out): one pass in which every rank touches different images."""
+    shard = ShardBatches(len(loader.dataset), loader.batch_size or 1, world)
+    return DataLoader(loader.dataset, batch_sampler=shard, collate_fn=loader.collate_fn,
+                      num_workers=loader.num_workers, pin_memory=loader.pin_memory,
+                      multiprocessing_context=loader.multiprocessing_context,
+                      worker_init_fn=loader.worker_init_fn)  # fmt: skip

@@ -6,9 +6,16 @@ embedding is only ever reused where the encoder would have computed the same one
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
+
 import torch
 from segment_anything.modeling import Sam
+from torch.utils.data import DataLoader
+from tqdm import tqdm
 
+from samexp import distributed
+from samexp.distributed import World
 from samexp.models.embedding_cache import EmbeddingCache, cache_key
 from samexp.models.seam import encode
 
@@ -33,3 +40,23 @@ class CachedEncoder:
                 return encode(sam, images[index], [input_sizes[i] for i in index]).cpu()
 
         return self.cache.get_or_compute(keys, compute, device=images.device, dtype=torch.float32)
+
+    def fill(
+        self,
+        sam: Sam,
+        share: DataLoader,
+        device: torch.device,
+        world: World,
+        autocast: Callable[[], AbstractContextManager] = nullcontext,
+    ) -> None:
+        """Encode this rank's `share` of a split into the disk cache, then wait for the others.
+
+        Under torchrun each epoch deals the train images out afresh, so without this a rank
+        would encode images another rank is encoding at the same moment; after it, every epoch
+        reads every image from the shared cache, whichever rank draws it.
+        """
+        for batch in tqdm(share, desc="encoding", leave=False, disable=not world.is_main):
+            batch = batch.to(device)
+            with autocast():
+                self(sam, batch.images, batch.input_sizes)
+        distributed.barrier(world)

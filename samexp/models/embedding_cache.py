@@ -157,6 +157,13 @@ class EmbeddingCache:
             "evicted_files": self.evicted_files,
         }
 
+    @staticmethod
+    def total(parts: Sequence[dict[str, float]]) -> dict[str, float]:
+        """The `stats()` of several processes (torchrun's ranks) as those of one job."""
+        summed = {k: sum(p[k] for p in parts) for k in parts[0] if k != "hit_rate"}
+        lookups = summed["hits"] + summed["misses"]
+        return {**summed, "hit_rate": summed["hits"] / lookups if lookups else 0.0}
+
     def path(self, key: str) -> Path:
         """Where `key` lives on disk (content-addressed, fanned out by its first two hex digits)."""
         if self.root is None:

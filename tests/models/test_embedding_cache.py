@@ -39,6 +39,16 @@ def test_get_counts_hits_and_misses():
     assert cache.stats()["hit_rate"] == pytest.approx(0.5)
 
 
+def test_the_stats_of_several_ranks_add_up_to_one_jobs():
+    first, second = EmbeddingCache(None), EmbeddingCache(None)
+    first.put("a" * 64, _embedding(0))
+    first.get("a" * 64)  # a hit
+    second.get("a" * 64), second.get("b" * 64)  # two misses: another process's memory
+    job = EmbeddingCache.total([first.stats(), second.stats()])
+    assert (job["hits"], job["misses"], job["memory_items"]) == (1, 2, 1)
+    assert job["hit_rate"] == pytest.approx(1 / 3)
+
+
 def test_returned_tensor_is_a_detached_copy():
     cache = EmbeddingCache(None)
     cache.put("a" * 64, _embedding(0).requires_grad_())
