@@ -139,10 +139,13 @@ CASES = [
     pytest.param(wrong_dtype, TENSOR, id="tensor-of-wrong-dtype"),
     pytest.param(invalid_json, f"metadata key {META_KEY}", id="invalid-json-metadata"),
 ]
-# every row through both CLIs in the slow suite; the first row through both in the fast one too
+# Every row is refused by the loader (in-process, below). Both CLIs reach the loader the same way
+# whatever the row, so three kinds go through them: one refused before anything is built (code
+# named in the file), one refused while the adapter is configured (an interpolation), and one
+# refused after the model is built (a tensor of the wrong shape).
 CLI_CASES = [
     CASES[0],
-    *(pytest.param(*c.values, id=c.id, marks=pytest.mark.slow) for c in CASES[1:]),
+    *(pytest.param(*c.values, id=c.id, marks=pytest.mark.slow) for c in (CASES[6], CASES[9])),
 ]
 
 
