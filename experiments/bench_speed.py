@@ -1,7 +1,8 @@
 """Speed and memory of samexp's training paths against the naive loop, side by side in one table.
 
-    python experiments/bench_speed.py                 # tiny and vit_b (random weights, same FLOPs)
+    python experiments/bench_speed.py                 # tiny, vit_b and vit_t (random weights, same FLOPs)
     python experiments/bench_speed.py --models tiny   # quick
+    python experiments/bench_speed.py --models vit_b vit_t --cases encoder-fwd lora-encoder
     python experiments/bench_speed.py --device cuda --precision bf16   # on a GPU
 
 The naive loop is the ring study's: batch 1, fp32, stock attention, every image re-encoded at
@@ -16,6 +17,9 @@ every step. Each measurement runs in its own process, so peak RSS belongs to tha
   lora-encoder:    s/optimizer step, LoRA r=8 on the encoder's q/v: stock vs our attention kernel.
   lora-ckpt:       the same plus per-block activation checkpointing (memory).
 Then the numeric agreement of the fast kernels with the stock attention (one vit_b-sized block).
+MobileSAM (vit_t) runs encoder-fwd and lora-encoder only, and with vit_b measured too its figures
+are set beside vit_b's (ours on both, same input): the other cases measure samexp's ViT kernels,
+the encoder size and the embedding cache, which TinyViT's encoder does not use or change.
 """
 
 from __future__ import annotations
@@ -32,13 +36,18 @@ import torch
 
 IMAGES = 2
 DECODER_LORA = r"mask_decoder\.transformer\..*(q_proj|v_proj)"
+ONLY = {"vit_t": ("encoder-fwd", "lora-encoder")}  # a model's cases, where not all of them
+SIDE_BY_SIDE = ("vit_b", "vit_t")  # compared on the cases both run
 
 
 def _model(name: str, encoder_size: int | None = None):
     from samexp.models.build import build_official, build_tiny
+    from samexp.models.mobile import build_mobile
 
     if name == "tiny":
         return build_tiny(seed=0, encoder_size=encoder_size)
+    if name == "vit_t":
+        return build_mobile(pretrained=False, encoder_size=encoder_size)
     return build_official(name, pretrained=False, encoder_size=encoder_size)
 
 
@@ -70,7 +79,7 @@ class Setup:
 
     def __init__(self, model: str, ours: bool, device: str, precision: str, adapter=None,
                  encoder_size: int | None = None, checkpointing: bool = False):  # fmt: skip
-        from samexp.models.attention import resolve_kernel, set_attention
+        from samexp.models.attention import choose_kernel, set_attention
         from samexp.models.checkpointing import enable_checkpointing
         from samexp.precision import mixed_precision
 
@@ -78,7 +87,10 @@ class Setup:
         self.base = _model(model, encoder_size)
         if adapter is not None:
             adapter.apply(self.base.sam)
-        self.kernel = resolve_kernel("auto" if ours else "stock", self.device)
+        # vit_t: stock either way (TinyViT's attention is its own)
+        self.kernel = choose_kernel(
+            self.base.sam, "auto" if ours else "stock", self.device, "kernel"
+        )
         set_attention(self.base.sam, self.kernel)
         if checkpointing:
             enable_checkpointing(self.base.sam)
@@ -106,7 +118,7 @@ def encoder_forward(model: str, ours: bool, repeat: int, device: str, precision:
     from samexp.models.build import OFFICIAL_IMG_SIZE
     from samexp.models.seam import encode
 
-    native = 256 if model == "tiny" else OFFICIAL_IMG_SIZE  # build_tiny's default
+    native = 256 if model == "tiny" else OFFICIAL_IMG_SIZE  # build_tiny's default; vit_* 1024
     s = Setup(model, ours, device, precision, encoder_size=native // 2 if half else None)
     images, sizes, _ = _batch(s.base.img_size, 1, s.device)
 
@@ -250,11 +262,39 @@ def flop_bounds(model: str) -> str:
     return f"flops {model}: encoder forward {encoder / 1e9:.1f} GFLOP; " + "; ".join(bounds)
 
 
+def side_by_side(results: dict[tuple[str, str], float], units: dict[str, str]) -> list[str]:
+    """vit_t's figures (ours) beside vit_b's on the cases both ran, with the parameter counts and
+    encoder FLOPs of each, counted by PyTorch on the same 1024² input."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from samexp.models.seam import encode
+
+    big, small = SIDE_BY_SIDE
+    lines = []
+    for case, unit in units.items():
+        if (case, big) in results and (case, small) in results:
+            b, s = results[case, big], results[case, small]
+            lines.append(f"{small} vs {big} {case:<13} {s:>9.4f} vs {b:>9.4f} {unit}, "
+                         f"{big}/{small} {b / s:.2f}x")  # fmt: skip
+    if lines:
+        about = []
+        for name in (small, big):
+            sam = _model(name).sam
+            images, sizes, _ = _batch(sam.image_encoder.img_size, 1, torch.device("cpu"))
+            with torch.no_grad(), FlopCounterMode(display=False) as counter:
+                encode(sam, images, sizes)
+            params = sum(p.numel() for p in sam.parameters()) / 1e6
+            about.append(f"{name} {params:.2f}M parameters, encoder forward "
+                         f"{counter.get_total_flops() / 1e9:.1f} GFLOP")  # fmt: skip
+        lines.append(f"{small} vs {big} size: " + "; ".join(about))
+    return lines
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--models", nargs="+", default=["tiny", "vit_b"])
+    parser.add_argument("--models", nargs="+", default=["tiny", "vit_b", "vit_t"])
     parser.add_argument("--cases", nargs="+", default=list(CASES), choices=list(CASES))
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     parser.add_argument("--precision", default="fp32", choices=["fp32", "bf16", "fp16"],
@@ -279,8 +319,11 @@ def main() -> None:
               f"{'img/s':>8}{'naive ' + memory:>12}{'ours ' + memory:>11}{'ratio':>7}")  # fmt: skip
     print(header)
     print("-" * len(header))
+    ours_values: dict[tuple[str, str], float] = {}
     for model in args.models:
         for case in args.cases:
+            if case not in ONLY.get(model, CASES):
+                continue
             unit, repeat, _ = CASES[case]
             out = {}
             for ours in (False, True):
@@ -292,15 +335,20 @@ def main() -> None:
                     sys.exit(f"{case} {model} failed:\n{done.stderr[-3000:]}")
                 out[ours] = json.loads(done.stdout.strip().splitlines()[-1])
             naive, ours_ = out[False], out[True]
+            ours_values[case, model] = ours_["value"]
             key = "peak_cuda_gb" if args.device == "cuda" else "peak_rss_gb"
             print(f"{case:<15}{model:<7}{unit:<8}{naive['value']:>9.4f}{ours_['value']:>9.4f}"
                   f"{naive['value'] / ours_['value']:>8.2f}x{ours_['images_per_s']:>8.2f}"
                   f"{naive[key]:>11.2f}G{ours_[key]:>10.2f}G{ours_[key] / naive[key]:>7.2f}",
                   flush=True)  # fmt: skip
     for model in args.models:
+        if model in ONLY:  # no ViT attention for the kernels, no cached-encoder cases
+            continue
         print("\n".join(agreement(model)), flush=True)
         if {"frozen-decoder", "frozen-lora"} & set(args.cases):
             print(flop_bounds(model), flush=True)
+    for line in side_by_side(ours_values, {case: CASES[case][0] for case in args.cases}):
+        print(line, flush=True)
 
 
 if __name__ == "__main__":

@@ -60,9 +60,10 @@ class Precision(str, Enum):
 
 
 class Device(str, Enum):
-    auto = "auto"
+    auto = "auto"  # CUDA, else Apple's GPU (MPS), else the CPU
     cpu = "cpu"
     cuda = "cuda"
+    mps = "mps"  # Apple silicon
 
 
 # --- the settings the runner reads (no constructor of their own) -----------------------------

@@ -15,6 +15,8 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
+from samexp.errors import SamexpError
+
 # how long a rank waits in a collective before giving up: a dead peer usually breaks the
 # connection at once; this bounds the cases where it does not
 TIMEOUT = datetime.timedelta(minutes=10)
@@ -53,6 +55,11 @@ def start(world: World, device: torch.device) -> torch.device:
     """Join the process group (nccl on CUDA, gloo on CPU); one GPU per process, by LOCAL_RANK."""
     if not world.distributed:
         return device
+    if device.type == "mps":
+        raise SamexpError(
+            "torchrun with trainer.device=mps: a Mac has one Apple GPU, which one process uses; "
+            "run python -m samexp without torchrun"
+        )
     if device.type == "cuda":
         device = torch.device("cuda", world.local_rank)
         torch.cuda.set_device(device)

@@ -38,7 +38,7 @@ def predict(
         with torch.set_grad_enabled(torch.is_grad_enabled() and trains):
             embeddings = encode(sam, batch.images, batch.input_sizes)
     sizes = torch.tensor(batch.input_sizes, device=batch.masks.device)[batch.instance_image]
-    prompts = prompt(batch.masks, sizes, generator, train=train).to(embeddings.device)
+    prompts = prompt.prompts_for(batch, sizes, generator, train=train).to(embeddings.device)
     passes = [decode(sam, embeddings, batch.instance_image, prompts, multimask_output)]
     for _ in range(prompt.refinements):
         best = select_best(*passes[-1])
@@ -72,9 +72,14 @@ class EvalResult:
     predictions: dict[str, np.ndarray] = field(
         default_factory=dict
     )  # name -> H×W bool (kept images)
+    # every image against every class (learned class prompts): rows carry pixel counts
+    by_class: bool = False
 
     def metrics(self, prefix: str) -> dict[str, float]:
-        """Means over instances; with several categories also per category (`test/iou/<name>`)."""
+        """Means over instances; with several categories also per category (`test/iou/<name>`).
+        Per class (`by_class`), the semantic-segmentation figures instead."""
+        if self.by_class:
+            return self._class_metrics(prefix)
         out = {
             f"{prefix}/iou": metrics.summarize([r["iou"] for r in self.rows]),
             f"{prefix}/dice": metrics.summarize([r["dice"] for r in self.rows]),
@@ -86,6 +91,27 @@ class EvalResult:
                 key = metric_safe(c)
                 out[f"{prefix}/iou/{key}"] = metrics.summarize([r["iou"] for r in rows])
                 out[f"{prefix}/dice/{key}"] = metrics.summarize([r["dice"] for r in rows])
+        return out
+
+    def _class_metrics(self, prefix: str) -> dict[str, float]:
+        """Per class, IoU = Σ intersection / Σ union over the split's images, Dice = 2 Σ I /
+        (Σ predicted + Σ true), so pixels painted where a class is absent count against it;
+        `iou` and `dice` (and `miou`) are their means over the classes that occur in the truth
+        or the prediction (a class never seen nor predicted has no IoU)."""
+        sums: dict[str, list[int]] = {}
+        for r in self.rows:
+            total = sums.setdefault(r["category"], [0, 0, 0, 0])
+            for i, key in enumerate(("inter", "union", "pred_px", "true_px")):
+                total[i] += r[key]
+        out: dict[str, float] = {}
+        for category, (inter, union, pred, true) in sorted(sums.items()):
+            if union:
+                out[f"{prefix}/iou/{metric_safe(category)}"] = inter / union
+                out[f"{prefix}/dice/{metric_safe(category)}"] = 2 * inter / (pred + true)
+        ious = [v for k, v in out.items() if k.startswith(f"{prefix}/iou/")]
+        dices = [v for k, v in out.items() if k.startswith(f"{prefix}/dice/")]
+        out[f"{prefix}/iou"] = out[f"{prefix}/miou"] = metrics.summarize(ious)
+        out[f"{prefix}/dice"] = metrics.summarize(dices)
         return out
 
     def by_name(self) -> dict[str, list[dict]]:
@@ -140,14 +166,27 @@ def evaluate(
             pred = (logits[:, 0] > sam.mask_threshold).cpu()
             target = torch.stack([batch.gt_masks[j] for j in index.tolist()])
             ious, dices = metrics.iou(pred, target), metrics.dice(pred, target)
+            counts = _pixel_counts(pred, target) if prompt.promptless else [{}] * len(index)
             for k, j in enumerate(index.tolist()):
                 category = batch.categories[j] if batch.categories else "object"
                 rows.append((number, {"name": name, "instance": k, "category": category,
-                                      "iou": float(ious[k]), "dice": float(dices[k])}))  # fmt: skip
+                                      "iou": float(ious[k]), "dice": float(dices[k]),
+                                      **counts[k]}))  # fmt: skip
             if len(result.predictions) < keep_predictions:
                 result.predictions[name] = pred.any(0).numpy()
     sam.train(was_training)
-    return _whole(rows, result.predictions, keep_predictions, world)
+    whole = _whole(rows, result.predictions, keep_predictions, world)
+    whole.by_class = prompt.promptless
+    return whole
+
+
+def _pixel_counts(pred: torch.Tensor, target: torch.Tensor) -> list[dict[str, int]]:
+    """Intersection, union, predicted and true pixels of each of N mask pairs (N×H×W bool)."""
+    inter = (pred & target).flatten(1).sum(1)
+    union = (pred | target).flatten(1).sum(1)
+    counts = zip(inter, union, pred.flatten(1).sum(1), target.flatten(1).sum(1), strict=True)
+    return [{"inter": int(i), "union": int(u), "pred_px": int(p), "true_px": int(t)}
+            for i, u, p, t in counts]  # fmt: skip
 
 
 def _whole(rows: list[tuple[int, dict]], predictions: dict[str, np.ndarray], keep: int,

@@ -1,6 +1,9 @@
 """`python -m samexp.export run_id=<id> out=ring_sam_vit_b.pth`: the fine-tuned model as a plain SAM
 checkpoint that `segment_anything.sam_model_registry[<arch>](checkpoint=out)` loads unchanged, so
-`SamPredictor` and `SamAutomaticMaskGenerator` work on it directly.
+`SamPredictor` and `SamAutomaticMaskGenerator` work on it directly. A MobileSAM (`vit_t`) loads in
+stock `mobile_sam.sam_model_registry["vit_t"](checkpoint=out)`, followed by `.eval()` as
+MobileSAM's README does: its builder computes TinyViT's attention-bias table before it loads the
+weights, and entering eval mode again rebuilds it from them.
 
 A model trained with `model.encoder_size` (its encoder at, say, 512 px) is written as trained, not
 refused and not stretched back to 1024 px (that would be a model nobody evaluated): its position
@@ -21,11 +24,13 @@ import hydra
 import torch
 from hydra.core.config_store import ConfigStore
 from omegaconf import DictConfig
+from safetensors.torch import save_file
 
 import samexp.paths  # noqa: F401  (registers ${samexp_home:}, used by ExportConfig)
 from samexp.errors import SamexpError
 from samexp.finetuned import load_finetuned
 from samexp.models.build import BaseModel
+from samexp.prompts.class_tokens import MODULE as CLASS_PROMPTS
 
 log = logging.getLogger("samexp.export")
 
@@ -46,14 +51,24 @@ def export(run_id: str | None = None, weights: str | None = None, out: str = "sa
            tracking_uri: str | None = None, checkpoint: str | None = None) -> Path:  # fmt: skip
     base, adapter, meta = load_finetuned(run_id, weights, tracking_uri, checkpoint)
     state = adapter.plain_state_dict(base.sam)
+    # learned class prompts are no part of a stock SAM: they go beside it, with their classes
+    learned = {k: state.pop(k) for k in [k for k in state if k.startswith(f"{CLASS_PROMPTS}.")]}
     path = Path(out)
     path.parent.mkdir(parents=True, exist_ok=True)
     torch.save(state, path)
+    if learned:
+        classes = meta["class_prompts"]["classes"]
+        save_file({"tokens": learned[f"{CLASS_PROMPTS}.tokens"].contiguous()},
+                  str(class_prompts_file(path)), metadata={"classes": json.dumps(classes)})  # fmt: skip
+        log.info("wrote %s: the %d classes' learned prompt tokens (%s); decode them as "
+                 "samexp.predict.classes.predict_classes does", class_prompts_file(path),
+                 len(classes), ", ".join(classes))  # fmt: skip
     # how to rebuild it: the registry name for official SAMs, constructor arguments for `tiny`, and
     # the encoder input size when it is not native
     info = {"arch": base.arch, "build_kwargs": base.build_kwargs, "adapter": meta["adapter"],
             "base_weights_id": base.weights_id, "source": run_id or weights,
-            "img_size": base.img_size}  # fmt: skip
+            "img_size": base.img_size,
+            **({"class_prompts": meta["class_prompts"]} if learned else {})}  # fmt: skip
     path.with_suffix(".json").write_text(json.dumps(info, indent=2))
     size = base.build_kwargs.get("encoder_size")
     if size is not None:
@@ -67,9 +82,16 @@ def export(run_id: str | None = None, weights: str | None = None, out: str = "sa
     return path
 
 
+def class_prompts_file(path: Path) -> Path:
+    return path.with_name(f"{path.stem}.class_prompts.safetensors")
+
+
 def how_to_load(base: BaseModel, path: Path) -> str:
-    """The Python that rebuilds the exported model: stock segment_anything wherever it can."""
+    """The Python that rebuilds the exported model: stock segment_anything (mobile_sam for
+    MobileSAM) wherever it can."""
     size = base.build_kwargs.get("encoder_size")
+    if base.arch == "vit_t":
+        return f"mobile_sam.sam_model_registry['vit_t'](checkpoint={str(path)!r}).eval()"
     if base.arch != "tiny" and size is None:
         return f"segment_anything.sam_model_registry[{base.arch!r}](checkpoint={str(path)!r})"
     if base.arch == "tiny":

@@ -60,9 +60,10 @@ def mixed_precision(precision: str, device: torch.device) -> MixedPrecision:
     if precision not in DTYPES:
         raise SamexpError(f"trainer.precision={precision!r}: choose one of {tuple(DTYPES)}")
     if precision == "fp16" and device.type != "cuda":
+        why = {"cpu": "CPU float16 matmuls are emulated and slower than fp32",
+               "mps": "its loss scaling is CUDA's"}.get(device.type, "loss scaling is CUDA's")  # fmt: skip
         raise SamexpError(
-            "trainer.precision=fp16 needs a CUDA device (CPU float16 matmuls are emulated and "
-            "slower than fp32); use trainer.precision=bf16 or fp32"
+            f"trainer.precision=fp16 needs a CUDA device ({why}); use trainer.precision=bf16 or fp32"
         )
     if precision == "bf16" and device.type == "cuda" and not torch.cuda.is_bf16_supported():
         raise SamexpError(

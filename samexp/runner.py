@@ -155,6 +155,12 @@ def run(cfg: DictConfig) -> RunResult:
     loaded = splits.summary()  # before carving: the skip counts of the files as read
     splits = splits.carve_val(tc.val_fraction, tc.seed)
     data_summary = {**loaded, **splits.summary()}  # ...and the sizes actually used
+    if eval_prompt.promptless != prompt.promptless:
+        raise SamexpError(
+            "prompt and eval_prompt must both be promptless (class_tokens) or neither"
+        )
+    splits = prompt.prepare(base.sam, splits)  # class prompts join the model's parameters
+    eval_prompt.bind(base.sam)
     if augment is not None:
         splits.train.transform = augment
         log.info("augmentation on the train split only: %s", cfg.augment)
@@ -293,10 +299,10 @@ def _embedding_cache(cfg: DictConfig, base: BaseModel, numerics: str) -> CachedE
 def _speedups(base: BaseModel, tc: DictConfig, device: torch.device) -> str:
     """Run-time patches of the stock encoder that change speed and memory, never the results.
     Returns the attention kernel in use (cached embeddings are keyed by it)."""
-    from samexp.models.attention import resolve_kernel, set_attention
+    from samexp.models.attention import choose_kernel, set_attention
     from samexp.models.checkpointing import enable_checkpointing
 
-    kernel = resolve_kernel(_enum_value(tc.attention), device)
+    kernel = choose_kernel(base.sam, _enum_value(tc.attention), device, "trainer.attention")
     log.info("attention kernel %s in %d encoder blocks", kernel, set_attention(base.sam, kernel))
     if tc.checkpointing:
         log.info("activation checkpointing in %d encoder blocks", enable_checkpointing(base.sam))

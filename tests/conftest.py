@@ -3,6 +3,7 @@ and config composition. Nothing here touches the network."""
 
 from __future__ import annotations
 
+import copy
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -10,6 +11,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+import torch
 from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig
 
@@ -49,6 +51,36 @@ def rings_root() -> Path:
 @pytest.fixture
 def tiny() -> BaseModel:
     return build_tiny(seed=0)
+
+
+@pytest.fixture(scope="session")
+def vit_t_base() -> BaseModel:
+    """A random MobileSAM (vit_t, ~10M parameters), built once per session: read it, or copy it."""
+    from samexp.models.mobile import build_mobile
+
+    return build_mobile(pretrained=False, seed=0)
+
+
+@pytest.fixture
+def vit_t(vit_t_base: BaseModel) -> BaseModel:
+    """A copy of the random vit_t to change (adapters, weights, modes)."""
+    return copy.deepcopy(vit_t_base)
+
+
+@pytest.fixture
+def vit_t_lora_file(vit_t: BaseModel, tmp_path: Path) -> Path:
+    """A LoRA r=4 adapter file of `vit_t` (which then carries it), B drawn as if trained."""
+    from samexp.adapters.io import save_adapter
+    from samexp.adapters.lora import LoraAdapter
+
+    adapter = LoraAdapter(rank=4)
+    adapter.apply(vit_t.sam)
+    g = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for name, p in vit_t.sam.named_parameters():
+            if "lora_B" in name:
+                p.normal_(std=0.05, generator=g)
+    return save_adapter(tmp_path / "adapter.safetensors", vit_t, adapter)
 
 
 def compose_config(overrides: list[str]) -> DictConfig:

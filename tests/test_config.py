@@ -117,8 +117,9 @@ def test_wrong_type_fails_at_composition_naming_the_key():
     assert "trainer.epochs" in str(e.value.__cause__)
 
 
-def test_device_accepts_only_auto_cpu_cuda():
+def test_device_accepts_only_auto_cpu_cuda_and_mps():
     assert compose_config(["trainer.device=cpu"]).trainer.device.value == "cpu"
+    assert compose_config(["trainer.device=mps"]).trainer.device.value == "mps"
     with pytest.raises(ConfigCompositionException):
         compose_config(["trainer.device=tpu"])
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 import torch
 from segment_anything import SamPredictor, sam_model_registry
@@ -112,3 +113,44 @@ def test_unknown_run_id_is_a_clear_error(tmp_path):
         export(
             run_id="0" * 32, tracking_uri=f"sqlite:///{tmp_path}/m.db", out=str(tmp_path / "x.pth")
         )
+
+
+@pytest.mark.slow
+def test_vit_t_lora_export_loads_in_stock_mobile_sam_and_gives_the_same_masks(
+    vit_t, vit_t_lora_file, tmp_path
+):
+    import mobile_sam
+
+    from samexp.data.base import read_image_rgb
+    from samexp.export import how_to_load
+    from tests.conftest import data_root
+
+    weights = vit_t_lora_file
+    out = export(weights=str(weights), out=str(tmp_path / "mobile_sam_rings.pt"))
+    assert json.loads(out.with_suffix(".json").read_text())["arch"] == "vit_t"
+    assert how_to_load(vit_t, out) == (
+        f"mobile_sam.sam_model_registry['vit_t'](checkpoint={str(out)!r}).eval()"
+    )
+
+    # the documented line: a strict load inside mobile_sam, so no LoRA tensor is left over
+    stock = mobile_sam.sam_model_registry["vit_t"](checkpoint=str(out)).eval()
+    qkv = vit_t.sam.image_encoder.layers[2].blocks[0].attn.qkv
+    merged = qkv.base.weight.clone().index_add_(0, qkv.out_index, torch.cat(
+        [qkv.delta_weight(i) for i in range(len(qkv.lora_B))]))  # fmt: skip
+    assert torch.allclose(
+        stock.image_encoder.layers[2].blocks[0].attn.qkv.weight, merged, atol=1e-6
+    )
+
+    fine_tuned, _, _ = load_finetuned(weights=str(weights))  # samexp's model: LoRA unmerged
+    image = read_image_rgb(data_root() / "rings" / "test" / "images" / "ring_test_2.jpg")
+    box = np.array([60.0, 300.0, 700.0, 650.0])
+    results = []
+    for predictor in (mobile_sam.SamPredictor(stock), SamPredictor(fine_tuned.sam)):
+        predictor.set_image(image)
+        results.append(predictor.predict(box=box, multimask_output=False, return_logits=True))
+    (stock_logits, stock_iou, _), (logits, iou, _) = results  # at the image's size
+    assert np.allclose(stock_logits, logits, atol=1e-4) and np.allclose(stock_iou, iou, atol=1e-5)
+    masks, differ = logits > 0, (stock_logits > 0) != (logits > 0)
+    assert masks.any() and not masks.all()
+    # merged and unmerged LoRA round differently: a pixel may flip only right at the threshold
+    assert np.all(np.abs(logits[differ]) < 1e-4)

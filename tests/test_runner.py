@@ -314,3 +314,31 @@ def test_embedding_cache_gives_the_same_run_and_is_hit_after_the_first_pass(make
     # 10 images are encoded once (6 train + 2 val + 2 test); epochs 2 and 3 hit all 6 + 2
     assert stats["cache/misses"] == 10 and stats["cache/hits"] == 16
     assert len(list((tmp_path / "emb").rglob("*.pt"))) == 10
+
+
+@pytest.mark.slow
+def test_vit_t_lora_run_trains_a_random_mobilesam_end_to_end_and_its_weights_reload(
+    make_config, tmp_path
+):
+    """MobileSAM with random weights is a realistic model a CPU runs whole: one LoRA step."""
+    from samexp.finetuned import load_finetuned
+    from tests.conftest import write_shapes_dataset
+
+    data = write_shapes_dataset(tmp_path / "shapes", {"train": 1, "test": 1})
+    cfg = make_config("model=vit_t", "model.pretrained=false", "adapter=lora", f"dataset.root={data}",
+                      "trainer.epochs=1", "trainer.max_steps=1", "trainer.batch_size=1",
+                      "trainer.val_fraction=0", "optim.lr=1e-2")  # fmt: skip
+    done = runner.run(cfg)
+    assert done.metrics["train/steps"] == 1
+    assert 0.0 <= done.metrics["final/test/iou"] <= 1.0
+    client = MlflowClient(tracking_uri=cfg.tracking.tracking_uri)
+    run = client.get_run(done.run_id)
+    assert run.info.run_name.startswith("lora-r8-") and run.info.run_name.endswith("-vit_t")
+    lora = 2 * 16 * (2 * 128 + 6 * 160 + 2 * 320)  # q and v of TinyViT's 10 attention blocks
+    assert run.data.metrics["params/trainable"] == lora
+    assert run.data.metrics["params/total"] == 10_130_092 + lora
+
+    base, adapter, meta = load_finetuned(weights=str(tmp_path / "out" / "adapter.safetensors"))
+    assert (meta["base"]["arch"], base.weights_id) == ("vit_t", "random:vit_t:seed0")
+    lora_b = [p for n, p in base.sam.named_parameters() if "lora_B" in n]
+    assert len(lora_b) == 20 and all(p.abs().sum() > 0 for p in lora_b), "the step trained LoRA"

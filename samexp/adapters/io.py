@@ -22,6 +22,7 @@ from samexp.adapters.meta import META_KEY, adapter_from_spec, parse_meta
 from samexp.atomic import atomic_path
 from samexp.errors import SamexpError, UntrustedFileError, WeightsWriteError
 from samexp.models.build import BaseModel
+from samexp.prompts.class_tokens import attach_class_prompts, class_prompts_of
 
 __all__ = ["META_KEY", "load_adapter", "read_adapter_meta", "save_adapter"]
 
@@ -53,6 +54,9 @@ def save_adapter(path: str | Path, base: BaseModel, adapter: Adapter) -> Path:
         },
         "tensors": len(tensors),
     }
+    learned = class_prompts_of(base.sam)
+    if learned is not None:  # the class list travels with the tokens, or they mean nothing
+        meta["class_prompts"] = learned.spec()
     try:
         with atomic_path(path) as tmp:
             save_file(tensors, str(tmp), metadata={META_KEY: json.dumps(meta)})
@@ -106,6 +110,9 @@ def load_adapter(path: str | Path, base: BaseModel) -> Adapter:
         adapter.apply(base.sam)
     except SamexpError as e:  # e.g. a target_modules regex that matches nothing in this model
         raise UntrustedFileError(f"{path}: metadata {e}") from None
+    if "class_prompts" in meta:
+        spec = meta["class_prompts"]
+        attach_class_prompts(base.sam, spec["classes"], spec["tokens"])
     tensors = _read_tensors(path)
     if meta["tensors"] is not None and meta["tensors"] != len(tensors):
         raise UntrustedFileError(
@@ -128,6 +135,9 @@ def load_adapter(path: str | Path, base: BaseModel) -> Adapter:
     with torch.no_grad():
         for name, value in tensors.items():
             expected[name].copy_(value)
+    # enter the mode again: a module that caches a tensor derived from its weights per mode
+    # (MobileSAM's attention-bias table, under adapter=full) rebuilds it from the loaded ones
+    base.sam.train(base.sam.training)
     return adapter
 
 

@@ -1,5 +1,9 @@
 """LoRA in peft's shape, kept to ~100 lines instead of depending on peft (which pulls in transformers
 and, on SAM's fused `qkv` Linear, can only adapt q, k and v together; the ring study adapted q and v).
+
+The default targets are every encoder attention's fused qkv: SAM ViT's
+`image_encoder.blocks.N.attn.qkv` and MobileSAM TinyViT's `image_encoder.layers.L.blocks.N.attn.qkv`
+(stages 1-3; stage 0 is convolutions). The two lay q, k and v out differently (`qkv_rows`).
 """
 
 from __future__ import annotations
@@ -10,20 +14,24 @@ from typing import Annotated
 
 import torch
 from segment_anything.modeling import Sam
+from segment_anything.modeling.image_encoder import Attention as VitAttention
 from torch import nn
 
 from samexp.adapters.base import Adapter, freeze
 from samexp.adapters.registry import register_adapter
 from samexp.checks import AT_LEAST_1, POSITIVE, Range
 from samexp.errors import SamexpError
+from samexp.models.mobile import tiny_vit
 
 QKV_PARTS = ("q", "k", "v")
 
 
 class LoraLinear(nn.Module):
-    """`base(x) + B(A(dropout(x))) * alpha/rank`, added only to the chosen output slices of `base`.
+    """`base(x) + B(A(dropout(x))) * alpha/rank`, added only to the chosen output parts of `base`.
 
-    B starts at zero, so a freshly wrapped layer computes exactly what `base` did.
+    Each part, with its own A and B, is a slice of the outputs or the output rows it is made of
+    (a part interleaved with others, as TinyViT's q is, head by head). B starts at zero, so a
+    freshly wrapped layer computes exactly what `base` did.
     """
 
     def __init__(
@@ -32,7 +40,7 @@ class LoraLinear(nn.Module):
         rank: int,
         alpha: float,
         dropout: float = 0.0,
-        out_slices: list[slice] | None = None,
+        out_slices: list[slice | torch.Tensor] | None = None,
     ) -> None:
         super().__init__()
         self.base = base
@@ -40,16 +48,14 @@ class LoraLinear(nn.Module):
         self.scaling = alpha / rank
         self.dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
         self.out_slices = out_slices or [slice(0, base.out_features)]
-        self.lora_A = nn.ModuleList(
-            nn.Linear(base.in_features, rank, bias=False) for _ in self.out_slices
-        )
-        self.lora_B = nn.ModuleList(
-            nn.Linear(rank, s.stop - s.start, bias=False) for s in self.out_slices
-        )
+        rows = [_rows(part) for part in self.out_slices]
+        self.part_sizes = [len(r) for r in rows]
+        self.lora_A = nn.ModuleList(nn.Linear(base.in_features, rank, bias=False) for _ in rows)
+        self.lora_B = nn.ModuleList(nn.Linear(rank, len(r), bias=False) for r in rows)
         for a, b in zip(self.lora_A, self.lora_B, strict=True):
             nn.init.kaiming_uniform_(a.weight, a=math.sqrt(5))
             nn.init.zeros_(b.weight)
-        index = torch.cat([torch.arange(s.start, s.stop) for s in self.out_slices])
+        index = torch.cat(rows)
         self.register_buffer("out_index", index, persistent=False)
         self.covers_all = torch.equal(index, torch.arange(base.out_features))
         self.merged = False
@@ -70,16 +76,42 @@ class LoraLinear(nn.Module):
     @torch.no_grad()
     def merge(self) -> None:
         if not self.merged:
-            for i, s in enumerate(self.out_slices):
-                self.base.weight[s] += self.delta_weight(i)
+            for i, rows in enumerate(self.out_index.split(self.part_sizes)):
+                self.base.weight.index_add_(0, rows, self.delta_weight(i))
             self.merged = True
 
     @torch.no_grad()
     def unmerge(self) -> None:
         if self.merged:
-            for i, s in enumerate(self.out_slices):
-                self.base.weight[s] -= self.delta_weight(i)
+            for i, rows in enumerate(self.out_index.split(self.part_sizes)):
+                self.base.weight.index_add_(0, rows, self.delta_weight(i), alpha=-1)
             self.merged = False
+
+
+def _rows(part: slice | torch.Tensor) -> torch.Tensor:
+    if isinstance(part, slice):
+        return torch.arange(part.start, part.stop)
+    return torch.as_tensor(part, dtype=torch.long).flatten()
+
+
+def qkv_rows(attention: nn.Module) -> dict[str, slice | torch.Tensor] | None:
+    """Where q, k and v sit among the outputs of an encoder attention's fused `qkv` Linear; None
+    for a module that has no such layout.
+
+    SAM's ViT stacks them, [q | k | v], each `dim` wide (its forward reshapes to (..., 3, heads,
+    -1)); TinyViT interleaves them head by head, [q0 k0 v0 | q1 k1 v1 | ...], each head key_dim,
+    key_dim and d wide (its forward views (..., heads, -1) and splits [key_dim, key_dim, d]).
+    """
+    if isinstance(attention, VitAttention):
+        d = attention.qkv.in_features
+        return {p: slice(i * d, (i + 1) * d) for i, p in enumerate(QKV_PARTS)}
+    tv = tiny_vit()
+    if tv is not None and isinstance(attention, tv.Attention):
+        kd, d = attention.key_dim, attention.d
+        heads = torch.arange(attention.num_heads)[:, None] * (2 * kd + d)
+        spans = {"q": (0, kd), "k": (kd, kd), "v": (2 * kd, d)}
+        return {p: (heads + start + torch.arange(n)).flatten() for p, (start, n) in spans.items()}
+    return None
 
 
 @register_adapter
@@ -91,9 +123,11 @@ class LoraAdapter(Adapter):
         rank: Annotated[int, AT_LEAST_1] = 8,
         alpha: Annotated[float, POSITIVE] = 8.0,
         dropout: Annotated[float, Range(0, 1, open_high=True)] = 0.0,
-        # regex matched against full module names (peft's check_target_module_exists)
-        target_modules: str = r"image_encoder\.blocks\.\d+\.attn\.qkv",
-        # on SAM's fused qkv Linear, which of q/k/v get a LoRA delta (the ring study: q and v)
+        # regex matched against full module names (peft's check_target_module_exists); the default
+        # is every encoder attention's fused qkv, in SAM's ViT and in MobileSAM's TinyViT
+        target_modules: str = r"image_encoder\.(layers\.\d+\.)?blocks\.\d+\.attn\.qkv",
+        # on an encoder attention's fused qkv Linear, which of q/k/v get a LoRA delta (the ring
+        # study: q and v)
         qkv_parts: tuple[str, ...] | list[str] = ("q", "v"),
     ) -> None:
         bad = [p for p in qkv_parts if p not in QKV_PARTS]
@@ -126,17 +160,15 @@ class LoraAdapter(Adapter):
             )
         for name, linear in targets:
             parent_name, _, attr = name.rpartition(".")
-            wrapped = LoraLinear(
-                linear, self.rank, self.alpha, self.dropout, self._slices(name, linear)
-            )
-            setattr(sam.get_submodule(parent_name), attr, wrapped)
+            parent = sam.get_submodule(parent_name)
+            parts = self._parts(parent, attr)
+            setattr(parent, attr, LoraLinear(linear, self.rank, self.alpha, self.dropout, parts))
 
-    def _slices(self, name: str, linear: nn.Linear) -> list[slice] | None:
-        """On a fused qkv projection only the chosen parts get a delta; other layers get a full one."""
-        if not name.endswith("qkv") or linear.out_features != 3 * linear.in_features:
-            return None
-        d = linear.in_features
-        return [slice(i * d, (i + 1) * d) for i, p in enumerate(QKV_PARTS) if p in self.qkv_parts]
+    def _parts(self, parent: nn.Module, attr: str) -> list[slice | torch.Tensor] | None:
+        """On an encoder attention's fused qkv only the chosen parts get a delta; other layers get
+        a full one."""
+        layout = qkv_rows(parent) if attr == "qkv" else None
+        return None if layout is None else [layout[p] for p in self.qkv_parts]
 
     def merge(self, sam: Sam) -> None:
         for m in sam.modules():

@@ -37,6 +37,14 @@ class FileMeta:
 
 
 @dataclass
+class ClassPromptsMeta:
+    """Learned class prompts (prompt=class_tokens): the class names, in token order."""
+
+    classes: list[str] = MISSING
+    tokens: int = MISSING  # per class
+
+
+@dataclass
 class BaseMeta:
     """The base model the tensors were trained on, besides its `build_kwargs`."""
 
@@ -57,14 +65,29 @@ def parse_meta(text: str, path: str | Path) -> dict[str, Any]:
     except (ValueError, RecursionError) as e:
         refuse(path, META_KEY, f"not valid JSON ({e})")
     raw = _mapping(raw, META_KEY, path)
-    top = {k: v for k, v in raw.items() if k not in ("adapter", "base")}
+    top = {k: v for k, v in raw.items() if k not in ("adapter", "base", "class_prompts")}
     meta = typed(FileMeta, top, "", path, fill=True)
     for key in ("adapter", "base"):
         if key not in raw:
             refuse(path, key, "missing: was this file saved by samexp?")
     meta["adapter"] = check_adapter_spec(raw["adapter"], path)
     meta["base"] = check_base(raw["base"], path)
+    if raw.get("class_prompts") is not None:
+        meta["class_prompts"] = check_class_prompts(raw["class_prompts"], path)
     return meta
+
+
+def check_class_prompts(value: Any, path: str | Path) -> dict[str, Any]:
+    """A non-empty list of distinct class names and a token count of at least 1."""
+    spec = typed(ClassPromptsMeta, _mapping(value, "class_prompts", path), "class_prompts", path)
+    classes = spec.get("classes")
+    if classes is None or spec.get("tokens") is None:
+        refuse(path, "class_prompts", "needs both classes and tokens")
+    if not classes or len(set(classes)) != len(classes):
+        refuse(path, "class_prompts.classes", "must be distinct names, at least one")
+    if spec["tokens"] < 1:
+        refuse(path, "class_prompts.tokens", f"{spec['tokens']} must be >= 1")
+    return spec
 
 
 def check_adapter_spec(spec: Any, path: str | Path) -> dict[str, Any]:

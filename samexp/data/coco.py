@@ -11,7 +11,7 @@ import logging
 from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 import torch
 from pycocotools import mask as mask_utils
@@ -21,7 +21,7 @@ from samexp.checks import NON_NEGATIVE, Range, because
 from samexp.data.base import Sample, make_sample, read_image_rgb
 from samexp.data.coco_json import CocoImage, read_coco
 from samexp.data.orientation import apply_orientation
-from samexp.data.splits import DatasetSplits, require_dataset_root
+from samexp.data.splits import DatasetSplits, TrainLimit, require_dataset_root
 from samexp.errors import DatasetError
 from samexp.options import option
 
@@ -51,6 +51,11 @@ class CocoDataset(Dataset[Sample]):
     @property
     def names(self) -> list[str]:
         return [im.name for im in self._images]
+
+    @property
+    def class_names(self) -> list[str]:
+        """The categories of the kept instances, sorted (what promptless training learns)."""
+        return sorted({c for im in self._images for c in im.categories})
 
     def summary(self) -> dict[str, int]:
         """Counts for the run log: images loaded, and every kind of skip (instances or images)."""
@@ -107,9 +112,13 @@ def coco_splits(
         float, because(Range(0, 1, open_low=True, open_high=True), "share held out")
     ] = 0.2,  # fmt: skip
     seed: int = 0,
-    categories: Sequence[str] | None = None,  # keep only these category names (default: all)
+    # keep only these categories, or with group_by=supercategory also super-categories (default: all)
+    categories: Sequence[str] | None = None,
     # instances smaller than this many pixels are skipped (and counted)
     min_area: Annotated[float, because(NON_NEGATIVE, "pixels")] = 0.0,
+    # what an instance counts as (its class in metrics): its category, or that one's supercategory
+    group_by: Literal["category", "supercategory"] = "category",
+    limit: TrainLimit = None,  # train on a seeded few of the train images (`splits.carve_val`)
 ) -> DatasetSplits:
     """The splits of a COCO dataset (the `conf/dataset/coco.yaml` target); layout from the files.
 
@@ -121,7 +130,7 @@ def coco_splits(
     cats = list(categories) if categories is not None else None
 
     def read(folder: Path) -> list[CocoImage]:
-        return read_coco(folder / annotations, folder / images_dir, cats, min_area)
+        return read_coco(folder / annotations, folder / images_dir, cats, min_area, group_by)
 
     if (base / train_split / annotations).is_file():
         train, held = read(base / train_split), read(base / val_split)
@@ -136,4 +145,5 @@ def coco_splits(
         name=name,
         train=CocoDataset(train, img_size, f"{name} train"),
         test=CocoDataset(held, img_size, f"{name} test"),
+        limit=limit,
     )

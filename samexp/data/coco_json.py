@@ -13,6 +13,7 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
+from typing import Literal
 
 from pycocotools import mask as mask_utils
 
@@ -143,26 +144,56 @@ def _segmentation_rle(ann: dict, size: tuple[int, int], json_path: Path) -> dict
     )
 
 
+def _class_of(categories: list, json_path: Path) -> dict[object, str]:
+    """Category id -> its `supercategory`; a category without one (missing or empty) is a class
+    of its own under its name, said once per file rather than refused: a mixed file still works."""
+    classes, alone = {}, []
+    for c in categories:
+        group = c.get("supercategory")
+        if isinstance(group, str) and group.strip():
+            classes[c.get("id")] = group.strip()
+        else:
+            classes[c.get("id")] = str(c.get("name"))
+            alone.append(str(c.get("name")))
+    if alone:
+        shown_names = ", ".join(alone[:10]) + (" ..." * (len(alone) > 10))
+        logger.warning(
+            "%s: %d categor%s no 'supercategory' (%s); with dataset.group_by=supercategory each "
+            "is a class of its own, under its name",
+            json_path, len(alone), "y has" if len(alone) == 1 else "ies have", shown_names,
+        )  # fmt: skip
+    logger.info(
+        "%s: %d categories grouped into %d classes (dataset.group_by=supercategory)",
+        json_path, len(categories), len(set(classes.values())),
+    )  # fmt: skip
+    return classes
+
+
 def read_coco(
     annotations: str | Path,
     images_dir: str | Path,
     categories: Sequence[str] | None = None,
     min_area: float = 0.0,
+    group_by: Literal["category", "supercategory"] = "category",
 ) -> list[CocoImage]:
     """Every image listed in a COCO file, with the instances that can be training targets.
 
     Crowd annotations (`iscrowd=1`) are not targets: COCO evaluation treats them as regions to
     ignore, not objects to find. They, instances of other categories than `categories`, polygons
     with fewer than 3 points and instances under `min_area` pixels are skipped and recorded.
+    `group_by="supercategory"` names each instance by its category's super-category (see
+    `_class_of`); `categories` may then name categories or super-categories.
     """
     json_path, images_dir = Path(annotations), Path(images_dir)
     data = _load_json(json_path)
     names = {c.get("id"): str(c.get("name")) for c in data["categories"]}
+    classes = _class_of(data["categories"], json_path) if group_by == "supercategory" else names
     keep = set(categories) if categories is not None else None
-    if keep is not None and keep - set(names.values()):
+    known = set(names.values()) | set(classes.values())
+    if keep is not None and keep - known:
         raise DatasetError(
-            f"{json_path}: categories {sorted(keep - set(names.values()))} not found; "
-            f"available: {', '.join(sorted(set(names.values())))}"
+            f"{json_path}: categories {sorted(keep - known)} not found; "
+            f"available: {', '.join(sorted(known))}"
         )
     images = _list_images(data, json_path, images_dir)
     for ann in data["annotations"]:
@@ -181,7 +212,8 @@ def read_coco(
         if ann.get("iscrowd"):
             im.skips.append(("crowd", f"annotation {ann_id}: crowd region"))
             continue
-        if keep is not None and category not in keep:
+        group = classes[ann.get("category_id")]  # the class it counts as (its category by default)
+        if keep is not None and category not in keep and group not in keep:
             im.skips.append(("category", f"annotation {ann_id}: category '{category}' not kept"))
             continue
         rle = _segmentation_rle(ann, im.size, json_path)
@@ -198,7 +230,7 @@ def read_coco(
             im.skips.append(("small", reason))
             continue
         im.rles.append(rle)
-        im.categories.append(category)
+        im.categories.append(group)
     for im in images.values():
         if not im.rles:
             im.skips.append(("no_instances", "no instance left to train or evaluate on"))

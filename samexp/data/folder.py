@@ -27,7 +27,7 @@ from samexp.data.base import (
 )
 from samexp.data.files import link_problem, shown
 from samexp.data.orientation import apply_orientation, image_header, mask_orientation
-from samexp.data.splits import DatasetSplits, require_dataset_root
+from samexp.data.splits import DatasetSplits, TrainLimit, require_dataset_root
 from samexp.errors import DatasetError
 from samexp.options import option
 
@@ -247,10 +247,11 @@ def folder_splits(
     mask_threshold: Annotated[int, because(Range(0, 254), "a mask pixel counts above it")] = 127,
     images_dir: str = "images",
     masks_dir: str = "masks",
+    limit: TrainLimit = None,  # train on a seeded few of the train images (`splits.carve_val`)
 ) -> DatasetSplits:
     """The splits of one folder dataset (the `conf/dataset/*.yaml` target)."""
 
     def load(split: str) -> FolderDataset:
         return FolderDataset(root, split, img_size, mask_threshold, images_dir, masks_dir)
 
-    return DatasetSplits.from_splits(name, load, train_split, test_split, val_split)
+    return DatasetSplits.from_splits(name, load, train_split, test_split, val_split, limit)

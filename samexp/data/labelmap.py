@@ -1,5 +1,6 @@
 """The label-map (semantic) format: `<root>/<split>/images/<name>.<ext>` paired by stem with
-`<split>/labels/<name>.png`, whose pixel values are the class ids listed in `<root>/classes.txt`.
+`<split>/labels/<name>.png`, whose pixel values are the class ids of the root's class list
+(`samexp.data.classes`: classes.txt, class_names.txt or _classes.csv).
 
 SAM segments one object per prompt, so each class present in an image becomes one target
 instance (its mask: label == id) and metrics come per class. As in the folder format, every
@@ -11,7 +12,7 @@ from __future__ import annotations
 import io
 import logging
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated
@@ -22,53 +23,15 @@ from torch.utils.data import Dataset
 
 from samexp.checks import NON_NEGATIVE, because
 from samexp.data.base import Sample, decode_unchanged, make_sample, read_image_rgb
+from samexp.data.classes import LabelClasses, label_classes
 from samexp.data.files import read_image_bytes, shown
 from samexp.data.folder import find_pairs, listing
 from samexp.data.orientation import apply_orientation, image_header, mask_orientation
-from samexp.data.splits import DatasetSplits
+from samexp.data.splits import DatasetSplits, TrainLimit
 from samexp.errors import DatasetError
 from samexp.options import option
 
 logger = logging.getLogger(__name__)
-
-_MAX_ID = 65535  # labels are 8- or 16-bit PNGs
-
-
-def read_classes(path: Path) -> dict[int, str]:
-    """`id name` per line -> {id: name}; blank lines and `#` comments allowed, spaces in names too."""
-    if not path.is_file():
-        raise DatasetError(
-            f"classes file {path} does not exist; write one `id name` line per class "
-            f"(e.g. `1 cat`) or point dataset.classes_file at it"
-        )
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except (OSError, UnicodeDecodeError) as exc:
-        raise DatasetError(f"{path}: cannot be read as UTF-8 text ({exc})") from exc
-    classes: dict[int, str] = {}
-    for number, raw in enumerate(lines, start=1):
-        line = raw.split("#", 1)[0].strip()
-        if not line:
-            continue
-        where = f"{path}, line {number}"
-        parts = line.split(maxsplit=1)
-        if len(parts) != 2 or not (parts[0].isascii() and parts[0].isdigit()):
-            raise DatasetError(f"{where}: expected `id name` (e.g. `1 cat`), got {raw.strip()!r}")
-        class_id, name = int(parts[0]), parts[1]
-        if class_id > _MAX_ID:
-            raise DatasetError(
-                f"{where}: id {class_id} does not fit a 16-bit label (max {_MAX_ID})"
-            )
-        if class_id in classes:
-            raise DatasetError(
-                f"{where}: id {class_id} is listed twice ({classes[class_id]!r} and {name!r})"
-            )
-        if name in classes.values():
-            raise DatasetError(f"{where}: class name {name!r} is listed twice; names must differ")
-        classes[class_id] = name
-    if not classes:
-        raise DatasetError(f"{path} lists no classes; write one `id name` line per class")
-    return classes
 
 
 def read_label(path: Path) -> np.ndarray:
@@ -115,11 +78,9 @@ class LabelMapDataset(Dataset[Sample]):
         root: str,
         split: str,
         img_size: int,
+        classes: LabelClasses | None = None,  # default: the root's class list, background [0]
         images_dir: str = "images",
         labels_dir: str = "labels",
-        classes_file: str = "classes.txt",
-        ignore_index: int | None = 255,
-        background_ids: Iterable[int] = (0,),
         min_area: int = 0,
     ) -> None:
         if img_size <= 0:
@@ -127,17 +88,8 @@ class LabelMapDataset(Dataset[Sample]):
         if min_area < 0:
             raise DatasetError(f"min_area must be ≥ 0 pixels, got {min_area}")
         self.root, self.split, self.img_size, self.min_area = Path(root), split, img_size, min_area
-        self.classes_path = self.root / classes_file
-        classes = read_classes(self.classes_path)
-        background, ignore = set(background_ids), {ignore_index} - {None}
-        # ids that may appear in a label: listed classes plus the configured background/ignore
-        self._known = set(classes) | background | ignore
-        self.classes = {i: n for i, n in classes.items() if i not in background | ignore}
-        if not self.classes:
-            raise DatasetError(
-                f"{self.classes_path}: every class is background ({sorted(background)}) or "
-                f"ignore_index ({ignore_index}); list at least one class to segment"
-            )
+        classes = classes if classes is not None else label_classes(self.root)
+        self.classes_path, self.classes, self._known = classes.path, classes.targets, classes.known
         self.skipped: list[tuple[str, str]] = []  # images left out, and why
         self.skipped_regions: list[tuple[str, str, int]] = []  # (image, class, area) under min_area
         self.transform = None  # training augmentation, set by the runner on the train split only
@@ -193,25 +145,38 @@ class LabelMapDataset(Dataset[Sample]):
             return
         self._items.append(_Item(name, image_path, label_path, turn, tuple(kept)))
 
-    def instances_per_class(self) -> dict[str, int]:
-        """Target instances per class name, in class-id order (zeros included)."""
-        counts = Counter(i for item in self._items for i in item.class_ids)
+    def instances_per_class(self, indices: Sequence[int] | None = None) -> dict[str, int]:
+        """Target instances per class name, in class-id order (zeros included), of all items or
+        of those at `indices`."""
+        items = self._items if indices is None else [self._items[i] for i in indices]
+        counts = Counter(i for item in items for i in item.class_ids)
         return {name: counts[i] for i, name in sorted(self.classes.items())}
+
+    def instance_summary(self, indices: Sequence[int] | None = None) -> dict[str, int]:
+        """The instance counts of `summary()`, also for a part of the split (`splits.Subset`)."""
+        per_class = self.instances_per_class(indices)
+        return {
+            "instances": sum(per_class.values()),
+            **{f"instances/{name}": count for name, count in per_class.items()},
+        }
 
     @property
     def names(self) -> list[str]:
         return [item.name for item in self._items]
 
+    @property
+    def class_names(self) -> list[str]:
+        """The target classes, in id order (what promptless training learns a prompt for)."""
+        return [name for _, name in sorted(self.classes.items())]
+
     def summary(self) -> dict[str, int]:
         """Counts for the run log: what was loaded, what was left out and why, instances per class."""
-        per_class = self.instances_per_class()
         return {
             "loaded": len(self._items),
             "skipped_no_targets": len(self.skipped),
             "skipped_unreadable": len(self.unreadable),
             "skipped_small_region": len(self.skipped_regions),
-            "instances": sum(per_class.values()),
-            **{f"instances/{name}": count for name, count in per_class.items()},
+            **self.instance_summary(),
         }
 
     def __len__(self) -> int:
@@ -242,18 +207,20 @@ def labelmap_splits(
     val_split: str | None = None,
     images_dir: str = "images",
     labels_dir: str = "labels",
-    classes_file: str = "classes.txt",
+    # under root; unset: the one of classes.txt, class_names.txt, _classes.csv that root holds
+    classes_file: str | None = None,
     ignore_index: int | None = 255,  # pixels with this value belong to no target
-    background_ids: Iterable[int] = (0,),  # classes that are never targets
+    # classes that are never targets; unset: [0], with a warning if 0 names a real class
+    background_ids: Iterable[int] | None = None,
     # class regions smaller than this many pixels are skipped (and counted)
     min_area: Annotated[int, because(NON_NEGATIVE, "pixels")] = 0,
+    limit: TrainLimit = None,  # train on a seeded few of the train images (`splits.carve_val`)
 ) -> DatasetSplits:
-    """The splits of one label-map dataset (the `conf/dataset/labelmap.yaml` target)."""
+    """The splits of one label-map dataset (the `conf/dataset/labelmap.yaml` target); the class
+    list is read, and its warnings given, once for all splits."""
+    classes = label_classes(root, classes_file, background_ids, ignore_index)
 
     def load(split: str) -> LabelMapDataset:
-        return LabelMapDataset(
-            root, split, img_size, images_dir, labels_dir, classes_file,
-            ignore_index, tuple(background_ids), min_area,
-        )  # fmt: skip
+        return LabelMapDataset(root, split, img_size, classes, images_dir, labels_dir, min_area)
 
-    return DatasetSplits.from_splits(name, load, train_split, test_split, val_split)
+    return DatasetSplits.from_splits(name, load, train_split, test_split, val_split, limit)

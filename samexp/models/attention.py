@@ -5,7 +5,8 @@ SAM's `Attention.forward` materialises the (B·heads)×HW×HW scores and walks t
 `sdpa` hands the decomposed relative-position bias to `scaled_dot_product_attention` as a float
 mask (fused kernels on CUDA); `blocked` (samexp.models.blocked_attention) keeps the scores in
 cache-sized blocks, the fastest on CPU. The modules keep their parameters and names, so adapters,
-checkpoints and switching back to "stock" are unaffected.
+checkpoints and switching back to "stock" are unaffected. An encoder without that attention
+(MobileSAM's TinyViT) runs its own: `choose_kernel` says so.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import torch.nn.functional as F
 from segment_anything.modeling.image_encoder import Attention, get_rel_pos
 from torch import nn
 
+from samexp.errors import SamexpError
 from samexp.models.blocked_attention import blocked_attention
 
 
@@ -89,10 +91,29 @@ def _attention_modules(sam: nn.Module) -> list[Attention]:
 
 def resolve_kernel(kernel: str, device: torch.device) -> str:
     """`auto` is the fastest exact kernel measured for the device: blocked on CPU (training and
-    inference), SDPA on CUDA, whose fused kernels take the bias directly."""
+    inference), SDPA on CUDA, whose fused kernels take the bias directly; SDPA on Apple's GPU
+    too, by analogy (not measured there)."""
     if kernel != "auto":
         return kernel
-    return "sdpa" if device.type == "cuda" else "blocked"
+    return "sdpa" if device.type in ("cuda", "mps") else "blocked"
+
+
+def choose_kernel(sam: nn.Module, kernel: str, device: torch.device, key: str) -> str:
+    """The kernel to bind for `kernel` as configured under `key`: `auto` resolved for the device.
+
+    The kernels replace segment_anything's ViT attention; an image encoder without it (MobileSAM's
+    TinyViT, whose windows of 49 or 196 tokens leave them nothing to save) keeps its own: `auto`
+    means "stock" there, and naming another kernel is refused rather than silently ignored.
+    """
+    if _attention_modules(sam):
+        return resolve_kernel(kernel, device)
+    if kernel in ("auto", "stock"):
+        return "stock"
+    encoder = type(sam.image_encoder).__name__
+    raise SamexpError(
+        f"{key}={kernel}: the {kernel} kernel replaces segment_anything's ViT attention, which this "
+        f"model's image encoder ({encoder}) does not have; use {key}=auto or {key}=stock"
+    )
 
 
 def kernel_of(module: Attention) -> str:

@@ -1,4 +1,5 @@
-"""Build a SAM: the official vit_b/l/h (weights resolved through the checkpoint cache) or a tiny random one.
+"""Build a SAM: the official vit_b/l/h (weights resolved through the checkpoint cache) or a tiny random one
+(MobileSAM, `vit_t`, is `mobile.py`, on the same loading path).
 
 Every builder returns a `BaseModel`: the `Sam` plus a description of where its weights came from, so
 adapter weights saved later can refuse to load onto a different base. `encoder_size` runs the
@@ -9,7 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import partial
@@ -80,14 +81,40 @@ def build_official(
     """One of Meta's SAMs; `pretrained=False` keeps the random init (benchmarks: same FLOPs, no download)."""
     if encoder_size is not None:  # before a download, not after
         check_encoder_size(encoder_size, OFFICIAL_IMG_SIZE, OFFICIAL_PATCH_SIZE)
+    base = load_or_init(
+        arch,
+        lambda: sam_model_registry[arch](checkpoint=None),
+        target_of(build_official),
+        checkpoint=checkpoint,
+        pretrained=pretrained,
+        cache_dir=cache_dir,
+        mirror=mirror,
+        download=download,
+        seed=seed,
+    )
+    return _at_encoder_size(base, encoder_size)
+
+
+def load_or_init(
+    arch: str,
+    construct: Callable[[], Sam],
+    target: str,
+    *,
+    checkpoint: str | None,
+    pretrained: bool,
+    cache_dir: str | None,
+    mirror: str | None,
+    download: bool,
+    seed: int,
+) -> BaseModel:
+    """`construct()`'s model (built with no weights) with the checkpoint of `arch` resolved and
+    loaded strictly, or with its random init seeded by `seed` (`pretrained=False`). `target` is
+    the registered builder that rebuilds it."""
     if not pretrained:
         with local_rng(seed):
-            sam = sam_model_registry[arch](checkpoint=None)
+            sam = construct()
         described = {"arch": arch, "pretrained": False, "seed": seed}
-        base = BaseModel(
-            sam.eval(), arch, f"random:{arch}:seed{seed}", described, target_of(build_official)
-        )
-        return _at_encoder_size(base, encoder_size)
+        return BaseModel(sam.eval(), arch, f"random:{arch}:seed{seed}", described, target)
 
     from samexp.models.checkpoints import load_state_dict, resolve_checkpoint
 
@@ -95,9 +122,11 @@ def build_official(
         arch, checkpoint=checkpoint, cache_dir=cache_dir, mirror=mirror, download=download
     )
     with local_rng():  # the random init is overwritten, but drawing it would move the run's RNG
-        sam = sam_model_registry[arch](checkpoint=None)
+        sam = construct()
     state = load_state_dict(resolved.path)
-    hint = "Is it a checkpoint of another architecture? Set model=vit_b/vit_l/vit_h to match it."
+    hint = (
+        "Is it a checkpoint of another architecture? Set model=vit_b/vit_l/vit_h/vit_t to match it."
+    )
     try:
         missing, unexpected = sam.load_state_dict(state, strict=False)
     except RuntimeError as e:  # shape mismatches
@@ -109,8 +138,9 @@ def build_official(
             f"(e.g. {missing[:3]}), {len(unexpected)} unexpected (e.g. {unexpected[:3]}). {hint}"
         )
     log.info("loaded SAM %s from %s", arch, resolved.path)
-    base = BaseModel(sam.eval(), arch, resolved.sha256, {"arch": arch}, target_of(build_official))
-    return _at_encoder_size(base, encoder_size)
+    # eval() after loading, not only before: a module that caches a tensor derived from its
+    # weights when it enters eval mode (MobileSAM's attention-bias table) rebuilds it from these
+    return BaseModel(sam.eval(), arch, resolved.sha256, {"arch": arch}, target)
 
 
 @contextmanager

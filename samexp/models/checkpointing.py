@@ -1,4 +1,5 @@
-"""Activation checkpointing for the ViT blocks of SAM's image encoder, bound onto the stock modules.
+"""Activation checkpointing for the blocks of SAM's image encoder, bound onto the stock modules: the
+ViT blocks, or MobileSAM's TinyViT blocks (its MBConv convolution blocks and attention blocks).
 
 When the encoder trains (LoRA on it, full fine-tune), every block's activations are kept for
 backward; checkpointing keeps only each block's input and recomputes the rest during backward.
@@ -15,9 +16,11 @@ from segment_anything.modeling.image_encoder import Block
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
+from samexp.models.mobile import tiny_vit
 
-def checkpointed_block_forward(self: Block, x: torch.Tensor) -> torch.Tensor:
-    """`Block.forward` under `checkpoint` when a backward pass could need its activations."""
+
+def checkpointed_block_forward(self: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """The block's own forward under `checkpoint` when a backward pass could need its activations."""
     plain = type(self).forward  # calls self.attn(...), so a patched attention forward still applies
     needs_grad = x.requires_grad or any(p.requires_grad for p in self.parameters())
     if torch.is_grad_enabled() and needs_grad:
@@ -29,9 +32,16 @@ def is_checkpointed(block: nn.Module) -> bool:
     return getattr(block.forward, "__func__", None) is checkpointed_block_forward
 
 
+def encoder_blocks(sam: nn.Module) -> list[nn.Module]:
+    """The image encoder's blocks, in order: ViT `Block`s, or TinyViT's `MBConv`s and `TinyViTBlock`s."""
+    tv = tiny_vit()
+    kinds = (Block,) if tv is None else (Block, tv.MBConv, tv.TinyViTBlock)
+    return [m for m in sam.image_encoder.modules() if isinstance(m, kinds)]
+
+
 def enable_checkpointing(sam: nn.Module) -> int:
-    """Checkpoint every block of `sam.image_encoder.blocks`; returns how many; calling twice is a no-op."""
-    blocks = [b for b in sam.image_encoder.blocks if isinstance(b, Block)]
+    """Checkpoint every block of the image encoder; returns how many; calling twice is a no-op."""
+    blocks = encoder_blocks(sam)
     for block in blocks:
         if not is_checkpointed(block):
             block.forward = types.MethodType(checkpointed_block_forward, block)
@@ -41,7 +51,7 @@ def enable_checkpointing(sam: nn.Module) -> int:
 def disable_checkpointing(sam: nn.Module) -> int:
     """Give every block its plain forward back; returns how many were checkpointed."""
     disabled = 0
-    for block in sam.image_encoder.blocks:
+    for block in encoder_blocks(sam):
         if is_checkpointed(block):
             del block.forward
             disabled += 1

@@ -1,4 +1,4 @@
-"""Official SAM checkpoints: where they come from, and finding, fetching and verifying them.
+"""Official SAM and MobileSAM checkpoints: where they come from, and finding, fetching and verifying them.
 
 Lookup order is explicit path, cache, mirror, official URL. A file only enters the cache after its
 SHA-256 matched the published one, so a half-finished download is never mistaken for weights.
@@ -70,6 +70,16 @@ CHECKPOINTS: dict[str, CheckpointSpec] = {
         url="https://dl.fbaipublicfiles.com/segment_anything/sam_vit_b_01ec64.pth",
         sha256="ec2df62732614e57411cdcf32a23ffdf28910380d03139ee0f4fcbe91eb8c912",
         size_bytes=375042383,
+    ),
+    # MobileSAM's own file, linked from its README, which gives no checksum. The SHA-256 and size
+    # are the ones other tools pin for this file: micro-sam's model registry (micro_sam/util.py,
+    # "vit_t"), and projects that fetch this URL and record 40728226 bytes with the same hash.
+    "vit_t": CheckpointSpec(
+        arch="vit_t",
+        filename="mobile_sam.pt",
+        url="https://github.com/ChaoningZhang/MobileSAM/raw/master/weights/mobile_sam.pt",
+        sha256="6dbb90523a35330fedd7f1d3dfc66f995213d81b29a5ca8108dbcdd4e37d6c2f",
+        size_bytes=40728226,
     ),
 }
 

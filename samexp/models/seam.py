@@ -23,6 +23,7 @@ class Prompts:
     points: torch.Tensor | None = None  # M×P×2 float, xy
     labels: torch.Tensor | None = None  # M×P long: 1 foreground, 0 background
     mask_inputs: torch.Tensor | None = None  # M×1×(4·h)×(4·w) low-res logits
+    sparse: torch.Tensor | None = None  # M×T×C learned prompt tokens, used as they are
 
     def select(self, index: torch.Tensor) -> Prompts:
         return Prompts(**{f.name: _take(getattr(self, f.name), index) for f in fields(self)})
@@ -78,11 +79,7 @@ def decode(
         if index.numel() == 0:
             continue
         p = prompts.select(index)
-        sparse, dense = sam.prompt_encoder(
-            points=None if p.points is None else (p.points, p.labels),
-            boxes=p.boxes,
-            masks=p.mask_inputs,
-        )
+        sparse, dense = _encode_prompts(sam, p)
         low_res, iou = sam.mask_decoder(
             image_embeddings=embeddings[i : i + 1],
             image_pe=image_pe,
@@ -95,6 +92,21 @@ def decode(
         order.append(index)
     inverse = torch.argsort(torch.cat(order))
     return torch.cat(logits)[inverse], torch.cat(ious)[inverse]
+
+
+def _encode_prompts(sam: Sam, p: Prompts) -> tuple[torch.Tensor, torch.Tensor]:
+    """Sparse and dense embeddings of the prompts; learned tokens go in as they are, beside the
+    'no mask' dense embedding SAM uses when it is given no mask."""
+    if p.sparse is None:
+        return sam.prompt_encoder(
+            points=None if p.points is None else (p.points, p.labels),
+            boxes=p.boxes,
+            masks=p.mask_inputs,
+        )
+    encoder = sam.prompt_encoder
+    h, w = encoder.image_embedding_size
+    dense = encoder.no_mask_embed.weight.reshape(1, -1, 1, 1).expand(len(p.sparse), -1, h, w)
+    return p.sparse, dense
 
 
 def upscale(sam: Sam, low_res: torch.Tensor) -> torch.Tensor:

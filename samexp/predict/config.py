@@ -15,6 +15,7 @@ from samexp.config import AttentionKernel, Device
 class PredictMode(str, Enum):
     prompt = "prompt"  # the user's boxes / points, through SamPredictor
     auto = "auto"  # everything in the image, through SamAutomaticMaskGenerator
+    classes = "classes"  # every learned class, no prompt (a run trained with prompt=class_tokens)
 
 
 class AutoOutput(str, Enum):

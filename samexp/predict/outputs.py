@@ -73,7 +73,7 @@ def draw_prompts(
     return out
 
 
-def _write_image(path: Path, array: np.ndarray) -> Path:
+def write_image(path: Path, array: np.ndarray) -> Path:
     """Encode in memory, then write bytes: cv2.imwrite crashes on a name that is not valid UTF-8,
     and outputs are named after their input's stem."""
     ok, encoded = cv2.imencode(path.suffix, array)
@@ -90,12 +90,12 @@ def _write_image(path: Path, array: np.ndarray) -> Path:
 
 
 def write_rgb(path: Path, image: np.ndarray) -> Path:
-    return _write_image(path, np.ascontiguousarray(image[..., ::-1]))
+    return write_image(path, np.ascontiguousarray(image[..., ::-1]))
 
 
 def write_mask(path: Path, mask: np.ndarray) -> Path:
     """Single-channel PNG, 255 inside the mask and 0 outside."""
-    return _write_image(path, mask.astype(np.uint8) * 255)
+    return write_image(path, mask.astype(np.uint8) * 255)
 
 
 def write_json(path: Path, data: Any) -> Path:

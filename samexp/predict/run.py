@@ -22,8 +22,9 @@ from samexp.data.folder import index_images
 from samexp.devices import resolve_device
 from samexp.errors import DatasetError, SamexpError
 from samexp.finetuned import build_base, load_finetuned
-from samexp.models.attention import resolve_kernel, set_attention
+from samexp.models.attention import choose_kernel, set_attention
 from samexp.predict.auto import check_auto, mask_generator, write_auto
+from samexp.predict.classes import learned_classes, predict_classes, write_class_list, write_classes
 from samexp.predict.config import PredictConfig, PredictMode
 from samexp.predict.outputs import check_palette, write_json
 from samexp.predict.prompted import predict_prompts, write_prompted
@@ -65,7 +66,8 @@ def load_model(cfg: PredictConfig, device: torch.device) -> tuple[Sam, dict]:
 
 def _fast(sam: Sam, cfg: PredictConfig, device: torch.device) -> Sam:
     """On `device`, in eval mode, with the configured attention kernel (exact, only faster)."""
-    set_attention(sam, resolve_kernel(AttentionKernel(cfg.attention).value, device))
+    kernel = choose_kernel(sam, AttentionKernel(cfg.attention).value, device, "attention")
+    set_attention(sam, kernel)
     return sam.to(device).eval()
 
 
@@ -73,13 +75,15 @@ def _check(cfg: PredictConfig) -> Prompts | None:
     """Everything that can be wrong before a model is built; the prompts in prompt mode."""
     check_palette(cfg.overlay.colors, cfg.overlay.alpha)
     p = cfg.prompt
-    if PredictMode(cfg.mode) is PredictMode.prompt:
+    mode = PredictMode(cfg.mode)
+    if mode is PredictMode.prompt:
         return parse_prompts(p.box, p.boxes, p.points, p.labels)
-    check_auto(cfg.auto)
+    if mode is PredictMode.auto:
+        check_auto(cfg.auto)
     if cfg.compare:
         raise SamexpError("compare=true needs mode=prompt (the comparison uses your prompts)")
     if any(v is not None for v in (p.box, p.boxes, p.points, p.labels)):
-        log.warning("mode=auto segments the whole image; the prompt.* values are ignored")
+        log.warning("mode=%s needs no prompt; the prompt.* values are ignored", mode.value)
     return None
 
 
@@ -95,6 +99,19 @@ def _auto_step(cfg: PredictConfig, sam: Sam, out: Path, style: dict) -> Step:
             log.warning("%s: no mask passed auto.pred_iou_thresh and auto.stability_score_thresh; "
                         "lower them to see more", path.name)  # fmt: skip
         return write_auto(out, path, image, anns, style), [a["predicted_iou"] for a in anns]
+
+    return step
+
+
+def _classes_step(sam: Sam, out: Path, style: dict) -> Step:
+    predictor = SamPredictor(sam)
+    classes = learned_classes(predictor).classes
+    write_class_list(out, classes)
+
+    def step(path: Path, image: np.ndarray) -> tuple[list[Path], list[float]]:
+        ids, scores = predict_classes(predictor, image)
+        files = write_classes(out, path, image, ids, scores, classes, style)
+        return files, [float(scores[k - 1]) for k in np.unique(ids) if k]
 
     return step
 
@@ -123,7 +140,9 @@ def predict(cfg: PredictConfig) -> dict[str, Any]:
     sam, meta = load_model(cfg, device)
     style = {"colors": [list(c) for c in cfg.overlay.colors], "alpha": cfg.overlay.alpha}
     out = Path(cfg.out)
-    if prompts is None:
+    if PredictMode(cfg.mode) is PredictMode.classes:
+        step = _classes_step(sam, out, style)
+    elif prompts is None:
         step = _auto_step(cfg, sam, out, style)
     else:
         step = _prompt_step(cfg, prompts, sam, meta, out, style)

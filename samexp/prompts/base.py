@@ -7,10 +7,17 @@ are compared on identical prompts.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from typing import TYPE_CHECKING
 
 import torch
 
 from samexp.models.seam import Prompts
+
+if TYPE_CHECKING:
+    from segment_anything.modeling import Sam
+
+    from samexp.data.base import Batch
+    from samexp.data.splits import DatasetSplits
 
 
 class PromptStrategy(ABC):
@@ -19,6 +26,22 @@ class PromptStrategy(ABC):
     embedding is computed once and reused by every pass."""
 
     refinements: int = 0
+    # True when the strategy needs no prompt from the user (it learns one per class): every
+    # image is then a target for every class, and metrics come per class (mIoU)
+    promptless: bool = False
+
+    def prepare(self, sam: Sam, splits: DatasetSplits) -> DatasetSplits:
+        """Before training: add what the strategy learns to `sam`, shape the data it needs."""
+        return splits
+
+    def bind(self, sam: Sam) -> None:
+        """On a reloaded model: find what `prepare` added (prediction, export)."""
+
+    def prompts_for(
+        self, batch: Batch, input_sizes: torch.Tensor, generator: torch.Generator, train: bool
+    ) -> Prompts:
+        """The prompts of every instance of `batch` (`input_sizes`: M×2, per instance)."""
+        return self(batch.masks, input_sizes, generator, train=train)
 
     @abstractmethod
     def __call__(

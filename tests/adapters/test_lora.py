@@ -9,6 +9,7 @@ from torch import nn
 from samexp.adapters.lora import LoraAdapter, LoraLinear
 from samexp.errors import SamexpError
 from samexp.models.build import build_tiny
+from tests.models.conftest import randomize_lora_b
 
 
 def _trained_lora(parts=("q", "v")) -> LoraLinear:
@@ -126,3 +127,59 @@ def test_lora_on_every_output_adds_the_same_delta_as_the_sliced_path():
     assert not LoraLinear(
         base, rank=2, alpha=2.0, out_slices=[slice(0, 4), slice(8, 12)]
     ).covers_all
+
+
+# --- MobileSAM (vit_t): the same default reaches TinyViT's attention -----------------------------
+TINY_VIT_ATTENTION = {(stage, block) for stage, depth in ((1, 2), (2, 6), (3, 2)) for block in range(depth)}  # fmt: skip
+
+
+def test_vit_t_lora_targets_tinyvit_attention(vit_t):
+    LoraAdapter(rank=8).apply(vit_t.sam)  # the default target_modules, as for vit_b
+    wrapped = {n for n, m in vit_t.sam.named_modules() if isinstance(m, LoraLinear)}
+    assert wrapped == {
+        f"image_encoder.layers.{s}.blocks.{b}.attn.qkv" for s, b in TINY_VIT_ATTENTION
+    }
+    trainable = [p for p in vit_t.sam.parameters() if p.requires_grad]
+    # q and v of each block: 2 parts x (A: 8 x dim + B: dim x 8), dims 128, 160 and 320 by stage
+    assert sum(p.numel() for p in trainable) == 2 * 16 * (2 * 128 + 6 * 160 + 2 * 320)
+
+
+def _heads(attn, qkv_out: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    """q, k, v split exactly as TinyViT's Attention.forward splits its fused projection."""
+    b, n, _ = qkv_out.shape
+    view = qkv_out.view(b, n, attn.num_heads, -1)
+    return view.split([attn.key_dim, attn.key_dim, attn.d], dim=3)
+
+
+@pytest.mark.parametrize("parts", [("q", "v"), ("k",)])
+def test_vit_t_lora_delta_reaches_the_chosen_parts_of_every_head_and_nothing_else(vit_t, parts):
+    LoraAdapter(rank=4, qkv_parts=list(parts)).apply(vit_t.sam)
+    attn = vit_t.sam.image_encoder.layers[2].blocks[0].attn  # 5 heads interleaved in one Linear
+    with torch.no_grad():
+        for b in attn.qkv.lora_B:
+            b.weight.normal_()
+    x = torch.randn(2, 196, attn.qkv.base.in_features)
+    adapted, base = _heads(attn, attn.qkv(x)), _heads(attn, attn.qkv.base(x))
+    for name, new, old in zip("qkv", adapted, base, strict=True):
+        changed = (new - old).abs().amax(dim=(0, 1, 3))  # per head
+        if name in parts:
+            assert torch.all(changed > 0), f"{name}: some head got no delta"
+        else:
+            assert torch.all(changed == 0), f"{name} must be untouched"
+
+
+def test_vit_t_lora_merged_stage_equals_unmerged_and_unmerge_restores_the_base(vit_t):
+    adapter = LoraAdapter(rank=4)
+    adapter.apply(vit_t.sam)
+    randomize_lora_b(vit_t.sam)
+    stage = vit_t.sam.image_encoder.layers[3]  # two attention blocks on the 64x64 token grid
+    qkv = stage.blocks[0].attn.qkv
+    base_weight = qkv.base.weight.detach().clone()
+    x = torch.randn(1, 64 * 64, 320, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        unmerged = stage(x)
+        adapter.merge(vit_t.sam)
+        assert not torch.equal(qkv.base.weight, base_weight)
+        assert torch.allclose(stage(x), unmerged, atol=1e-5)
+        adapter.unmerge(vit_t.sam)
+    assert torch.allclose(qkv.base.weight, base_weight, atol=1e-6)

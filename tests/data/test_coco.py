@@ -186,6 +186,57 @@ def test_unknown_category_in_the_filter_is_an_error_listing_the_available_ones(t
         _dataset(tiny_coco, categories=["blob", "cat"])
 
 
+def _set_supercategories(annotations: Path, supercategories: dict[str, object]) -> Path:
+    """Give the file's categories these `supercategory` fields (a name left out has none)."""
+    data = json.loads(annotations.read_text())
+    for c in data["categories"]:
+        if c["name"] in supercategories:
+            c["supercategory"] = supercategories[c["name"]]
+    annotations.write_text(json.dumps(data))
+    return annotations
+
+
+def test_group_by_supercategory_names_every_instance_by_its_supercategory(tiny_coco) -> None:
+    _set_supercategories(tiny_coco, {"square": "shape", "blob": "shape"})
+    assert _dataset(tiny_coco)[0].categories == ["square", "blob"]  # by default: categories
+    dataset = _dataset(tiny_coco, group_by="supercategory")
+    batch = collate([dataset[0], dataset[1]])
+    assert batch.categories == ["shape"] * 4  # what metrics group by: one class, `iou/shape`
+
+
+@pytest.mark.parametrize("missing", [None, ""], ids=["absent", "empty"])
+def test_a_category_without_supercategory_is_a_class_of_its_own_with_one_warning(
+    tiny_coco: Path, caplog: pytest.LogCaptureFixture, missing: str | None
+) -> None:
+    _set_supercategories(tiny_coco, {"square": "shape", **({"blob": ""} if missing == "" else {})})
+    with caplog.at_level(logging.WARNING, logger="samexp.data.coco_json"):
+        dataset = _dataset(tiny_coco, group_by="supercategory")
+    assert [dataset[i].categories for i in range(2)] == [["shape", "blob"], ["blob", "shape"]]
+    warnings = [r.getMessage() for r in caplog.records if "supercategory" in r.getMessage()]
+    assert len(warnings) == 1 and "1 category has no 'supercategory' (blob)" in warnings[0]
+
+
+def test_the_category_filter_may_name_a_supercategory_or_a_category_when_grouping(
+    tiny_coco: Path,
+) -> None:
+    _set_supercategories(tiny_coco, {"square": "shape", "blob": "shape"})
+    everything = _dataset(tiny_coco, group_by="supercategory", categories=["shape"])
+    assert sum(len(sample.categories) for sample in everything) == 4
+    blobs = _dataset(tiny_coco, group_by="supercategory", categories=["blob"])
+    assert [blobs[i].categories for i in range(2)] == [["shape"], ["shape"]]  # blobs only
+    assert blobs.summary()["skipped_category"] == 3
+    with pytest.raises(
+        DatasetError, match=r"\['round'\] not found; available: blob, shape, square"
+    ):
+        _dataset(tiny_coco, group_by="supercategory", categories=["round"])
+
+
+def test_group_by_accepts_category_or_supercategory_only(tmp_path: Path) -> None:
+    match = r"dataset.group_by='super': must be one of category, supercategory"
+    with pytest.raises(SamexpError, match=match):
+        coco_splits("coco", str(_many(tmp_path, 4)), IMG_SIZE, group_by="super")
+
+
 def test_min_area_skips_smaller_instances_and_counts_them(tiny_coco: Path) -> None:
     # areas: SQUARE_A 300, BLOB_A 250, SQUARE_B 100, BLOB_B ~470
     dataset = _dataset(tiny_coco, min_area=260)

@@ -12,6 +12,7 @@ import pytest
 from PIL import Image
 
 import samexp.data.labelmap as labelmap
+from samexp.data.classes import label_classes
 from samexp.data.labelmap import LabelMapDataset, labelmap_splits
 from samexp.data.splits import SampleDataset
 from samexp.errors import DatasetError
@@ -63,8 +64,11 @@ def root(tmp_path: Path) -> Path:
     return write_labelmap(tmp_path, {"train": LAYOUT, "test": {"t1": (1, 2, 3), "t2": (2,)}})
 
 
-def load(root: Path, split: str = "train", **kwargs) -> LabelMapDataset:
-    return LabelMapDataset(str(root), split, img_size=64, **kwargs)
+def load(
+    root: Path, split: str = "train", *, background_ids=None, ignore_index=255, **kwargs
+) -> LabelMapDataset:
+    classes = label_classes(root, background_ids=background_ids, ignore_index=ignore_index)
+    return LabelMapDataset(str(root), split, img_size=64, classes=classes, **kwargs)
 
 
 def label_path(root: Path, name: str, split: str = "train") -> Path:
@@ -219,10 +223,11 @@ def test_class_names_may_hold_spaces_and_ignore_may_be_listed(root: Path) -> Non
     assert load(root)[1].categories == ["tabby cat"]
 
 
-def test_missing_classes_file_is_an_error_naming_it(root: Path) -> None:
+def test_missing_class_list_is_an_error_naming_the_root_and_the_formats(root: Path) -> None:
     (root / "classes.txt").unlink()
-    with pytest.raises(DatasetError, match=r"classes file .*classes.txt does not exist"):
+    with pytest.raises(DatasetError, match=f"{root} holds no class list") as err:
         load(root)
+    assert all(n in str(err.value) for n in ("classes.txt", "class_names.txt", "_classes.csv"))
 
 
 def test_image_without_label_names_the_image_and_the_labels_folder(root: Path) -> None:

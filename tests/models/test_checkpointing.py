@@ -8,6 +8,7 @@ import copy
 import torch
 
 import samexp.models.checkpointing as ckpt
+from samexp.adapters.full import FullAdapter
 from samexp.models.attention import set_attention
 from samexp.models.build import build_tiny
 from samexp.models.checkpointing import disable_checkpointing, enable_checkpointing, is_checkpointed
@@ -106,3 +107,29 @@ def test_disable_checkpointing_restores_the_plain_forward():
     assert disable_checkpointing(sam) == 2
     assert disable_checkpointing(sam) == 0
     assert not any(is_checkpointed(b) for b in sam.image_encoder.blocks)
+
+
+def test_vit_t_checkpointing_covers_every_tinyvit_block_with_identical_gradients(
+    vit_t, monkeypatch
+):
+    sam = vit_t.sam
+    FullAdapter().apply(sam)
+    sam.train()
+    stages = sam.image_encoder.layers
+    g = torch.Generator().manual_seed(0)
+    # the convolution stage and the last attention stage, at their own input shapes
+    inputs = {0: torch.randn(1, 64, 32, 32, generator=g), 3: torch.randn(1, 64 * 64, 320, generator=g)}  # fmt: skip
+
+    def gradients() -> dict[str, torch.Tensor]:
+        sam.zero_grad(set_to_none=True)
+        sum(stages[i](x).square().mean() for i, x in inputs.items()).backward()
+        return {n: p.grad for n, p in stages.named_parameters() if p.grad is not None}
+
+    plain = gradients()
+    assert enable_checkpointing(sam) == 12  # MobileSAM: 2 MBConv, then 2, 6 and 2 attention blocks
+    calls = _count_checkpoint_calls(monkeypatch)
+    checkpointed = gradients()
+    assert calls[0] == 4  # the two blocks of each stage run, each checkpointed once
+    assert checkpointed.keys() == plain.keys() and plain
+    for name, grad in plain.items():
+        assert torch.allclose(checkpointed[name], grad, atol=1e-6), name

@@ -114,13 +114,19 @@ def _point_url_at(monkeypatch: pytest.MonkeyPatch, spec: CheckpointSpec, url: st
 # --- registry and cache location ---------------------------------------------------------------
 
 
-def test_registry_lists_the_three_official_checkpoints_by_url_and_sha() -> None:
-    assert set(CHECKPOINTS) == {"vit_h", "vit_l", "vit_b"}
+def test_registry_lists_metas_three_checkpoints_and_mobilesams_by_url_and_sha() -> None:
+    assert set(CHECKPOINTS) == {"vit_h", "vit_l", "vit_b", "vit_t"}
     for arch, entry in CHECKPOINTS.items():
         assert entry.arch == arch
-        assert entry.url == f"https://dl.fbaipublicfiles.com/segment_anything/{entry.filename}"
         assert len(entry.sha256) == 64 and int(entry.sha256, 16) >= 0
-        assert entry.size_bytes > 100_000_000
+        if arch != "vit_t":
+            assert entry.url == f"https://dl.fbaipublicfiles.com/segment_anything/{entry.filename}"
+            assert entry.size_bytes > 100_000_000
+    mobile = CHECKPOINTS["vit_t"]
+    assert (
+        mobile.url == "https://github.com/ChaoningZhang/MobileSAM/raw/master/weights/mobile_sam.pt"
+    )
+    assert mobile.filename == "mobile_sam.pt" and 30_000_000 < mobile.size_bytes < 50_000_000
 
 
 def test_cache_dir_prefers_samexp_cache_then_xdg_then_home(
@@ -319,15 +325,16 @@ def test_download_with_wrong_sha_raises_and_leaves_nothing_in_the_cache(
     assert list(cache.iterdir()) == []
 
 
+@pytest.mark.parametrize("arch", [ARCH, "vit_t"])
 @pytest.mark.parametrize("how", ["download=False", "SAMEXP_OFFLINE=1"])
 def test_offline_raises_with_the_url_the_cache_path_and_the_ways_out(
-    how: str, cache: Path, monkeypatch: pytest.MonkeyPatch
+    how: str, arch: str, cache: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    official = CHECKPOINTS[ARCH]  # the real entry: being offline, nothing is fetched
+    official = CHECKPOINTS[arch]  # the real entry: being offline, nothing is fetched
     if how == "SAMEXP_OFFLINE=1":
         monkeypatch.setenv("SAMEXP_OFFLINE", "1")
     with pytest.raises(CheckpointError) as excinfo:
-        resolve_checkpoint(ARCH, download=how != "download=False")
+        resolve_checkpoint(arch, download=how != "download=False")
     message = str(excinfo.value)
     assert official.url in message
     assert official.sha256 in message
