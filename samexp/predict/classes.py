@@ -90,20 +90,22 @@ def with_legend(
     """`image` with a white panel on its right: a colour swatch, name and share of the image per
     class found (or "no class found")."""
     h = image.shape[0]
-    scale = max(0.4, min(1.0, h / 600))
-    row = round(28 * scale)
+    font, size = cv2.FONT_HERSHEY_SIMPLEX, max(0.4, min(0.8, h / 800))
     lines = [(f"{name}  {share:.1%}", rgb) for name, rgb, share in entries] or [
         ("no class found", None)
     ]
-    width = max(cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, 0.6 * scale, 1)[0][0]
-                for text, _ in lines) + round(48 * scale)  # fmt: skip
-    panel = np.full((max(h, row * (len(lines) + 1)), width, 3), 255, dtype=np.uint8)
+    (_, text_h), base = cv2.getTextSize("Ag", font, size, 1)
+    swatch, pad = text_h + base, 6
+    row = swatch + pad
+    widths = [cv2.getTextSize(text, font, size, 1)[0][0] for text, _ in lines]
+    width = pad + swatch + pad + max(widths) + pad
+    panel = np.full((max(h, pad + row * len(lines)), width, 3), 255, dtype=np.uint8)
     for i, (text, rgb) in enumerate(lines):
-        top = round(8 * scale) + i * row
+        top = pad + i * row
         if rgb is not None:
-            cv2.rectangle(panel, (8, top), (8 + row - 8, top + row - 8), rgb, -1)
-        cv2.putText(panel, text, (row + 8, top + row - 12), cv2.FONT_HERSHEY_SIMPLEX, 0.6 * scale,
-                    (0, 0, 0), 1, cv2.LINE_AA)  # fmt: skip
+            cv2.rectangle(panel, (pad, top), (pad + swatch - 1, top + swatch - 1), rgb, -1)
+        cv2.putText(panel, text, (pad + swatch + pad, top + text_h), font, size, (0, 0, 0), 1,
+                    cv2.LINE_AA)  # fmt: skip
     if panel.shape[0] > h:  # more classes than the image is tall: pad the image below
         image = np.vstack([image, np.full((panel.shape[0] - h, *image.shape[1:]), 255, np.uint8)])
     return np.hstack([image, panel])
