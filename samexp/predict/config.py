@@ -81,6 +81,9 @@ class PredictConfig:
     compare: bool = False  # also run the zero-shot base model and write a side-by-side
     merge: bool = True  # fold LoRA into the base weights: no extra latency at inference
     prompt: PromptConfig = field(default_factory=PromptConfig)
+    # a JSON file of prompts per image (COCO-style bboxes, or {file: [[x0,y0,x1,y1], ...]}),
+    # instead of prompt.*: samexp/predict/prompt_file.py
+    prompts: str | None = None
     overlay: OverlayConfig = field(default_factory=OverlayConfig)
     auto: AutoConfig = field(default_factory=AutoConfig)
 

@@ -27,6 +27,7 @@ from samexp.predict.auto import check_auto, mask_generator, write_auto
 from samexp.predict.classes import learned_classes, predict_classes, write_class_list, write_classes
 from samexp.predict.config import PredictConfig, PredictMode
 from samexp.predict.outputs import check_palette, write_json
+from samexp.predict.prompt_file import PromptFile, read_prompt_file
 from samexp.predict.prompted import predict_prompts, write_prompted
 from samexp.predict.prompts import Prompts, check_inside, parse_prompts
 
@@ -71,18 +72,26 @@ def _fast(sam: Sam, cfg: PredictConfig, device: torch.device) -> Sam:
     return sam.to(device).eval()
 
 
-def _check(cfg: PredictConfig) -> Prompts | None:
-    """Everything that can be wrong before a model is built; the prompts in prompt mode."""
+def _check(cfg: PredictConfig) -> PromptFile | Prompts | None:
+    """Everything that can be wrong before a model is built; the prompts in prompt mode (one
+    set for every image, or a file of them per image)."""
     check_palette(cfg.overlay.colors, cfg.overlay.alpha)
     p = cfg.prompt
     mode = PredictMode(cfg.mode)
+    given = any(v is not None for v in (p.box, p.boxes, p.points, p.labels))
+    if cfg.prompts is not None:
+        if mode is not PredictMode.prompt:
+            raise SamexpError(f"prompts={cfg.prompts} needs mode=prompt")
+        if given:
+            raise SamexpError(f"give prompts={cfg.prompts} or prompt.*, not both")
+        return read_prompt_file(cfg.prompts)
     if mode is PredictMode.prompt:
         return parse_prompts(p.box, p.boxes, p.points, p.labels)
     if mode is PredictMode.auto:
         check_auto(cfg.auto)
     if cfg.compare:
         raise SamexpError("compare=true needs mode=prompt (the comparison uses your prompts)")
-    if any(v is not None for v in (p.box, p.boxes, p.points, p.labels)):
+    if given:
         log.warning("mode=%s needs no prompt; the prompt.* values are ignored", mode.value)
     return None
 
@@ -116,13 +125,17 @@ def _classes_step(sam: Sam, out: Path, style: dict) -> Step:
     return step
 
 
-def _prompt_step(cfg: PredictConfig, prompts: Prompts, sam: Sam, meta: dict, out: Path,
-                 style: dict) -> Step:  # fmt: skip
+def _prompt_step(cfg: PredictConfig, source: PromptFile | Prompts, sam: Sam, meta: dict,
+                 out: Path, style: dict) -> Step:  # fmt: skip
     predictor = SamPredictor(sam)
     device = next(sam.parameters()).device
     zero_shot = SamPredictor(_fast(build_base(meta, cfg.checkpoint).sam, cfg, device)) if cfg.compare else None  # fmt: skip
 
     def step(path: Path, image: np.ndarray) -> tuple[list[Path], list[float]]:
+        prompts = source.for_image(path) if isinstance(source, PromptFile) else source
+        if prompts is None:
+            log.warning("%s: no prompt for it in %s; skipped", path.name, source.path)
+            return [], []
         check_inside(prompts, path.name, *image.shape[:2])
         pred = predict_prompts(predictor, image, prompts, cfg.multimask)
         base = predict_prompts(zero_shot, image, prompts, cfg.multimask) if zero_shot else None
@@ -132,10 +145,30 @@ def _prompt_step(cfg: PredictConfig, prompts: Prompts, sam: Sam, meta: dict, out
     return step
 
 
+def _check_coverage(source: PromptFile, paths: list[Path]) -> None:
+    """Say before predicting which images the file gives no prompt (they are skipped) and which
+    entries name no image (a typo, another folder); refuse a file that names none of them."""
+    missing = [p.name for p in paths if source.for_image(p) is None]
+    unused = source.unused(paths)
+    if len(missing) == len(paths):
+        raise SamexpError(
+            f"prompts={source.path} names none of the {len(paths)} images (e.g. {paths[0].name}); "
+            f"its entries are named like {unused[:3]}"
+        )
+    if missing:
+        log.warning("%d of %d images have no prompt in %s and are skipped: %s", len(missing),
+                    len(paths), source.path, ", ".join(missing[:5]) + (" ..." if len(missing) > 5 else ""))  # fmt: skip
+    if unused:
+        log.warning("%d entries of %s name no image given: %s", len(unused), source.path,
+                    ", ".join(unused[:5]) + (" ..." if len(unused) > 5 else ""))  # fmt: skip
+
+
 def predict(cfg: PredictConfig) -> dict[str, Any]:
     """Predict every image of `cfg`; returns the index also written to `<out>/predictions.json`."""
     prompts = _check(cfg)
     paths = list_images(cfg.image, cfg.images)
+    if isinstance(prompts, PromptFile):
+        _check_coverage(prompts, paths)
     device = resolve_device(Device(cfg.device), key="device")
     sam, meta = load_model(cfg, device)
     style = {"colors": [list(c) for c in cfg.overlay.colors], "alpha": cfg.overlay.alpha}
@@ -158,7 +191,8 @@ def predict(cfg: PredictConfig) -> dict[str, Any]:
                      shown or "-", out / f"{path.stem}*")  # fmt: skip
             entries.append({"image": str(path), "width": w, "height": h, "masks": len(scores),
                             "files": [str(f.relative_to(out)) for f in files]})  # fmt: skip
-    index = {"source": {"run_id": cfg.run_id, "weights": cfg.weights}, "adapter": meta["adapter"],
+    index = {"source": {"run_id": cfg.run_id, "weights": cfg.weights}, "prompts": cfg.prompts,
+             "adapter": meta["adapter"],
              "base": meta["base"], "mode": PredictMode(cfg.mode).value, "images": entries}  # fmt: skip
     write_json(out / "predictions.json", index)
     log.info("wrote predictions for %d images to %s (index: predictions.json)", len(entries), out)

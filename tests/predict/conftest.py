@@ -10,9 +10,13 @@ from typing import Any
 import cv2
 import numpy as np
 import pytest
+import torch
+from segment_anything import SamPredictor
 
 from samexp import runner
 from samexp.config import Device
+from samexp.data.base import read_image_rgb
+from samexp.finetuned import load_finetuned
 from samexp.predict import PredictConfig, predict
 from samexp.predict.config import AutoConfig, OverlayConfig, PromptConfig
 from tests.conftest import compose_config, data_root
@@ -74,3 +78,27 @@ def read_mask(path: Path) -> np.ndarray:
 
 def read_rgb(path: Path) -> np.ndarray:
     return cv2.cvtColor(cv2.imread(str(path), cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
+
+
+@pytest.fixture(scope="package")
+def reference(trained: Trained) -> SamPredictor:
+    """SamPredictor called directly on the fine-tuned model, LoRA merged as predict does."""
+    base, adapter, _ = load_finetuned(weights=str(trained.weights))
+    adapter.merge(base.sam)
+    return SamPredictor(base.sam)
+
+
+def sam_predict(predictor: SamPredictor, image: Path, box=None, points=None, labels=None,
+                multimask: bool = False) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
+    """(low-res logits upsampled to the image > 0, predicted IoU) from the stock single-prompt API."""
+    predictor.set_image(read_image_rgb(image, orient=True))
+    _, iou, low_res = predictor.predict(
+        point_coords=None if points is None else np.array(points),
+        point_labels=None if points is None else np.array(labels or [1] * len(points)),
+        box=None if box is None else np.array(box),
+        multimask_output=multimask,
+    )
+    logits = predictor.model.postprocess_masks(
+        torch.from_numpy(low_res)[None], predictor.input_size, predictor.original_size
+    )[0]
+    return (logits > 0).numpy(), iou

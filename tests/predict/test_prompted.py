@@ -15,37 +15,13 @@ from segment_anything import SamPredictor
 from samexp.adapters.io import read_adapter_meta
 from samexp.adapters.lora import LoraLinear
 from samexp.data.base import read_image_rgb
-from samexp.finetuned import build_base, load_finetuned
+from samexp.finetuned import build_base
 from samexp.models.attention import kernel_of
 from samexp.predict.run import load_model
-from tests.predict.conftest import BOX, Trained, read_mask, read_rgb
+from tests.predict.conftest import BOX, read_mask, read_rgb, sam_predict
 
 POINTS = {"points": [[380.0, 470.0], [100.0, 100.0]], "labels": [1, 0]}
 CASES = {"box": {"box": BOX}, "points": POINTS, "box+points": {"box": BOX, "points": [[380, 470]]}}
-
-
-@pytest.fixture(scope="module")
-def reference(trained: Trained) -> SamPredictor:
-    """SamPredictor called directly on the fine-tuned model, LoRA merged as predict does."""
-    base, adapter, _ = load_finetuned(weights=str(trained.weights))
-    adapter.merge(base.sam)
-    return SamPredictor(base.sam)
-
-
-def sam_predict(predictor: SamPredictor, image: Path, box=None, points=None, labels=None,
-                multimask: bool = False) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
-    """(low-res logits upsampled to the image > 0, predicted IoU) from the stock single-prompt API."""
-    predictor.set_image(read_image_rgb(image, orient=True))
-    _, iou, low_res = predictor.predict(
-        point_coords=None if points is None else np.array(points),
-        point_labels=None if points is None else np.array(labels or [1] * len(points)),
-        box=None if box is None else np.array(box),
-        multimask_output=multimask,
-    )
-    logits = predictor.model.postprocess_masks(
-        torch.from_numpy(low_res)[None], predictor.input_size, predictor.original_size
-    )[0]
-    return (logits > 0).numpy(), iou
 
 
 def read_json(path: Path) -> dict:

@@ -1,0 +1,107 @@
+"""Prompts for a folder of images from one JSON file (`prompts=boxes.json`), a prompt per image.
+
+Two forms are read, told apart by their top level:
+- COCO-style, as annotation tools and detectors export it: `images` (`id`, `file_name`) and
+  `annotations` (`image_id`, `bbox` = [x, y, width, height]); every box is one prompt;
+- `{file: [[x0, y0, x1, y1], ...]}`, or `{file: {"boxes": [...], "points": [[x, y], ...],
+  "labels": [1, 0, ...]}}` for points (with or without boxes), as `prompt.*` takes them.
+A file is named by its name (`photo.jpg`), its path as written, or its stem (`photo`). Every entry
+is checked as `prompt.*` values are, before a model is built; each error names the file and entry.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+from samexp.errors import SamexpError
+from samexp.predict.prompts import Prompts, parse_prompts
+
+_KEYS = ("boxes", "points", "labels")
+
+
+@dataclass(frozen=True)
+class PromptFile:
+    path: Path
+    entries: dict[str, Prompts]  # as the file names them
+    index: dict[str, str]  # each entry's name and base name -> the entry
+
+    def entry_for(self, image: Path) -> str | None:
+        for key in (image.name, str(image), image.stem):
+            if key in self.index:
+                return self.index[key]
+        return None
+
+    def for_image(self, image: Path) -> Prompts | None:
+        """The prompts written for `image`, or None when the file has none for it."""
+        entry = self.entry_for(image)
+        return None if entry is None else self.entries[entry]
+
+    def unused(self, images: list[Path]) -> list[str]:
+        """Entries that name none of `images` (a typo, another folder)."""
+        return sorted(set(self.entries) - {self.entry_for(image) for image in images})
+
+
+def read_prompt_file(path: str | Path) -> PromptFile:
+    path = Path(path)
+    if not path.is_file():
+        raise SamexpError(f"prompts={path}: no such file")
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError) as e:
+        raise SamexpError(f"prompts={path} is not a readable JSON file ({e})") from None
+    if isinstance(data, dict) and "annotations" in data and "images" in data:
+        raw = _from_coco(data, path)
+    elif isinstance(data, dict):
+        raw = {str(k): v for k, v in data.items()}
+    else:
+        raise SamexpError(
+            f"prompts={path}: expected an object, either COCO-style (images, annotations with "
+            f"bbox) or {{file: [[x0, y0, x1, y1], ...]}}; got a {type(data).__name__}"
+        )
+    if not raw:
+        raise SamexpError(f"prompts={path} holds no prompt")
+    entries = {name: _parsed(entry, f"{path}, entry {name!r}") for name, entry in raw.items()}
+    index = {PurePosixPath(name).name: name for name in entries}  # `JPEGImages/x.jpg` is x.jpg
+    index.update({name: name for name in entries})
+    return PromptFile(path, entries, index)
+
+
+def _from_coco(data: dict, path: Path) -> dict[str, Any]:
+    images, annotations = data.get("images"), data.get("annotations")
+    if not isinstance(images, list) or not isinstance(annotations, list):
+        raise SamexpError(f"prompts={path}: COCO `images` and `annotations` must be lists")
+    names = {}
+    for image in images:
+        if not isinstance(image, dict) or "id" not in image or "file_name" not in image:
+            raise SamexpError(f"prompts={path}: every COCO image needs an id and a file_name")
+        names[image["id"]] = str(image["file_name"])
+    boxes: dict[str, list] = {}
+    for i, ann in enumerate(annotations):
+        where = f"prompts={path}, annotations[{i}]"
+        if not isinstance(ann, dict) or ann.get("image_id") not in names:
+            raise SamexpError(f"{where}: its image_id names no image of the file")
+        box = ann.get("bbox")
+        if not isinstance(box, list) or len(box) != 4:
+            raise SamexpError(f"{where}: bbox must be [x, y, width, height], got {box!r}")
+        try:
+            x, y, w, h = (float(v) for v in box)
+        except (TypeError, ValueError):
+            raise SamexpError(f"{where}: bbox must be 4 numbers, got {box!r}") from None
+        boxes.setdefault(names[ann["image_id"]], []).append([x, y, x + w, y + h])
+    return boxes
+
+
+def _parsed(entry: Any, where: str) -> Prompts:
+    if isinstance(entry, list):
+        entry = {"boxes": entry}
+    if not isinstance(entry, dict) or not set(entry) <= set(_KEYS):
+        raise SamexpError(
+            f"{where}: expected [[x0, y0, x1, y1], ...] or an object with {', '.join(_KEYS)}"
+        )
+    try:
+        return parse_prompts(None, entry.get("boxes"), entry.get("points"), entry.get("labels"))
+    except SamexpError as e:  # the same checks as on the command line, placed in the file
+        raise SamexpError(f"{where}: {str(e).replace('prompt.', '')}") from None
