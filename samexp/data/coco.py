@@ -20,6 +20,7 @@ from torch.utils.data import Dataset
 from samexp.checks import NON_NEGATIVE, Range, because
 from samexp.data.base import Sample, make_sample, read_image_rgb
 from samexp.data.coco_json import CocoImage, read_coco
+from samexp.data.coco_layout import CocoFile, find_layout
 from samexp.data.orientation import apply_orientation
 from samexp.data.splits import DatasetSplits, TrainLimit, require_dataset_root
 from samexp.errors import DatasetError
@@ -27,7 +28,14 @@ from samexp.options import option
 
 logger = logging.getLogger(__name__)
 
-_SKIPS = ("crowd", "category", "bad_polygon", "small", "no_instances")  # summary() counters
+_SKIPS = (
+    "crowd",
+    "category",
+    "bad_polygon",
+    "small",
+    "no_instances",
+    "missing_image",
+)  # summary() counters
 
 
 class CocoDataset(Dataset[Sample]):
@@ -107,7 +115,8 @@ def coco_splits(
     images_dir: str = "images",
     annotations: str = "annotations.json",
     train_split: str = "train",
-    val_split: str = "val",
+    val_split: str = "val",  # Roboflow's `valid` is accepted too
+    test_split: str = "test",
     val_size: Annotated[
         float, because(Range(0, 1, open_low=True, open_high=True), "share held out")
     ] = 0.2,  # fmt: skip
@@ -118,32 +127,37 @@ def coco_splits(
     min_area: Annotated[float, because(NON_NEGATIVE, "pixels")] = 0.0,
     # what an instance counts as (its class in metrics): its category, or that one's supercategory
     group_by: Literal["category", "supercategory"] = "category",
+    # an image listed in the JSON without its file: stop (error), or skip it and count it (skip)
+    missing_images: Literal["error", "skip"] = "error",
     limit: TrainLimit = None,  # train on a seeded few of the train images (`splits.carve_val`)
 ) -> DatasetSplits:
-    """The splits of a COCO dataset (the `conf/dataset/coco.yaml` target); layout from the files.
+    """The splits of a COCO dataset (the `conf/dataset/coco.yaml` target); layout from the files
+    (`samexp.data.coco_layout`).
 
-    Pre-split when `<root>/<train_split>/<annotations>` exists (its `<val_split>` part is the test
-    split); otherwise `<root>/<annotations>` whose images are split here, seeded. `val` stays None:
-    the runner carves its validation split from train.
+    Pre-split (or Roboflow's train/valid/test): train, val and test parts as found; with only a
+    val part, that one is the test split. Otherwise one file whose images are split here, seeded.
+    Without a val part the runner carves its validation split from train.
     """
     base = require_dataset_root(root)
     cats = list(categories) if categories is not None else None
+    layout = find_layout(base, annotations, images_dir, train_split, val_split, test_split)
+    logger.info("%s: COCO layout '%s' (train: %s)", name, layout.kind, layout.train.annotations)
 
-    def read(folder: Path) -> list[CocoImage]:
-        return read_coco(folder / annotations, folder / images_dir, cats, min_area, group_by)
+    def read(file: CocoFile) -> list[CocoImage]:
+        return read_coco(file.annotations, file.images_dir, cats, min_area, group_by,
+                         root=base, missing_images=missing_images)  # fmt: skip
 
-    if (base / train_split / annotations).is_file():
-        train, held = read(base / train_split), read(base / val_split)
-    elif (base / annotations).is_file():
-        train, held = _hold_out(read(base), val_size, seed, base / annotations)
+    def dataset(images: list[CocoImage], split: str) -> CocoDataset:
+        return CocoDataset(images, img_size, f"{name} {split}")
+
+    if layout.test is None:
+        train, held = _hold_out(read(layout.train), val_size, seed, layout.train.annotations)
     else:
-        raise DatasetError(
-            f"no COCO annotations in {base}: expected {base / annotations} (one file, split by "
-            f"val_size) or {base / train_split / annotations} and {base / val_split / annotations}"
-        )
+        train, held = read(layout.train), read(layout.test)
     return DatasetSplits(
         name=name,
-        train=CocoDataset(train, img_size, f"{name} train"),
-        test=CocoDataset(held, img_size, f"{name} test"),
+        train=dataset(train, "train"),
+        test=dataset(held, "test"),
+        val=dataset(read(layout.val), "val") if layout.val is not None else None,
         limit=limit,
     )

@@ -35,6 +35,7 @@ class CocoImage:
     rles: list[dict] = field(default_factory=list)  # compressed RLE per kept instance
     categories: list[str] = field(default_factory=list)  # category name per kept instance
     skips: list[tuple[str, str]] = field(default_factory=list)  # (counter, reason) per skip
+    missing: bool = False  # listed, but its file is not there (skipped: missing_images=skip)
 
 
 def _load_json(path: Path) -> dict:
@@ -83,7 +84,15 @@ def _absent(path: Path, images_dir: Path) -> str:
     return f"{name} ({problem})" if problem else name
 
 
-def _list_images(data: dict, json_path: Path, images_dir: Path) -> dict[object, CocoImage]:
+def _locate(rel: PurePosixPath, folders: list[Path]) -> Path:
+    """The first of `folders` holding `rel` (tools write file_name relative to different
+    folders: the images folder, the JSON's, the dataset root); else where the first would."""
+    return next((d / rel for d in folders if (d / rel).is_file()), folders[0] / rel)
+
+
+def _list_images(
+    data: dict, json_path: Path, folders: list[Path], missing_images: str
+) -> dict[object, CocoImage]:
     """Image id -> CocoImage, after checking every entry and file (see `read_coco`)."""
     images: dict[object, CocoImage] = {}
     ids_by_file: dict[str, object] = {}
@@ -96,7 +105,7 @@ def _list_images(data: dict, json_path: Path, images_dir: Path) -> dict[object, 
         if rel.is_absolute() or ".." in rel.parts or not rel.parts:
             raise DatasetError(
                 f"{json_path}: image {image_id} has file_name '{file_name}', which is outside "
-                f"{images_dir}; use a path relative to that folder"
+                f"{folders[-1]}; use a path relative to {folders[0]}"
             )
         if image_id in images or file_name in ids_by_file:
             other = image_id if image_id in images else ids_by_file[file_name]
@@ -107,19 +116,41 @@ def _list_images(data: dict, json_path: Path, images_dir: Path) -> dict[object, 
         ids_by_file[file_name] = image_id
         if "height" in entry and "width" in entry:
             stated[image_id] = (entry["height"], entry["width"])
-        images[image_id] = CocoImage(rel.stem, images_dir / rel, size=(0, 0))
-    missing = [_absent(im.path, images_dir) for im in images.values() if not im.path.is_file()]
-    if missing:
-        raise DatasetError(
-            f"{len(missing)} image(s) listed in {json_path} are missing from {images_dir}: "
-            f"{', '.join(missing[:5])}{' ...' * (len(missing) > 5)}; add them or fix file_name"
-        )
-    stems = Counter(im.name for im in images.values())
-    for image_id, im in images.items():
+        images[image_id] = CocoImage(rel.stem, _locate(rel, folders), size=(0, 0))
+    _missing(images, json_path, folders, missing_images)
+    stems = Counter(im.name for im in images.values() if not im.missing)
+    for image_id, file_name in ((i, f) for f, i in ids_by_file.items() if not images[i].missing):
+        im = images[image_id]
         if stems[im.name] > 1:  # e.g. a/0001.jpg and b/0001.jpg
-            im.name = str(im.path.relative_to(images_dir)).replace("/", "__")
+            im.name = file_name.replace("/", "__")
         im.size, im.orientation = _orientation_for(im.path, stated.get(image_id), json_path)
     return images
+
+
+def _missing(
+    images: dict[object, CocoImage], json_path: Path, folders: list[Path], missing_images: str
+) -> None:
+    """Refuse listed images without a file, or (missing_images=skip) mark them skipped, said once."""
+    gone = [im for im in images.values() if not im.path.is_file()]
+    if not gone:
+        return
+    names = [_absent(im.path, folders[0]) for im in gone]
+    listed = f"{', '.join(names[:5])}{' ...' * (len(names) > 5)}"
+    elsewhere = "".join(f" (nor under {d})" for d in folders[1:])
+    if missing_images == "error":
+        raise DatasetError(
+            f"{len(gone)} image(s) listed in {json_path} are missing from {folders[0]}: "
+            f"{listed}{elsewhere}; add them or fix file_name, or skip them with "
+            f"dataset.missing_images=skip"
+        )
+    logger.warning(
+        "%s: %d of its %d images are missing from %s: %s%s; skipping them "
+        "(dataset.missing_images=skip)",
+        json_path, len(gone), len(images), folders[0], listed, elsewhere,
+    )  # fmt: skip
+    for im in gone:
+        im.missing = True
+        im.skips.append(("missing_image", f"{im.path} does not exist"))
 
 
 def _segmentation_rle(ann: dict, size: tuple[int, int], json_path: Path) -> dict | None:
@@ -169,33 +200,68 @@ def _class_of(categories: list, json_path: Path) -> dict[object, str]:
     return classes
 
 
+def _require_masks(annotations: list, json_path: Path) -> None:
+    """A file of boxes alone (CVAT's box export: every `segmentation` empty) is refused once,
+    rather than as one skipped "polygon" per annotation and then no image left."""
+    if annotations and not any(ann.get("segmentation") for ann in annotations):
+        boxes = sum(1 for ann in annotations if ann.get("bbox"))
+        raise DatasetError(
+            f"{json_path}: its {len(annotations)} annotations have {boxes} boxes but no masks "
+            f"(every 'segmentation' is empty); samexp trains on instance masks: export polygons "
+            f"or masks from your tool, or make masks from the boxes (e.g. with SAM) first"
+        )
+
+
+def _used_categories(data: dict, json_path: Path) -> list:
+    """The categories some annotation uses: Roboflow lists a placeholder (id 0, named after the
+    project, no annotations) that is not a class, so it is not offered as one."""
+    used = {ann.get("category_id") for ann in data["annotations"]}
+    unused = [str(c.get("name")) for c in data["categories"] if c.get("id") not in used]
+    if unused:
+        logger.info(
+            "%s: ignoring %d categor%s without annotations: %s",
+            json_path, len(unused), "y" if len(unused) == 1 else "ies", ", ".join(unused[:10]),
+        )  # fmt: skip
+    return [c for c in data["categories"] if c.get("id") in used]
+
+
 def read_coco(
     annotations: str | Path,
     images_dir: str | Path,
     categories: Sequence[str] | None = None,
     min_area: float = 0.0,
     group_by: Literal["category", "supercategory"] = "category",
+    root: str | Path | None = None,
+    missing_images: Literal["error", "skip"] = "error",
 ) -> list[CocoImage]:
     """Every image listed in a COCO file, with the instances that can be training targets.
 
-    Crowd annotations (`iscrowd=1`) are not targets: COCO evaluation treats them as regions to
-    ignore, not objects to find. They, instances of other categories than `categories`, polygons
-    with fewer than 3 points and instances under `min_area` pixels are skipped and recorded.
-    `group_by="supercategory"` names each instance by its category's super-category (see
-    `_class_of`); `categories` may then name categories or super-categories.
+    A `file_name` is looked up under `images_dir`, else beside the JSON, else under `root`
+    (the dataset root), and never outside the last. Crowd annotations (`iscrowd=1`) are not
+    targets: COCO evaluation treats them as regions to ignore, not objects to find. They,
+    instances of other categories than `categories`, polygons with fewer than 3 points and
+    instances under `min_area` pixels are skipped and recorded; so are images without their
+    file when `missing_images="skip"`. `group_by="supercategory"` names each instance by its
+    category's super-category (see `_class_of`); `categories` may then name categories or
+    super-categories. Categories no annotation uses are not classes (`_used_categories`).
     """
     json_path, images_dir = Path(annotations), Path(images_dir)
+    folders = list(dict.fromkeys([images_dir, json_path.parent, *([Path(root)] if root else [])]))
     data = _load_json(json_path)
+    _require_masks(data["annotations"], json_path)
     names = {c.get("id"): str(c.get("name")) for c in data["categories"]}
-    classes = _class_of(data["categories"], json_path) if group_by == "supercategory" else names
+    used = _used_categories(data, json_path)
+    classes = _class_of(used, json_path) if group_by == "supercategory" else names
     keep = set(categories) if categories is not None else None
-    known = set(names.values()) | set(classes.values())
+    known = set(names.values()) | set(classes.values())  # a category unused here may be elsewhere
     if keep is not None and keep - known:
+        shown_known = {names[c.get("id")] for c in used} | {classes[c.get("id")] for c in used}
         raise DatasetError(
             f"{json_path}: categories {sorted(keep - known)} not found; "
-            f"available: {', '.join(sorted(known))}"
+            f"available: {', '.join(sorted(shown_known))}"
         )
-    images = _list_images(data, json_path, images_dir)
+    images = _list_images(data, json_path, folders, missing_images)
+    bad_polygons: list[str] = []
     for ann in data["annotations"]:
         ann_id, im = ann.get("id"), images.get(ann.get("image_id"))
         if im is None:
@@ -209,6 +275,8 @@ def read_coco(
                 f"{json_path}: annotation {ann_id} has category_id {ann.get('category_id')!r}, "
                 f"which is not in 'categories'"
             )
+        if im.missing:  # counted once, as its image
+            continue
         if ann.get("iscrowd"):
             im.skips.append(("crowd", f"annotation {ann_id}: crowd region"))
             continue
@@ -218,10 +286,7 @@ def read_coco(
             continue
         rle = _segmentation_rle(ann, im.size, json_path)
         if rle is None:
-            logger.warning(
-                "%s: annotation %s on %s has a polygon with fewer than 3 points; skipping it",
-                json_path, ann_id, im.path.name,
-            )  # fmt: skip
+            bad_polygons.append(f"annotation {ann_id} on {im.path.name}")
             im.skips.append(("bad_polygon", f"annotation {ann_id}: polygon with < 3 points"))
             continue
         area = float(mask_utils.area(rle))
@@ -231,7 +296,13 @@ def read_coco(
             continue
         im.rles.append(rle)
         im.categories.append(group)
+    if bad_polygons:  # one line per file: a tool's habit repeats on every annotation
+        logger.warning(
+            "%s: %d annotation(s) have a polygon with fewer than 3 points (%s%s); skipping them",
+            json_path, len(bad_polygons), ", ".join(bad_polygons[:5]),
+            " ..." * (len(bad_polygons) > 5),
+        )  # fmt: skip
     for im in images.values():
-        if not im.rles:
+        if not im.rles and not im.missing:
             im.skips.append(("no_instances", "no instance left to train or evaluate on"))
     return list(images.values())

@@ -8,6 +8,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
+import cv2
 import numpy as np
 from pycocotools import mask as mask_utils
 from segment_anything import SamAutomaticMaskGenerator
@@ -15,15 +16,18 @@ from segment_anything.modeling import Sam
 
 from samexp.errors import SamexpError
 from samexp.predict.config import AutoConfig, AutoOutput
-from samexp.predict.outputs import paint, write_json, write_mask, write_rgb
+from samexp.predict.outputs import mask_stats, paint, write_json, write_mask, write_rgb
 
 log = logging.getLogger(__name__)
 
 
 def check_auto(cfg: AutoConfig) -> None:
     """Refuse knobs SamAutomaticMaskGenerator would misread, before any model is built."""
-    if cfg.points_per_side < 1:
-        raise SamexpError(f"auto.points_per_side={cfg.points_per_side} must be >= 1")
+    for key in ("points_per_side", "points_per_batch"):
+        if getattr(cfg, key) < 1:
+            raise SamexpError(f"auto.{key}={getattr(cfg, key)} must be >= 1")
+    if cfg.max_side is not None and cfg.max_side < 64:
+        raise SamexpError(f"auto.max_side={cfg.max_side} must be at least 64 pixels (or null)")
     for key in ("pred_iou_thresh", "stability_score_thresh", "box_nms_thresh"):
         if not 0.0 <= getattr(cfg, key) <= 1.0:
             raise SamexpError(f"auto.{key}={getattr(cfg, key)} must be in [0, 1]")
@@ -34,12 +38,43 @@ def mask_generator(sam: Sam, cfg: AutoConfig) -> SamAutomaticMaskGenerator:
     return SamAutomaticMaskGenerator(
         sam,
         points_per_side=cfg.points_per_side,
+        points_per_batch=cfg.points_per_batch,
         pred_iou_thresh=cfg.pred_iou_thresh,
         stability_score_thresh=cfg.stability_score_thresh,
         box_nms_thresh=cfg.box_nms_thresh,
         min_mask_region_area=cfg.min_mask_region_area,
         output_mode=AutoOutput(cfg.output_mode).value,
     )
+
+
+def generate(generator: SamAutomaticMaskGenerator, image: np.ndarray,
+             max_side: int | None) -> list[dict[str, Any]]:  # fmt: skip
+    """The generator's masks of `image`; with `max_side`, generated on a copy whose longest side
+    is at most that, then scaled back: masks, boxes, areas and points in the photo's pixels."""
+    h, w = image.shape[:2]
+    scale = 1.0 if max_side is None else min(1.0, max_side / max(h, w))
+    if scale == 1.0:
+        return generator.generate(image)
+    small = cv2.resize(image, (round(w * scale), round(h * scale)), interpolation=cv2.INTER_AREA)
+    return [_scaled_back(ann, h, w, scale) for ann in generator.generate(small)]
+
+
+def _scaled_back(ann: dict[str, Any], h: int, w: int, scale: float) -> dict[str, Any]:
+    rle = isinstance(ann["segmentation"], dict)
+    small = binary(ann).astype(np.uint8)
+    mask = cv2.resize(small, (w, h), interpolation=cv2.INTER_NEAREST).astype(bool)
+    out = dict(ann)
+    out["segmentation"] = _rle(mask) if rle else mask
+    out.update(mask_stats(mask))
+    out["point_coords"] = [[x / scale, y / scale] for x, y in ann["point_coords"]]
+    out["crop_box"] = [round(v / scale) for v in ann["crop_box"]]
+    return out
+
+
+def _rle(mask: np.ndarray) -> dict[str, Any]:
+    """COCO's compressed RLE, as SamAutomaticMaskGenerator writes it (counts as text)."""
+    encoded = mask_utils.encode(np.asfortranarray(mask))
+    return {"size": list(encoded["size"]), "counts": encoded["counts"].decode()}
 
 
 def binary(ann: dict[str, Any]) -> np.ndarray:

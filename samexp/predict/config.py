@@ -63,6 +63,12 @@ class AutoConfig:
     box_nms_thresh: float = 0.7
     min_mask_region_area: int = 0
     output_mode: AutoOutput = AutoOutput.binary_mask
+    # prompts decoded together: each holds 3 full-size logit maps in memory until filtered, so
+    # on a 15-megapixel photo 64 of them take ~11 GB; lower it to bound memory
+    points_per_batch: int = 64
+    # generate on a copy whose longest side is at most this (then masks are scaled back to the
+    # photo): SAM sees 1024 px anyway, and every mask of a 4000 px photo costs 16x the pixels
+    max_side: int | None = None
 
 
 @dataclass

@@ -23,7 +23,7 @@ from samexp.devices import resolve_device
 from samexp.errors import DatasetError, SamexpError
 from samexp.finetuned import build_base, load_finetuned
 from samexp.models.attention import choose_kernel, set_attention
-from samexp.predict.auto import check_auto, mask_generator, write_auto
+from samexp.predict.auto import check_auto, generate, mask_generator, write_auto
 from samexp.predict.classes import learned_classes, predict_classes, write_class_list, write_classes
 from samexp.predict.config import PredictConfig, PredictMode
 from samexp.predict.outputs import check_palette, write_json
@@ -103,7 +103,7 @@ def _auto_step(cfg: PredictConfig, sam: Sam, out: Path, style: dict) -> Step:
     generator = mask_generator(sam, cfg.auto)
 
     def step(path: Path, image: np.ndarray) -> tuple[list[Path], list[float]]:
-        anns = generator.generate(image)
+        anns = generate(generator, image, cfg.auto.max_side)
         if not anns:
             log.warning("%s: no mask passed auto.pred_iou_thresh and auto.stability_score_thresh; "
                         "lower them to see more", path.name)  # fmt: skip

@@ -157,7 +157,7 @@ def test_summary_counts_loaded_images_and_every_skip(tiny_coco: Path) -> None:
     dataset = _dataset(tiny_coco)
     assert dataset.summary() == {
         "loaded": 2, "skipped_crowd": 1, "skipped_category": 0, "skipped_bad_polygon": 1,
-        "skipped_small": 0, "skipped_no_instances": 1,
+        "skipped_small": 0, "skipped_no_instances": 1, "skipped_missing_image": 0,
     }  # fmt: skip
     assert len(dataset) == 2
     assert sum(len(sample.categories) for sample in dataset) == 4  # the instances kept
@@ -409,9 +409,10 @@ def test_an_rle_of_another_size_than_its_image_is_an_error(tmp_path: Path) -> No
         read_coco(path, tmp_path / "images")
 
 
-def test_a_box_only_annotation_is_an_error_asking_for_masks(tmp_path: Path) -> None:
+def test_a_box_only_annotation_among_masks_is_an_error_asking_for_masks(tmp_path) -> None:
     ann = {"id": 5, "image_id": 1, "category_id": 1, "bbox": [1, 1, 5, 5], "iscrowd": 0}
-    path = _write(tmp_path, [_image_entry(1, "a.png")], [ann])
+    masked = _ann(6, 1, 1, [_rect_polygon(10, 20, 10, 20)])
+    path = _write(tmp_path, [_image_entry(1, "a.png")], [masked, ann])
     with pytest.raises(DatasetError, match="annotation 5 has no usable 'segmentation'"):
         read_coco(path, tmp_path / "images")
 

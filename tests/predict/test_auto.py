@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 from pycocotools import mask as mask_utils
@@ -86,3 +87,46 @@ def test_auto_overlay_is_coloured_where_the_masks_are_and_indexed(trained, outpu
     index = json.loads((outputs[mode] / "predictions.json").read_text())
     assert index["mode"] == "auto" and len(index["images"]) == len(trained.images)
     assert f"{image.stem}_auto_overlay.png" in index["images"][1]["files"]
+
+
+def test_max_side_generates_on_a_smaller_copy_and_scales_every_mask_back_to_the_photo(
+    trained: Trained, tmp_path: Path
+):
+    image = trained.images[0]  # 1024 px: generated at 256 px, 16x fewer pixels per mask
+    index = trained.predict(tmp_path, image=str(image), mode="auto",
+                            auto={**KNOBS, "max_side": 256, "output_mode": "coco_rle"})  # fmt: skip
+    h, w = read_image_rgb(image, orient=True).shape[:2]
+    base, adapter, _ = load_finetuned(weights=str(trained.weights))
+    adapter.merge(base.sam)
+    small = cv2.resize(read_image_rgb(image, orient=True), (256, 256), interpolation=cv2.INTER_AREA)
+    expected = SamAutomaticMaskGenerator(base.sam, **KNOBS).generate(small)
+    written = anns(tmp_path, image)
+    assert index["images"][0]["masks"] == len(written) == len(expected) > 0
+    for got, want in zip(written, expected, strict=True):
+        mask = mask_utils.decode(got["segmentation"]).astype(bool)
+        assert mask.shape == (h, w)
+        upscaled = cv2.resize(
+            want["segmentation"].astype(np.uint8), (w, h), interpolation=cv2.INTER_NEAREST
+        )
+        assert np.array_equal(mask, upscaled.astype(bool))
+        assert got["area"] == int(mask.sum())
+        assert got["point_coords"][0] == pytest.approx([c * 4 for c in want["point_coords"][0]])
+
+
+def test_points_per_batch_bounds_memory_without_changing_the_masks(
+    trained: Trained, outputs, tmp_path: Path
+):
+    image = trained.images[1]
+    trained.predict(tmp_path, image=str(image), mode="auto",
+                    auto={**KNOBS, "points_per_batch": 3, "output_mode": "coco_rle"})  # fmt: skip
+    assert anns(tmp_path, image) == anns(outputs["coco_rle"], image)
+
+
+@pytest.mark.parametrize("knob, value", [("points_per_batch", 0), ("max_side", 10)])
+def test_auto_knobs_out_of_range_are_refused_naming_them(
+    trained: Trained, tmp_path: Path, knob, value
+):
+    from samexp.errors import SamexpError
+
+    with pytest.raises(SamexpError, match=f"auto.{knob}={value}"):
+        trained.predict(tmp_path, image=str(trained.images[0]), mode="auto", auto={knob: value})
