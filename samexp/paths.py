@@ -54,6 +54,14 @@ def register_resolver() -> None:
     # not cached: tests and long-lived processes may change SAMEXP_HOME between compositions
     OmegaConf.register_new_resolver("samexp_home", lambda: str(samexp_home()), replace=True)
     OmegaConf.register_new_resolver("samexp_run_suffix", run_suffix, replace=True)
+    # `${samexp_dataset_name:${dataset.name},${dataset.root}}`: the name runs and studies carry
+    OmegaConf.register_new_resolver("samexp_dataset_name", _dataset_name, replace=True)
+
+
+def _dataset_name(name: str | None, root: str) -> str:
+    from samexp.data.splits import dataset_name
+
+    return dataset_name(name, root)
 
 
 register_resolver()

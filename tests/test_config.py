@@ -26,7 +26,7 @@ def options(group: str) -> list[str]:
 def test_default_config_is_lora_on_rings_with_vit_b():
     cfg = compose_config([])
     assert cfg.model.arch == "vit_b"
-    assert cfg.dataset.name == "rings"
+    assert cfg.dataset.root.endswith("/rings") and cfg.dataset.name is None  # named "rings"
     assert cfg.adapter._target_.endswith("LoraAdapter")
     assert list(cfg.adapter.qkv_parts) == ["q", "v"]
     assert cfg.tracking.tracking_uri == f"sqlite:///{samexp_home()}/mlruns/mlflow.db"
@@ -73,7 +73,7 @@ def test_every_dataset_option_composes_and_names_a_callable_factory(name):
     from hydra.utils import get_method
 
     cfg = compose_config([f"dataset={name}"])
-    assert cfg.dataset.name and callable(get_method(cfg.dataset._target_))
+    assert callable(get_method(cfg.dataset._target_))
 
 
 def test_rings_dataset_option_loads_its_splits(rings_root: Path):
@@ -194,3 +194,12 @@ def test_a_search_over_an_experiment_keeps_the_experiments_other_keys():
     assert cfg.model.arch == "tiny" and cfg.trainer.epochs == 3  # the experiment's
     assert cfg.adapter._target_.endswith("LoraAdapter")  # the search's, over smoke's decoder
     assert cfg.hydra.sweeper.study_name == "lora_rank_lr-rings-tiny"
+
+
+def test_a_study_is_named_after_the_data_folder_when_dataset_root_moves(tmp_path):
+    cfg = compose_with_hydra(["experiment=smoke", "hparams_search=lora_rank_lr",
+                              f"dataset.root={tmp_path / 'bottles'}"])  # fmt: skip
+    assert cfg.hydra.sweeper.study_name == "lora_rank_lr-bottles-tiny"
+    named = compose_with_hydra(["experiment=smoke", "hparams_search=lora_rank_lr",
+                                f"dataset.root={tmp_path / 'bottles'}", "dataset.name=caps"])  # fmt: skip
+    assert named.hydra.sweeper.study_name == "lora_rank_lr-caps-tiny"

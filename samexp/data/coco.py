@@ -22,7 +22,7 @@ from samexp.data.base import Sample, make_sample, read_image_rgb
 from samexp.data.coco_json import CocoImage, read_coco
 from samexp.data.coco_layout import CocoFile, find_layout
 from samexp.data.orientation import apply_orientation
-from samexp.data.splits import DatasetSplits, TrainLimit, require_dataset_root
+from samexp.data.splits import DatasetSplits, TrainLimit, dataset_name, require_dataset_root
 from samexp.errors import DatasetError
 from samexp.options import option
 
@@ -109,7 +109,7 @@ def _hold_out(
 
 @option("dataset", "coco", provided=("img_size",))
 def coco_splits(
-    name: str,
+    name: str | None,  # in run names; null: the root folder's name
     root: str,
     img_size: int,
     images_dir: str = "images",
@@ -155,7 +155,7 @@ def coco_splits(
     else:
         train, held = read(layout.train), read(layout.test)
     return DatasetSplits(
-        name=name,
+        name=dataset_name(name, root),
         train=dataset(train, "train"),
         test=dataset(held, "test"),
         val=dataset(read(layout.val), "val") if layout.val is not None else None,

@@ -34,7 +34,7 @@ from samexp.data.base import (
 )
 from samexp.data.files import link_problem, read_image_bytes, shown
 from samexp.data.orientation import apply_orientation, image_header, mask_orientation
-from samexp.data.splits import DatasetSplits, TrainLimit, require_dataset_root
+from samexp.data.splits import DatasetSplits, TrainLimit, dataset_name, require_dataset_root
 from samexp.errors import DatasetError
 from samexp.options import option
 
@@ -391,7 +391,7 @@ def _levels(gray: np.ndarray) -> list[int]:
 
 @option("dataset", "folder", provided=("img_size",))
 def folder_splits(
-    name: str,
+    name: str | None,  # in run names; null: the root folder's name
     root: str,
     img_size: int,
     train_split: str = "train",
@@ -411,4 +411,6 @@ def folder_splits(
             root, split, img_size, mask_threshold, images_dir, masks_dir, mask_suffix, image_suffix
         )
 
-    return DatasetSplits.from_splits(name, load, train_split, test_split, val_split, limit)
+    return DatasetSplits.from_splits(
+        dataset_name(name, root), load, train_split, test_split, val_split, limit
+    )

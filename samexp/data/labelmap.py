@@ -27,7 +27,7 @@ from samexp.data.classes import LabelClasses, label_classes
 from samexp.data.files import read_image_bytes, shown
 from samexp.data.folder import find_pairs, listing
 from samexp.data.orientation import apply_orientation, image_header, mask_orientation
-from samexp.data.splits import DatasetSplits, TrainLimit
+from samexp.data.splits import DatasetSplits, TrainLimit, dataset_name
 from samexp.errors import DatasetError
 from samexp.options import option
 
@@ -199,7 +199,7 @@ class LabelMapDataset(Dataset[Sample]):
 
 @option("dataset", "labelmap", provided=("img_size",))
 def labelmap_splits(
-    name: str,
+    name: str | None,  # in run names; null: the root folder's name
     root: str,
     img_size: int,
     train_split: str = "train",
@@ -223,4 +223,6 @@ def labelmap_splits(
     def load(split: str) -> LabelMapDataset:
         return LabelMapDataset(root, split, img_size, classes, images_dir, labels_dir, min_area)
 
-    return DatasetSplits.from_splits(name, load, train_split, test_split, val_split, limit)
+    return DatasetSplits.from_splits(
+        dataset_name(name, root), load, train_split, test_split, val_split, limit
+    )

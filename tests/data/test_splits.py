@@ -116,3 +116,11 @@ def test_a_class_the_limit_leaves_without_train_images_is_named_in_a_warning(
         limited = splits.carve_val(0, seed=0)
     assert "dog" not in {c for sample in limited.train for c in sample.categories}
     assert any("no train image kept holds dog" in r.message for r in caplog.records)
+
+
+def test_runs_are_named_after_the_data_folder_unless_dataset_name_says_otherwise(tmp_path):
+    from samexp.data.splits import dataset_name
+
+    assert dataset_name(None, tmp_path / "bottles") == "bottles"
+    assert dataset_name(None, f"{tmp_path}/bottles/") == "bottles"  # a trailing slash too
+    assert dataset_name("caps", tmp_path / "bottles") == "caps"
