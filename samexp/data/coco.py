@@ -39,7 +39,11 @@ _SKIPS = (
 
 
 class CocoDataset(Dataset[Sample]):
-    """Some images of a COCO file; K = all kept instances of an image, `categories` names them."""
+    """Some images of a COCO file; K = all kept instances of an image, `categories` names them.
+    Other polygon formats (YOLO, LabelMe) keep their images the same way, with their own skip
+    counters (`SKIPS`)."""
+
+    SKIPS: tuple[str, ...] = _SKIPS  # summary() counters
 
     def __init__(self, images: list[CocoImage], img_size: int, label: str = "coco") -> None:
         if img_size <= 0:
@@ -68,7 +72,7 @@ class CocoDataset(Dataset[Sample]):
     def summary(self) -> dict[str, int]:
         """Counts for the run log: images loaded, and every kind of skip (instances or images)."""
         counts = Counter(kind for kind, _, _ in self._skips)
-        return {"loaded": len(self._images), **{f"skipped_{k}": counts[k] for k in _SKIPS}}
+        return {"loaded": len(self._images), **{f"skipped_{k}": counts[k] for k in self.SKIPS}}
 
     def __len__(self) -> int:
         return len(self._images)

@@ -25,8 +25,8 @@ from samexp.checks import NON_NEGATIVE, because
 from samexp.data.base import Sample, decode_unchanged, make_sample, read_image_rgb
 from samexp.data.classes import LabelClasses, label_classes
 from samexp.data.files import read_image_bytes, shown
-from samexp.data.folder import find_pairs, listing
 from samexp.data.orientation import apply_orientation, image_header, mask_orientation
+from samexp.data.pairing import find_pairs, listing
 from samexp.data.splits import DatasetSplits, TrainLimit, dataset_name
 from samexp.errors import DatasetError
 from samexp.options import option

@@ -18,7 +18,7 @@ from tqdm.contrib.logging import logging_redirect_tqdm
 from samexp.config import AttentionKernel, Device
 from samexp.data.base import IMAGE_EXTENSIONS, read_image_rgb
 from samexp.data.files import require_complete
-from samexp.data.folder import index_images
+from samexp.data.pairing import index_images
 from samexp.devices import resolve_device
 from samexp.errors import DatasetError, SamexpError
 from samexp.finetuned import build_base, load_finetuned

@@ -1,0 +1,318 @@
+"""The LabelMe format: one JSON beside each image, one sample per image carrying all its instances.
+
+Every JSON is read, checked and rasterised when a split is built (a bad file stops the run before
+any model is built, naming it); masks are kept as compressed RLE and decoded when a sample is read.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import io
+import json
+import logging
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+from typing import Literal
+
+import numpy as np
+from PIL import Image, ImageDraw
+from pycocotools import mask as mask_utils
+
+from samexp.data.base import IMAGE_EXTENSIONS, Sample, make_sample
+from samexp.data.coco import CocoDataset
+from samexp.data.coco_json import CocoImage
+from samexp.data.files import shown
+from samexp.data.orientation import (
+    _orientation_of,  # the EXIF tag of an open image: the embedded one has no path
+    apply_orientation,
+    displayed_shape,
+    image_header,
+)
+from samexp.data.splits import DatasetSplits, TrainLimit, require_dataset_root
+from samexp.errors import DatasetError
+from samexp.options import option
+
+logger = logging.getLogger(__name__)
+
+# summary() counters, in the order the run log shows them
+_SKIPS = ("category", "bad_polygon", "no_area", "small", "no_instances", "no_json", "missing_image")
+_NO_AREA = frozenset({"line", "linestrip", "point", "points"})  # drawn, but they enclose nothing
+_EMBEDDED_FORMATS = frozenset({"PNG", "JPEG", "BMP", "TIFF", "WEBP"})
+_MAX_EMBEDDED_PIXELS = 100_000_000  # an imageData larger than this is refused, not decoded
+
+
+@dataclass
+class LabelmeImage(CocoImage):
+    """A COCO-like image record; `data` holds the JSON's embedded image when no file is beside it."""
+
+    data: bytes | None = None
+
+
+class LabelmeDataset(CocoDataset):
+    """The images of one split folder; K = all kept instances of an image, `categories` names them."""
+
+    SKIPS = _SKIPS
+
+    def __getitem__(self, index: int) -> Sample:
+        im = self._images[index]
+        if not isinstance(im, LabelmeImage) or im.data is None:
+            return super().__getitem__(index)
+        with Image.open(io.BytesIO(im.data)) as embedded:  # checked when the split was built
+            image = apply_orientation(np.asarray(embedded.convert("RGB")), im.orientation)
+        masks = mask_utils.decode(im.rles).transpose(2, 0, 1).astype(bool)
+        return make_sample(
+            im.name, str(im.path), image, masks, self.img_size,
+            categories=list(im.categories), transform=self.transform,
+        )  # fmt: skip
+
+
+def _load(path: Path) -> dict:
+    """The JSON as LabelMe writes it, or a DatasetError naming the file."""
+    try:
+        data = json.loads(path.read_bytes())
+    except ValueError as e:  # JSONDecodeError says "line L column C"; also bad UTF-8
+        raise DatasetError(f"{shown(path)}: not valid JSON ({e})") from e
+    keys = {"imagePath": str, "shapes": list, "imageHeight": int, "imageWidth": int}
+    wrong = [
+        k for k, t in keys.items() if not isinstance(data, dict) or not isinstance(data.get(k), t)
+    ]
+    if wrong:
+        raise DatasetError(
+            f"{shown(path)}: not a LabelMe file (no {', '.join(repr(k) for k in wrong)}); a LabelMe "
+            f"JSON is an object with 'imagePath', 'imageHeight', 'imageWidth' and a 'shapes' list"
+        )
+    return data
+
+
+def _image_path(data: dict, json_path: Path, root: Path) -> Path:
+    """`imagePath` (relative to the JSON; Windows LabelMe writes backslashes), never outside root."""
+    rel = PurePosixPath(data["imagePath"].replace("\\", "/"))
+    path = Path(os.path.normpath(json_path.parent / rel))
+    inside = os.path.normpath(root.absolute())
+    if rel.is_absolute() or not rel.parts or not str(path.absolute()).startswith(inside + os.sep):
+        raise DatasetError(
+            f"{shown(json_path)}: imagePath '{data['imagePath']}' is outside the dataset root "
+            f"{shown(root)}; write it relative to the JSON, e.g. '{rel.name}'"
+        )
+    return path
+
+
+def _embedded(data: dict, json_path: Path) -> bytes | None:
+    """The JSON's `imageData` as image bytes, after checking (header only) it is a sane image."""
+    text = data.get("imageData")
+    if not isinstance(text, str) or not text:
+        return None
+    try:
+        raw = base64.b64decode(text, validate=True)
+        with Image.open(io.BytesIO(raw)) as image:
+            fmt, (w, h) = image.format, image.size
+            if fmt not in _EMBEDDED_FORMATS or w * h > _MAX_EMBEDDED_PIXELS:
+                raise DatasetError(
+                    f"{shown(json_path)}: imageData is a {w}×{h} {fmt} image; only PNG, JPEG, "
+                    f"BMP, TIFF or WebP up to {_MAX_EMBEDDED_PIXELS} pixels are read; put the "
+                    f"image file beside it"
+                )
+            image.load()  # decoded once now (size checked first): a truncated one stops here
+    except (binascii.Error, ValueError, OSError) as e:
+        raise DatasetError(f"{shown(json_path)}: imageData is not a readable image ({e})") from e
+    return raw
+
+
+def _frame(stored: tuple[int, int], orientation: int, stated: tuple[int, int], json_path: Path,
+           image: str) -> tuple[tuple[int, int], int]:  # fmt: skip
+    """(H, W) of the annotation frame and the EXIF orientation that turns the pixels into it.
+
+    LabelMe shows (and so annotates) images as displayed; a JSON that matches only the stored
+    size was written by a tool that ignored EXIF, and then the pixels are used as stored.
+    """
+    displayed = displayed_shape(stored, orientation)
+    if stated == displayed:
+        return displayed, orientation
+    if stated == stored:
+        return stored, 1
+    (h, w), (dh, dw) = stored, displayed
+    as_shown = f" ({dw}×{dh} as displayed, EXIF orientation {orientation})" * (orientation > 1)
+    raise DatasetError(
+        f"{image}: {shown(json_path)} says it is {stated[1]}×{stated[0]} (W×H) but the image is "
+        f"{w}×{h}{as_shown}; fix its 'imageWidth'/'imageHeight' or re-save it in LabelMe"
+    )
+
+
+def _mask_shape(shape: dict, size: tuple[int, int], where: str) -> np.ndarray:
+    """A `mask` shape: a PNG of its bounding box, pasted where its two points say."""
+    h, w = size
+    try:
+        (x1, y1), (x2, y2) = ((int(x), int(y)) for x, y in shape["points"])
+        if min(x1, y1) < 0 or x2 >= w or y2 >= h:  # checked before the PNG is decoded
+            raise ValueError(f"its box ({x1},{y1})-({x2},{y2}) leaves the {w}×{h} image")
+        with Image.open(io.BytesIO(base64.b64decode(shape["mask"], validate=True))) as png:
+            if png.size != (x2 - x1 + 1, y2 - y1 + 1) or png.format != "PNG":
+                raise ValueError(f"a {png.size[0]}×{png.size[1]} {png.format} for that box")
+            patch = np.asarray(png.convert("L")) > 0
+    except (KeyError, TypeError, ValueError, binascii.Error, OSError) as e:
+        raise DatasetError(
+            f"{where}: not a LabelMe mask (a PNG of the box its two points span: {e})"
+        ) from e
+    mask = np.zeros(size, dtype=bool)
+    mask[y1 : y2 + 1, x1 : x2 + 1] = patch
+    return mask
+
+
+def _rasterise(shape: dict, kind: str, size: tuple[int, int], where: str) -> np.ndarray | None:
+    """H×W bool for an area shape, drawn as LabelMe's own `shape_to_mask` draws it (PIL, outline
+    included), so the target is what the user saw; None for a polygon under 3 points."""
+    if kind == "mask":
+        return _mask_shape(shape, size, where)
+    points = shape.get("points")
+    try:
+        xy = [(float(x), float(y)) for x, y in points]
+    except (TypeError, ValueError) as e:
+        raise DatasetError(f"{where}: 'points' must be a list of [x, y] pairs ({e})") from e
+    canvas = Image.new("1", (size[1], size[0]), 0)
+    draw = ImageDraw.Draw(canvas)
+    if kind == "polygon":
+        if len(xy) < 3:
+            return None
+        draw.polygon(xy, outline=1, fill=1)
+    elif kind == "rectangle" and len(xy) >= 2:  # two corners, in either order: a filled box
+        xs, ys = [x for x, _ in xy], [y for _, y in xy]
+        draw.rectangle([min(xs), min(ys), max(xs), max(ys)], outline=1, fill=1)
+    elif kind == "circle" and len(xy) == 2:  # the centre and a point on the circle: a filled disc
+        (cx, cy), (px, py) = xy
+        r = float(np.hypot(px - cx, py - cy))
+        draw.ellipse([cx - r, cy - r, cx + r, cy + r], outline=1, fill=1)
+    else:
+        return None
+    return np.asarray(canvas, dtype=bool)
+
+
+def _instances(data: dict, im: LabelmeImage, json_path: Path, min_area: float) -> None:
+    """Fill `im.rles`/`im.categories` from the shapes; shapes sharing a label and a group_id are
+    one instance (LabelMe's way of drawing an object split by occlusion)."""
+    merged: dict[tuple, np.ndarray] = {}
+    for i, shape in enumerate(data["shapes"]):
+        where = f"{shown(json_path)}: shape {i}"
+        if not isinstance(shape, dict) or not isinstance(shape.get("label"), str):
+            raise DatasetError(f"{where} has no 'label'; a LabelMe shape names its label")
+        label, kind = shape["label"], shape.get("shape_type") or "polygon"  # old files: polygons
+        if kind in _NO_AREA:
+            im.skips.append(("no_area", f"shape {i} ('{label}'): a {kind} has no area"))
+            continue
+        if kind not in ("polygon", "rectangle", "circle", "mask"):
+            raise DatasetError(f"{where} has shape_type '{kind}', which LabelMe does not write")
+        mask = _rasterise(shape, kind, im.size, where)
+        if mask is None:
+            im.skips.append(("bad_polygon", f"shape {i} ('{label}'): {kind} with too few points"))
+            continue
+        group = shape.get("group_id")
+        key = (label, i) if group is None else (label, "group", group)
+        merged[key] = merged[key] | mask if key in merged else mask
+    for (label, *_), mask in merged.items():
+        area = int(mask.sum())
+        if area <= 0 or area < min_area:
+            im.skips.append(("small", f"'{label}': area {area} px < min_area {min_area:g}"))
+            continue
+        im.rles.append(mask_utils.encode(np.asfortranarray(mask.astype(np.uint8))))
+        im.categories.append(label)
+
+
+def read_labelme(folder: str | Path, root: str | Path, min_area: float = 0.0,
+                 missing_images: Literal["error", "skip"] = "error") -> list[LabelmeImage]:  # fmt: skip
+    """Every LabelMe JSON in `folder` with its image and kept instances, and every image without
+    a JSON (skipped, counted: it has no instances). An image whose file is missing is read from
+    the JSON's `imageData` (as LabelMe does); without either it stops the run (or is skipped)."""
+    folder, root = Path(folder), Path(root)
+    images: list[LabelmeImage] = []
+    for json_path in sorted(folder.glob("*.json")):
+        data = _load(json_path)
+        path = _image_path(data, json_path, root)
+        stated = (data["imageHeight"], data["imageWidth"])
+        im = LabelmeImage(json_path.stem, path, size=stated)
+        images.append(im)
+        if path.is_file():
+            stored, orientation = image_header(path)
+        else:
+            im.data = _embedded(data, json_path)
+            if im.data is None:
+                if missing_images == "error":
+                    raise DatasetError(
+                        f"{shown(json_path)}: its image {shown(path)} does not exist and the JSON "
+                        f"embeds none (imageData); add it, fix imagePath, or skip such JSONs with "
+                        f"dataset.missing_images=skip"
+                    )
+                im.missing = True
+                im.skips.append(("missing_image", f"{shown(path)} does not exist"))
+                continue
+            im.path = json_path
+            with Image.open(io.BytesIO(im.data)) as embedded:
+                stored, orientation = embedded.size[::-1], _orientation_of(embedded)
+        im.size, im.orientation = _frame(stored, orientation, stated, json_path, shown(im.path))
+        _instances(data, im, json_path, min_area)
+    described = {os.path.normpath(im.path) for im in images}
+    for path in sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS):
+        if os.path.normpath(path) not in described:
+            images.append(LabelmeImage(path.stem, path, (0, 0), skips=[("no_json", "no JSON")]))
+    return images
+
+
+def _keep(splits: dict[str, list[LabelmeImage]], categories: Sequence[str] | None) -> None:
+    """Drop (and count) instances of other labels than `categories`, which must all be labels of
+    some split (a kept label may be absent from one split); then count images left empty."""
+    images = [im for part in splits.values() for im in part]
+    if categories is not None:
+        found = {c for im in images for c in im.categories}
+        unknown = sorted(set(categories) - found)
+        if unknown:
+            raise DatasetError(
+                f"dataset.categories: {unknown} label no shape; labels found: "
+                f"{', '.join(sorted(found)) or 'none'}"
+            )
+        for im in images:
+            kept = [i for i, c in enumerate(im.categories) if c in categories]
+            im.skips += [("category", f"label '{c}' not kept") for c in im.categories
+                         if c not in categories]  # fmt: skip
+            im.rles, im.categories = [im.rles[i] for i in kept], [im.categories[i] for i in kept]
+    for im in images:
+        counted = any(kind in ("no_json", "missing_image") for kind, _ in im.skips)  # as images
+        if not im.rles and not counted:
+            im.skips.append(("no_instances", "no instance left to train or evaluate on"))
+
+
+@option("dataset", "labelme", provided=("img_size",))
+def labelme_splits(
+    name: str,
+    root: str,
+    img_size: int,
+    train_split: str = "train",
+    val_split: str = "val",  # optional: without it the runner carves validation from train
+    test_split: str = "test",
+    categories: Sequence[str] | None = None,  # keep only shapes with these labels (default: all)
+    min_area: float = 0.0,  # instances smaller than this many pixels are skipped (and counted)
+    # a JSON whose image is neither beside it nor embedded: stop (error), or skip and count (skip)
+    missing_images: Literal["error", "skip"] = "error",
+    limit: TrainLimit = None,  # train on a seeded few of the train images (`splits.carve_val`)
+) -> DatasetSplits:
+    """The splits of a LabelMe dataset (`conf/dataset/labelme.yaml`): `<root>/<split>/*.json`."""
+    base = require_dataset_root(root)
+    wanted = {"train": train_split, "test": test_split}
+    if (base / val_split).is_dir():
+        wanted["val"] = val_split
+    for split, folder in wanted.items():
+        if not (base / folder).is_dir():
+            present = sorted(p.name for p in base.iterdir() if p.is_dir())
+            raise DatasetError(
+                f"{shown(base)}: no {split} folder '{folder}' (found: {', '.join(present) or 'none'}); "
+                f"LabelMe datasets are <root>/train and <root>/test, optionally <root>/val"
+            )
+    read = {s: read_labelme(base / f, base, min_area, missing_images) for s, f in wanted.items()}
+    _keep(read, categories)
+    return DatasetSplits(
+        name=name,
+        train=LabelmeDataset(read["train"], img_size, f"{name} train"),
+        test=LabelmeDataset(read["test"], img_size, f"{name} test"),
+        val=LabelmeDataset(read["val"], img_size, f"{name} val") if "val" in read else None,
+        limit=limit,
+    )
