@@ -24,6 +24,7 @@ from samexp.data.splits import DatasetSplits
 from samexp.devices import resolve_device
 from samexp.errors import Interrupted, SamexpError
 from samexp.evaluate import EvalResult, evaluate
+from samexp.evaluate.compare import compared, log_comparisons, per_image
 from samexp.interrupt import StopRequests
 from samexp.models.build import BaseModel
 from samexp.models.cached_encoder import CachedEncoder
@@ -43,7 +44,6 @@ from samexp.sweeps.pruning import reporter_from_config, shared_verdict
 from samexp.tracking import Tracker, flatten, provenance, scratch_dir
 from samexp.train import StopRequested, fit
 from samexp.train_state import load_state
-from samexp.viz import comparison, original_frame
 
 log = logging.getLogger(__name__)
 
@@ -258,11 +258,7 @@ def run(cfg: DictConfig) -> RunResult:
         weights_epoch = monitor.best_epoch if restored else result.epochs
 
         final = eval_split(test_loader, keep=tracker.max_images, desc="fine-tuned")
-        metrics = {**baseline.metrics("baseline/test"), **final.metrics("final/test")}
-        for name in ("iou", "dice"):
-            metrics[f"delta/test/{name}"] = (
-                metrics[f"final/test/{name}"] - metrics[f"baseline/test/{name}"]
-            )
+        metrics = compared(baseline, final, "test")
         metrics.update({"best/epoch": weights_epoch, "train/epochs_run": result.epochs,
                         "train/steps": result.steps,
                         "train/stopped_early": float(result.stopped_early)})  # fmt: skip
@@ -271,8 +267,8 @@ def run(cfg: DictConfig) -> RunResult:
         tracker.log_metrics(metrics)
         log.info("final: %s", {k: round(v, 4) for k, v in metrics.items()})
         if world.is_main:  # the files are rank 0's to write
-            _log_comparisons(tracker, splits.test, baseline, final)
-            tracker.log_json(_per_image(baseline, final), "metrics/per_image.json")
+            log_comparisons(tracker, splits.test, baseline, final)
+            tracker.log_json(per_image(baseline, final), "metrics/per_image.json")
             weights = save_weights(out / "adapter.safetensors", base, adapter, tracker)
             log.info("adapter weights (epoch %d): %s", weights_epoch, weights)
     return RunResult(metrics, distributed.broadcast(tracker.run_id, world))
@@ -331,25 +327,3 @@ def _trial_suffix(cfg: DictConfig) -> str:
 
 def _enum_value(value) -> str:
     return str(value.value if hasattr(value, "value") else value)
-
-
-def _per_image(baseline: EvalResult, final: EvalResult) -> list[dict]:
-    return [
-        {"name": b["name"], "instance": b["instance"], "baseline_iou": b["iou"], "final_iou": f["iou"],
-         "baseline_dice": b["dice"], "final_dice": f["dice"]}
-        for b, f in zip(baseline.rows, final.rows, strict=True)
-    ]  # fmt: skip
-
-
-def _log_comparisons(tracker: Tracker, dataset, baseline: EvalResult, final: EvalResult) -> None:
-    """image | ground truth | zero-shot | fine-tuned, one PNG per kept eval image."""
-    paths = {s_name: i for i, s_name in enumerate(dataset.names)}
-    before, after = baseline.by_name(), final.by_name()
-    for name, pred in final.predictions.items():
-        sample = dataset[paths[name]]
-        image = original_frame(sample)
-        gt = sample.gt_masks.any(0).numpy()
-        iou0 = float(np.mean([r["iou"] for r in before[name]]))
-        iou1 = float(np.mean([r["iou"] for r in after[name]]))
-        strip = comparison(image, gt, baseline.predictions[name], pred, iou0, iou1)
-        tracker.log_image(strip, f"comparisons/{name}.png")

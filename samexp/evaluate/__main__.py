@@ -1,0 +1,34 @@
+"""`python -m samexp.evaluate run_id=<id> dataset=...`: a saved run on another dataset; user errors
+print one line (exit 2)."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+
+import hydra
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig
+
+import samexp.config  # noqa: F401  (registers the option schemas)
+import samexp.evaluate.saved  # noqa: F401  (registers evaluate_schema)
+from samexp.errors import SamexpError
+
+log = logging.getLogger("samexp.evaluate")
+
+
+@hydra.main(version_base="1.3", config_path="../conf", config_name="evaluate")
+def main(cfg: DictConfig) -> None:
+    from samexp.evaluate.saved import evaluate_saved
+
+    out = Path(cfg.output_dir or HydraConfig.get().runtime.output_dir)
+    try:
+        evaluate_saved(cfg, out)
+    except SamexpError as e:
+        log.error("%s", e)
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()
