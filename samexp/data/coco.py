@@ -143,6 +143,7 @@ def coco_splits(
     Without a val part the runner carves its validation split from train.
     """
     base = require_dataset_root(root)
+    name = dataset_name(name, root)
     cats = list(categories) if categories is not None else None
     layout = find_layout(base, annotations, images_dir, train_split, val_split, test_split)
     logger.info("%s: COCO layout '%s' (train: %s)", name, layout.kind, layout.train.annotations)
@@ -159,7 +160,7 @@ def coco_splits(
     else:
         train, held = read(layout.train), read(layout.test)
     return DatasetSplits(
-        name=dataset_name(name, root),
+        name=name,
         train=dataset(train, "train"),
         test=dataset(held, "test"),
         val=dataset(read(layout.val), "val") if layout.val is not None else None,
