@@ -18,7 +18,7 @@ from typing import Literal
 from pycocotools import mask as mask_utils
 
 from samexp.data.files import link_problem, shown
-from samexp.data.orientation import displayed_shape, image_header
+from samexp.data.orientation import annotation_frame, image_header
 from samexp.errors import DatasetError
 
 logger = logging.getLogger(__name__)
@@ -65,17 +65,8 @@ def _orientation_for(
     Only the header is read, so checking a large dataset does not decode every photo.
     """
     stored, orientation = image_header(path)
-    displayed = displayed_shape(stored, orientation)
-    if stated is None or stated == displayed:
-        return displayed, orientation
-    if stated == stored:
-        return stored, 1
-    (h, w), (dh, dw) = stored, displayed
-    as_shown = f" ({dw}×{dh} as displayed, EXIF orientation {orientation})" * (orientation > 1)
-    raise DatasetError(
-        f"{path}: {json_path.name} says it is {stated[1]}×{stated[0]} (W×H) but the file is "
-        f"{w}×{h}{as_shown}; fix its 'width'/'height' or re-export the annotations"
-    )
+    return annotation_frame(stored, orientation, stated, f"{path}: {json_path.name}",
+                            "fix its 'width'/'height' or re-export the annotations")  # fmt: skip
 
 
 def _absent(path: Path, images_dir: Path) -> str:

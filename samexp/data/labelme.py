@@ -26,10 +26,10 @@ from samexp.data.coco import CocoDataset
 from samexp.data.coco_json import CocoImage
 from samexp.data.files import shown
 from samexp.data.orientation import (
-    _orientation_of,  # the EXIF tag of an open image: the embedded one has no path
+    annotation_frame,
     apply_orientation,
-    displayed_shape,
     image_header,
+    orientation_of,  # the EXIF tag of an open image: the embedded one has no path
 )
 from samexp.data.splits import DatasetSplits, TrainLimit, require_dataset_root
 from samexp.errors import DatasetError
@@ -119,26 +119,6 @@ def _embedded(data: dict, json_path: Path) -> bytes | None:
     except (binascii.Error, ValueError, OSError) as e:
         raise DatasetError(f"{shown(json_path)}: imageData is not a readable image ({e})") from e
     return raw
-
-
-def _frame(stored: tuple[int, int], orientation: int, stated: tuple[int, int], json_path: Path,
-           image: str) -> tuple[tuple[int, int], int]:  # fmt: skip
-    """(H, W) of the annotation frame and the EXIF orientation that turns the pixels into it.
-
-    LabelMe shows (and so annotates) images as displayed; a JSON that matches only the stored
-    size was written by a tool that ignored EXIF, and then the pixels are used as stored.
-    """
-    displayed = displayed_shape(stored, orientation)
-    if stated == displayed:
-        return displayed, orientation
-    if stated == stored:
-        return stored, 1
-    (h, w), (dh, dw) = stored, displayed
-    as_shown = f" ({dw}×{dh} as displayed, EXIF orientation {orientation})" * (orientation > 1)
-    raise DatasetError(
-        f"{image}: {shown(json_path)} says it is {stated[1]}×{stated[0]} (W×H) but the image is "
-        f"{w}×{h}{as_shown}; fix its 'imageWidth'/'imageHeight' or re-save it in LabelMe"
-    )
 
 
 def _mask_shape(shape: dict, size: tuple[int, int], where: str) -> np.ndarray:
@@ -248,8 +228,14 @@ def read_labelme(folder: str | Path, root: str | Path, min_area: float = 0.0,
                 continue
             im.path = json_path
             with Image.open(io.BytesIO(im.data)) as embedded:
-                stored, orientation = embedded.size[::-1], _orientation_of(embedded)
-        im.size, im.orientation = _frame(stored, orientation, stated, json_path, shown(im.path))
+                stored, orientation = embedded.size[::-1], orientation_of(embedded)
+        im.size, im.orientation = annotation_frame(
+            stored,
+            orientation,
+            stated,
+            f"{shown(im.path)}: {shown(json_path)}",
+            "fix its 'imageWidth'/'imageHeight' or re-save it in LabelMe",
+        )
         _instances(data, im, json_path, min_area)
     described = {os.path.normpath(im.path) for im in images}
     for path in sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS):

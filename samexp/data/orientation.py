@@ -32,7 +32,7 @@ _ORIENTATIONS = {
 }
 
 
-def _orientation_of(image: Image.Image) -> int:
+def orientation_of(image: Image.Image) -> int:
     try:
         value = image.getexif().get(EXIF_ORIENTATION, 1)
     except Exception:  # a corrupt EXIF block should not make a readable photo unusable
@@ -44,7 +44,7 @@ def exif_orientation(path: str | PathLike[str]) -> int:
     """The EXIF orientation tag (1-8) from the header; 1 when absent, invalid or unreadable."""
     try:
         with Image.open(path) as image:
-            return _orientation_of(image)
+            return orientation_of(image)
     except Exception:  # unreadable files are reported by whatever decodes them
         return 1
 
@@ -71,7 +71,7 @@ def image_header(path: str | PathLike[str]) -> tuple[tuple[int, int], int]:
     try:
         with Image.open(path) as image:
             w, h = image.size
-            return (h, w), _orientation_of(image)
+            return (h, w), orientation_of(image)
     except Exception as exc:  # PIL raises several types for bad files; all mean "unreadable"
         raise DatasetError(shown(f"{path}: cannot be read as an image ({exc})")) from exc
 
@@ -103,4 +103,22 @@ def mask_orientation(
             f"orientation {orientation}) but {kind} {mask_path} is {mw}×{mh}; a {kind} must "
             f"match its image as stored or as displayed"
         )
+    )
+
+
+def annotation_frame(stored: tuple[int, int], orientation: int, stated: tuple[int, int] | None,
+                     where: str, fix: str) -> tuple[tuple[int, int], int]:  # fmt: skip
+    """The (H, W) frame an annotation file's coordinates are in, and the EXIF orientation that
+    turns the image's pixels into it. Annotation tools show (and so annotate) images as
+    displayed; a size that matches only the stored pixels was written by a tool that ignored
+    EXIF, and then the pixels are used as stored. Else `where` (image: file) and `fix` say why."""
+    displayed = displayed_shape(stored, orientation)
+    if stated is None or stated == displayed:
+        return displayed, orientation
+    if stated == stored:
+        return stored, 1
+    (h, w), (dh, dw) = stored, displayed
+    as_shown = f" ({dw}×{dh} as displayed, EXIF orientation {orientation})" * (orientation > 1)
+    raise DatasetError(
+        f"{where} says it is {stated[1]}×{stated[0]} (W×H) but the image is {w}×{h}{as_shown}; {fix}"
     )

@@ -398,7 +398,7 @@ def test_an_image_listed_twice_is_an_error(tmp_path: Path, second: dict) -> None
 def test_a_size_that_differs_from_the_file_is_an_error_naming_both(tmp_path: Path) -> None:
     path = _write(tmp_path, [_image_entry(1, "a.png")], [])
     _write(tmp_path, [_image_entry(1, "a.png", h=50, w=70)], [], write_images=False)
-    with pytest.raises(DatasetError, match=r"images/a.png: .* says it is 70×50 .* file is 64×48"):
+    with pytest.raises(DatasetError, match=r"images/a.png: .* says it is 70×50 .* image is 64×48"):
         read_coco(path, tmp_path / "images")
 
 
@@ -458,7 +458,7 @@ def test_a_size_mismatch_on_a_rotated_photo_names_both_frames(tmp_path: Path) ->
     _save_rotated_jpeg(tmp_path / "images" / "phone.jpg", np.zeros((W, H, 3), dtype=np.uint8))
     path = _write(tmp_path, [_image_entry(1, "phone.jpg", h=40, w=40)], [], write_images=False)
     with pytest.raises(
-        DatasetError, match=r"file is 64×48 \(48×64 as displayed, EXIF orientation 6\)"
+        DatasetError, match=r"image is 64×48 \(48×64 as displayed, EXIF orientation 6\)"
     ):
         read_coco(path, tmp_path / "images")
 
