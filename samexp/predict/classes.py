@@ -67,12 +67,11 @@ def write_classes(out: Path, image_path: Path, image: np.ndarray, ids: np.ndarra
     stem = image_path.stem
     depth = np.uint8 if len(classes) < 256 else np.uint16
     files = [write_image(out / f"{stem}_classes.png", ids.astype(depth))]
-    present = [k for k in range(len(classes)) if (ids == k + 1).any()]
     masks = [ids == k + 1 for k in range(len(classes))]
+    areas = [int(m.sum()) for m in masks]
+    present = [k for k, area in enumerate(areas) if area]
     painted = paint(image, masks, **style)  # class k in palette colour k, in every image
-    total = ids.size
-    entries = [(classes[k], colour(k, style["colors"]), (ids == k + 1).sum() / total)
-               for k in present]  # fmt: skip
+    entries = [(classes[k], colour(k, style["colors"]), areas[k] / ids.size) for k in present]
     files.append(write_rgb(out / f"{stem}_overlay.png", with_legend(painted, entries)))
     h, w = image.shape[:2]
     info: dict[str, Any] = {
