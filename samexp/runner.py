@@ -144,6 +144,10 @@ def run(cfg: DictConfig) -> RunResult:
     adapter: Adapter = build(cfg.adapter, _convert_="all")
     prompt: PromptStrategy = build(cfg.prompt)
     eval_prompt: PromptStrategy = build(cfg.eval_prompt) if cfg.get("eval_prompt") else prompt
+    if eval_prompt.promptless != prompt.promptless:
+        raise SamexpError(
+            "prompt and eval_prompt must both be promptless (class_tokens) or neither"
+        )
     augment = build(cfg.augment, _convert_="all") if cfg.get("augment") else None
     loss_fn = build(cfg.loss)
     base: BaseModel = build(cfg.model, _convert_="all")
@@ -155,10 +159,6 @@ def run(cfg: DictConfig) -> RunResult:
     loaded = splits.summary()  # before carving: the skip counts of the files as read
     splits = splits.carve_val(tc.val_fraction, tc.seed)
     data_summary = {**loaded, **splits.summary()}  # ...and the sizes actually used
-    if eval_prompt.promptless != prompt.promptless:
-        raise SamexpError(
-            "prompt and eval_prompt must both be promptless (class_tokens) or neither"
-        )
     splits = prompt.prepare(base.sam, splits)  # class prompts join the model's parameters
     eval_prompt.bind(base.sam)
     if augment is not None:

@@ -179,3 +179,15 @@ def test_predicting_by_class_with_weights_that_learned_no_classes_says_so():
 
     with pytest.raises(SamexpError, match="trained with it"):
         ClassTokenPrompt().bind(build_tiny(seed=0).sam)
+
+
+def test_a_promptless_prompt_with_a_prompted_eval_prompt_is_refused_before_a_model_is_built(
+    make_config,
+):
+    from samexp.errors import SamexpError
+    from samexp.runner import run
+
+    # vit_b with no checkpoint offline: reaching the model build would fail otherwise
+    cfg = make_config("model=vit_b", "prompt=class_tokens", "+prompt@eval_prompt=box")
+    with pytest.raises(SamexpError, match="must both be promptless"):
+        run(cfg)
