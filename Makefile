@@ -8,10 +8,11 @@ export SAMEXP_DATA ?= $(abspath ../shared/datasets)
 # Runs go under $SAMEXP_HOME, else this checkout (samexp/paths.py): where `make ui` looks too
 RUNS   := $(or $(SAMEXP_HOME),$(CURDIR))/mlruns
 ARGS ?= adapter=lora dataset=rings
+APP_ARGS ?=
 SWEEP_ARGS ?=
 SERVER_ARGS ?=
 
-.PHONY: install test test-fast smoke run sweep bench bench-data ui dashboard server server-stop server-status postgresql lint format clean
+.PHONY: install test test-fast smoke run sweep bench bench-data ui dashboard app docs docs-serve screenshots server server-stop server-status postgresql chromium lint format clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -48,6 +49,18 @@ dashboard: $(STAMP)  ## optuna-dashboard over the studies in $(RUNS)/optuna.db, 
 ui: $(STAMP)  ## browse and compare runs at http://127.0.0.1:5000
 	$(BIN)/mlflow ui --backend-store-uri sqlite:///$(RUNS)/mlflow.db --host 127.0.0.1 --port 5000
 
+app: $(STAMP)  ## the demo: pick a run, draw a box, zero-shot vs fine-tuned, http://127.0.0.1:7860 (APP_ARGS=...)
+	$(BIN)/python -m samexp.app $(APP_ARGS)
+
+docs: $(STAMP)  ## the documentation site into site/ (strict: a broken link or reference fails)
+	$(BIN)/mkdocs build --strict
+
+docs-serve: $(STAMP)  ## the site at http://127.0.0.1:8000, rebuilt on every change
+	$(BIN)/mkdocs serve -a 127.0.0.1:8000
+
+screenshots: $(STAMP) chromium  ## docs/images/*.png from the real programs in headless chromium (a few minutes)
+	$(BIN)/python docs/screenshots.py
+
 server: $(STAMP) postgresql  ## PostgreSQL (127.0.0.1:5433) + MLflow server (127.0.0.1:5000) for sweeps across machines (SERVER_ARGS="--data DIR --pg-port N --mlflow-port N")
 	$(BIN)/python -m samexp.server start $(SERVER_ARGS)
 
@@ -71,13 +84,26 @@ postgresql:
 			"and the tests marked server"; \
 	fi
 
+# Debian's chromium for the browser test and the screenshots (Playwright never downloads one),
+# as root only; otherwise a note, and the tests marked `browser` say what is missing.
+chromium:
+	@if command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+		echo "installing Chromium (Debian's chromium package)"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+			--no-install-recommends chromium >/dev/null; \
+	else \
+		echo "Chromium is not installed and this is not root with apt-get: install it" \
+			"(apt-get install chromium, ...) for make screenshots and the tests marked browser"; \
+	fi
+
 lint: $(STAMP)
-	$(BIN)/ruff check samexp tests experiments hydra_plugins
-	$(BIN)/ruff format --check samexp tests experiments hydra_plugins
+	$(BIN)/ruff check samexp tests experiments hydra_plugins docs
+	$(BIN)/ruff format --check samexp tests experiments hydra_plugins docs
 
 format: $(STAMP)
-	$(BIN)/ruff format samexp tests experiments hydra_plugins
-	$(BIN)/ruff check --fix samexp tests experiments hydra_plugins
+	$(BIN)/ruff format samexp tests experiments hydra_plugins docs
+	$(BIN)/ruff check --fix samexp tests experiments hydra_plugins docs
 
 clean:
-	rm -rf outputs multirun .pytest_cache .ruff_cache
+	rm -rf outputs multirun site .pytest_cache .ruff_cache

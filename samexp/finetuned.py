@@ -33,6 +33,17 @@ def resolve_weights(run_id: str | None, weights: str | None, tracking_uri: str) 
         if not path.is_file():
             raise SamexpError(f"weights={weights}: no such file")
         return path
+    return run_file(
+        run_id,
+        WEIGHTS_ARTIFACT,
+        tracking_uri,
+        missing=("was it run with tracking.log_weights=false, or did it fail before saving?"),
+    )
+
+
+def run_file(run_id: str, artifact: str, tracking_uri: str, missing: str = "") -> Path:
+    """One artifact of MLflow run `run_id` as a local file. Run artifacts never change: one copy
+    per run in the cache, not a temp folder per call. `missing` says why one may be absent."""
     from mlflow.exceptions import MlflowException
     from mlflow.tracking import MlflowClient
 
@@ -43,18 +54,16 @@ def resolve_weights(run_id: str | None, weights: str | None, tracking_uri: str) 
         raise SamexpError(
             f"run_id={run_id} is not a run in {tracking_uri} ({e.message.splitlines()[0]})"
         ) from None
-    # run artifacts never change: one copy per run in the cache, not a temp folder per call
     folder = default_cache_dir() / "runs" / run_id
-    if (folder / WEIGHTS_ARTIFACT).is_file():
-        return folder / WEIGHTS_ARTIFACT
-    folder.mkdir(parents=True, exist_ok=True)
+    if (folder / artifact).is_file():
+        return folder / artifact
+    # MLflow writes a file artifact into the folder it is given by its base name
+    (folder / artifact).parent.mkdir(parents=True, exist_ok=True)
     try:
-        local = client.download_artifacts(run_id, WEIGHTS_ARTIFACT, str(folder))
+        local = client.download_artifacts(run_id, artifact, str((folder / artifact).parent))
     except (MlflowException, OSError) as e:
-        raise SamexpError(
-            f"run {run_id} has no {WEIGHTS_ARTIFACT} artifact (was it run with tracking.log_weights=false, "
-            f"or did it fail before saving?): {e}"
-        ) from None
+        why = f" ({missing})" if missing else ""
+        raise SamexpError(f"run {run_id} has no {artifact} artifact{why}: {e}") from None
     return Path(local)
 
 

@@ -1,8 +1,8 @@
 """One definition per option: the code's signature is the schema, the yaml only the difference.
 
-Walks every yaml of every option group in conf/, and adds a throwaway adapter the way the README's
-recipe says (one module, one yaml) to show it is typed, range-checked, trained and reloadable
-without an edit anywhere else.
+Walks every yaml of every option group in conf/, and adds a throwaway adapter the way the docs'
+recipe says (docs/adding-an-option.md: one module, one yaml) to show it is typed, range-checked,
+trained and reloadable without an edit anywhere else.
 """
 
 from __future__ import annotations
@@ -161,7 +161,7 @@ def test_checks_come_from_annotated_and_literal():
     assert checks == {"rank": Range(low=1), "mode": OneOf(("a", "b"))}
 
 
-# --- the README's recipe: a throwaway adapter, one module and one yaml --------------------------
+# --- docs/adding-an-option.md's recipe: a throwaway adapter, one module and one yaml -----------
 BITFIT = '''
 """BitFit: only the biases train (and, optionally, the norms)."""
 from typing import Annotated

@@ -83,6 +83,15 @@ def binary(ann: dict[str, Any]) -> np.ndarray:
     return mask_utils.decode(seg).astype(bool) if isinstance(seg, dict) else seg
 
 
+def paint_auto(image: np.ndarray, anns: list[dict[str, Any]], style: dict) -> np.ndarray:
+    """Every mask of `anns` painted, mask k in palette colour k; `style` is {colors, alpha}."""
+    masks = [binary(a) for a in anns]
+    # largest first, so small masks stay visible on top; colours still follow mask numbers
+    order = sorted(range(len(anns)), key=lambda k: -anns[k]["area"])
+    colors = [style["colors"][k % len(style["colors"])] for k in order]
+    return paint(image, [masks[k] for k in order], colors, style["alpha"])
+
+
 def write_auto(
     out: Path, image_path: Path, image: np.ndarray, anns: list[dict[str, Any]], style: dict
 ) -> list[Path]:
@@ -96,11 +105,6 @@ def write_auto(
             files.append(path)
             record["mask"] = str(path.relative_to(out))
         records.append(record)
-    masks = [binary(a) for a in anns]
-    # largest first, so small masks stay visible on top; colours still follow mask numbers
-    order = sorted(range(len(anns)), key=lambda k: -anns[k]["area"])
-    colors = [style["colors"][k % len(style["colors"])] for k in order]
-    overlay = paint(image, [masks[k] for k in order], colors, style["alpha"])
-    files.append(write_rgb(out / f"{stem}_auto_overlay.png", overlay))
+    files.append(write_rgb(out / f"{stem}_auto_overlay.png", paint_auto(image, anns, style)))
     files.append(write_json(out / f"{stem}_auto.json", records))
     return files

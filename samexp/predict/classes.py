@@ -68,11 +68,10 @@ def write_classes(out: Path, image_path: Path, image: np.ndarray, ids: np.ndarra
     depth = np.uint8 if len(classes) < 256 else np.uint16
     files = [write_image(out / f"{stem}_classes.png", ids.astype(depth))]
     masks = [ids == k + 1 for k in range(len(classes))]
-    areas = [int(m.sum()) for m in masks]
-    present = [k for k, area in enumerate(areas) if area]
-    painted = paint(image, masks, **style)  # class k in palette colour k, in every image
-    entries = [(classes[k], colour(k, style["colors"]), areas[k] / ids.size) for k in present]
-    files.append(write_rgb(out / f"{stem}_overlay.png", with_legend(painted, entries)))
+    present = [k for k, mask in enumerate(masks) if mask.any()]
+    files.append(
+        write_rgb(out / f"{stem}_overlay.png", paint_classes(image, masks, classes, style))
+    )
     h, w = image.shape[:2]
     info: dict[str, Any] = {
         "image": str(image_path), "width": w, "height": h, "classes_png": files[0].name,
@@ -81,6 +80,17 @@ def write_classes(out: Path, image_path: Path, image: np.ndarray, ids: np.ndarra
     }  # fmt: skip
     files.append(write_json(out / f"{stem}.json", info))
     return files
+
+
+def paint_classes(image: np.ndarray, masks: list[np.ndarray], classes: list[str],
+                  style: dict) -> np.ndarray:  # fmt: skip
+    """Class k in palette colour k (the same in every image), with a legend of the classes found
+    and their share of the image."""
+    areas = [int(m.sum()) for m in masks]
+    painted = paint(image, masks, **style)
+    entries = [(classes[k], colour(k, style["colors"]), area / image.shape[0] / image.shape[1])
+               for k, area in enumerate(areas) if area]  # fmt: skip
+    return with_legend(painted, entries)
 
 
 def with_legend(

@@ -41,7 +41,15 @@ def predict_prompts(
 ) -> Prediction:
     """All prompts of one H×W×3 RGB image through `predictor` (its model already on its device)."""
     predictor.set_image(image)
-    size, device = image.shape[:2], predictor.device
+    return decode_prompts(predictor, prompts, multimask)
+
+
+@torch.no_grad()
+def decode_prompts(
+    predictor: SamPredictor, prompts: Prompts, multimask: bool = False
+) -> Prediction:
+    """The prompts through the decoder only, on the image `predictor` holds (set_image first)."""
+    size, device = predictor.original_size, predictor.device
     boxes = coords = labels = None
     if prompts.boxes is not None:
         raw = torch.as_tensor(prompts.boxes, dtype=torch.float, device=device)
@@ -75,7 +83,8 @@ def _mask_name(stem: str, k: int, j: int, multimask: bool) -> str:
     return f"{stem}_mask{k}_{j}.png" if multimask else f"{stem}_mask{k}.png"
 
 
-def _panel(image: np.ndarray, pred: Prediction, prompts: Prompts, style: dict) -> np.ndarray:
+def panel(image: np.ndarray, pred: Prediction, prompts: Prompts, style: dict) -> np.ndarray:
+    """Each prompt's best mask painted, the prompts drawn on top; `style` is {colors, alpha}."""
     return draw_prompts(paint(image, list(pred.best()[0]), **style), prompts, style["colors"])
 
 
@@ -101,7 +110,7 @@ def write_prompted(
     names = [_mask_name(stem, k, j, multimask) for k in range(n) for j in range(m)]
     files = [write_mask(out / name, pred.masks[k, j]) for (k, j), name in
              zip(np.ndindex(n, m), names, strict=True)]  # fmt: skip
-    files.append(write_rgb(out / f"{stem}_overlay.png", _panel(image, pred, prompts, style)))
+    files.append(write_rgb(out / f"{stem}_overlay.png", panel(image, pred, prompts, style)))
     h, w = image.shape[:2]
     info = {"image": str(image_path), "width": w, "height": h, "prompts": prompts.to_json(),
             "multimask": multimask, "masks": _records(pred, names)}  # fmt: skip
@@ -110,8 +119,8 @@ def write_prompted(
         strip = titled_strip(
             [
                 (draw_prompts(image, prompts, style["colors"]), "image"),
-                (_panel(image, zero_shot, prompts, style), _title("zero-shot", zero_shot)),
-                (_panel(image, pred, prompts, style), _title("fine-tuned", pred)),
+                (panel(image, zero_shot, prompts, style), _title("zero-shot", zero_shot)),
+                (panel(image, pred, prompts, style), _title("fine-tuned", pred)),
             ],
             height=min(h, 480),
         )

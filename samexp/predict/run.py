@@ -62,12 +62,12 @@ def load_model(cfg: PredictConfig, device: torch.device) -> tuple[Sam, dict]:
     base, adapter, meta = load_finetuned(cfg.run_id, cfg.weights, cfg.tracking_uri, cfg.checkpoint)
     if cfg.merge:
         adapter.merge(base.sam)
-    return _fast(base.sam, cfg, device), meta
+    return ready(base.sam, cfg.attention, device), meta
 
 
-def _fast(sam: Sam, cfg: PredictConfig, device: torch.device) -> Sam:
-    """On `device`, in eval mode, with the configured attention kernel (exact, only faster)."""
-    kernel = choose_kernel(sam, AttentionKernel(cfg.attention).value, device, "attention")
+def ready(sam: Sam, attention: str | AttentionKernel, device: torch.device) -> Sam:
+    """On `device`, in eval mode, with the `attention` kernel (auto: the fastest exact one)."""
+    kernel = choose_kernel(sam, AttentionKernel(attention).value, device, "attention")
     set_attention(sam, kernel)
     return sam.to(device).eval()
 
@@ -129,7 +129,7 @@ def _prompt_step(cfg: PredictConfig, source: PromptFile | Prompts, sam: Sam, met
                  out: Path, style: dict) -> Step:  # fmt: skip
     predictor = SamPredictor(sam)
     device = next(sam.parameters()).device
-    zero_shot = SamPredictor(_fast(build_base(meta, cfg.checkpoint).sam, cfg, device)) if cfg.compare else None  # fmt: skip
+    zero_shot = SamPredictor(ready(build_base(meta, cfg.checkpoint).sam, cfg.attention, device)) if cfg.compare else None  # fmt: skip
 
     def step(path: Path, image: np.ndarray) -> tuple[list[Path], list[float]]:
         prompts = source.for_image(path) if isinstance(source, PromptFile) else source

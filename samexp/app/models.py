@@ -1,0 +1,147 @@
+"""The two models the demo compares, zero-shot SAM and the fine-tuned one, behind stock
+`SamPredictor`s whose image embeddings are kept per image: the encoder (>95% of SAM's compute) runs
+once per image and model, so every further box, point or tab answers in decoder time.
+
+When the adapter left the image encoder untouched (a decoder fine-tune), both models share one
+encoder module and one embedding: one encoder pass per image for the pair.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import threading
+import time
+from collections import OrderedDict
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from segment_anything import SamPredictor
+from segment_anything.modeling import Sam
+
+from samexp.devices import resolve_device
+from samexp.finetuned import build_base, load_finetuned
+from samexp.predict.run import ready
+from samexp.prompts.class_tokens import class_prompts_of
+
+log = logging.getLogger(__name__)
+
+
+def digest(image: np.ndarray) -> str:
+    """Identity of an image's pixels: the same photo uploaded twice is encoded once."""
+    h = hashlib.blake2b(digest_size=16)
+    h.update(str(image.shape).encode())
+    h.update(np.ascontiguousarray(image).data)
+    return h.hexdigest()
+
+
+class Embeddings:
+    """The last `size` images' embeddings (features, input and original size), newest kept."""
+
+    def __init__(self, size: int = 8) -> None:
+        self.size = size
+        self._items: OrderedDict[str, tuple] = OrderedDict()
+        self.encoder_passes = 0
+
+    def get(self, key: str) -> tuple | None:
+        if key in self._items:
+            self._items.move_to_end(key)
+            return self._items[key]
+        return None
+
+    def put(self, key: str, value: tuple) -> None:
+        self._items[key] = value
+        self._items.move_to_end(key)
+        while len(self._items) > self.size:
+            self._items.popitem(last=False)
+
+
+class CachedPredictor(SamPredictor):
+    """`SamPredictor` whose `set_image` restores a kept embedding instead of encoding again.
+
+    Everything built on SamPredictor (prompts, SamAutomaticMaskGenerator, the class prompts)
+    goes through `set_image`, so all of them share the cache. `last_encode_s` is 0 on a hit.
+    """
+
+    def __init__(self, sam: Sam, embeddings: Embeddings) -> None:
+        super().__init__(sam)
+        self.embeddings = embeddings
+        self.last_encode_s = 0.0
+
+    def set_image(
+        self, image: np.ndarray, image_format: str = "RGB", key: str | None = None
+    ) -> None:
+        """`key`: the image's `digest`, when the caller has it (hashing a photo takes milliseconds)."""
+        key = f"{key or digest(image)}:{image_format}"
+        kept = self.embeddings.get(key)
+        if kept is not None:
+            self.features, self.original_size, self.input_size = kept
+            self.is_image_set = True
+            self.last_encode_s = 0.0
+            return
+        start = time.perf_counter()
+        super().set_image(image, image_format)
+        synchronize(self.device)
+        self.last_encode_s = time.perf_counter() - start
+        self.embeddings.encoder_passes += 1
+        self.embeddings.put(key, (self.features, self.original_size, self.input_size))
+
+
+def synchronize(device: torch.device) -> None:
+    """Wait for queued GPU work, so a measured time is the work's and not its launch's."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+@dataclass
+class Pair:
+    """What the page needs of one picked run or weights file."""
+
+    source: str  # what was loaded, as the page shows it
+    meta: dict  # the adapter file's description
+    zero_shot: CachedPredictor
+    finetuned: CachedPredictor
+    shared_encoder: bool
+    classes: list[str] | None  # the learned classes of a prompt=class_tokens run
+    lock: threading.Lock  # SamPredictor holds one image at a time: one request at a time
+
+    @property
+    def device(self) -> torch.device:
+        return self.finetuned.device
+
+
+def same_encoder(a: Sam, b: Sam) -> bool:
+    """Whether two SAMs' image encoders hold the same weights (the adapter did not touch it)."""
+    ours, theirs = a.image_encoder.state_dict(), b.image_encoder.state_dict()
+    return ours.keys() == theirs.keys() and all(torch.equal(ours[k], theirs[k]) for k in ours)
+
+
+def load_pair(run_id: str | None = None, weights: str | None = None,
+              tracking_uri: str | None = None, checkpoint: str | None = None,
+              device: str = "auto", attention: str = "auto", cache_images: int = 8) -> Pair:  # fmt: skip
+    """The fine-tuned model of a run (or weights file) and its base as it was before training,
+    both ready for inference on `device` (LoRA merged: no extra latency)."""
+    target = resolve_device(device, key="device")
+    base, adapter, meta = load_finetuned(run_id, weights, tracking_uri, checkpoint)
+    adapter.merge(base.sam)
+    finetuned = ready(base.sam, attention, target)
+    zero_shot = ready(build_base(meta, checkpoint).sam, attention, target)
+    shared = same_encoder(zero_shot, finetuned)
+    if shared:
+        zero_shot.image_encoder = finetuned.image_encoder  # one module in memory, one pass
+    tuned_cache = Embeddings(cache_images)
+    module = class_prompts_of(finetuned)
+    pair = Pair(
+        source=f"run {run_id}" if run_id else str(weights),
+        meta=meta,
+        zero_shot=CachedPredictor(zero_shot, tuned_cache if shared else Embeddings(cache_images)),
+        finetuned=CachedPredictor(finetuned, tuned_cache),
+        shared_encoder=shared,
+        classes=list(module.classes) if module is not None else None,
+        lock=threading.Lock(),
+    )
+    log.info("loaded %s (%s adapter on %s) on %s; image encoder %s", pair.source,
+             meta["adapter"].get("kind", "?"), meta["base"].get("arch", "?"), target,
+             "shared by both models" if shared else "fine-tuned")  # fmt: skip
+    return pair
