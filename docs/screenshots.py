@@ -13,7 +13,6 @@ import logging
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -25,10 +24,19 @@ from pathlib import Path
 
 from playwright.sync_api import Page, sync_playwright
 
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the repo: tests.app.page
+from tests.app.page import (  # noqa: E402 - the browser steps the demo's test takes too
+    chromium,
+    draw_box,
+    free_port,
+    launch,
+    open_demo,
+    wait_for_text,
+)
+
 log = logging.getLogger("screenshots")
 REPO = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent  # mlflow and optuna-dashboard sit beside this python
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser") or "/usr/bin/chromium"
 VIEWPORT = {"width": 1400, "height": 900}  # fixed, so every run gives images of the same size
 # --only name -> the image it writes under --out
 SHOTS = {
@@ -81,13 +89,6 @@ def make_study(home: Path, trials: int) -> None:
 def tail(path: Path, lines: int = 30) -> str:
     """The end of a log: where a failed run or a server that never came up says why."""
     return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
-
-
-def free_port() -> int:
-    """A port nobody listens on now; servers never take a fixed one a developer may be using."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @contextmanager
@@ -173,11 +174,15 @@ def shoot_optuna(page: Page, home: Path, out: Path) -> None:
     log.info("wrote %s", out)
 
 
+def find_run(client, name: str):
+    experiment = client.get_experiment_by_name("samexp").experiment_id
+    return client.search_runs([experiment], f"attributes.run_name = '{name}'")[0]
+
+
 def copy_comparison(home: Path, out: Path) -> None:
     """The real comparison strip samexp logged (image | truth | zero-shot | fine-tuned)."""
     client = mlflow_client(home)
-    experiment = client.get_experiment_by_name("samexp").experiment_id
-    run = client.search_runs([experiment], f"attributes.run_name = '{COMPARED_RUN}'")[0]
+    run = find_run(client, COMPARED_RUN)
     strips = sorted(a.path for a in client.list_artifacts(run.info.run_id, "comparisons"))
     got = client.download_artifacts(run.info.run_id, strips[0], str(home / "download"))
     shutil.copyfile(got, out)
@@ -185,13 +190,23 @@ def copy_comparison(home: Path, out: Path) -> None:
 
 
 def demo(page: Page, home: Path, out: Path = REPO / "docs" / "images" / "demo.png") -> None:
-    """The demo app (`python -m samexp.app`) over the runs in `home`: to be written.
-
-    Start it with `serve([sys.executable, "-m", "samexp.app", ...], url, home / "app.log")` on
-    `free_port()` (SAMEXP_HOME is already `home`, which holds the RUNS), bring the page to the
-    state the docs describe, then `page.screenshot(path=out)` and log it.
-    """
-    log.warning("demo: the screenshot is not written yet (docs/screenshots.py: demo)")
+    """The demo app over the full fine-tune (the run that learned most): a test image picked from
+    the run's examples, a box drawn around the rings, both answers side by side."""
+    run_id = find_run(mlflow_client(home), COMPARED_RUN).info.run_id
+    port = free_port()
+    cmd = [sys.executable, "-m", "samexp.app", "--run-id", run_id, "--port", str(port),
+           "--device", "cpu"]  # fmt: skip
+    url = f"http://127.0.0.1:{port}/"
+    with serve(cmd, url, home / "app.log"):
+        open_demo(page, url)
+        page.locator("#examples img").first.click()
+        wait_for_text(page, "#picked", "×")
+        draw_box(page, (0.08, 0.36), (0.92, 0.68))  # around both rings of ring_test_1
+        wait_for_text(page, "#timing", "Time per answer")
+        page.locator("#fine-tuned img").wait_for(timeout=60_000)
+        page.wait_for_timeout(1000)  # the answer's images load after the text
+        page.screenshot(path=out, full_page=True)
+    log.info("wrote %s", out)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -228,7 +243,7 @@ def main(argv: list[str] | None = None) -> None:
         todo = [name for name in SHOTS if name in only and name in browser_shots]
         if todo:
             with sync_playwright() as pw:
-                browser = pw.chromium.launch(executable_path=CHROMIUM)
+                browser = launch(pw, chromium() or "/usr/bin/chromium")
                 try:
                     for name in todo:  # a fresh page each: no state leaks from one app to the next
                         page = browser.new_page(viewport=VIEWPORT, device_scale_factor=1)

@@ -5,7 +5,6 @@ as users start it, `python -m samexp.app`, on 127.0.0.1 and a free port."""
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -21,6 +20,7 @@ from samexp.adapters.io import save_adapter
 from samexp.adapters.lora import LoraAdapter
 from samexp.models.build import build_tiny
 from samexp.prompts.class_tokens import attach_class_prompts
+from tests.app.page import free_port
 from tests.conftest import REPO, compose_config, data_root
 
 CLASSES = ["ring", "stone"]
@@ -76,12 +76,6 @@ def store(tmp_path_factory: pytest.TempPathFactory) -> Store:
                           f"output_dir={home}/out", *TRAIN])  # fmt: skip
     done = runner.run(cfg)
     return Store(cfg.tracking.tracking_uri, done.run_id, home)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @dataclass

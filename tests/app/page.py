@@ -5,6 +5,7 @@ a browser."""
 from __future__ import annotations
 
 import shutil
+import socket
 from pathlib import Path
 
 WAIT_MS = 60_000  # one answer on the tiny model takes well under a second; CI machines are slow
@@ -13,6 +14,13 @@ WAIT_MS = 60_000  # one answer on the tiny model takes well under a second; CI m
 def chromium() -> str | None:
     """The system Chromium's executable, if installed."""
     return shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+def free_port() -> int:
+    """A port nobody listens on now: servers never take a fixed one a developer may be using."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 def launch(playwright, executable: str):
