@@ -9,6 +9,8 @@ export SAMEXP_DATA ?= $(abspath ../shared/datasets)
 RUNS   := $(or $(SAMEXP_HOME),$(CURDIR))/mlruns
 ARGS ?= adapter=lora dataset=rings
 APP_ARGS ?=
+# pytest-xdist workers: the tests wait on servers and subprocesses a lot, so two use 2 cores well
+TEST_WORKERS ?= 2
 SWEEP_ARGS ?=
 SERVER_ARGS ?=
 
@@ -22,8 +24,8 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
-test: $(STAMP)  ## the whole suite, slow end-to-end tests included (what CI runs)
-	$(BIN)/pytest -q --durations=10
+test: $(STAMP)  ## the whole suite, slow end-to-end tests included (what CI runs); TEST_WORKERS=1 for one process
+	$(BIN)/pytest -q -n $(TEST_WORKERS) --dist loadgroup --durations=10
 
 test-fast: $(STAMP)  ## what to run while you work (~1 min): skips the tests marked slow
 	$(BIN)/pytest -q -m "not slow"

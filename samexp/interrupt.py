@@ -42,5 +42,9 @@ class StopRequests:
             raise KeyboardInterrupt  # the second Ctrl-C: now, without waiting for the step
         if self.received is None:
             self.received = signal.Signals(signum)
-            log.warning("%s: stopping after the current optimizer step to write a checkpoint "
-                        "(Ctrl-C again to stop at once)", self.received.name)  # fmt: skip
+            # Not logged from here: the signal may land in the middle of a log write, and writing
+            # to the same stream from inside it fails ("reentrant call", a traceback on the
+            # console). A thread waits for the handler's lock instead, and says it at once.
+            threading.Thread(target=log.warning, daemon=True, args=(
+                "%s: stopping after the current optimizer step to write a checkpoint (Ctrl-C "
+                "again to stop at once)", self.received.name)).start()  # fmt: skip

@@ -25,6 +25,19 @@ IMG_SIZE = 256  # the tiny model's input size; small keeps the real-data tests f
 DEFAULT_DATA = REPO.parent / "shared" / "datasets"
 
 
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Under pytest-xdist (`make test`: `-n 2 --dist loadgroup`) the tests that share a
+    package-scoped fixture (a training run, the demo's server) go to one worker, which builds it
+    once instead of once per worker."""
+    for item in items:
+        package = item.path.parent.name
+        if package in SHARED_FIXTURE_PACKAGES:
+            item.add_marker(pytest.mark.xdist_group(package))
+
+
+SHARED_FIXTURE_PACKAGES = ("app", "predict")
+
+
 def data_root() -> Path:
     return Path(os.environ.get("SAMEXP_DATA", DEFAULT_DATA)).resolve()
 

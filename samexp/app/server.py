@@ -8,8 +8,9 @@ import logging
 
 import gradio as gr
 
+from samexp.app.handlers import Page, Settings
 from samexp.app.session import Models, Source
-from samexp.app.ui import Page, Settings, build
+from samexp.app.ui import build
 from samexp.paths import default_tracking_uri
 
 log = logging.getLogger(__name__)

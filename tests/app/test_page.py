@@ -9,8 +9,8 @@ import gradio as gr
 import numpy as np
 import pytest
 
+from samexp.app.handlers import Page, Settings, answered
 from samexp.app.session import ClickMode, Models, Tab
-from samexp.app.ui import Page, Settings, answered
 
 
 @pytest.fixture

@@ -1,0 +1,54 @@
+"""A stop request arrives at any moment, including in the middle of a log write."""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import threading
+import time
+
+from samexp.interrupt import StopRequests
+
+
+def test_a_signal_during_a_blocked_log_write_is_announced_with_no_logging_error():
+    """The console is a pipe the reader drains slowly (a busy terminal, a CI log): the main thread
+    is blocked writing a long line when Ctrl-C comes. Logging from inside the handler would write
+    to the same stream mid-write ("reentrant call", a traceback on the console)."""
+    read_end, write_end = os.pipe()
+    stream = os.fdopen(write_end, "w")
+    handler = logging.StreamHandler(stream)
+    errors: list[BaseException | None] = []
+    handler.handleError = lambda record: errors.append(record)  # where logging would print one
+    logger = logging.getLogger("samexp")  # where samexp.interrupt's records go
+    logger.addHandler(handler)
+    logger.propagate = False  # the megabyte stays out of pytest's captured log
+    received = bytearray()
+
+    def interrupt_then_drain() -> None:
+        time.sleep(0.3)  # the main thread is blocked in write() by now: the pipe holds 64 KiB
+        os.kill(os.getpid(), signal.SIGINT)
+        time.sleep(0.3)
+        while chunk := os.read(read_end, 1 << 16):
+            received.extend(chunk)
+
+    drain = threading.Thread(target=interrupt_then_drain)
+    try:
+        with StopRequests() as stops:
+            drain.start()
+            logger.warning("x" * (1 << 20))  # a megabyte: far more than the pipe holds
+            deadline = time.monotonic() + 10
+            while b"stopping after the current optimizer step" not in received:
+                assert time.monotonic() < deadline, (
+                    f"never announced; logging errors: {len(errors)}"
+                )
+                stream.flush()
+                time.sleep(0.05)
+        assert stops.received is signal.SIGINT
+    finally:
+        logger.removeHandler(handler)
+        logger.propagate = True
+        stream.close()
+        drain.join(timeout=10)
+        os.close(read_end)
+    assert errors == []
