@@ -72,32 +72,25 @@ server-stop: $(STAMP)  ## stop both (SERVER_ARGS="--data DIR" when started with 
 server-status: $(STAMP)  ## running or not, and the two overrides every sweep worker adds
 	$(BIN)/python -m samexp.server status $(SERVER_ARGS)
 
-# Debian's PostgreSQL server when initdb/pg_ctl are missing, as root only (CI, containers);
-# otherwise a note: `make server` and the tests marked `server` then say what is missing.
-postgresql:
-	@if command -v pg_ctl >/dev/null 2>&1 || ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1; then :; \
+# $(call debian,<check>,<package>,<what then says it is missing>): Debian's <package> when
+# <check> fails, installed as root only (CI, containers); otherwise a note, and <what> says so.
+debian = @if $(1); then :; \
 	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
-		echo "installing PostgreSQL (Debian's postgresql package)"; \
+		echo "installing Debian's $(2) package"; \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
-			--no-install-recommends postgresql >/dev/null; \
+			--no-install-recommends $(2) >/dev/null; \
 	else \
-		echo "PostgreSQL is not installed and this is not root with apt-get: install it" \
-			"(apt-get install postgresql, brew install postgresql, ...) for make server" \
-			"and the tests marked server"; \
+		echo "$(2) is not installed and this is not root with apt-get: install it" \
+			"(apt-get install $(2), brew install $(2), ...) for $(3)"; \
 	fi
 
-# Debian's chromium for the browser test and the screenshots (Playwright never downloads one),
-# as root only; otherwise a note, and the tests marked `browser` say what is missing.
+# the tests marked `server` start a real PostgreSQL, as `make server` does
+postgresql:
+	$(call debian,command -v pg_ctl >/dev/null 2>&1 || ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1,postgresql,make server and the tests marked server)
+
+# the browser test and the screenshots drive Chromium; Playwright never downloads one
 chromium:
-	@if command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1; then :; \
-	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
-		echo "installing Chromium (Debian's chromium package)"; \
-		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
-			--no-install-recommends chromium >/dev/null; \
-	else \
-		echo "Chromium is not installed and this is not root with apt-get: install it" \
-			"(apt-get install chromium, ...) for make screenshots and the tests marked browser"; \
-	fi
+	$(call debian,command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1,chromium,make screenshots and the tests marked browser)
 
 lint: $(STAMP)
 	$(BIN)/ruff check samexp tests experiments hydra_plugins docs

@@ -75,3 +75,14 @@ def test_an_upload_that_is_not_an_image_gets_a_message_in_the_page(page, app: Ap
     message = wait_for_text(page, "#message", "notes.txt")
     assert "is not an image this app can read" in message
     assert "Traceback" not in page.content()
+
+
+def test_an_upload_over_the_size_limit_gets_a_message_in_the_page(page, app: App, tmp_path: Path):
+    open_demo(page, app.url)  # started with --max-upload-mb 2
+    big = tmp_path / "big.jpg"
+    big.write_bytes(os.urandom(3_000_000))
+    upload(page, big)
+    toast = page.locator(".toast-body").first  # gradio refuses it before it reaches the server
+    toast.wait_for(timeout=WAIT_MS)
+    assert 'exceed the maximum allowed size of 2.0 Mb: "big.jpg"' in toast.inner_text()
+    assert "Traceback" not in page.content()
