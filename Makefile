@@ -14,7 +14,7 @@ TEST_WORKERS ?= 2
 SWEEP_ARGS ?=
 SERVER_ARGS ?=
 
-.PHONY: install test test-fast smoke run sweep bench bench-data ui dashboard app docs docs-serve screenshots server server-stop server-status postgresql chromium lint format clean
+.PHONY: install test test-fast smoke run sweep bench bench-data bench-demo ui dashboard app docs docs-serve screenshots server server-stop server-status postgresql chromium lint format clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -44,6 +44,9 @@ bench: $(STAMP)  ## naive loop vs ours: s/epoch, s/step, peak RSS (tiny and vit_
 
 bench-data: $(STAMP)  ## data loading: s/epoch and images/s, decoding every epoch (naive) vs the sample cache (ours)
 	$(BIN)/python experiments/bench_data.py
+
+bench-demo: $(STAMP)  ## the demo's first answer on an image (encoder + decoder) against the next ones (decoder only)
+	$(BIN)/python experiments/bench_demo.py
 
 dashboard: $(STAMP)  ## optuna-dashboard over the studies in $(RUNS)/optuna.db, http://127.0.0.1:8080
 	$(BIN)/optuna-dashboard sqlite:///$(RUNS)/optuna.db --host 127.0.0.1 --port 8080

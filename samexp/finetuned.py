@@ -4,6 +4,8 @@ model they were trained on. Prediction and export both start here."""
 from __future__ import annotations
 
 import logging
+import os
+import tempfile
 from pathlib import Path
 from typing import TypeVar
 
@@ -54,17 +56,19 @@ def run_file(run_id: str, artifact: str, tracking_uri: str, missing: str = "") -
         raise SamexpError(
             f"run_id={run_id} is not a run in {tracking_uri} ({e.message.splitlines()[0]})"
         ) from None
-    folder = default_cache_dir() / "runs" / run_id
-    if (folder / artifact).is_file():
-        return folder / artifact
-    # MLflow writes a file artifact into the folder it is given by its base name
-    (folder / artifact).parent.mkdir(parents=True, exist_ok=True)
-    try:
-        local = client.download_artifacts(run_id, artifact, str((folder / artifact).parent))
-    except (MlflowException, OSError) as e:
-        why = f" ({missing})" if missing else ""
-        raise SamexpError(f"run {run_id} has no {artifact} artifact{why}: {e}") from None
-    return Path(local)
+    kept = default_cache_dir() / "runs" / run_id / artifact
+    if kept.is_file():
+        return kept
+    kept.parent.mkdir(parents=True, exist_ok=True)
+    # downloaded beside its place, then moved there: a download cut short never looks complete
+    with tempfile.TemporaryDirectory(dir=kept.parent, prefix=".download-") as partial:
+        try:
+            local = client.download_artifacts(run_id, artifact, partial)
+        except (MlflowException, OSError) as e:
+            why = f" ({missing})" if missing else ""
+            raise SamexpError(f"run {run_id} has no {artifact} artifact{why}: {e}") from None
+        os.replace(local, kept)
+    return kept
 
 
 def build_base(meta: dict, checkpoint: str | None = None, cache_dir: str | None = None,

@@ -56,3 +56,18 @@ def test_a_runs_test_images_are_found_under_its_dataset_root(store: Store, rings
 def test_a_store_that_does_not_exist_lists_nothing_and_is_not_created(tmp_path: Path):
     assert finished_runs(f"sqlite:///{tmp_path}/nowhere/mlflow.db") == []
     assert not (tmp_path / "nowhere").exists()
+
+
+def test_a_runs_file_is_downloaded_once_whole_then_served_from_the_cache(store: Store, monkeypatch):
+    from samexp.app.runs import PER_IMAGE
+    from samexp.finetuned import run_file
+
+    first = run_file(store.run_id, PER_IMAGE, store.tracking_uri)
+    assert first.name == "per_image.json" and first.parent.name == "metrics"
+    assert [p.name for p in first.parent.iterdir()] == ["per_image.json"]  # no partial folder left
+
+    def no_network(*args, **kwargs):
+        raise AssertionError("downloaded again")
+
+    monkeypatch.setattr(MlflowClient, "download_artifacts", no_network)
+    assert run_file(store.run_id, PER_IMAGE, store.tracking_uri) == first
