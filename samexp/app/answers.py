@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from samexp.app.models import CachedPredictor, Pair, synchronize
+from samexp.errors import SamexpError
 from samexp.predict.auto import generate, mask_generator, paint_auto
 from samexp.predict.classes import paint_classes, predict_classes
 from samexp.predict.config import AutoConfig, OverlayConfig
@@ -98,7 +99,9 @@ def classes(pair: Pair, image: np.ndarray, alpha: float,
             key: str | None = None) -> tuple[np.ndarray, str]:  # fmt: skip
     """The fine-tuned model's learned classes, no prompt: a picture with its legend and a line of
     each class found with its predicted IoU."""
-    assert pair.classes is not None, "the page shows this tab for class-prompt runs only"
+    if not pair.classes:
+        raise SamexpError(f"{pair.source} was not trained with prompt=class_tokens: it has no "
+                          "learned classes (give it a box or points, or use automatic masks)")  # fmt: skip
     with pair.lock:
         encode_s = _encoded(pair.finetuned, image, key)
         start = time.perf_counter()

@@ -200,11 +200,7 @@ class Page:
                 "")  # fmt: skip
 
     def promptless(self, tab: Tab, alpha: float):
-        pair = self._pair(tab)
-        if not pair.classes:
-            raise SamexpError(f"{tab.source} was not trained with prompt=class_tokens: it has no "
-                              "learned classes (use the prompt or automatic-masks tab)")  # fmt: skip
-        picture, line = answers.classes(pair, tab.image, alpha, tab.key)
+        picture, line = answers.classes(self._pair(tab), tab.image, alpha, tab.key)
         return picture, line, ""
 
     # --- the API (gradio_client) -------------------------------------------------------------
