@@ -77,19 +77,24 @@ def segment(pair: Pair, image: np.ndarray, prompts: Prompts, key: str | None = N
     return answer
 
 
-def auto_masks(pair: Pair, image: np.ndarray, points_per_side: int, alpha: float,
-               key: str | None = None) -> tuple[dict[str, np.ndarray], dict[str, str]]:  # fmt: skip
-    """Everything SamAutomaticMaskGenerator finds, per model: pictures and a summary line each."""
+def auto_masks(pair: Pair, image: np.ndarray, points_per_side: int,
+               alpha: float) -> tuple[dict[str, np.ndarray], dict[str, str]]:  # fmt: skip
+    """Everything SamAutomaticMaskGenerator finds, per model: pictures and a summary line each.
+
+    A photo larger than 1024 px is searched on a 1024 px copy (`auto.max_side` of predict: the
+    stock generator would upscale every candidate to the photo first); the copy's embedding is
+    kept like any image's, so the tab encodes once per photo and model too.
+    """
     cfg = AutoConfig(points_per_side=points_per_side, max_side=1024)
     pictures, lines = {}, {}
     with pair.lock:
         for name, predictor in _predictors(pair).items():
             generator = mask_generator(predictor.model, cfg)
             generator.predictor = predictor  # its set_image: the kept embedding, not a new pass
-            encode_s = _encoded(predictor, image, key)
             start = time.perf_counter()
             anns = generate(generator, image, cfg.max_side)
-            took = Timing(encode_s, time.perf_counter() - start)
+            total = time.perf_counter() - start
+            took = Timing(predictor.last_encode_s, total - predictor.last_encode_s)
             pictures[name] = paint_auto(image, anns, style(alpha))
             lines[name] = f"{len(anns)} masks · {took.text()}"
     return pictures, lines

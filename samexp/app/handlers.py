@@ -194,8 +194,9 @@ class Page:
 
     # --- the other tabs ----------------------------------------------------------------------
     def auto(self, tab: Tab, points_per_side: int, alpha: float):
-        pictures, lines = answers.auto_masks(self._pair(tab), tab.image, int(points_per_side),
-                                             alpha, tab.key)  # fmt: skip
+        pictures, lines = answers.auto_masks(
+            self._pair(tab), tab.image, int(points_per_side), alpha
+        )
         return (*(gr.update(value=pictures[m], label=f"{m} · {lines[m]}") for m in answers.MODELS),
                 "")  # fmt: skip
 

@@ -83,6 +83,18 @@ def test_automatic_masks_and_learned_classes_reuse_the_prompt_tabs_embedding(
     assert "encoder cached" in line
 
 
+def test_automatic_masks_of_a_large_photo_encode_its_1024_px_copy_once_per_model(
+    decoder_file: Path,
+):
+    pair = load_pair(weights=str(decoder_file), device="cpu")
+    photo = np.random.default_rng(1).integers(0, 256, (1500, 1200, 3), dtype=np.uint8)
+    first, lines = answers.auto_masks(pair, photo, points_per_side=4, alpha=0.5)
+    assert first["fine-tuned"].shape == photo.shape  # masks scaled back to the photo
+    assert "encoder cached" not in lines["zero-shot"]  # the copy, encoded for the pair
+    answers.auto_masks(pair, photo, points_per_side=8, alpha=0.5)
+    assert pair.finetuned.embeddings.encoder_passes == 1
+
+
 def test_the_opacity_changes_the_picture_not_the_masks(decoder_file: Path, photo: np.ndarray):
     pair = load_pair(weights=str(decoder_file), device="cpu")
     answer = answers.segment(pair, photo, BOX)
