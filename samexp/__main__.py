@@ -12,7 +12,7 @@ from hydra.types import RunMode
 from omegaconf import DictConfig
 
 import samexp.config  # noqa: F401  (registers the schemas)
-from samexp.distributed import first_to_fail, world_from_env
+from samexp.distributed import first_to_fail, stop, world_from_env
 from samexp.errors import Interrupted, SamexpError
 
 log = logging.getLogger("samexp")
@@ -22,6 +22,13 @@ log = logging.getLogger("samexp")
 def main(cfg: DictConfig) -> float:
     from samexp.runner import run
 
+    try:
+        return _run(cfg, run)
+    finally:  # after the failure paths below have asked the group who failed first
+        stop()
+
+
+def _run(cfg: DictConfig, run) -> float:
     try:
         metrics = run(cfg).metrics
         if cfg.objective not in metrics:  # a per-category objective: known only from the data

@@ -8,6 +8,7 @@ here is the identity, so single-process code pays nothing.
 from __future__ import annotations
 
 import datetime
+import logging
 import os
 from dataclasses import dataclass
 from typing import Any
@@ -16,6 +17,8 @@ import torch
 import torch.distributed as dist
 
 from samexp.errors import SamexpError
+
+log = logging.getLogger(__name__)
 
 # how long a rank waits in a collective before giving up: a dead peer usually breaks the
 # connection at once; this bounds the cases where it does not
@@ -67,6 +70,17 @@ def start(world: World, device: torch.device) -> torch.device:
         backend = "nccl" if device.type == "cuda" else "gloo"
         dist.init_process_group(backend, timeout=TIMEOUT)
     return device
+
+
+def stop() -> None:
+    """Leave the process group before the interpreter exits. Left to exit, gloo's threads can
+    meet C++ teardown still running, and a run that finished aborts ("terminate called without
+    an active exception", SIGABRT) and fails its torchrun job. PyTorch's documented shutdown."""
+    if dist.is_available() and dist.is_initialized():
+        try:
+            dist.destroy_process_group()
+        except Exception:  # a peer already gone: nothing left to leave
+            log.debug("leaving the process group failed", exc_info=True)
 
 
 def first_to_fail(world: World) -> bool:

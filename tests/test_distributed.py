@@ -195,3 +195,15 @@ def test_rank_0s_pruning_verdict_stops_every_rank_at_the_same_epoch(tmp_path):
     torch.multiprocessing.spawn(_prune_on_rank, args=(str(tmp_path / "store"), str(tmp_path)),
                                 nprocs=2, join=True)  # fmt: skip
     assert [(tmp_path / str(r)).read_text() for r in (0, 1)] == ["went on,pruned"] * 2
+
+
+def test_a_process_leaves_its_process_group_before_it_exits(tmp_path: Path):
+    import torch.distributed as dist
+
+    from samexp.distributed import stop
+
+    stop()  # none yet: nothing to do
+    dist.init_process_group("gloo", init_method=f"file://{tmp_path}/store", rank=0, world_size=1)
+    assert dist.is_initialized()
+    stop()
+    assert not dist.is_initialized()
