@@ -33,9 +33,10 @@ def build(page: Page) -> gr.Blocks:
         message = gr.Markdown(elem_id="message")
         with gr.Row():
             upload = gr.File(label="Upload an image", type="filepath", elem_id="upload", scale=1)
-            gallery = gr.Gallery(label="…or pick one of the run's test images", columns=8,
-                                 height=170, allow_preview=False, object_fit="contain",
-                                 elem_id="examples", scale=3)  # fmt: skip
+            # thumbnails in fixed columns: gradio's fit_columns stretches two images page-wide
+            gallery = gr.Gallery(label="…or pick one of the run's test images", columns=6,
+                                 fit_columns=False, height=190, allow_preview=False,
+                                 object_fit="contain", elem_id="examples", scale=3)  # fmt: skip
         picked = gr.Markdown(elem_id="picked")
         with gr.Tabs():
             with gr.Tab("Box and points", id="prompt"):
