@@ -12,7 +12,7 @@ import numpy as np
 from samexp.app.models import CachedPredictor, Pair, synchronize
 from samexp.errors import SamexpError
 from samexp.predict.auto import generate, mask_generator, paint_auto
-from samexp.predict.classes import paint_classes, predict_classes
+from samexp.predict.classes import decode_classes, paint_classes
 from samexp.predict.config import AutoConfig, OverlayConfig
 from samexp.predict.outputs import draw_prompts
 from samexp.predict.prompted import Prediction, decode_prompts, panel
@@ -110,7 +110,7 @@ def classes(pair: Pair, image: np.ndarray, alpha: float,
     with pair.lock:
         encode_s = _encoded(pair.finetuned, image, key)
         start = time.perf_counter()
-        ids, scores = predict_classes(pair.finetuned, image)
+        ids, scores = decode_classes(pair.finetuned)
         took = Timing(encode_s, time.perf_counter() - start)
     masks = [ids == k + 1 for k in range(len(pair.classes))]
     found = [

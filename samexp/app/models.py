@@ -12,7 +12,6 @@ import hashlib
 import logging
 import threading
 import time
-from collections import OrderedDict
 from dataclasses import dataclass
 
 import numpy as np
@@ -22,6 +21,7 @@ from segment_anything.modeling import Sam
 
 from samexp.devices import resolve_device
 from samexp.finetuned import build_base, load_finetuned
+from samexp.models.embedding_cache import EmbeddingCache
 from samexp.predict.run import ready
 from samexp.prompts.class_tokens import class_prompts_of
 
@@ -36,35 +36,15 @@ def digest(image: np.ndarray) -> str:
     return h.hexdigest()
 
 
-class Embeddings:
-    """The last `size` images' embeddings (features, input and original size), newest kept."""
-
-    def __init__(self, size: int = 8) -> None:
-        self.size = size
-        self._items: OrderedDict[str, tuple] = OrderedDict()
-        self.encoder_passes = 0
-
-    def get(self, key: str) -> tuple | None:
-        if key in self._items:
-            self._items.move_to_end(key)
-            return self._items[key]
-        return None
-
-    def put(self, key: str, value: tuple) -> None:
-        self._items[key] = value
-        self._items.move_to_end(key)
-        while len(self._items) > self.size:
-            self._items.popitem(last=False)
-
-
 class CachedPredictor(SamPredictor):
     """`SamPredictor` whose `set_image` restores a kept embedding instead of encoding again.
 
     Everything built on SamPredictor (prompts, SamAutomaticMaskGenerator, the class prompts)
-    goes through `set_image`, so all of them share the cache. `last_encode_s` is 0 on a hit.
+    goes through `set_image`, so all of them share the cache: samexp's in-memory embedding cache,
+    whose `misses` are the encoder passes. `last_encode_s` is 0 on a hit.
     """
 
-    def __init__(self, sam: Sam, embeddings: Embeddings) -> None:
+    def __init__(self, sam: Sam, embeddings: EmbeddingCache) -> None:
         super().__init__(sam)
         self.embeddings = embeddings
         self.last_encode_s = 0.0
@@ -74,18 +54,22 @@ class CachedPredictor(SamPredictor):
     ) -> None:
         """`key`: the image's `digest`, when the caller has it (hashing a photo takes milliseconds)."""
         key = f"{key or digest(image)}:{image_format}"
-        kept = self.embeddings.get(key)
-        if kept is not None:
-            self.features, self.original_size, self.input_size = kept
-            self.is_image_set = True
+        features = self.embeddings.get(key, device=self.device)
+        if features is not None:
+            h, w = image.shape[:2]
+            # the sizes follow from the image, as SamPredictor.set_image derives them
+            self.original_size = (h, w)
+            self.input_size = self.transform.get_preprocess_shape(
+                h, w, self.transform.target_length
+            )
+            self.features, self.is_image_set = features, True
             self.last_encode_s = 0.0
             return
         start = time.perf_counter()
         super().set_image(image, image_format)
         synchronize(self.device)
         self.last_encode_s = time.perf_counter() - start
-        self.embeddings.encoder_passes += 1
-        self.embeddings.put(key, (self.features, self.original_size, self.input_size))
+        self.embeddings.put(key, self.features)
 
 
 def synchronize(device: torch.device) -> None:
@@ -130,12 +114,15 @@ def load_pair(run_id: str | None = None, weights: str | None = None,
     shared = same_encoder(zero_shot, finetuned)
     if shared:
         zero_shot.image_encoder = finetuned.image_encoder  # one module in memory, one pass
-    tuned_cache = Embeddings(cache_images)
+    tuned_cache = EmbeddingCache(None, max_memory_items=cache_images)
     module = class_prompts_of(finetuned)
     pair = Pair(
         source=f"run {run_id}" if run_id else str(weights),
         meta=meta,
-        zero_shot=CachedPredictor(zero_shot, tuned_cache if shared else Embeddings(cache_images)),
+        zero_shot=CachedPredictor(
+            zero_shot,
+            tuned_cache if shared else EmbeddingCache(None, max_memory_items=cache_images),
+        ),
         finetuned=CachedPredictor(finetuned, tuned_cache),
         shared_encoder=shared,
         classes=list(module.classes) if module is not None else None,

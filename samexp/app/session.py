@@ -57,7 +57,7 @@ class Clicks:
 class Tab:
     """One browser tab's picture and prompts (gradio keeps one per session)."""
 
-    source: str | None = None  # the run or file whose models answer
+    source: Source | None = None  # the run or file whose models answer
     image: np.ndarray | None = None
     key: str | None = None  # the image's digest: its embedding's name in the cache
     name: str = ""

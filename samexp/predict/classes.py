@@ -40,8 +40,14 @@ def predict_classes(predictor: SamPredictor, image: np.ndarray) -> tuple[np.ndar
 
     A pixel takes the class with the highest logit among those above SAM's mask threshold.
     """
-    module = learned_classes(predictor)
     predictor.set_image(image)
+    return decode_classes(predictor)
+
+
+@torch.no_grad()
+def decode_classes(predictor: SamPredictor) -> tuple[np.ndarray, np.ndarray]:
+    """`predict_classes` through the decoder only, on the image `predictor` holds."""
+    module = learned_classes(predictor)
     sam = predictor.model
     k = len(module.classes)
     owner = torch.zeros(k, dtype=torch.long, device=predictor.device)

@@ -34,7 +34,7 @@ def test_a_decoder_fine_tune_shares_one_encoder_pass_per_image_across_models_and
     assert pair.shared_encoder
     first = answers.segment(pair, photo, BOX)
     again = answers.segment(pair, photo, parse_prompts(points=[[40, 40], [5, 5]], labels=[1, 0]))
-    assert pair.finetuned.embeddings.encoder_passes == 1
+    assert pair.finetuned.embeddings.misses == 1
     assert first.timings["zero-shot"].encode_s > 0  # the first model to see the image encodes it
     assert first.timings["fine-tuned"].encode_s == 0
     assert all(t.encode_s == 0 for t in again.timings.values())
@@ -49,10 +49,10 @@ def test_a_lora_run_encodes_each_image_once_per_model(lora_file: Path, photo: np
     assert not pair.shared_encoder
     for _ in range(3):
         answers.segment(pair, photo, BOX)
-    assert pair.finetuned.embeddings.encoder_passes == 1
-    assert pair.zero_shot.embeddings.encoder_passes == 1
+    assert pair.finetuned.embeddings.misses == 1
+    assert pair.zero_shot.embeddings.misses == 1
     answers.segment(pair, photo[::-1].copy(), BOX)  # a new image: one new pass each
-    assert pair.finetuned.embeddings.encoder_passes == 2
+    assert pair.finetuned.embeddings.misses == 2
 
 
 def test_the_fine_tuned_answer_is_what_the_stock_predictor_gives_for_the_same_weights(
@@ -74,7 +74,7 @@ def test_automatic_masks_and_learned_classes_reuse_the_prompt_tabs_embedding(
     answers.segment(pair, photo, BOX)
     pictures, lines = answers.auto_masks(pair, photo, points_per_side=4, alpha=0.5)
     picture, line = answers.classes(pair, photo, alpha=0.5)
-    assert pair.finetuned.embeddings.encoder_passes == 1
+    assert pair.finetuned.embeddings.misses == 1
     assert set(pictures) == {"zero-shot", "fine-tuned"}
     assert all(p.shape[:2] == photo.shape[:2] for p in pictures.values())
     assert all("masks" in text and "encoder cached" in text for text in lines.values())
@@ -92,7 +92,7 @@ def test_automatic_masks_of_a_large_photo_encode_its_1024_px_copy_once_per_model
     assert first["fine-tuned"].shape == photo.shape  # masks scaled back to the photo
     assert "encoder cached" not in lines["zero-shot"]  # the copy, encoded for the pair
     answers.auto_masks(pair, photo, points_per_side=8, alpha=0.5)
-    assert pair.finetuned.embeddings.encoder_passes == 1
+    assert pair.finetuned.embeddings.misses == 1
 
 
 def test_the_opacity_changes_the_picture_not_the_masks(decoder_file: Path, photo: np.ndarray):
