@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import logging
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,10 +25,12 @@ import hydra
 import torch
 from hydra.core.config_store import ConfigStore
 from omegaconf import DictConfig
+from safetensors import SafetensorError
 from safetensors.torch import save_file
 
 import samexp.paths  # noqa: F401  (registers ${samexp_home:}, used by ExportConfig)
-from samexp.errors import SamexpError
+from samexp.atomic import atomic_path
+from samexp.errors import SamexpError, WeightsWriteError
 from samexp.finetuned import load_finetuned
 from samexp.models.build import BaseModel
 from samexp.prompts.class_tokens import MODULE as CLASS_PROMPTS
@@ -49,17 +52,18 @@ ConfigStore.instance().store(name="export_schema", node=ExportConfig)
 
 def export(run_id: str | None = None, weights: str | None = None, out: str = "sam_finetuned.pth",
            tracking_uri: str | None = None, checkpoint: str | None = None) -> Path:  # fmt: skip
+    path = Path(out)
+    _check_out(path)
     base, adapter, meta = load_finetuned(run_id, weights, tracking_uri, checkpoint)
     state = adapter.plain_state_dict(base.sam)
     # learned class prompts are no part of a stock SAM: they go beside it, with their classes
     learned = {k: state.pop(k) for k in [k for k in state if k.startswith(f"{CLASS_PROMPTS}.")]}
-    path = Path(out)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    torch.save(state, path)
+    _write(path, state, lambda tmp: _torch_save(state, tmp))
     if learned:
         classes = meta["class_prompts"]["classes"]
-        save_file({"tokens": learned[f"{CLASS_PROMPTS}.tokens"].contiguous()},
-                  str(class_prompts_file(path)), metadata={"classes": json.dumps(classes)})  # fmt: skip
+        tokens = {"tokens": learned[f"{CLASS_PROMPTS}.tokens"].contiguous()}
+        _write(class_prompts_file(path), tokens, lambda tmp: save_file(
+            tokens, str(tmp), metadata={"classes": json.dumps(classes)}))  # fmt: skip
         log.info("wrote %s: the %d classes' learned prompt tokens (%s); decode them as "
                  "samexp.predict.classes.predict_classes does", class_prompts_file(path),
                  len(classes), ", ".join(classes))  # fmt: skip
@@ -69,7 +73,7 @@ def export(run_id: str | None = None, weights: str | None = None, out: str = "sa
             "base_weights_id": base.weights_id, "source": run_id or weights,
             "img_size": base.img_size,
             **({"class_prompts": meta["class_prompts"]} if learned else {})}  # fmt: skip
-    path.with_suffix(".json").write_text(json.dumps(info, indent=2))
+    _write(path.with_suffix(".json"), {}, lambda tmp: tmp.write_text(json.dumps(info, indent=2)))
     size = base.build_kwargs.get("encoder_size")
     if size is not None:
         log.warning(
@@ -80,6 +84,32 @@ def export(run_id: str | None = None, weights: str | None = None, out: str = "sa
     log.info("wrote %s (%s, %s merged, %.1f MB); load it with %s", path, base.arch,
              adapter.label(), path.stat().st_size / 1e6, how_to_load(base, path))  # fmt: skip
     return path
+
+
+def _check_out(path: Path) -> None:
+    """Before the model is built: `out` names a file, in a folder or where one can be made."""
+    if path.is_dir():
+        raise SamexpError(f"out={path} is a folder: give the file to write, e.g. "
+                          f"out={path / 'sam_finetuned.pth'}")  # fmt: skip
+    nearest = next(p for p in path.parents if p.exists())  # "." or "/" at worst
+    if not nearest.is_dir():
+        raise SamexpError(f"out={path}: {nearest} is a file, not a folder")
+
+
+def _torch_save(state: dict[str, torch.Tensor], path: Path) -> None:
+    with open(path, "wb") as f:  # opened here: a path torch cannot open is OSError, not its C++
+        torch.save(state, f)
+
+
+def _write(dest: Path, tensors: dict[str, torch.Tensor], write: Callable[[Path], object]) -> None:
+    """`write` into a temporary file renamed onto `dest`: no partial file is left, and a path that
+    cannot be written (under a file, read-only, a full disk) is one line naming it."""
+    try:
+        with atomic_path(dest) as tmp:
+            write(tmp)
+    except (OSError, RuntimeError, SafetensorError) as e:  # torch.save: RuntimeError mid-write
+        needed = sum(t.numel() * t.element_size() for t in tensors.values())
+        raise WeightsWriteError(dest, needed, e) from None
 
 
 def class_prompts_file(path: Path) -> Path:

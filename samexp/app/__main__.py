@@ -11,6 +11,7 @@ import os
 import sys
 
 from samexp.errors import SamexpError
+from samexp.server.procs import require_free
 
 
 def parse(argv: list[str] | None = None) -> argparse.Namespace:
@@ -39,9 +40,11 @@ def main(argv: list[str] | None = None) -> int:
         level=logging.INFO, format="[%(asctime)s][%(name)s][%(levelname)s] - %(message)s"
     )
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # no calls home from the page
-    from samexp.app.server import launch  # gradio loads in seconds: after the arguments are read
-
     try:
+        # a busy port is said before gradio and the models load (seconds); launch checks again
+        require_free(args.port, "the demo", "--port")
+        from samexp.app.server import launch  # gradio loads in seconds: after the arguments
+
         launch(args)
     except SamexpError as e:
         print(f"error: {e}", file=sys.stderr)

@@ -7,6 +7,7 @@ from __future__ import annotations
 import functools
 import json
 import logging
+import reprlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,7 +22,7 @@ from samexp.app.runs import RunChoice, example_images, finished_runs
 from samexp.app.session import ClickMode, Clicks, Models, Source, Tab
 from samexp.app.uploads import read_upload
 from samexp.errors import SamexpError
-from samexp.predict.prompts import parse_prompts
+from samexp.predict.prompts import coordinates, parse_prompts
 
 log = logging.getLogger(__name__)
 
@@ -64,7 +65,8 @@ def api_errors(fn: Callable) -> Callable:
         try:
             return fn(*args, **kwargs)
         except SamexpError as e:
-            raise gr.Error(str(e)) from None
+            # the caller's mistake, said to the caller: no traceback in the server's log
+            raise gr.Error(str(e), print_exception=False) from None
 
     return handler
 
@@ -179,8 +181,10 @@ class Page:
 
     def click(self, tab: Tab, mode: str, alpha: float, evt: gr.SelectData):
         self._pair(tab)
-        x, y = evt.index
-        tab.clicks.click(float(x), float(y), ClickMode(mode))
+        # the browser's coordinates are checked like any prompt before the tab keeps them: a
+        # refused click leaves the prompts as they were
+        x, y = coordinates("the click", evt.index, 2, "[x, y]")
+        tab.clicks.click(x, y, ClickMode(mode))
         return self._answer(tab, alpha)
 
     def clear(self, tab: Tab):
@@ -244,4 +248,10 @@ def _json(text: str | None, name: str):
     try:
         return json.loads(text)
     except ValueError:
-        raise SamexpError(f"{name}={text!r} is not JSON, e.g. [10, 20, 200, 180]") from None
+        raise SamexpError(
+            f"{name}={reprlib.repr(text)} is not JSON, e.g. [10, 20, 200, 180]"
+        ) from None
+    except RecursionError:  # json gives up on a list nested ~1000 deep; no prompt nests past 2
+        raise SamexpError(
+            f"{name} is nested too deeply to be a prompt, e.g. [10, 20, 200, 180]"
+        ) from None

@@ -19,6 +19,7 @@ import torch
 from segment_anything import SamPredictor
 from segment_anything.modeling import Sam
 
+from samexp.data.base import check_fits
 from samexp.devices import resolve_device
 from samexp.finetuned import build_base, load_finetuned
 from samexp.models.embedding_cache import EmbeddingCache
@@ -53,10 +54,11 @@ class CachedPredictor(SamPredictor):
         self, image: np.ndarray, image_format: str = "RGB", key: str | None = None
     ) -> None:
         """`key`: the image's `digest`, when the caller has it (hashing a photo takes milliseconds)."""
+        h, w = image.shape[:2]
+        check_fits("the image", h, w, self.transform.target_length)  # every tab encodes here
         key = f"{key or digest(image)}:{image_format}"
         features = self.embeddings.get(key, device=self.device)
         if features is not None:
-            h, w = image.shape[:2]
             # the sizes follow from the image, as SamPredictor.set_image derives them
             self.original_size = (h, w)
             self.input_size = self.transform.get_preprocess_shape(

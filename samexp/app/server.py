@@ -12,6 +12,7 @@ from samexp.app.handlers import Page, Settings
 from samexp.app.session import Models, Source
 from samexp.app.ui import build
 from samexp.paths import default_tracking_uri
+from samexp.server.procs import require_free
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +38,10 @@ def launch(args: argparse.Namespace) -> None:
                        args.max_upload_mb, args.max_megapixels)  # fmt: skip
     if args.host not in ("127.0.0.1", "localhost", "::1"):
         log.warning("listening on %s: anyone who can reach this machine can use the app", args.host)
-    blocks.launch(server_name=args.host, server_port=args.port, theme=THEME, ssr_mode=False,
-                  max_file_size=f"{args.max_upload_mb:g}mb", show_error=False,
-                  footer_links=["api"])  # fmt: skip
+    try:
+        blocks.launch(server_name=args.host, server_port=args.port, theme=THEME, ssr_mode=False,
+                      max_file_size=f"{args.max_upload_mb:g}mb", show_error=False,
+                      footer_links=["api"])  # fmt: skip
+    except OSError:  # gradio's "Cannot find empty port": taken while the models loaded
+        require_free(args.port, "the demo", "--port")
+        raise

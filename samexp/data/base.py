@@ -102,6 +102,16 @@ def _resize(array: np.ndarray, size: int) -> np.ndarray:
     return cv2.resize(array, (new_w, new_h), interpolation=interpolation)
 
 
+def check_fits(name: str, height: int, width: int, size: int) -> None:
+    """Refuse an image whose shorter side SAM's resize to `size` px would round to 0 pixels
+    (wider than 2·size : 1, e.g. 20000×1 at 1024): torchvision and OpenCV fail on it deep inside."""
+    if min(ResizeLongestSide.get_preprocess_shape(height, width, size)) < 1:
+        raise DatasetError(
+            f"{name} is {width}×{height} pixels: at the model's {size} px input its shorter side "
+            f"would be 0 pixels; crop or pad it to a side ratio of at most {2 * size}:1"
+        )
+
+
 def resize_longest_side(image: np.ndarray, size: int) -> np.ndarray:
     """H×W×3 uint8 -> h×w×3 uint8 with max(h, w) == size, aspect ratio kept (SAM's geometry)."""
     return _resize(image, size)

@@ -55,7 +55,9 @@ def generate(generator: SamAutomaticMaskGenerator, image: np.ndarray,
     scale = 1.0 if max_side is None else min(1.0, max_side / max(h, w))
     if scale == 1.0:
         return generator.generate(image)
-    small = cv2.resize(image, (round(w * scale), round(h * scale)), interpolation=cv2.INTER_AREA)
+    # at least one pixel: a 1-pixel-high strip stays one pixel high (round would make it 0)
+    small = cv2.resize(image, (max(1, round(w * scale)), max(1, round(h * scale))),
+                       interpolation=cv2.INTER_AREA)  # fmt: skip
     return [_scaled_back(ann, h, w, scale) for ann in generator.generate(small)]
 
 

@@ -3,6 +3,8 @@ bounds per image, naming the prompt and the image's size. Coordinates are origin
 
 from __future__ import annotations
 
+import math
+import reprlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -42,14 +44,28 @@ def _fmt(values: Sequence[float]) -> str:
     return "[" + ", ".join(f"{v:g}" for v in values) + "]"
 
 
-def _numbers(name: str, value: Any, n: int, form: str) -> list[float]:
-    """`value` as n floats, or an error naming the key and the expected form."""
+# what a refused value is echoed as: a crafted box nested 5000 levels deep or a megabyte long
+# must not become the message (nor fail while being printed)
+_ECHO = reprlib.Repr()  # keyword arguments only from Python 3.12
+_ECHO.maxlevel, _ECHO.maxlist, _ECHO.maxstring, _ECHO.maxother = 2, 6, 40, 40
+
+
+def coordinates(name: str, value: Any, n: int, form: str) -> list[float]:
+    """`value` as n finite floats, or an error naming the key and the expected form.
+
+    Every prompt passes here wherever it enters (command line, prompts file, demo clicks, API),
+    before any model runs: a NaN compares false with every bound, so it would pass the bounds
+    check and reach the decoder.
+    """
     try:
         numbers = [float(v) for v in value]
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         numbers = []
     if len(numbers) != n or isinstance(value, str):
-        raise SamexpError(f"{name}={value} must be {n} numbers {form}")
+        raise SamexpError(f"{name}={_ECHO.repr(value)} must be {n} numbers {form}")
+    if not all(math.isfinite(v) for v in numbers):
+        raise SamexpError(f"{name}={_fmt(numbers)} is not finite: {form} must be pixel "
+                          "coordinates, never NaN or infinity")  # fmt: skip
     return numbers
 
 
@@ -68,7 +84,7 @@ def parse_prompts(
         raise SamexpError("prompt.boxes=[] holds no box; give at least one [x0,y0,x1,y1]")
     named = [("prompt.box", box)] if box is not None else []
     named += [(f"prompt.boxes[{i}]", b) for i, b in enumerate(boxes or [])]
-    checked = [_numbers(name, b, 4, "[x0, y0, x1, y1]") for name, b in named]
+    checked = [coordinates(name, b, 4, "[x0, y0, x1, y1]") for name, b in named]
     for (name, _), (x0, y0, x1, y1) in zip(named, checked, strict=True):
         if x0 > x1 or y0 > y1:
             raise SamexpError(
@@ -80,7 +96,7 @@ def parse_prompts(
     if points is not None:
         if len(points) == 0:
             raise SamexpError("prompt.points=[] holds no point; give at least one [x, y]")
-        points = [_numbers(f"prompt.points[{i}]", p, 2, "[x, y]") for i, p in enumerate(points)]
+        points = [coordinates(f"prompt.points[{i}]", p, 2, "[x, y]") for i, p in enumerate(points)]
         labels = [1] * len(points) if labels is None else list(labels)
         if len(labels) != len(points):
             raise SamexpError(

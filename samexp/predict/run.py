@@ -16,8 +16,9 @@ from tqdm.auto import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
 
 from samexp.config import AttentionKernel, Device
-from samexp.data.base import IMAGE_EXTENSIONS, read_image_rgb
+from samexp.data.base import IMAGE_EXTENSIONS, check_fits, read_image_rgb
 from samexp.data.files import require_complete
+from samexp.data.orientation import displayed_shape, image_header
 from samexp.data.pairing import index_images
 from samexp.devices import resolve_device
 from samexp.errors import DatasetError, SamexpError
@@ -171,6 +172,9 @@ def predict(cfg: PredictConfig) -> dict[str, Any]:
         _check_coverage(prompts, paths)
     device = resolve_device(Device(cfg.device), key="device")
     sam, meta = load_model(cfg, device)
+    for path in paths:  # before anything is written: SAM's resize must leave every side a pixel
+        shape, orientation = image_header(path)
+        check_fits(path.name, *displayed_shape(shape, orientation), sam.image_encoder.img_size)
     style = {"colors": [list(c) for c in cfg.overlay.colors], "alpha": cfg.overlay.alpha}
     out = Path(cfg.out)
     if PredictMode(cfg.mode) is PredictMode.classes:
