@@ -6,19 +6,19 @@ from __future__ import annotations
 import logging
 import sys
 
-import hydra
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
 import samexp.config  # noqa: F401  (registers the schemas)
+from samexp.cli import hydra_main
 from samexp.distributed import first_to_fail, stop, world_from_env
 from samexp.errors import Interrupted, SamexpError
 
 log = logging.getLogger("samexp")
 
 
-@hydra.main(version_base="1.3", config_path="conf", config_name="config")
+@hydra_main(config_path="conf", config_name="config")
 def main(cfg: DictConfig) -> float:
     from samexp.runner import run
 

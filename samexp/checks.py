@@ -6,9 +6,10 @@ so a value out of range gets the same words whichever file it came from.
 
 from __future__ import annotations
 
+import difflib
 import math
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
@@ -95,3 +96,23 @@ def out_of_range(schema: type, values: Mapping[str, Any]) -> Iterator[tuple[str,
             continue
         why = f" ({check.why})" if check.why else ""
         yield f.name, value, f"must be {check}{why}"
+
+
+def declared(schema: type) -> list[str]:
+    """The keys a config of `schema` may hold (its `_target_` is no choice of the user's)."""
+    return [f.name for f in fields(schema) if f.name != "_target_"]
+
+
+def unknown_keys(schema: type, values: Iterable[str]) -> list[str]:
+    """The keys of `values` that `schema` does not declare: what a `+group.key=value` override
+    adds past the schema's own check."""
+    return [key for key in values if key != "_target_" and key not in declared(schema)]
+
+
+def closest(word: str, known: Iterable[str]) -> str:
+    """The words of `known` nearest to a misspelt `word`, or all of them when none is near."""
+    known = sorted(known)
+    near = difflib.get_close_matches(word, known, n=3, cutoff=0.6)
+    if near:
+        return f"did you mean {' or '.join(near)}?"
+    return f"valid: {', '.join(known)}" if known else "nothing is valid here"

@@ -9,12 +9,12 @@ naming the key, and `validate` checks every declared range before anything is bu
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, is_dataclass
 from enum import Enum
 from typing import Any
 
 from hydra.core.config_store import ConfigStore
-from omegaconf import MISSING, DictConfig
+from omegaconf import MISSING, DictConfig, OmegaConf
 
 import samexp.paths  # noqa: F401  (registers ${samexp_home:} before any config is composed)
 from samexp.checks import (
@@ -24,11 +24,14 @@ from samexp.checks import (
     Pattern,
     Range,
     checked,
+    closest,
+    declared,
     out_of_range,
+    unknown_keys,
 )
 from samexp.divergence import MAX_NONFINITE_STEPS
 from samexp.errors import ConfigValueError
-from samexp.options import by_target, groups, load_all
+from samexp.options import by_target, groups, load_all, options
 
 # the metrics `run()` returns, by name: <stage>/test/<metric>[/<category>], best/val/<monitor>,
 # best/epoch and the train/ counts
@@ -187,6 +190,39 @@ def schema_of(group: str, node: Any) -> type | None:
     return entry.schema if entry is not None else None
 
 
+def owner_of(schema: type, where: str = "") -> str:
+    """What a schema is in the user's words: `adapter=lora`, `trainer`, else the key `where` it
+    sits at, or `the config` at the top."""
+    for group in groups():
+        for name, entry in options(group).items():
+            if entry.schema is schema:
+                return f"{group}={name}"
+    return where or "the config"
+
+
+def no_such_key(path: str, schema: type, key: str | None = None) -> str:
+    """`adapter.rnak: adapter=lora has no key rnak; did you mean rank?` (`key`: the unknown part
+    of `path`, its last one by default)."""
+    key = key or path.rsplit(".", 1)[-1]
+    where = path[: path.index(key)].rstrip(".") if key in path else ""
+    return f"{path}: {owner_of(schema, where)} has no key {key}; {closest(key, declared(schema))}"
+
+
+def undeclared(cfg: DictConfig, prefix: str = "") -> list[str]:
+    """One line per key no schema declares, at any depth: `+group.key=value` adds a key Hydra
+    cannot check, and the constructor would fail on it with a TypeError."""
+    schema, problems = OmegaConf.get_type(cfg), []
+    for key in cfg.keys():
+        path, node = f"{prefix}{key}", cfg._get_node(key)
+        if path == "hydra":
+            continue
+        if is_dataclass(schema) and str(key) in unknown_keys(schema, [str(key)]):
+            problems.append(no_such_key(path, schema))
+        elif isinstance(node, DictConfig) and not node._is_missing() and not node._is_none():
+            problems += undeclared(node, f"{path}.")
+    return problems
+
+
 def validate(cfg: DictConfig) -> None:
     """Every declared range and pattern, checked before anything is built: a value that makes no
     sense (epochs=-1, val_fraction=1.5, monitor=loss) stops the run naming the key and what it
@@ -201,6 +237,7 @@ def validate(cfg: DictConfig) -> None:
             problems.append(f"{group}.{name}={value!r}: {problem}")
     for name, value, problem in out_of_range(Config, cfg):
         problems.append(f"{name}={value!r}: {problem}")
+    problems += undeclared(cfg)  # added by `+group.key=value`
     best = f"best/val/{cfg.trainer.monitor}"
     if cfg.objective.startswith("best/val/") and cfg.objective != best:
         problems.append(f"objective={cfg.objective!r}: the run records {best} (trainer.monitor="

@@ -21,7 +21,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-import hydra
 import torch
 from hydra.core.config_store import ConfigStore
 from omegaconf import DictConfig
@@ -30,6 +29,7 @@ from safetensors.torch import save_file
 
 import samexp.paths  # noqa: F401  (registers ${samexp_home:}, used by ExportConfig)
 from samexp.atomic import atomic_path
+from samexp.cli import hydra_main
 from samexp.errors import SamexpError, WeightsWriteError
 from samexp.finetuned import load_finetuned
 from samexp.models.build import BaseModel
@@ -135,7 +135,7 @@ def how_to_load(base: BaseModel, path: Path) -> str:
     return f"sam = {sam}; sam.load_state_dict(torch.load({str(path)!r}, weights_only=True))"
 
 
-@hydra.main(version_base="1.3", config_path=None, config_name="export_schema")
+@hydra_main(config_path=None, config_name="export_schema")
 def main(cfg: DictConfig) -> None:
     try:
         export(cfg.run_id, cfg.weights, cfg.out, cfg.tracking_uri, cfg.checkpoint)

@@ -7,18 +7,18 @@ import logging
 import sys
 from pathlib import Path
 
-import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
 import samexp.config  # noqa: F401  (registers the option schemas)
 import samexp.evaluate.saved  # noqa: F401  (registers evaluate_schema)
+from samexp.cli import hydra_main
 from samexp.errors import SamexpError
 
 log = logging.getLogger("samexp.evaluate")
 
 
-@hydra.main(version_base="1.3", config_path="../conf", config_name="evaluate")
+@hydra_main(config_path="../conf", config_name="evaluate")
 def main(cfg: DictConfig) -> None:
     from samexp.evaluate.saved import evaluate_saved
 

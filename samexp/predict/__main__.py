@@ -5,16 +5,16 @@ from __future__ import annotations
 import logging
 import sys
 
-import hydra
 from omegaconf import DictConfig, OmegaConf
 
 import samexp.predict.config  # noqa: F401  (registers predict_schema)
+from samexp.cli import hydra_main
 from samexp.errors import SamexpError
 
 log = logging.getLogger("samexp.predict")
 
 
-@hydra.main(version_base="1.3", config_path="../conf", config_name="predict")
+@hydra_main(config_path="../conf", config_name="predict")
 def main(cfg: DictConfig) -> None:
     from samexp.predict.run import predict
 
