@@ -49,10 +49,12 @@ class WeightsWriteError(SamexpError):
 
 
 class Interrupted(Exception):
-    """SIGINT or SIGTERM stopped a run after its current optimizer step, with a checkpoint written.
+    """SIGINT, SIGTERM or SIGHUP stopped a run after its current optimizer step, with a checkpoint
+    written.
 
     Not a SamexpError on purpose: a failed job lets a multirun go on, an interrupted one must stop
-    it. `exit_code` is the shell's 128 + signal number (130 for SIGINT, 143 for SIGTERM).
+    it. `exit_code` is the shell's 128 + signal number (130 for SIGINT, 143 for SIGTERM, 129 for
+    SIGHUP).
     """
 
     def __init__(self, signal_name: str, exit_code: int, where: str, resume_hint: str) -> None:

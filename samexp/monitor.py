@@ -4,12 +4,15 @@ weights it keeps (restored for the final test when `trainer.restore_best`)."""
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import torch
 from segment_anything.modeling import Sam
 
 from samexp.adapters.base import trainable_parameters
+from samexp.errors import ConfigValueError
+from samexp.evaluate import metric_safe
 
 
 @dataclass
@@ -44,9 +47,8 @@ class Monitor:
         return {"best": self.best, "best_epoch": self.best_epoch, "stale": self.stale}
 
     def resume(self, progress: dict[str, float | int], best_state: dict[str, torch.Tensor]) -> None:
-        self.best, self.best_epoch, self.stale = (
-            progress[k] for k in ("best", "best_epoch", "stale")
-        )
+        self.best = progress.get("best", math.nan)
+        self.best_epoch, self.stale = progress.get("best_epoch", 0), progress.get("stale", 0)
         self.best_state = best_state
 
     def restore(self, sam: Sam) -> None:
@@ -54,3 +56,28 @@ class Monitor:
         with torch.no_grad():
             for name, value in self.best_state.items():
                 params[name].copy_(value)
+
+
+def check_monitor(
+    monitor: str, categories: Sequence[str] | None, by_class: bool, split: str
+) -> None:
+    """Refuse, before training, a `trainer.monitor` that no evaluation of `split` will report
+    (`iou/<a category it lacks>`): its value would be NaN every epoch, no epoch would ever be
+    best and none restored. Evaluation names a metric per category (`iou/<category>`) when it
+    scores by class, or when instances come in more than one category; `categories` are the
+    split's (None: it declares none, its instances are all one kind)."""
+    named = [metric_safe(c) for c in categories or []]
+    per_category = named if by_class or len(named) > 1 else []
+    valid = ["iou", "dice", *(f"{m}/{c}" for m in ("iou", "dice") for c in per_category)]
+    if monitor in valid:
+        return
+    if not per_category:
+        raise ConfigValueError(
+            f"trainer.monitor={monitor}: {split} has no categories to monitor apart (its "
+            f"instances are {'of one category' if named else 'all one kind'}); valid monitors: "
+            "iou, dice"
+        )
+    raise ConfigValueError(
+        f"trainer.monitor={monitor}: {split} has no such category; valid monitors: iou, dice, "
+        f"and iou/<category> or dice/<category> for {', '.join(per_category)}"
+    )

@@ -105,6 +105,17 @@ def fetch_checkpoint(tracker: Tracker, run_id: str, scratch: Path) -> Path:
     return tracker.download_artifact(run_id, f"{ARTIFACTS}/{LAST}", scratch)
 
 
+def check_epochs(state: TrainState, epochs: int, run_id: str) -> None:
+    """trainer.epochs may grow on resume, never fall below where the run already is: the loop
+    would train nothing and the run would end FINISHED with weights from further than it says."""
+    if epochs < state.epoch:
+        raise SamexpError(
+            f"trainer.resume={run_id}: trainer.epochs={epochs} is below the {state.epoch} epochs "
+            f"that run already reached (it stopped at {state.where}); resume with "
+            f"trainer.epochs={state.epoch} or more"
+        )
+
+
 def resume_hint(overrides: list[str], run_id: str | None, checkpoint: Path,
                 per_node: int = 1) -> str:  # fmt: skip
     """What to type to continue (launched as it was: torchrun with `per_node` processes per

@@ -29,12 +29,13 @@ from samexp.interrupt import StopRequests
 from samexp.models.build import BaseModel
 from samexp.models.cached_encoder import CachedEncoder
 from samexp.models.seam import encoder_trains
-from samexp.monitor import Monitor
+from samexp.monitor import Monitor, check_monitor
 from samexp.precision import mixed_precision
 from samexp.prompts.base import PromptStrategy
 from samexp.results import save_weights
 from samexp.resume import (
     Checkpoints,
+    check_epochs,
     check_same_config,
     fetch_checkpoint,
     resume_hint,
@@ -161,6 +162,9 @@ def run(cfg: DictConfig) -> RunResult:
     data_summary = {**loaded, **splits.summary()}  # ...and the sizes actually used
     splits = prompt.prepare(base.sam, splits)  # class prompts join the model's parameters
     eval_prompt.bind(base.sam)
+    if splits.val is not None:  # its categories known: a monitor it cannot report stops here
+        check_monitor(tc.monitor, getattr(splits.val, "class_names", None),
+                      eval_prompt.promptless, f"the validation split of {splits.name}")  # fmt: skip
     if augment is not None:
         splits.train.transform = augment
         log.info("augmentation on the train split only: %s", cfg.augment)
@@ -203,6 +207,7 @@ def run(cfg: DictConfig) -> RunResult:
     if resuming is not None:
         kept = fetch_checkpoint(tracker, resuming, out / "resumed-from")
         state = load_state(kept, trainable_parameters(base.sam))
+        check_epochs(state, tc.epochs, resuming)
     state = distributed.broadcast(state, world)  # every rank goes on from rank 0's checkpoint
     checkpoints = Checkpoints(out / "checkpoints", tracker)
     reporter = reporter_from_config(**cfg.optuna) if world.is_main else None
@@ -271,6 +276,8 @@ def run(cfg: DictConfig) -> RunResult:
             tracker.log_json(per_image(baseline, final), "metrics/per_image.json")
             weights = save_weights(out / "adapter.safetensors", base, adapter, tracker)
             log.info("adapter weights (epoch %d): %s", weights_epoch, weights)
+        if reporter is not None:  # a sweep trial resumed after its sweep tells its study itself
+            tracker.set_tags(reporter.finish(metrics.get(cfg.objective)))
     return RunResult(metrics, distributed.broadcast(tracker.run_id, world))
 
 

@@ -179,6 +179,12 @@ class Tracker:
         except Exception as e:  # noqa: BLE001 - any store error is transient for a heartbeat
             log.warning("MLflow heartbeat of run %s failed: %s", self.run_id, e)
 
+    def set_tags(self, tags: dict[str, str]) -> None:
+        """Tags on the open run (none with tracking off)."""
+        if self.enabled and self.run_id is not None:
+            for key, value in tags.items():
+                self.client().set_tag(self.run_id, key, value)
+
     def run_status(self, run_id: str) -> str:
         """RUNNING, FINISHED, FAILED, KILLED or SCHEDULED."""
         return self._run(run_id).info.status

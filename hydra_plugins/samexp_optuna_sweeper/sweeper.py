@@ -26,6 +26,7 @@ from omegaconf import DictConfig, OmegaConf
 from optuna.trial import FrozenTrial, Trial, TrialState
 
 from samexp.errors import Interrupted
+from samexp.interrupt import SIGNALS as STOP_SIGNALS
 from samexp.store_lock import store_lock
 from samexp.sweeps.pruning import trial_id
 
@@ -278,11 +279,12 @@ def absolute_sqlite(storage: str | None) -> str | None:
 
 
 def _signal(error: BaseException) -> str:
-    """The signal behind an error that escaped the jobs: Ctrl-C, or samexp's exit 130 / 143."""
+    """The signal behind an error that escaped the jobs: Ctrl-C, or samexp's exit 129 / 130 / 143."""
     code = error.code if isinstance(error, SystemExit) else None
-    if isinstance(error, KeyboardInterrupt) or code == 130:
+    if isinstance(error, KeyboardInterrupt):
         return "SIGINT"
-    return "SIGTERM" if code == 143 else type(error).__name__
+    stops = {128 + int(s): s.name for s in STOP_SIGNALS}
+    return stops.get(code, type(error).__name__)
 
 
 def _plain(node: Any) -> Any:

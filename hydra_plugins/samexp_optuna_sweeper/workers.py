@@ -23,6 +23,8 @@ import optuna
 from optuna.exceptions import ExperimentalWarning, UpdateFinishedTrialError
 from optuna.trial import FrozenTrial, TrialState
 
+from samexp.sweeps.late_trial import RETRY_OF
+
 log = logging.getLogger(__name__)
 
 # user attributes the sweeper writes on its trials
@@ -30,7 +32,8 @@ WORKER = "worker"  # host:pid of the sweep that runs the trial (set right after 
 ERROR = "error"  # the job failed on its own: a result, counted and never retried
 INTERRUPTED = "interrupted"  # the signal that stopped the job: not a result, retried once
 SURPLUS = "surplus"  # asked by two workers at once past n_trials: given back unrun
-RETRY_OF = "retry_of"  # the number of the trial this one repeats
+# RETRY_OF (the number of the trial this one repeats) is samexp.sweeps.late_trial's: a resumed
+# trial's run claims its retry by it
 
 StaleCallback = Callable[[optuna.Study, FrozenTrial], None]
 

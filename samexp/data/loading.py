@@ -14,6 +14,7 @@ from samexp.data.base import collate
 from samexp.data.memo import WORKER_CONTEXT, describe, memoize
 from samexp.data.splits import DatasetSplits
 from samexp.distributed import ONE_PROCESS, ShardBatches, World
+from samexp.interrupt import SIGNALS as STOP_SIGNALS
 
 log = logging.getLogger(__name__)
 
@@ -32,10 +33,10 @@ def sample_cache_bytes(gb: float) -> int:
 
 
 def ignore_stop_signals(worker_id: int) -> None:
-    """Ctrl-C reaches every process of the terminal's group, a scheduler's SIGTERM often every
-    process of the job: only the main process decides to stop (after its step, with a
-    checkpoint), so a worker must not die under it mid-epoch."""
-    for sig in (signal.SIGINT, signal.SIGTERM):
+    """Ctrl-C and a hung-up terminal's SIGHUP reach every process of the terminal's group, a
+    scheduler's SIGTERM often every process of the job: only the main process decides to stop
+    (after its step, with a checkpoint), so a worker must not die under it mid-epoch."""
+    for sig in STOP_SIGNALS:
         signal.signal(sig, signal.SIG_IGN)
 
 

@@ -10,11 +10,15 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from hydra.utils import instantiate
 
 from samexp.distributed import World, any_rank, broadcast
+from samexp.server.client import use_credentials
+
+if TYPE_CHECKING:
+    from samexp.sweeps.late_trial import LateTrial
 
 log = logging.getLogger(__name__)
 
@@ -27,11 +31,16 @@ class TrialReporter:
 
         self._pruned = optuna.TrialPruned
         pruner_obj = instantiate(pruner) if pruner else optuna.pruners.NopPruner()
+        use_credentials()  # a team server's password: from its credentials file, never the URL
         # the storage object itself, for its public id lookups (a Study hides its storage)
         rdb = optuna.storages.RDBStorage(storage)
         study = optuna.load_study(study_name=study_name, storage=rdb, pruner=pruner_obj)
         self.trial = optuna.trial.Trial(study, trial_id(rdb, study_name, trial_number))
         self.number = trial_number
+
+    def finish(self, value: float | None) -> dict[str, str]:
+        """Nothing to tell: the sweep tells the trial what the job returns."""
+        return {}
 
     def __call__(self, value: float, epoch: int) -> None:
         """Raises optuna.TrialPruned when the pruner judges this trial hopeless."""
@@ -46,10 +55,19 @@ class TrialReporter:
 
 
 def reporter_from_config(storage: str | None, study_name: str | None, trial_number: int | None,
-                         pruner: Any) -> TrialReporter | None:  # fmt: skip
-    """None outside an Optuna sweep (the sweeper sets all three)."""
+                         pruner: Any) -> TrialReporter | LateTrial | None:  # fmt: skip
+    """None outside an Optuna sweep (the sweeper sets all three); a LateTrial when the trial has
+    already ended: a sweep trial's run resumed after its sweep stopped (see late_trial.py)."""
     if storage is None or study_name is None or trial_number is None:
         return None
+    import optuna
+
+    from samexp.sweeps.late_trial import LateTrial
+
+    rdb = optuna.storages.RDBStorage(storage)
+    trial = rdb.get_trial(trial_id(rdb, study_name, trial_number))
+    if trial.state.is_finished():
+        return LateTrial(rdb, study_name, trial)
     return TrialReporter(storage, study_name, trial_number, pruner)
 
 
