@@ -52,3 +52,20 @@ def test_a_signal_during_a_blocked_log_write_is_announced_with_no_logging_error(
         drain.join(timeout=10)
         os.close(read_end)
     assert errors == []
+
+
+def test_sighup_is_a_stop_request_unless_the_run_was_started_under_nohup():
+    """A dropped SSH session hangs up the terminal: the run stops after its step like SIGTERM
+    (exit 129). Under nohup SIGHUP arrives ignored, and the user meant it to stay so."""
+    previous = signal.signal(signal.SIGHUP, signal.SIG_DFL)
+    try:
+        with StopRequests() as stops:
+            signal.raise_signal(signal.SIGHUP)
+        assert stops.received == signal.SIGHUP and stops.exit_code == 129
+        signal.signal(signal.SIGHUP, signal.SIG_IGN)  # as nohup starts it
+        with StopRequests() as stops:
+            assert signal.getsignal(signal.SIGHUP) == signal.SIG_IGN
+            signal.raise_signal(signal.SIGHUP)
+        assert stops.received is None
+    finally:
+        signal.signal(signal.SIGHUP, previous)
