@@ -231,7 +231,8 @@ class OptunaSweeper(Sweeper):
         its summary), and exit with the signal's code; the next trial is not started."""
         log.warning(
             "sweep stopped by %s: rerun the same command to go on (the interrupted trial runs "
-            "again)",
+            "again from its start), or first continue that trial with the resume command above "
+            "(its result joins the study, and the sweep then does not train it again)",
             interrupted.signal_name,
         )
         write_results(study, self.sweep_dir, self.storage, self.direction)
