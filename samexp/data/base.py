@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from segment_anything.utils.transforms import ResizeLongestSide
 
-from samexp.data.files import read_image_bytes, shown
+from samexp.data.files import check_pixels, read_image_bytes, shown
 from samexp.data.orientation import apply_orientation, exif_orientation
 from samexp.errors import DatasetError
 
@@ -200,6 +200,7 @@ def decode_unchanged(data: bytes, path: str | PathLike[str]) -> np.ndarray:
     IMREAD_UNCHANGED also ignores EXIF orientation, as PIL's header size does, so image and
     mask sizes are compared in the same (stored) orientation.
     """
+    check_pixels(data, path)
     try:
         array = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
     except cv2.error:  # an empty buffer fails an assertion instead of returning None

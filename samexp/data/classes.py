@@ -23,6 +23,7 @@ from pathlib import Path
 from samexp.data.files import shown
 from samexp.data.splits import require_dataset_root
 from samexp.errors import DatasetError
+from samexp.limits import TEXT_BYTES, read_bytes
 
 logger = logging.getLogger(__name__)
 
@@ -136,8 +137,9 @@ def read_classes(path: Path) -> dict[int, str]:
             f"dataset.classes_file at it"
         )
     try:
-        lines = path.read_text(encoding="utf-8-sig").splitlines()  # -sig: a BOM is not a name
-    except (OSError, UnicodeDecodeError) as exc:
+        # -sig: a BOM is not a name
+        lines = read_bytes(path, TEXT_BYTES).decode("utf-8-sig").splitlines()
+    except UnicodeDecodeError as exc:
         raise DatasetError(shown(f"{path}: cannot be read as UTF-8 text ({exc})")) from exc
     first = next((s for s in map(str.strip, lines) if s and not s.startswith("#")), None)
     if first is None:

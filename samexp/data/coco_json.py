@@ -7,7 +7,6 @@ compressed RLE; decoding them is left to whoever reads a sample.
 
 from __future__ import annotations
 
-import json
 import logging
 from collections import Counter
 from collections.abc import Sequence
@@ -19,7 +18,9 @@ from pycocotools import mask as mask_utils
 
 from samexp.data.files import link_problem, shown
 from samexp.data.orientation import annotation_frame, image_header
+from samexp.data.segmentation import polygons_rle, rle_checked
 from samexp.errors import DatasetError
+from samexp.limits import ANNOTATIONS, INSTANCES_PER_IMAGE, check_instances, load_json
 
 logger = logging.getLogger(__name__)
 
@@ -38,13 +39,40 @@ class CocoImage:
     missing: bool = False  # listed, but its file is not there (skipped: missing_images=skip)
 
 
+class _AnnotationBudget:
+    """A json `object_hook` counting annotations as the parser builds them, so a file of too many
+    (in all, or on one image) stops before the rest of it becomes Python objects."""
+
+    def __init__(self, path: Path) -> None:
+        self.path, self.total, self.per_image = path, 0, Counter()
+        self.max_total, self.max_per_image = ANNOTATIONS.value, INSTANCES_PER_IMAGE.value
+
+    def __call__(self, obj: dict) -> dict:
+        if "image_id" not in obj:  # images, categories, RLEs, the file itself
+            return obj
+        self.total += 1
+        if self.total > self.max_total:
+            what = f"it has more than {self.max_total:,} annotations"
+            ANNOTATIONS.check(self.total, str(self.path), what)
+        try:
+            count = self.per_image[obj["image_id"]] = self.per_image[obj["image_id"]] + 1
+        except TypeError:  # a list or an object: no image has that id
+            raise DatasetError(
+                f"{self.path}: an annotation has image_id {obj['image_id']!r:.40}, which is not "
+                f"an image id"
+            ) from None
+        if count > self.max_per_image:
+            INSTANCES_PER_IMAGE.check(
+                count, str(self.path), f"image {obj['image_id']!r:.40} has more than "
+                f"{self.max_per_image:,} annotations",
+            )  # fmt: skip
+        return obj
+
+
 def _load_json(path: Path) -> dict:
     if not path.is_file():
         raise DatasetError(f"COCO annotations file {path} does not exist; fix the path")
-    try:
-        data = json.loads(path.read_bytes())
-    except ValueError as e:  # JSONDecodeError says "line L column C"; also bad UTF-8
-        raise DatasetError(f"{path}: not valid JSON ({e})") from e
+    data = load_json(path, object_hook=_AnnotationBudget(path))
     keys = ("images", "annotations", "categories")
     missing = [k for k in keys if not isinstance(data, dict) or not isinstance(data.get(k), list)]
     if missing:
@@ -147,19 +175,18 @@ def _missing(
 def _segmentation_rle(ann: dict, size: tuple[int, int], json_path: Path) -> dict | None:
     """One compressed RLE for polygons (merged) or RLE; None for a polygon with < 3 points."""
     seg, (h, w) = ann.get("segmentation"), size
+    where = f"{json_path}: annotation {ann.get('id')!r:.40}"
     if isinstance(seg, list):
         if not seg or any(not isinstance(p, list) or len(p) < 6 or len(p) % 2 for p in seg):
             return None  # pycocotools would read a 4-number "polygon" as a box
-        return mask_utils.merge(mask_utils.frPyObjects(seg, h, w))
+        return polygons_rle(seg, size, where)
     if isinstance(seg, dict) and "counts" in seg and "size" in seg:
-        if list(seg["size"]) != [h, w]:
+        if not isinstance(seg["size"], list) or seg["size"] != [h, w]:
             raise DatasetError(
-                f"{json_path}: annotation {ann.get('id')} has an RLE of size {seg['size']} (H, W) "
-                f"but its image is {h}×{w}; the RLE must cover the whole image"
+                f"{json_path}: annotation {ann.get('id')} has an RLE of size {seg['size']!r:.40} "
+                f"(H, W) but its image is {h}×{w}; the RLE must cover the whole image"
             )
-        if isinstance(seg["counts"], list):  # uncompressed RLE
-            return mask_utils.frPyObjects(seg, h, w)
-        return {"size": [h, w], "counts": seg["counts"]}
+        return rle_checked(seg, size, where)
     raise DatasetError(
         f"{json_path}: annotation {ann.get('id')} has no usable 'segmentation' "
         f"(polygons or RLE); samexp needs instance masks, not only boxes"
@@ -294,6 +321,7 @@ def read_coco(
             " ..." * (len(bad_polygons) > 5),
         )  # fmt: skip
     for im in images.values():
+        check_instances(len(im.rles), im.size, f"{json_path}: {im.path.name}", "annotations")
         if not im.rles and not im.missing:
             im.skips.append(("no_instances", "no instance left to train or evaluate on"))
     return list(images.values())

@@ -12,12 +12,17 @@ from __future__ import annotations
 import errno
 import io
 import os
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from os import PathLike
 from pathlib import Path
+from typing import IO
 
 from PIL import Image
 
 from samexp.errors import DatasetError
+from samexp.limits import IMAGE_PIXELS
 
 _JPEG_START = b"\xff\xd8\xff"
 _JPEG_END = b"\xff\xd9"
@@ -100,6 +105,45 @@ def read_image_bytes(path: str | PathLike) -> bytes:
         raise _unreadable(path, exc) from exc
     _check(path, data[:_HEAD], data[-_TAIL:], len(data), io.BytesIO(data))
     return data
+
+
+@contextmanager
+def open_image(source: str | PathLike | IO[bytes], path: str | PathLike) -> Iterator[Image.Image]:
+    """PIL's view of an image with its header read and no pixel decoded yet, refused (naming
+    `path`) when it has more pixels than samexp decodes: a 40 kB PNG can claim 10⁵×10⁵ of them.
+
+    samexp's limit replaces PIL's decompression-bomb warning; PIL's guard is raised to follow a
+    limit raised with SAMEXP_MAX_IMAGE_PIXELS (it refuses at twice its MAX_IMAGE_PIXELS).
+    """
+    limit = IMAGE_PIXELS.value
+    if Image.MAX_IMAGE_PIXELS is not None and limit > 2 * Image.MAX_IMAGE_PIXELS:
+        Image.MAX_IMAGE_PIXELS = limit // 2 + 1
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        try:
+            image = Image.open(source)
+        except Image.DecompressionBombError:
+            beyond = 2 * (Image.MAX_IMAGE_PIXELS or 0)
+            IMAGE_PIXELS.check(beyond + 1, shown(path), f"it has over {beyond:,} pixels")
+            raise  # not reached: PIL refuses only past samexp's limit
+    with image:
+        w, h = image.size
+        IMAGE_PIXELS.check(w * h, shown(path), f"it is {w}×{h} pixels")
+        yield image
+
+
+def check_pixels(data: bytes, path: str | PathLike) -> None:
+    """Refuse encoded bytes that decode past the pixel limit, from their header alone. A format
+    PIL cannot read is left to the decoder (OpenCV then applies its own 2³⁰-pixel guard)."""
+    try:
+        with warnings.catch_warnings():  # PIL's complaints about a header: the decoder decides
+            warnings.simplefilter("ignore")
+            with open_image(io.BytesIO(data), path):
+                pass
+    except DatasetError:
+        raise
+    except Exception:  # PIL raises several types for headers it cannot read
+        pass
 
 
 def link_problem(path: Path) -> str | None:

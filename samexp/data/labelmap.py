@@ -18,17 +18,17 @@ from pathlib import Path
 from typing import Annotated
 
 import numpy as np
-from PIL import Image
 from torch.utils.data import Dataset
 
 from samexp.checks import NON_NEGATIVE, because
 from samexp.data.base import Sample, decode_unchanged, make_sample, read_image_rgb
 from samexp.data.classes import LabelClasses, label_classes
-from samexp.data.files import read_image_bytes, shown
+from samexp.data.files import open_image, read_image_bytes, shown
 from samexp.data.orientation import apply_orientation, image_header, mask_orientation
 from samexp.data.pairing import find_pairs, listing
 from samexp.data.splits import DatasetSplits, TrainLimit, dataset_name
 from samexp.errors import DatasetError
+from samexp.limits import check_instances
 from samexp.options import option
 
 logger = logging.getLogger(__name__)
@@ -43,10 +43,12 @@ def read_label(path: Path) -> np.ndarray:
     """
     data = read_image_bytes(path)
     try:
-        with Image.open(io.BytesIO(data)) as image:
+        with open_image(io.BytesIO(data), path) as image:
             bands = image.getbands()
             if image.mode in ("P", "1"):
                 return np.asarray(image).astype(np.uint8)
+    except DatasetError:
+        raise
     except Exception as exc:  # PIL raises several types for bad files; all mean "unreadable"
         raise DatasetError(shown(f"{path}: cannot be read as an image ({exc})")) from exc
     array = decode_unchanged(data, path)
@@ -143,6 +145,7 @@ class LabelMapDataset(Dataset[Sample]):
             )
             self.skipped.append((name, "no target class"))
             return
+        check_instances(len(kept), label.shape, shown(label_path), "classes")  # a mask each
         self._items.append(_Item(name, image_path, label_path, turn, tuple(kept)))
 
     def instances_per_class(self, indices: Sequence[int] | None = None) -> dict[str, int]:

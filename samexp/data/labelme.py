@@ -9,7 +9,6 @@ from __future__ import annotations
 import base64
 import binascii
 import io
-import json
 import logging
 import os
 from collections.abc import Sequence
@@ -24,7 +23,7 @@ from pycocotools import mask as mask_utils
 from samexp.data.base import IMAGE_EXTENSIONS, Sample, make_sample
 from samexp.data.coco import CocoDataset
 from samexp.data.coco_json import CocoImage
-from samexp.data.files import shown
+from samexp.data.files import open_image, shown
 from samexp.data.orientation import (
     annotation_frame,
     apply_orientation,
@@ -33,6 +32,7 @@ from samexp.data.orientation import (
 )
 from samexp.data.splits import DatasetSplits, TrainLimit, require_dataset_root
 from samexp.errors import DatasetError
+from samexp.limits import check_instances, load_json
 from samexp.options import option
 
 logger = logging.getLogger(__name__)
@@ -41,7 +41,6 @@ logger = logging.getLogger(__name__)
 _SKIPS = ("category", "bad_polygon", "no_area", "small", "no_instances", "no_json", "missing_image")
 _NO_AREA = frozenset({"line", "linestrip", "point", "points"})  # drawn, but they enclose nothing
 _EMBEDDED_FORMATS = frozenset({"PNG", "JPEG", "BMP", "TIFF", "WEBP"})
-_MAX_EMBEDDED_PIXELS = 100_000_000  # an imageData larger than this is refused, not decoded
 
 
 @dataclass
@@ -71,10 +70,7 @@ class LabelmeDataset(CocoDataset):
 
 def _load(path: Path) -> dict:
     """The JSON as LabelMe writes it, or a DatasetError naming the file."""
-    try:
-        data = json.loads(path.read_bytes())
-    except ValueError as e:  # JSONDecodeError says "line L column C"; also bad UTF-8
-        raise DatasetError(f"{shown(path)}: not valid JSON ({e})") from e
+    data = load_json(path)
     keys = {"imagePath": str, "shapes": list, "imageHeight": int, "imageWidth": int}
     wrong = [
         k for k, t in keys.items() if not isinstance(data, dict) or not isinstance(data.get(k), t)
@@ -107,13 +103,12 @@ def _embedded(data: dict, json_path: Path) -> bytes | None:
         return None
     try:
         raw = base64.b64decode(text, validate=True)
-        with Image.open(io.BytesIO(raw)) as image:
+        with open_image(io.BytesIO(raw), json_path) as image:  # the pixel limit: not decoded yet
             fmt, (w, h) = image.format, image.size
-            if fmt not in _EMBEDDED_FORMATS or w * h > _MAX_EMBEDDED_PIXELS:
+            if fmt not in _EMBEDDED_FORMATS:
                 raise DatasetError(
                     f"{shown(json_path)}: imageData is a {w}×{h} {fmt} image; only PNG, JPEG, "
-                    f"BMP, TIFF or WebP up to {_MAX_EMBEDDED_PIXELS} pixels are read; put the "
-                    f"image file beside it"
+                    f"BMP, TIFF or WebP are read; put the image file beside it"
                 )
             image.load()  # decoded once now (size checked first): a truncated one stops here
     except (binascii.Error, ValueError, OSError) as e:
@@ -172,6 +167,8 @@ def _rasterise(shape: dict, kind: str, size: tuple[int, int], where: str) -> np.
 def _instances(data: dict, im: LabelmeImage, json_path: Path, min_area: float) -> None:
     """Fill `im.rles`/`im.categories` from the shapes; shapes sharing a label and a group_id are
     one instance (LabelMe's way of drawing an object split by occlusion)."""
+    # every area shape becomes a full-size mask here, before shapes of one group are merged
+    check_instances(len(data["shapes"]), im.size, shown(json_path), "shapes")
     merged: dict[tuple, np.ndarray] = {}
     for i, shape in enumerate(data["shapes"]):
         where = f"{shown(json_path)}: shape {i}"

@@ -12,7 +12,7 @@ from os import PathLike
 import numpy as np
 from PIL import Image
 
-from samexp.data.files import require_complete, shown
+from samexp.data.files import open_image, require_complete, shown
 from samexp.errors import DatasetError
 
 EXIF_ORIENTATION = 0x0112
@@ -69,9 +69,11 @@ def image_header(path: str | PathLike[str]) -> tuple[tuple[int, int], int]:
     """
     require_complete(path)
     try:
-        with Image.open(path) as image:
+        with open_image(path, path) as image:
             w, h = image.size
             return (h, w), orientation_of(image)
+    except DatasetError:
+        raise
     except Exception as exc:  # PIL raises several types for bad files; all mean "unreadable"
         raise DatasetError(shown(f"{path}: cannot be read as an image ({exc})")) from exc
 

@@ -15,15 +15,16 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
 import numpy as np
-import yaml
 from pycocotools import mask as mask_utils
 
 from samexp.data.base import IMAGE_EXTENSIONS, Sample, make_sample, read_image_rgb
 from samexp.data.coco import CocoDataset
 from samexp.data.files import shown
 from samexp.data.orientation import displayed_shape, image_header
+from samexp.data.segmentation import polygons_rle
 from samexp.data.splits import DatasetSplits, TrainLimit, dataset_name, require_dataset_root
 from samexp.errors import DatasetError
+from samexp.limits import TEXT_BYTES, check_instances, load_yaml, read_bytes
 from samexp.options import option
 
 logger = logging.getLogger(__name__)
@@ -55,14 +56,12 @@ def _inside(base: Path, path: Path, what: str) -> Path:
 
 def read_data_yaml(path: Path) -> tuple[list[str], dict]:
     """Class names by id from `data.yaml` (a list, or a mapping {0: cat, 1: dog} with ids
-    0..n-1) and the whole file. Read with `yaml.safe_load`: a dataset file never runs code.
+    0..n-1) and the whole file. Read safely (a dataset file never runs code) and bounded: size
+    limited, aliases refused (`samexp.limits.load_yaml`).
     """
     if not path.is_file():
         raise DatasetError(f"{shown(path)} does not exist; a YOLO dataset names its classes there")
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (yaml.YAMLError, UnicodeDecodeError) as e:
-        raise DatasetError(f"{shown(path)}: not valid YAML ({e})") from e
+    data = load_yaml(path)
     names = data.get("names") if isinstance(data, dict) else None
     if isinstance(names, dict):
         try:
@@ -154,11 +153,12 @@ def _read_label(im: YoloImage, names: list[str]) -> None:
     (h, w), orientation = image_header(im.path)
     h, w = displayed_shape((h, w), orientation)  # Ultralytics normalises by the displayed size
     try:
-        text = im.label.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as e:
+        text = read_bytes(im.label, TEXT_BYTES).decode("utf-8")
+    except UnicodeDecodeError as e:
         raise DatasetError(f"{shown(im.label)}: cannot be read as a text label file ({e})") from e
     lines = [(i, line.split()) for i, line in enumerate(text.splitlines(), 1)]
     lines = [(i, values) for i, values in lines if values]
+    check_instances(len(lines), (h, w), shown(im.label), "label lines")
     if not lines:
         im.skips.append(("empty_label", "empty label file: a background image"))
     for number, values in lines:
@@ -167,7 +167,7 @@ def _read_label(im: YoloImage, names: list[str]) -> None:
             im.skips.append(("bad_polygon", f"line {number}: polygon with < 3 points"))
             continue
         pixels = (np.array(coords).reshape(-1, 2) * (w, h)).ravel().tolist()
-        rle = mask_utils.merge(mask_utils.frPyObjects([pixels], h, w))
+        rle = polygons_rle([pixels], (h, w), f"{shown(im.label)} line {number}")
         if mask_utils.area(rle) == 0:
             im.skips.append(("bad_polygon", f"line {number}: polygon encloses no pixel"))
             continue

@@ -17,6 +17,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from samexp.errors import SamexpError
+from samexp.limits import JSON_BYTES, read_bytes
 from samexp.predict.prompts import Prompts, parse_prompts
 
 _KEYS = ("boxes", "points", "labels")
@@ -49,8 +50,8 @@ def read_prompt_file(path: str | Path) -> PromptFile:
     if not path.is_file():
         raise SamexpError(f"prompts={path}: no such file")
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, ValueError) as e:
+        data = json.loads(read_bytes(path, JSON_BYTES).decode("utf-8"))
+    except (UnicodeDecodeError, ValueError, RecursionError) as e:
         raise SamexpError(f"prompts={path} is not a readable JSON file ({e})") from None
     if isinstance(data, dict) and "annotations" in data and "images" in data:
         raw = _from_coco(data, path)
