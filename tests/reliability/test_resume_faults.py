@@ -200,6 +200,7 @@ CASES = [
         sweep_trial_resumed_after_its_sweep,
         r"study 'rings': trial 1 \(params of interrupted trial 0\) completed with 0\.\d+",
         id="sweep-trial-resumed-with-the-printed-command",
+        marks=pytest.mark.slow,  # two runs and a study: ~10 s on a quiet 2-core CPU
     ),
     pytest.param(
         wrong_typed_epoch,
