@@ -36,7 +36,7 @@ smoke: $(STAMP)  ## offline run on the tiny random SAM, about a minute on CPU
 run: $(STAMP)  ## the real thing: vit_b, downloads the official checkpoint once (ARGS=... to change)
 	$(BIN)/python -m samexp $(ARGS)
 
-sweep: $(STAMP)  ## the default Optuna study over LoRA rank x lr; resumable (SWEEP_ARGS="experiment=smoke" offline)
+sweep: $(STAMP)  ## the default Optuna study over LoRA rank x lr; resumable (SWEEP_ARGS="experiment=smoke trainer.epochs=5" offline)
 	$(BIN)/python -m samexp -m hparams_search=lora_rank_lr $(SWEEP_ARGS)
 
 bench: $(STAMP)  ## naive loop vs ours: s/epoch, s/step, peak RSS (tiny and vit_b with random weights; minutes on CPU)

@@ -82,7 +82,7 @@ def make_study(home: Path, trials: int) -> None:
     log.info("sweeping %d trials", trials)
     samexp(
         home, "-m", "hparams_search=lora_rank_lr", f"hydra.sweeper.n_trials={trials}",
-        f"tracking.experiment={SWEEP_EXPERIMENT}",
+        f"tracking.experiment={SWEEP_EXPERIMENT}", "trainer.epochs=3",  # trials of a few seconds
     )  # fmt: skip
 
 

@@ -271,6 +271,8 @@ def run(cfg: DictConfig) -> RunResult:
             metrics[f"best/{monitor.name}"] = monitor.best
         tracker.log_metrics(metrics)
         log.info("final: %s", {k: round(v, 4) for k, v in metrics.items()})
+        if base.caveat():
+            log.info("%s", base.caveat())
         if world.is_main:  # the files are rank 0's to write
             log_comparisons(tracker, splits.test, baseline, final)
             tracker.log_json(per_image(baseline, final), "metrics/per_image.json")

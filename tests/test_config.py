@@ -191,7 +191,7 @@ def test_every_search_composes_over_every_experiment_and_wins_where_both_set_a_k
 
 def test_a_search_over_an_experiment_keeps_the_experiments_other_keys():
     cfg = compose_with_hydra(["experiment=smoke", "hparams_search=lora_rank_lr"])
-    assert cfg.model.arch == "tiny" and cfg.trainer.epochs == 3  # the experiment's
+    assert cfg.model.arch == "tiny" and cfg.trainer.epochs == 30  # the experiment's
     assert cfg.adapter._target_.endswith("LoraAdapter")  # the search's, over smoke's decoder
     assert cfg.hydra.sweeper.study_name == "lora_rank_lr-rings-tiny"
 

@@ -65,6 +65,15 @@ class BaseModel:
     def img_size(self) -> int:
         return self.sam.image_encoder.img_size
 
+    def caveat(self) -> str | None:
+        """What a run on this base can show, when that is less than a pretrained SAM's: said at
+        the end of a smoke run, whose zero-shot masks are noise by design."""
+        if not self.weights_id.startswith("random:"):
+            return None
+        return (f"model {self.arch} has random weights: its zero-shot masks are noise, and the "
+                "delta shows the pipeline learning these images, not what SAM gains from "
+                "adapting to them (pretrained SAM shows that: model=vit_b)")  # fmt: skip
+
 
 @option("model", "official")
 def build_official(

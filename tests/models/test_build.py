@@ -7,7 +7,7 @@ import torch
 from segment_anything.modeling import Sam
 
 from samexp.errors import CheckpointError, SamexpError
-from samexp.models.build import build_official, build_tiny
+from samexp.models.build import BaseModel, build_official, build_tiny
 
 
 def test_tiny_is_a_stock_sam_with_256px_input(tiny):
@@ -52,3 +52,9 @@ def test_a_base_model_identity_tells_architectures_apart_that_share_a_seed():
     assert build_tiny(seed=0).identity == build_tiny(seed=0).identity
     assert build_tiny(seed=0).identity != build_tiny(seed=0, depth=3).identity
     assert build_tiny(seed=0).identity != build_tiny(seed=1).identity
+
+
+def test_a_random_base_says_what_its_runs_can_show_and_a_pretrained_one_says_nothing(tiny):
+    assert "random weights" in tiny.caveat() and "model=vit_b" in tiny.caveat()
+    pretrained = BaseModel(tiny.sam, "tiny", weights_id="ab" * 32)  # a checkpoint's sha256
+    assert pretrained.caveat() is None
