@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime
 import logging
 import os
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,6 +25,9 @@ log = logging.getLogger(__name__)
 # connection at once; this bounds the cases where it does not
 TIMEOUT = datetime.timedelta(minutes=10)
 STORE_TIMEOUT = datetime.timedelta(seconds=10)
+FAILURES = "samexp/failures"  # in torchrun's store: how many ranks said they failed
+# what gloo and NCCL say when the other end of a connection is gone
+PEER_GONE = re.compile(r"connection (reset|closed) by peer|broken pipe|NCCL.*remote", re.IGNORECASE)
 
 
 @dataclass(frozen=True)
@@ -93,12 +97,31 @@ def first_to_fail(world: World) -> bool:
     """
     if not world.distributed or not dist.is_initialized():
         return world.is_main
+    count = _failures(add=1)
+    return count is None or count == 1  # the store went with its host: better said twice
+
+
+def peer_lost(error: BaseException, world: World) -> bool:
+    """Whether `error` is this rank's side of a peer that vanished without a word.
+
+    A rank that fails on its own counts itself (first_to_fail) before it exits and breaks the
+    connections, so a broken connection while no rank has counted is a peer killed (SIGKILL,
+    the OOM killer) or a node lost: the run was interrupted, not broken, and resumes from its
+    last checkpoint. This rank's own bug breaks no connection, so it stays a failure.
+    """
+    if not world.distributed or not dist.is_initialized() or not PEER_GONE.search(str(error)):
+        return False
+    return not _failures(add=0)  # None (the store is gone too: so is the job): lost
+
+
+def _failures(add: int) -> int | None:
+    """The failures counted in torchrun's store after adding `add`; None if it cannot be read."""
     try:
         store = dist.distributed_c10d._get_default_store()
         store.set_timeout(STORE_TIMEOUT)
-        return store.add("samexp/failures", 1) == 1
-    except Exception:  # the store went with its host: better said twice than never
-        return True
+        return store.add(FAILURES, add)
+    except Exception:
+        return None
 
 
 def broadcast(value: Any, world: World) -> Any:

@@ -12,7 +12,7 @@ from typing import Any
 import yaml
 
 from samexp.atomic import atomic_path
-from samexp.errors import SamexpError
+from samexp.errors import Interrupted, SamexpError
 from samexp.run_states import resume_command
 from samexp.tracking import Tracker, flatten
 from samexp.train_state import TrainState, save_state
@@ -31,8 +31,11 @@ class Checkpoints:
     written atomically in `folder` and then logged to the run (a crash between the two keeps the
     previous copy in MLflow)."""
 
-    def __init__(self, folder: Path, tracker: Tracker) -> None:
+    def __init__(self, folder: Path, tracker: Tracker, logged: str | None = None) -> None:
         self.folder, self.tracker = folder, tracker
+        # where the newest checkpoint in the run stands (`epoch 2 step 6`), or None: what a
+        # resume goes on from (a resumed run starts with the one it was resumed from)
+        self.logged = logged
 
     @property
     def last(self) -> Path:
@@ -55,6 +58,7 @@ class Checkpoints:
             files.append(self.folder / BEST)
         for file in files:
             self.tracker.log_artifact(file, ARTIFACTS)
+        self.logged = state.where
         log.debug("checkpoint after %s: %s", state.where, self.last)
 
 
@@ -74,10 +78,14 @@ def run_to_resume(tracker: Tracker, resume: str | None) -> str | None:
                 f"trainer.resume=last: no interrupted run in experiment {tracker.experiment!r} "
                 f"of {tracker.tracking_uri}"
             )
+        tracker.check_free(found)
         return found
     status = tracker.run_status(resume)  # raises, naming the store, for an unknown id
     if status == "FINISHED":
         raise SamexpError(f"trainer.resume={resume}: that run finished; nothing to resume")
+    # before a model is built: a run another process writes (its own, or another resume) is
+    # refused naming it; the lease itself is taken when the run is reopened (Tracker.start_run)
+    tracker.check_free(resume)
     return resume
 
 
@@ -114,6 +122,16 @@ def check_epochs(state: TrainState, epochs: int, run_id: str) -> None:
             f"that run already reached (it stopped at {state.where}); resume with "
             f"trainer.epochs={state.epoch} or more"
         )
+
+
+def rank_lost(checkpoints: Checkpoints, hint: str, is_main: bool) -> Exception:
+    """What a torchrun job that lost a rank without a word (SIGKILL, the OOM killer, a node
+    down) ends with: interrupted, to go on from its newest checkpoint (the steps after it are
+    trained again); a failure if it has none yet."""
+    why = "another rank was lost: killed, out of memory or its node down"
+    if checkpoints.logged is None and is_main:
+        return SamexpError(f"{why}, before the first checkpoint: nothing to resume; start it again")
+    return Interrupted(why, 1, checkpoints.logged or "its last checkpoint", hint)
 
 
 def resume_hint(overrides: list[str], run_id: str | None, checkpoint: Path,

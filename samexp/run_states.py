@@ -101,6 +101,11 @@ def _pid_space() -> str | None:
         return None
 
 
+def who(tags: dict[str, str]) -> str:
+    """The process these liveness tags name: `pid 12 on host h, last heartbeat <time>`."""
+    return _who(tags, _number(tags.get(HEARTBEAT)))
+
+
 def _who(tags: dict[str, str], beat: float | None) -> str:
     when = "never" if beat is None else datetime.fromtimestamp(beat).astimezone().isoformat()
     return f"pid {tags.get(PID, '?')} on host {tags.get(HOST, '?')}, last heartbeat {when}"

@@ -28,6 +28,7 @@ from samexp.evaluate.compare import compared, log_comparisons, per_image
 from samexp.interrupt import StopRequests
 from samexp.models.build import BaseModel
 from samexp.models.cached_encoder import CachedEncoder
+from samexp.models.checkpoints import in_cache
 from samexp.models.seam import encoder_trains
 from samexp.monitor import Monitor, check_monitor
 from samexp.precision import mixed_precision
@@ -38,6 +39,7 @@ from samexp.resume import (
     check_epochs,
     check_same_config,
     fetch_checkpoint,
+    rank_lost,
     resume_hint,
     run_to_resume,
 )
@@ -209,7 +211,7 @@ def run(cfg: DictConfig) -> RunResult:
         state = load_state(kept, trainable_parameters(base.sam))
         check_epochs(state, tc.epochs, resuming)
     state = distributed.broadcast(state, world)  # every rank goes on from rank 0's checkpoint
-    checkpoints = Checkpoints(out / "checkpoints", tracker)
+    checkpoints = Checkpoints(out / "checkpoints", tracker, state and state.where)
     reporter = reporter_from_config(**cfg.optuna) if world.is_main else None
     overrides = _overrides()
 
@@ -249,6 +251,11 @@ def run(cfg: DictConfig) -> RunResult:
         except StopRequested as e:  # after the step in progress, its checkpoint written
             hint = resume_hint(overrides, tracker.run_id, checkpoints.last, world.per_node)
             raise Interrupted(stops.received.name, stops.exit_code, e.state.where, hint) from None
+        except Exception as e:  # torchrun: a peer killed outright breaks this rank's collective
+            if not distributed.peer_lost(e, world):
+                raise
+            hint = resume_hint(overrides, tracker.run_id, checkpoints.last, world.per_node)
+            raise rank_lost(checkpoints, hint, world.is_main) from None
         if stops.received is not None:  # training is done: the last minutes keep it, go on
             log.warning("%s after training: finishing the final evaluation and saving",
                         stops.received.name)  # fmt: skip
@@ -297,7 +304,7 @@ def _embedding_cache(cfg: DictConfig, base: BaseModel, numerics: str) -> CachedE
     cache = build(cfg.cache)
     if cache is None:
         return None
-    log.info("embedding cache on: %s", cache.root or "memory only")
+    log.info("embedding cache on: %s", in_cache(cache.root) if cache.root else "memory only")
     return CachedEncoder(cache, base.identity, extra=numerics)
 
 

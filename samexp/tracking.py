@@ -23,6 +23,7 @@ import numpy as np
 from samexp.checks import NON_NEGATIVE, POSITIVE, because
 from samexp.errors import SamexpError
 from samexp.options import option
+from samexp.run_lease import LEASE, LeaseLost, Leases
 from samexp.run_states import (
     INTERRUPTED,
     RESUMPTIONS,
@@ -32,8 +33,9 @@ from samexp.run_states import (
     interrupted_note,
     liveness_tags,
     stale_reason,
+    who,
 )
-from samexp.store_lock import store_lock
+from samexp.store_lock import sqlite_path, store_lock
 
 log = logging.getLogger(__name__)
 
@@ -82,6 +84,10 @@ class Tracker:
         self.stale_after_s = stale_after_s
         self.run_id: str | None = None
         self._client = None
+        # one writer per run (samexp.run_lease): the lease of the run this process has open
+        self.leases = Leases(sqlite_path(tracking_uri), stale_after_s,
+                             lambda run_id: self._run(run_id).data.tags.get(LEASE), self._tag_lease)  # fmt: skip
+        self._resumptions_seen: dict[str, str] = {}  # by check_free, before the checkpoint is read
 
     @contextlib.contextmanager
     def start_run(
@@ -112,18 +118,27 @@ class Tracker:
                 tags={**tags, **liveness_tags(), STATE: "RUNNING"},
             )
         else:
-            before = self._resumable(resume_run_id)
-            resumptions = int(before.data.tags.get(RESUMPTIONS, "0")) + 1
-            run = mlflow.start_run(
-                run_id=resume_run_id,
-                tags={**liveness_tags(), STATE: "RUNNING", RESUMPTIONS: str(resumptions)},
-            )
+            self.leases.hold(resume_run_id)  # refused naming the holder, nothing written yet
+            try:
+                before = self._resumable(resume_run_id)
+                resumptions = int(before.data.tags.get(RESUMPTIONS, "0")) + 1
+                run = mlflow.start_run(
+                    run_id=resume_run_id,
+                    tags={**liveness_tags(), STATE: "RUNNING", RESUMPTIONS: str(resumptions)},
+                )
+            except BaseException:
+                self.leases.release()
+                raise
         self.run_id = run.info.run_id
         try:
             if resume_run_id is None:
+                self.leases.hold(self.run_id, settle_s=0)  # nobody else knows the new id yet
                 mlflow.log_params({k: _param_value(v) for k, v in params.items()})
             log.info("MLflow run %s (%s) in %s", run.info.run_name, self.run_id, self.tracking_uri)
             yield self
+        except LeaseLost:
+            _forget_active_run()  # the run is another process's now: its state is not ours to end
+            raise
         except BaseException as e:
             status, end_tags = ending(e, run.data.tags.get("overrides", ""), self.run_id)
             try:
@@ -135,8 +150,11 @@ class Tracker:
                     "could not end MLflow run %s as %s: %s", self.run_id, status, store_error
                 )
             raise
-        mlflow.set_tag(STATE, "COMPLETE")
-        mlflow.end_run("FINISHED")
+        else:  # ended while still held: no other writer reopens a run before it is FINISHED
+            mlflow.set_tag(STATE, "COMPLETE")
+            mlflow.end_run("FINISHED")
+        finally:
+            self.leases.release()
 
     def connect(self, mlflow) -> None:
         """Point MLflow at the store and experiment, creating them if new.
@@ -174,10 +192,30 @@ class Tracker:
         if not self.enabled or self.run_id is None:
             return
         try:
+            self.leases.beat()
             for key, value in heartbeat_tag().items():
                 self.client().set_tag(self.run_id, key, value)
+        except LeaseLost:
+            raise
         except Exception as e:  # noqa: BLE001 - any store error is transient for a heartbeat
             log.warning("MLflow heartbeat of run %s failed: %s", self.run_id, e)
+
+    def check_free(self, run_id: str) -> None:
+        """Refuse (RunBusy, naming the holder) a run that another live process writes; takes
+        nothing (start_run does). Remembers how often the run was resumed, so that one resumed by
+        another process between now and start_run is refused there, not continued from a
+        checkpoint older than that process's."""
+        if not self.enabled:
+            return
+        self.leases.of(run_id).probe()
+        self._resumptions_seen[run_id] = self._run(run_id).data.tags.get(RESUMPTIONS, "0")
+
+    def _tag_lease(self, run_id: str, value: str | None) -> None:
+        """Set (or with None delete) a run's lease tag: where no file lock can serve."""
+        if value is None:
+            self.client().delete_tag(run_id, LEASE)
+        else:
+            self.client().set_tag(run_id, LEASE, value)
 
     def set_tags(self, tags: dict[str, str]) -> None:
         """Tags on the open run (none with tracking off)."""
@@ -213,6 +251,8 @@ class Tracker:
             why = stale_reason(run.data.tags, self.stale_after_s)
             if why is None or run.info.run_id == keep:
                 continue
+            if self.leases.taken_elsewhere(run.info.run_id, run.data.tags):  # being resumed
+                continue
             note = interrupted_note(why, run.data.tags, run.info.run_id)
             client.set_tag(run.info.run_id, STATE, "INTERRUPTED")
             client.set_tag(run.info.run_id, INTERRUPTED, _param_value(note))
@@ -232,13 +272,21 @@ class Tracker:
         return found[0].info.run_id if found else None
 
     def _resumable(self, run_id: str):
-        """The run to reopen, checked: MLflow reopens only a live run of the active experiment."""
+        """The run to reopen, checked (its lease held): MLflow reopens only a live run of the
+        active experiment, and only one that no other process resumed (or finished) since
+        check_free."""
         run = self._run(run_id)
         experiment = self.client().get_experiment_by_name(self.experiment)
+        seen = self._resumptions_seen.get(run_id)
         if run.info.experiment_id != experiment.experiment_id:
             problem = f"it belongs to another experiment than tracking.experiment={self.experiment}"
         elif run.info.lifecycle_stage == "deleted":
             problem = "it is deleted (restore it with `mlflow runs restore`)"
+        elif seen is not None and run.data.tags.get(RESUMPTIONS, "0") != seen:
+            problem = (
+                f"another process ({who(run.data.tags)}) resumed it after this one read its "
+                "checkpoint; resume again to go on from that process's newest checkpoint"
+            )
         else:
             return run
         raise SamexpError(f"cannot resume MLflow run {run_id} of {self.tracking_uri}: {problem}")
@@ -280,6 +328,9 @@ class Tracker:
         if self.enabled:
             import mlflow
 
+            if step is not None:  # a step of training: logged by the lease's holder only
+                self.leases.check()
+
             mlflow.log_metrics({k: float(v) for k, v in metrics.items()}, step=step)
 
     def log_text(self, text: str, artifact_file: str) -> None:
@@ -301,7 +352,22 @@ class Tracker:
         if self.enabled:
             import mlflow
 
+            self.leases.check()  # checkpoints and weights: written by the lease's holder only
+
             mlflow.log_artifact(str(path), artifact_path)
+
+
+def _forget_active_run() -> None:
+    """Drop MLflow's active run in this process without writing to it (mlflow.end_run would set
+    its status, which belongs to the process that took the run over)."""
+    try:
+        from mlflow.tracking import fluent
+
+        stack = fluent._active_run_stack.get()
+        if stack:
+            stack.pop()
+    except (ImportError, AttributeError):  # another MLflow: the process ends anyway
+        log.debug("could not drop MLflow's active run", exc_info=True)
 
 
 def _param_value(value: Any) -> str:
