@@ -51,8 +51,8 @@ bench-demo: $(STAMP)  ## the demo's first answer on an image (encoder + decoder)
 dashboard: $(STAMP)  ## optuna-dashboard over the studies in $(RUNS)/optuna.db, http://127.0.0.1:8080
 	$(BIN)/optuna-dashboard sqlite:///$(RUNS)/optuna.db --host 127.0.0.1 --port 8080
 
-ui: $(STAMP)  ## browse and compare runs at http://127.0.0.1:5000
-	$(BIN)/mlflow ui --backend-store-uri sqlite:///$(RUNS)/mlflow.db --host 127.0.0.1 --port 5000
+ui: $(STAMP)  ## browse and compare runs at http://127.0.0.1:5000 (says when it is ready, about 30 s)
+	$(BIN)/python -m samexp.ui --backend-store-uri sqlite:///$(RUNS)/mlflow.db --port 5000
 
 app: $(STAMP)  ## the demo: pick a run, draw a box, zero-shot vs fine-tuned, http://127.0.0.1:7860 (APP_ARGS=...)
 	$(BIN)/python -m samexp.app $(APP_ARGS)

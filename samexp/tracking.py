@@ -35,11 +35,15 @@ from samexp.run_states import (
     stale_reason,
     who,
 )
+from samexp.server.client import use_credentials
 from samexp.store_lock import sqlite_path, store_lock
 
 log = logging.getLogger(__name__)
 
 PARENT_ENV = "SAMEXP_PARENT_RUN_ID"
+# MLflow 3's UI opens an experiment of this kind on its training runs, not on GenAI traces
+# (MLflow 3.17 decides by its sidebar switch instead: the link `make ui` prints sets it)
+EXPERIMENT_KIND = ("mlflow.experimentKind", "custom_model_development")
 PACKAGES = (
     "samexp",
     "torch",
@@ -161,10 +165,14 @@ class Tracker:
 
         The first process to open a fresh sqlite store runs its schema migrations; two doing so at
         once break each other (alembic: "expected to match one row"), so that is done under a lock.
+        A team server's login comes from its credentials file when the environment has none.
         """
+        if self.tracking_uri.startswith("http"):
+            use_credentials()
         with store_lock(self.tracking_uri):
             mlflow.set_tracking_uri(self.tracking_uri)
-            if mlflow.get_experiment_by_name(self.experiment) is None:
+            experiment = mlflow.get_experiment_by_name(self.experiment)
+            if experiment is None:
                 # a server chooses its own artifact store; the embedded one keeps them under mlruns/
                 location = (
                     None
@@ -172,10 +180,15 @@ class Tracker:
                     else Path(self.artifact_root).resolve().as_uri()
                 )
                 try:
-                    mlflow.create_experiment(self.experiment, artifact_location=location)
+                    mlflow.create_experiment(
+                        self.experiment, artifact_location=location, tags=dict([EXPERIMENT_KIND])
+                    )
                 except mlflow.exceptions.MlflowException:
                     pass  # created meanwhile by a parallel run (on a server: no lock there)
             mlflow.set_experiment(self.experiment)
+            if experiment is not None and EXPERIMENT_KIND[0] not in experiment.tags:
+                with contextlib.suppress(mlflow.exceptions.MlflowException):  # read-only: as it is
+                    mlflow.set_experiment_tag(*EXPERIMENT_KIND)
 
     def client(self):
         """This store's MlflowClient, connected (store and experiment created) on first use."""

@@ -15,7 +15,8 @@ from pathlib import Path
 import pytest
 
 from samexp.server import __main__ as cli
-from samexp.server import control, postgres
+from samexp.server import client as server_client
+from samexp.server import control, postgres, secrets
 from samexp.server.procs import alive, group_alive, port_in_use
 from tests.conftest import REPO, data_root
 
@@ -88,16 +89,70 @@ def sweep_worker(tmp_path: Path, server: control.Server, name: str, seed: int) -
     ]  # fmt: skip
     # one thread each: two torch processes on two cores
     env = {**os.environ, "SAMEXP_OFFLINE": "1", "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1",
-           "SAMEXP_HOME": str(tmp_path)}  # fmt: skip
+           "SAMEXP_HOME": str(tmp_path), "PGPASSFILE": str(server.credentials)}  # fmt: skip
     env.pop("SAMEXP_PARENT_RUN_ID", None)
     log = open(tmp_path / f"{name}.log", "w")  # noqa: SIM115 (closed with the process)
     return subprocess.Popen(args, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
 
 
+def as_nobody(*command: str) -> subprocess.CompletedProcess:
+    """Another OS account on this machine, with the system's tools (it may not enter /root)."""
+    return subprocess.run(["runuser", "-u", "nobody", "--", *command], capture_output=True,
+                          text=True, timeout=60, cwd="/")  # fmt: skip
+
+
+MLFLOW_AS_NOBODY = """
+import json, sys, urllib.error, urllib.request
+for method, path, body in (("GET", "experiments/search?max_results=5", None),
+                           ("POST", "experiments/create", {"name": "intruder"})):
+    request = urllib.request.Request(f"{sys.argv[1]}/api/2.0/mlflow/{path}", method=method,
+        data=None if body is None else json.dumps(body).encode(),
+        headers={"Content-Type": "application/json"})
+    try:
+        urllib.request.urlopen(request, timeout=30)
+        print(method, 200)
+    except urllib.error.HTTPError as e:
+        print(method, e.code)
+"""
+
+
+def check_another_account_gets_nothing(server: control.Server) -> None:
+    """What a local account without the credentials file reaches: nothing."""
+    psql = shutil.which("psql")
+    if os.geteuid() != 0 or psql is None or shutil.which("runuser") is None:
+        return  # needs root (to be someone else) and PostgreSQL's client
+    for user, db in ((postgres.WORKER, "optuna"), (postgres.ADMIN, "postgres")):
+        denied = as_nobody(psql, "-h", "127.0.0.1", "-p", str(server.pg_port), "-U", user, "-d", db, "-w", "-c", "SELECT 1")  # fmt: skip
+        assert denied.returncode == 2 and "no password supplied" in denied.stderr, denied.stderr
+    guessed = as_nobody("env", "PGPASSWORD=samexp", psql, "-h", "127.0.0.1", "-p", str(server.pg_port), "-U", postgres.WORKER, "-d", "optuna", "-c", "SELECT 1")  # fmt: skip
+    assert "password authentication failed" in guessed.stderr, guessed.stderr
+    for name in (secrets.CREDENTIALS_FILE, secrets.ADMIN_FILE, secrets.MLFLOW_AUTH_FILE):
+        assert (Path(server.data) / name).stat().st_mode & 0o777 == 0o600
+        assert as_nobody("cat", str(Path(server.data) / name)).returncode != 0
+    mlflow = as_nobody("python3", "-c", MLFLOW_AS_NOBODY, server.tracking_uri)
+    assert mlflow.stdout.split() == ["GET", "401", "POST", "401"], mlflow.stdout + mlflow.stderr
+    # and the worker role itself, with the password, is no superuser: no program runs as postgres
+    env = {**os.environ, "PGPASSFILE": str(server.credentials)}
+    copy = subprocess.run([psql, "-h", "127.0.0.1", "-p", str(server.pg_port), "-U", postgres.WORKER, "-d", "optuna", "-w", "-c", "COPY (SELECT 1) TO PROGRAM 'id'"], capture_output=True, text=True, env=env)  # fmt: skip
+    assert "must be superuser or have privileges of the pg_execute_server_program role" in copy.stderr, copy.stderr  # fmt: skip
+
+
+def start_twice_at_once(*args: str) -> list[str]:
+    """Two `start`s racing on one fresh folder: both end 0, without a traceback; one started."""
+    starts = [subprocess.Popen([sys.executable, "-m", "samexp.server", "start", *args], cwd=REPO,
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+              for _ in range(2)]  # fmt: skip
+    outputs = [p.communicate(timeout=200)[0] for p in starts]
+    assert [p.returncode for p in starts] == [0, 0], outputs
+    assert not any("Traceback" in out for out in outputs), outputs
+    assert sum("waiting for it" in out and "already running" in out for out in outputs) == 1, outputs  # fmt: skip
+    return outputs
+
+
 @pytest.mark.server
 @pytest.mark.slow
 def test_two_sweep_workers_share_one_study_through_the_postgresql_and_mlflow_servers(
-    tmp_path, server_data
+    tmp_path, server_data, monkeypatch
 ):
     import optuna
     from mlflow.tracking import MlflowClient
@@ -108,10 +163,15 @@ def test_two_sweep_workers_share_one_study_through_the_postgresql_and_mlflow_ser
 
     pg_port, mlflow_port = free_port(), free_port()
     started = time.monotonic()
-    server_cli("start", "--data", str(server_data), "--pg-port", str(pg_port),
-               "--mlflow-port", str(mlflow_port), "--workers", "1", "--timeout", "90")  # fmt: skip
+    start_twice_at_once("--data", str(server_data), "--pg-port", str(pg_port),
+                        "--mlflow-port", str(mlflow_port), "--workers", "1", "--timeout", "90")  # fmt: skip
     server = control.status(server_data)
     assert server.running() == (True, True)
+    check_another_account_gets_nothing(server)
+    monkeypatch.setenv("PGPASSFILE", str(server.credentials))  # this test reads both stores too
+    for name in ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD"):
+        monkeypatch.delenv(name, raising=False)
+    server_client.use_credentials()
     assert server.storage == f"postgresql+psycopg://samexp@127.0.0.1:{pg_port}/optuna"
     assert server.tracking_uri == f"http://127.0.0.1:{mlflow_port}"
     up = time.monotonic() - started

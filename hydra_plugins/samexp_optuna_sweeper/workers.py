@@ -23,6 +23,7 @@ import optuna
 from optuna.exceptions import ExperimentalWarning, UpdateFinishedTrialError
 from optuna.trial import FrozenTrial, TrialState
 
+from samexp.server.client import use_credentials
 from samexp.sweeps.late_trial import RETRY_OF
 
 log = logging.getLogger(__name__)
@@ -47,6 +48,7 @@ def open_storage(
 ) -> optuna.storages.RDBStorage:
     """An RDB storage whose RUNNING trials are failed (and handed to `on_stale`) by any worker
     once their heartbeat is `grace_period` seconds old."""
+    use_credentials()  # a team server's password: from its credentials file, never the URL
     # Optuna 4.9 renamed the callback argument; 4.0 .. 4.8 only know the old name
     names = inspect.signature(optuna.storages.RDBStorage).parameters
     key = (

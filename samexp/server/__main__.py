@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from samexp.errors import SamexpError
-from samexp.server import control
+from samexp.server import client, control, postgres
 
 log = logging.getLogger("samexp.server")
 
@@ -43,6 +43,18 @@ def report(server: control.Server | None, data: Path | None) -> int:
     log.info("PostgreSQL  %s:%d  %s", control.HOST, server.pg_port, state[pg_up])
     log.info("MLflow      %s  %s", server.tracking_uri, state[mlflow_up])
     log.info("data        %s", server.data)
+    found_here = server.credentials == client.credentials_file()
+    log.info(
+        "credentials %s (0600): PostgreSQL's pgpass format; its user %s and password log in to "
+        "MLflow too (browser, `MLFLOW_TRACKING_USERNAME` / `MLFLOW_TRACKING_PASSWORD`)\n"
+        "  this machine: %s\n"
+        "  a worker machine: copy the file there (`scp -p`, keep it 0600), `export PGPASSFILE=<the "
+        "copy>`, and tunnel both ports: ssh -fN -L %d:%s:%d -L %d:%s:%d <this host>",
+        server.credentials, postgres.WORKER,
+        "samexp reads it by itself" if found_here else f"export PGPASSFILE={server.credentials}",
+        server.mlflow_port, control.HOST, server.mlflow_port,
+        server.pg_port, control.HOST, server.pg_port,
+    )  # fmt: skip
     log.info("every sweep worker adds:\n  %s", server.overrides)
     return 0 if pg_up and mlflow_up else 3
 

@@ -1,9 +1,16 @@
 """The MLflow tracking server over the PostgreSQL store, serving artifacts from a local folder: its
 clients (every sweep worker) upload and download artifacts through it, so workers need no shared
-filesystem, only the URL."""
+filesystem, only the URL and the credentials.
+
+It runs MLflow's own basic-auth app: every request but /health needs a user and password, and a
+user reaches only the experiments it created or was granted (default permission: none).
+"""
 
 from __future__ import annotations
 
+import base64
+import json
+import os
 import subprocess
 import sys
 import urllib.error
@@ -11,12 +18,41 @@ import urllib.request
 from pathlib import Path
 
 from samexp.errors import SamexpError
+from samexp.server import secrets
 from samexp.server.procs import HOST, group_alive, stop_group, wait_until
+
+# MLflow's client reads these (and samexp sets them from the credentials file when unset)
+USERNAME_ENV, PASSWORD_ENV = "MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD"
+ADMIN = "admin"  # MLflow's admin: manages users; the server's own commands only
+# `mlflow server` / `mlflow ui` import starlette.middleware.wsgi, which warns on every worker
+# start; only that warning, only in the server's processes
+QUIET = "ignore:starlette.middleware.wsgi is deprecated:UserWarning:mlflow.server.fastapi_app"
+
+
+def environment(**extra: str) -> dict[str, str]:
+    """The environment of an MLflow server process: this one's, without Starlette's notice."""
+    warnings = os.environ.get("PYTHONWARNINGS")
+    return {**os.environ, "PYTHONWARNINGS": f"{warnings},{QUIET}" if warnings else QUIET, **extra}
+
+
+def auth_config(admin_password: str, database: Path) -> str:
+    """The basic-auth app's ini (MLFLOW_AUTH_CONFIG_PATH): a generated admin password, its own
+    user database, and no permission for a user on what it neither created nor was granted."""
+    return (
+        "# written by samexp.server: MLflow's basic-auth app (keep it 0600, it holds a password)\n"
+        "[mlflow]\n"
+        "default_permission = NO_PERMISSIONS\n"
+        f"database_uri = sqlite:///{database}\n"
+        f"admin_username = {ADMIN}\n"
+        f"admin_password = {admin_password}\n"
+        "authorization_function = mlflow.server.auth:authenticate_request_basic_auth\n"
+    )
 
 
 def command(backend_uri: str, artifacts: Path, port: int, workers: int) -> list[str]:
     return [
         sys.executable, "-m", "mlflow", "server",
+        "--app-name", "basic-auth",
         "--backend-store-uri", backend_uri,
         "--artifacts-destination", str(artifacts),
         "--host", HOST, "--port", str(port),
@@ -25,17 +61,34 @@ def command(backend_uri: str, artifacts: Path, port: int, workers: int) -> list[
 
 
 def start(
-    backend_uri: str, artifacts: Path, port: int, workers: int, log: Path, timeout_s: float
+    backend_uri: str,
+    artifacts: Path,
+    port: int,
+    workers: int,
+    log: Path,
+    timeout_s: float,
+    auth_config_path: Path,
+    pgpass: Path,
 ) -> int:
     """Start the server in its own process group (its uvicorn workers go with it on stop) and
-    wait until /health answers; the first start also creates MLflow's tables. Returns its pid."""
-    artifacts.mkdir(parents=True, exist_ok=True)
+    wait until /health answers; the first start also creates MLflow's tables. Returns its pid.
+    Its files (artifacts, the auth database) are created owner-only (umask 077); libpq reads
+    its PostgreSQL password from `pgpass`."""
+    artifacts.mkdir(mode=0o700, parents=True, exist_ok=True)
+    env = environment(
+        MLFLOW_AUTH_CONFIG_PATH=str(auth_config_path),
+        PGPASSFILE=str(pgpass),
+        # CSRF key of the sign-up page, the same in every worker; new at each start
+        MLFLOW_FLASK_SERVER_SECRET_KEY=secrets.generate(),
+    )
     with open(log, "ab") as out:
         process = subprocess.Popen(
             command(backend_uri, artifacts, port, workers),
             stdout=out,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
+            env=env,
+            umask=0o077,
             start_new_session=True,  # its own group: stop() ends the workers too; Ctrl-C skips it
         )
     try:
@@ -53,6 +106,31 @@ def start(
     if process.poll() is not None:
         raise SamexpError(f"MLflow server exited ({process.returncode}): {_tail(log)} (log: {log})")
     return process.pid
+
+
+def ensure_user(port: int, admin_password: str, user: str, password: str) -> None:
+    """The workers' MLflow user, created on the first start or its password set to `password`
+    (the credentials file is the truth), through the auth app's REST API as its admin."""
+    try:
+        _call(port, "GET", f"users/get?username={user}", admin_password)
+        _call(port, "PATCH", "users/update-password", admin_password,
+              {"username": user, "password": password})  # fmt: skip
+    except urllib.error.HTTPError as e:
+        if e.code != 404:
+            raise SamexpError(f"MLflow server on port {port}: cannot set up user {user}: {e}") from None  # fmt: skip
+        _call(port, "POST", "users/create", admin_password, {"username": user, "password": password})  # fmt: skip
+
+
+def _call(port: int, method: str, path: str, admin_password: str, body: dict | None = None) -> None:
+    token = base64.b64encode(f"{ADMIN}:{admin_password}".encode()).decode()
+    request = urllib.request.Request(
+        f"http://{HOST}:{port}/api/2.0/mlflow/{path}",
+        data=None if body is None else json.dumps(body).encode(),
+        headers={"Authorization": f"Basic {token}", "Content-Type": "application/json"},
+        method=method,
+    )
+    with urllib.request.urlopen(request, timeout=30):
+        pass
 
 
 def _tail(log: Path) -> str:

@@ -2,8 +2,10 @@
 the databases, stop. The binaries are the distribution's (Debian's `postgresql` package).
 
 PostgreSQL refuses to run as root, so under root every server command runs as the unprivileged
-`postgres` user the package creates, and the cluster folder is handed to it. Access is `trust`
-for connections from 127.0.0.1 only: the cluster never listens beyond this machine.
+`postgres` user the package creates, and the cluster folder is handed to it. The cluster listens
+on 127.0.0.1 only, with no Unix socket, and every connection gives a password (scram-sha-256):
+its superuser's for samexp.server's own commands, and the worker role's, which owns the tracking
+databases and nothing else (no superuser: it cannot read files or run programs as `postgres`).
 """
 
 from __future__ import annotations
@@ -16,9 +18,11 @@ import subprocess
 from pathlib import Path
 
 from samexp.errors import SamexpError
+from samexp.server import secrets
 from samexp.server.procs import HOST
 
-SUPERUSER = "samexp"  # the cluster's own superuser, the user in every URL
+ADMIN = "samexp_admin"  # the cluster's superuser: creates the role and databases, nothing else
+WORKER = "samexp"  # owns MLflow's and Optuna's databases: the user in every URL
 SYSTEM_USER = "postgres"  # who runs the server when samexp runs as root
 INSTALL = "`make server` installs it (as root), or `apt-get install postgresql`"
 DEBIAN_BINS = "/usr/lib/postgresql/*/bin"  # Debian puts only client wrappers on PATH
@@ -26,7 +30,7 @@ DEBIAN_BINS = "/usr/lib/postgresql/*/bin"  # Debian puts only client wrappers on
 
 def url(port: int, database: str) -> str:
     """SQLAlchemy URL with the psycopg (3) driver, for MLflow and Optuna alike."""
-    return f"postgresql+psycopg://{SUPERUSER}@{HOST}:{port}/{database}"
+    return f"postgresql+psycopg://{WORKER}@{HOST}:{port}/{database}"
 
 
 def bin_dir() -> Path:
@@ -75,15 +79,26 @@ def hand_over(*paths: Path) -> None:
             )
 
 
-def init(cluster: Path, log: Path) -> None:
-    """A new cluster in `cluster` (nothing when one is there): superuser `samexp`, trust auth."""
-    if (cluster / "PG_VERSION").is_file():
+def exists(cluster: Path) -> bool:
+    return (cluster / "PG_VERSION").is_file()
+
+
+def init(cluster: Path, log: Path, admin_password: str) -> None:
+    """A new cluster in `cluster` (nothing when one is there): superuser ADMIN with
+    `admin_password`, handed to initdb in a 0600 file that lives only while it runs."""
+    if exists(cluster):
         return
     cluster.mkdir(parents=True, exist_ok=True)
     log.touch()
     hand_over(cluster, log)
-    _run([str(bin_dir() / "initdb"), "-D", str(cluster), "-U", SUPERUSER, "--auth=trust",
-          "-E", "UTF8", "--no-instructions"])  # fmt: skip
+    pwfile = cluster.parent / ".initdb-password"
+    secrets.write_private(pwfile, admin_password + "\n")
+    try:
+        hand_over(pwfile)
+        _run([str(bin_dir() / "initdb"), "-D", str(cluster), "-U", ADMIN, f"--pwfile={pwfile}",
+              "--auth=scram-sha-256", "-E", "UTF8", "--no-instructions"])  # fmt: skip
+    finally:
+        pwfile.unlink(missing_ok=True)
     with open(cluster / "postgresql.conf", "a") as conf:
         conf.write(
             "\ninclude_if_exists = 'samexp.conf'  # written by samexp.server at each start\n"
@@ -93,9 +108,18 @@ def init(cluster: Path, log: Path) -> None:
 def start(cluster: Path, log: Path, port: int, timeout_s: float) -> int:
     """Start the cluster on 127.0.0.1:port (no Unix socket), wait until it accepts connections;
     returns the postmaster's pid."""
-    settings = f"listen_addresses = '{HOST}'\nport = {port}\nunix_socket_directories = ''\n"
+    settings = (
+        f"listen_addresses = '{HOST}'\nport = {port}\nunix_socket_directories = ''\n"
+        "password_encryption = 'scram-sha-256'\n"
+    )
     (cluster / "samexp.conf").write_text(settings)
-    hand_over(cluster / "samexp.conf")
+    # rewritten at each start: whatever was edited there, these lines are the only access
+    (cluster / "pg_hba.conf").write_text(
+        "# written by samexp.server at each start: passwords only, from 127.0.0.1 only\n"
+        f"host  mlflow,optuna  {WORKER}  {HOST}/32  scram-sha-256\n"
+        f"host  all  {ADMIN}  {HOST}/32  scram-sha-256\n"
+    )
+    hand_over(cluster / "samexp.conf", cluster / "pg_hba.conf")
     done = _run([str(bin_dir() / "pg_ctl"), "start", "-D", str(cluster), "-l", str(log), "-w",
                  "-t", str(int(timeout_s))], check=False)  # fmt: skip
     if done.returncode != 0:
@@ -117,7 +141,7 @@ def pid(cluster: Path) -> int:
 
 
 def running(cluster: Path) -> bool:
-    if not (cluster / "PG_VERSION").is_file():
+    if not exists(cluster):
         return False
     return _run([str(bin_dir() / "pg_ctl"), "status", "-D", str(cluster)], check=False).returncode == 0  # fmt: skip
 
@@ -132,15 +156,30 @@ def stop(cluster: Path, timeout_s: float) -> None:
         raise SamexpError(f"PostgreSQL in {cluster} did not stop within {timeout_s:g} s: {done.stdout.strip()}")  # fmt: skip
 
 
-def create_databases(port: int, names: tuple[str, ...]) -> None:
-    """Create the databases that do not exist yet (CREATE DATABASE has no IF NOT EXISTS)."""
+def provision(
+    port: int, admin_password: str, worker_password: str, databases: tuple[str, ...]
+) -> None:
+    """The WORKER role (created, or its password set to `worker_password`: the credentials file
+    is the truth) and the databases it owns, created when missing (CREATE DATABASE has no IF NOT
+    EXISTS)."""
     import psycopg
+    from psycopg import sql
 
-    with psycopg.connect(host=HOST, port=port, user=SUPERUSER, dbname="postgres", autocommit=True) as conn:  # fmt: skip
+    with psycopg.connect(host=HOST, port=port, user=ADMIN, password=admin_password,
+                         dbname="postgres", autocommit=True) as conn:  # fmt: skip
+        role = sql.Identifier(WORKER)
+        if conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (WORKER,)).fetchone() is None:
+            conn.execute(sql.SQL("CREATE ROLE {} LOGIN").format(role))
+        conn.execute(
+            sql.SQL(
+                "ALTER ROLE {} NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION NOBYPASSRLS "
+                "PASSWORD {}"
+            ).format(role, sql.Literal(worker_password))
+        )
         have = {row[0] for row in conn.execute("SELECT datname FROM pg_database")}
-        for name in names:
+        for name in databases:
             if name not in have:
-                conn.execute(f'CREATE DATABASE "{name}"')
+                conn.execute(sql.SQL("CREATE DATABASE {} OWNER {}").format(sql.Identifier(name), role))  # fmt: skip
 
 
 def _run(args: list[str], check: bool = True) -> subprocess.CompletedProcess:
