@@ -14,7 +14,7 @@ from samexp.adapters.io import load_adapter, read_adapter_meta
 from samexp.adapters.meta import check_base
 from samexp.errors import CheckpointError, SamexpError, UntrustedFileError
 from samexp.models.build import BaseModel
-from samexp.models.checkpoints import default_cache_dir
+from samexp.models.checkpoints import default_cache_dir, in_cache
 from samexp.options import by_target
 from samexp.paths import default_tracking_uri
 
@@ -68,6 +68,7 @@ def run_file(run_id: str, artifact: str, tracking_uri: str, missing: str = "") -
             why = f" ({missing})" if missing else ""
             raise SamexpError(f"run {run_id} has no {artifact} artifact{why}: {e}") from None
         os.replace(local, kept)
+    log.info("downloaded run %s's %s to %s", run_id, artifact, in_cache(kept))
     return kept
 
 

@@ -101,6 +101,17 @@ def default_cache_dir() -> Path:
     return (Path(xdg).expanduser() if xdg else Path.home() / ".cache") / "samexp"
 
 
+def in_cache(path: Path) -> str:
+    """`path`, saying so when it is in samexp's cache: outside the paths root on purpose (a
+    checkpoint, embeddings and a run's downloaded weights serve every root and checkout alike),
+    so a user who looks only under the root learns where else samexp writes."""
+    try:
+        Path(path).resolve().relative_to(default_cache_dir().resolve())
+    except ValueError:
+        return str(path)
+    return f"{path} (samexp's cache, shared by every paths root; SAMEXP_CACHE moves it)"
+
+
 def resolve_checkpoint(
     arch: str,
     checkpoint: str | os.PathLike[str] | None = None,
@@ -141,7 +152,7 @@ def resolve_checkpoint(
     if not download:
         reason = "downloading is disabled (download=False or SAMEXP_OFFLINE=1)"
         raise CheckpointError(_not_fetched_message(spec, url, cached, reason))
-    log.info("Downloading SAM %s checkpoint from %s to %s", arch, url, cached)
+    log.info("Downloading SAM %s checkpoint from %s to %s", arch, url, in_cache(cached))
     try:
         with urllib.request.urlopen(url, timeout=_TIMEOUT_S) as response:
             total = int(response.headers.get("Content-Length") or 0) or None

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import sys
 
+from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
 import samexp.predict.config  # noqa: F401  (registers predict_schema)
@@ -18,6 +19,8 @@ log = logging.getLogger("samexp.predict")
 def main(cfg: DictConfig) -> None:
     from samexp.predict.run import predict
 
+    if cfg.out is None:  # like every other output: under the paths root, not the shell's folder
+        cfg.out = HydraConfig.get().runtime.output_dir
     try:
         predict(OmegaConf.to_object(cfg))
     except SamexpError as e:

@@ -79,7 +79,9 @@ class PredictConfig:
     checkpoint: str | None = None  # the official base checkpoint, if not in the cache
     image: str | None = None  # one image ...
     images: str | None = None  # ... or a folder of them
-    out: str = "predictions"
+    # default: the command's own folder under the paths root, beside its log
+    # ($SAMEXP_HOME or the checkout)/outputs/predict/<date>/<time>_<pid>-<hex>/
+    out: str | None = None
     mode: PredictMode = PredictMode.prompt
     device: Device = Device.auto
     attention: AttentionKernel = AttentionKernel.auto  # the fastest exact kernel for the device

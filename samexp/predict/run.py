@@ -166,6 +166,8 @@ def _check_coverage(source: PromptFile, paths: list[Path]) -> None:
 
 def predict(cfg: PredictConfig) -> dict[str, Any]:
     """Predict every image of `cfg`; returns the index also written to `<out>/predictions.json`."""
+    if cfg.out is None:  # the command line fills it in (its run folder); a Python caller names it
+        raise SamexpError("out= is needed: the folder to write the predictions to")
     prompts = _check(cfg)
     paths = list_images(cfg.image, cfg.images)
     if isinstance(prompts, PromptFile):

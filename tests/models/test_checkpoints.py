@@ -27,6 +27,7 @@ from samexp.models.checkpoints import (
     CHECKPOINTS,
     CheckpointSpec,
     default_cache_dir,
+    in_cache,
     load_state_dict,
     resolve_checkpoint,
 )
@@ -393,3 +394,10 @@ def test_load_state_dict_rejects_a_file_that_is_not_a_state_dict(tmp_path: Path)
 def test_load_state_dict_raises_for_a_missing_file(tmp_path: Path) -> None:
     with pytest.raises(CheckpointError, match="does not exist"):
         load_state_dict(tmp_path / "absent.pth")
+
+
+def test_a_file_in_samexps_cache_is_said_to_be_outside_the_paths_root(tmp_path, monkeypatch):
+    monkeypatch.setenv("SAMEXP_CACHE", str(tmp_path / "cache"))
+    said = in_cache(tmp_path / "cache" / "embeddings")
+    assert said.endswith("(samexp's cache, shared by every paths root; SAMEXP_CACHE moves it)")
+    assert in_cache(tmp_path / "elsewhere") == str(tmp_path / "elsewhere")

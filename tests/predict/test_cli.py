@@ -35,19 +35,19 @@ def one_error_line(result: subprocess.CompletedProcess[str]) -> str:
 
 
 @pytest.mark.slow
-def test_prompted_run_writes_masks_overlay_json_and_index(trained, tmp_path):
+def test_prompted_run_writes_masks_overlay_json_and_index_into_its_run_folder(trained, tmp_path):
     image = trained.images[0]
     result = samexp_predict(
         tmp_path, f"run_id={trained.run_id}", f"tracking_uri={trained.tracking_uri}",
         f"image={image}", "prompt.boxes=[[60,300,700,650],[400,420,600,600]]",  # ints, nested
-        f"out={tmp_path}/pred", "device=cpu",
+        "device=cpu",  # no out=: the command's run folder (hydra.run.dir), beside its log
     )  # fmt: skip
     assert result.returncode == 0, output(result)
-    written = sorted(p.name for p in (tmp_path / "pred").iterdir())
+    written = sorted(p.name for p in (tmp_path / "hydra").iterdir())
     stem = image.stem
     assert written == sorted([f"{stem}_mask0.png", f"{stem}_mask1.png", f"{stem}_overlay.png",
-                              f"{stem}.json", "predictions.json"])  # fmt: skip
-    index = json.loads((tmp_path / "pred" / "predictions.json").read_text())
+                              f"{stem}.json", "predictions.json", ".hydra", "predict.log"])  # fmt: skip
+    index = json.loads((tmp_path / "hydra" / "predictions.json").read_text())
     assert index["source"]["run_id"] == trained.run_id and index["images"][0]["masks"] == 2
     assert f"{image.name} (1024×1024): 2 masks" in output(result)  # the per-image summary
 
