@@ -10,12 +10,15 @@ import pytest
 import torch
 from segment_anything import SamPredictor, sam_model_registry
 
+from samexp.adapters.decoder import DecoderAdapter
+from samexp.adapters.io import save_adapter
 from samexp.adapters.lora import LoraAdapter
 from samexp.errors import SamexpError
 from samexp.export import export
 from samexp.finetuned import load_finetuned
 from samexp.models.build import build_official, build_tiny, tiny_sam
 from samexp.models.seam import Prompts, decode, encode
+from tests.conftest import REPO
 
 BOXES = torch.tensor([[30.0, 40, 200, 220], [10, 10, 120, 90]])
 
@@ -154,3 +157,29 @@ def test_vit_t_lora_export_loads_in_stock_mobile_sam_and_gives_the_same_masks(
     assert masks.any() and not masks.all()
     # merged and unmerged LoRA round differently: a pixel may flip only right at the threshold
     assert np.all(np.abs(logits[differ]) < 1e-4)
+
+
+def export_guide_snippet() -> str:
+    """The loading snippet of docs/tasks/predict-export.md: the first Python block under its
+    export heading, as a reader copies it."""
+    page = (REPO / "docs" / "tasks" / "predict-export.md").read_text()
+    section = page[page.index("## Export into stock") :]
+    return section.split("```python\n", 1)[1].split("```", 1)[0]
+
+
+def test_the_export_guides_loading_snippet_loads_a_tiny_export(tiny, tmp_path, monkeypatch):
+    # the tiny model is the only one an offline newcomer has: the guide's snippet must load it
+    adapter = DecoderAdapter()
+    adapter.apply(tiny.sam)
+    with torch.no_grad():
+        for p in tiny.sam.mask_decoder.parameters():
+            p.add_(0.01)  # as if trained: the export must carry it
+    weights = save_adapter(tmp_path / "adapter.safetensors", tiny, adapter)
+    monkeypatch.chdir(tmp_path)
+    out = export(weights=str(weights), out="ring_sam_vit_b.pth")  # the guide's file names
+    namespace: dict = {}
+    exec(export_guide_snippet(), namespace)  # noqa: S102  (our own docs, the point of the test)
+    loaded, exported = namespace["sam"].state_dict(), torch.load(out, weights_only=True)
+    assert loaded.keys() == exported.keys()
+    assert all(torch.equal(loaded[k], exported[k]) for k in exported)
+    assert namespace["predictor"].model is namespace["sam"]
