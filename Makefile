@@ -58,10 +58,10 @@ app: $(STAMP)  ## the demo: pick a run, draw a box, zero-shot vs fine-tuned, htt
 	$(BIN)/python -m samexp.app $(APP_ARGS)
 
 docs: $(STAMP)  ## the documentation site into site/ (strict: a broken link or reference fails)
-	$(BIN)/mkdocs build --strict
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict  # no end-of-life banner on every build
 
 docs-serve: $(STAMP)  ## the site at http://127.0.0.1:8000, rebuilt on every change
-	$(BIN)/mkdocs serve -a 127.0.0.1:8000
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs serve -a 127.0.0.1:8000
 
 screenshots: $(STAMP) chromium  ## docs/images/*.png from the real programs in headless chromium (a few minutes)
 	$(BIN)/python docs/screenshots.py

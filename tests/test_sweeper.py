@@ -6,6 +6,7 @@ parallel batches through the joblib launcher lose nothing."""
 from __future__ import annotations
 
 import json
+import logging
 import os
 import subprocess
 import sys
@@ -21,7 +22,7 @@ from optuna.distributions import CategoricalDistribution, FloatDistribution
 from optuna.trial import TrialState
 
 from hydra_plugins.samexp_optuna_sweeper.config import PRUNERS, SAMPLERS
-from hydra_plugins.samexp_optuna_sweeper.report import log_study
+from hydra_plugins.samexp_optuna_sweeper.report import log_study, write_plots
 from hydra_plugins.samexp_optuna_sweeper.workers import (
     INTERRUPTED,
     RETRY_OF,
@@ -312,6 +313,18 @@ def test_plots_that_need_more_trials_are_skipped_not_fatal(tmp_path):
               storage="memory")  # fmt: skip
     logged = {a.path for a in client.list_artifacts(run_id, "study")}
     assert logged == {"study/trials.csv", "study/optimization_history.png", "study/slice.png"}
+
+
+def test_a_numeric_choice_is_plotted_as_numbers_without_matplotlibs_categorical_notice(
+    tmp_path, caplog
+):
+    # a LoRA rank is a categorical of numbers: Optuna's own slice plot handed matplotlib strings
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    study.optimize(lambda t: float(t.suggest_categorical("adapter.rank", [2, 4, 8])), n_trials=4)
+    with caplog.at_level(logging.INFO):
+        written = write_plots(study, tmp_path)
+    assert tmp_path / "slice.png" in written
+    assert [r.getMessage() for r in caplog.records if r.name.startswith("matplotlib")] == []
 
 
 @pytest.mark.parametrize(("group", "options"), [("sampler", SAMPLERS), ("pruner", PRUNERS)])

@@ -132,7 +132,7 @@ def write_plots(study: optuna.Study, folder: Path) -> list[Path]:
     if len(complete) >= 2 and varied:
         wanted["param_importances"] = lambda: plots.plot_param_importances(study)
     if complete and complete[0].params:
-        wanted["slice"] = lambda: plots.plot_slice(study)
+        wanted["slice"] = lambda: _slice(complete)
 
     written = []
     for name, plot in wanted.items():
@@ -151,7 +151,25 @@ def write_plots(study: optuna.Study, folder: Path) -> list[Path]:
     return written
 
 
+def _slice(complete: list[FrozenTrial]):
+    """The objective against each parameter, side by side (Optuna's plot_slice, but a numeric
+    choice such as a LoRA rank on a numeric axis: Optuna passes it to matplotlib as a string)."""
+    import matplotlib.pyplot as plt
+
+    from samexp.sweeps.callback import scatter_against
+
+    names = sorted({name for t in complete for name in t.params})
+    fig, axes = plt.subplots(1, len(names), figsize=(4 * len(names), 3.5), sharey=True,
+                             squeeze=False)  # fmt: skip
+    for ax, name in zip(axes[0], names, strict=True):
+        shown = [t for t in complete if name in t.params]
+        scatter_against(ax, [t.params[name] for t in shown], [t.value for t in shown], name,
+                        "Objective Value" if ax is axes[0][0] else "")  # fmt: skip
+    fig.suptitle("Slice Plot")
+    return axes[0]
+
+
 def _figure(axes: object):
-    # plot_slice returns an array of Axes when there are several parameters
+    # _slice returns an array of Axes, one per parameter
     first = axes.flat[0] if hasattr(axes, "flat") else axes
     return first.figure

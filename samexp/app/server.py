@@ -39,9 +39,13 @@ def launch(args: argparse.Namespace) -> None:
     if args.host not in ("127.0.0.1", "localhost", "::1"):
         log.warning("listening on %s: anyone who can reach this machine can use the app", args.host)
     try:
+        # quiet: gradio's banner would end with its `share=True` hint, a public tunnel this local
+        # demo never wants; the address is said here instead
         blocks.launch(server_name=args.host, server_port=args.port, theme=THEME, ssr_mode=False,
                       max_file_size=f"{args.max_upload_mb:g}mb", show_error=False,
-                      footer_links=["api"])  # fmt: skip
+                      footer_links=["api"], quiet=True, prevent_thread_lock=True)  # fmt: skip
     except OSError:  # gradio's "Cannot find empty port": taken while the models loaded
         require_free(args.port, "the demo", "--port")
         raise
+    log.info("the demo answers on %s (Ctrl-C stops it)", blocks.local_url)
+    blocks.block_thread()

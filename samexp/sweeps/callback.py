@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import os
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -170,30 +171,39 @@ def summarize(client, parent_id: str, objective: str, mode: str = "max") -> dict
 
 
 def _plot(table, column: str, objective: str, folder: Path) -> Path | None:
-    """Objective against one swept parameter (log x-axis for numeric spans over 2 decades)."""
+    """Objective against one swept parameter, one PNG."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    import pandas as pd
 
     if table.empty:
         return None
-    x = pd.to_numeric(table[column], errors="coerce")
-    numeric = x.notna().all()
     fig, ax = plt.subplots(figsize=(5, 3.5), dpi=120)
-    if numeric:
-        ax.scatter(x, table[objective])
-        if x.min() > 0 and x.max() / x.min() >= 100 or set(x) <= {2.0**k for k in range(12)}:
-            ax.set_xscale("log", base=2 if set(x) <= {2.0**k for k in range(12)} else 10)
-    else:
-        ax.scatter(table[column].astype(str), table[objective])
-    ax.set_xlabel(column[6:])
-    ax.set_ylabel(objective)
+    scatter_against(ax, table[column], table[objective], column[6:], objective)
     ax.set_title(f"{objective} vs {column[6:]}")
-    ax.grid(alpha=0.3)
     fig.tight_layout()
     path = folder / f"{objective.replace('/', '_')}_vs_{column[6:]}.png"
     fig.savefig(path)
     plt.close(fig)
     return path
+
+
+def scatter_against(ax, values: Sequence, objective: Sequence, name: str, label: str) -> None:
+    """`objective` against one parameter's values: numbers on a numeric axis (log base 2 for
+    powers of two such as LoRA ranks, base 10 over two decades), even where Optuna keeps them as
+    the choices of a categorical (matplotlib would take number-like strings for categories and
+    say so on every sweep); anything else as categories."""
+    import pandas as pd
+
+    x = pd.to_numeric(pd.Series(list(values)), errors="coerce")
+    if x.notna().all():
+        ax.scatter(x, list(objective))
+        powers = set(x) <= {2.0**k for k in range(12)}
+        if x.min() > 0 and x.max() / x.min() >= 100 or powers:
+            ax.set_xscale("log", base=2 if powers else 10)
+    else:
+        ax.scatter([str(v) for v in values], list(objective))
+    ax.set_xlabel(name)
+    ax.set_ylabel(label)
+    ax.grid(alpha=0.3)

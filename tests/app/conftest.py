@@ -100,7 +100,7 @@ def app(store: Store, tmp_path_factory: pytest.TempPathFactory) -> App:
     url = f"http://127.0.0.1:{port}/"
     try:
         deadline = time.monotonic() + STARTUP_S
-        while "Running on local URL" not in log.read_text(errors="replace"):
+        while "the demo answers on" not in log.read_text(errors="replace"):
             if proc.poll() is not None or time.monotonic() > deadline:
                 pytest.fail(f"the app did not start:\n{log.read_text(errors='replace')[-3000:]}")
             time.sleep(0.25)
