@@ -16,13 +16,19 @@ SERVER_ARGS ?=
 
 .PHONY: install test test-fast smoke run sweep bench bench-data bench-demo ui dashboard app docs docs-serve screenshots server server-stop server-status postgresql chromium lint format clean
 
+# TORCH=cpu takes torch and torchvision from PyTorch's CPU-only index (about 0.2 GB; their
+# +cpu builds win over PyPI's, within pyproject's pins) instead of PyPI's default Linux build,
+# whose CUDA libraries are ~6.9 GB of nvidia-* wheels a machine without an NVIDIA GPU never
+# uses; any other index of download.pytorch.org/whl works the same way (TORCH=cu126)
+TORCH ?=
+
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --upgrade --quiet pip
-	$(BIN)/pip install --quiet -e '.[dev]'
+	$(BIN)/pip install --quiet -e '.[dev]' $(if $(TORCH),--extra-index-url https://download.pytorch.org/whl/$(TORCH))
 	touch $(STAMP)
 
-install: $(STAMP)
+install: $(STAMP)  ## .venv with samexp and its tools (TORCH=cpu: CPU-only PyTorch, no 6.9 GB of CUDA wheels)
 
 test: $(STAMP)  ## the whole suite, slow end-to-end tests included (what CI runs); TEST_WORKERS=1 for one process
 	$(BIN)/pytest -q -n $(TEST_WORKERS) --dist loadgroup --durations=10

@@ -1,8 +1,11 @@
 """The first hour of a new user: a misspelt key, a value of the wrong type or an option that does
 not exist is one line naming the key and the closest valid ones (the CLI prints it and exits 2:
-tests/test_cli.py), never Hydra's block, and `+key=value` is no way around the schema."""
+tests/test_cli.py), never Hydra's block, and `+key=value` is no way around the schema; and the
+quick start installs first, with CPU-only PyTorch a flag away."""
 
 from __future__ import annotations
+
+import subprocess
 
 import pytest
 from hydra import compose, initialize_config_dir
@@ -10,7 +13,7 @@ from hydra import compose, initialize_config_dir
 import samexp.predict.config  # noqa: F401  (registers predict_schema)
 from samexp.cli import one_line
 from samexp.config import undeclared
-from tests.conftest import CONF_DIR
+from tests.conftest import CONF_DIR, REPO
 
 
 def refusal(config_name: str, overrides: list[str]) -> str:
@@ -47,3 +50,21 @@ CASES = [
 @pytest.mark.parametrize(("command", "overrides", "message"), CASES)
 def test_a_config_mistake_is_one_line_naming_the_closest_valid_keys(command, overrides, message):
     assert refusal(command, overrides.split()) == message
+
+
+def test_the_quick_start_installs_first_and_offers_cpu_only_torch():
+    quick_start = (REPO / "README.md").read_text().split("## Quick start", 1)[1]
+    assert quick_start.split("```bash\n", 1)[1].startswith("make install")
+    assert "make install TORCH=cpu" in quick_start
+
+
+@pytest.mark.parametrize(
+    ("torch", "index"),
+    [("cpu", "--extra-index-url https://download.pytorch.org/whl/cpu"), ("", None)],
+)
+def test_make_install_torch_cpu_takes_pytorchs_cpu_index_and_the_default_pypi(torch, index):
+    # a dry run (-n) of the install rule, forced (-B): prints the commands, downloads nothing
+    plan = subprocess.run(["make", "-n", "-B", ".venv/.installed", f"TORCH={torch}"], cwd=REPO,
+                          capture_output=True, text=True, check=True).stdout  # fmt: skip
+    install = next(line for line in plan.splitlines() if "pip install --quiet -e" in line)
+    assert (index in install) if index else ("--extra-index-url" not in install)
