@@ -34,7 +34,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 from samexp.errors import SamexpError
-from samexp.run_states import HOST, PID, PID_SPACE, heartbeat_tag, liveness_tags, stale_reason, who
+from samexp.run_states import HOST, PID, PID_SPACE, liveness_tags, stale_reason, who
+from samexp.store_lock import try_lock
 
 try:
     import fcntl
@@ -94,7 +95,7 @@ class FileLease:
         """The live holder's record, or None when the run is free (takes nothing)."""
         fd = self._open()
         try:
-            if _lock(fd, PATIENCE_S):
+            if try_lock(fd, PATIENCE_S):
                 return None
             text = os.pread(fd, RECORD_BYTES, 0)
         finally:
@@ -113,7 +114,7 @@ class FileLease:
     def claim(self, settle_s: float = SETTLE_S) -> None:
         """Take the run, or RunBusy naming its holder (`settle_s`: the tag lease's)."""
         fd = self._open()
-        if not _lock(fd, PATIENCE_S):
+        if not try_lock(fd, PATIENCE_S):
             os.close(fd)
             self.probe()  # names the holder (or finds it gone this instant, and goes on)
             return self.claim(settle_s)
@@ -185,7 +186,7 @@ class TagLease:
     def beat(self) -> None:
         if self.token is not None:
             self.verify()
-            self._write(json.dumps({**liveness_tags(), **heartbeat_tag(), TOKEN: self.token}))
+            self._write(json.dumps({**liveness_tags(), TOKEN: self.token}))  # a new heartbeat
 
     def release(self) -> None:
         if self.token is not None:
@@ -288,16 +289,3 @@ def busy(run_id: str, held: dict[str, str], stale_after_s: float | None = None) 
         f"{held.get(PID, '<pid>')} on {held.get(HOST, 'its host')}: it checkpoints) and resume "
         f"again{lapse}"
     )
-
-
-def _lock(fd: int, patience_s: float) -> bool:
-    """Take the exclusive lock of `fd`, trying for `patience_s`; False if another holds it."""
-    deadline = time.monotonic() + patience_s
-    while True:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            return True
-        except BlockingIOError:
-            if time.monotonic() > deadline:
-                return False
-            time.sleep(0.02)

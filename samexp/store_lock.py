@@ -55,19 +55,28 @@ def store_lock(tracking_uri: str, timeout_s: float = TIMEOUT_S) -> Iterator[None
                 fcntl.flock(handle, fcntl.LOCK_UN)
 
 
-def _acquire(handle, lock: Path, timeout_s: float) -> bool:
-    deadline = time.monotonic() + timeout_s
+def try_lock(handle, seconds: float) -> bool:
+    """Take the exclusive flock of `handle` (a file or its descriptor), trying for `seconds`;
+    False if another process still holds it then. A filesystem without locks raises OSError."""
+    deadline = time.monotonic() + seconds
     while True:
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
             return True
         except BlockingIOError:
             if time.monotonic() > deadline:
-                raise SamexpError(
-                    f"waited {timeout_s:g} s for {lock}: another process is creating or "
-                    "upgrading the MLflow store and has not finished; is one stuck?"
-                ) from None
-            time.sleep(0.05)
-        except OSError as e:  # a filesystem without locks (some NFS mounts): go on unlocked
-            log.warning("cannot lock %s (%s); opening the MLflow store unlocked", lock, e)
-            return False
+                return False
+            time.sleep(0.02)
+
+
+def _acquire(handle, lock: Path, timeout_s: float) -> bool:
+    try:
+        if try_lock(handle, timeout_s):
+            return True
+    except OSError as e:  # a filesystem without locks (some NFS mounts): go on unlocked
+        log.warning("cannot lock %s (%s); opening the MLflow store unlocked", lock, e)
+        return False
+    raise SamexpError(
+        f"waited {timeout_s:g} s for {lock}: another process is creating or upgrading the MLflow "
+        "store and has not finished; is one stuck?"
+    )
