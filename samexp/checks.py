@@ -115,4 +115,4 @@ def closest(word: str, known: Iterable[str]) -> str:
     near = difflib.get_close_matches(word, known, n=3, cutoff=0.6)
     if near:
         return f"did you mean {' or '.join(near)}?"
-    return f"valid: {', '.join(known)}" if known else "nothing is valid here"
+    return f"valid: {', '.join(known)}" if known else "it takes no keys"
