@@ -25,7 +25,11 @@ class Range:
     why: str = ""  # joins the message: "must be >= 1 (epochs)"
 
     def allows(self, value: Any) -> bool:
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or math.isnan(value):
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, (int, float))
+            or not math.isfinite(value)
+        ):
             return False
         if self.low is not None and (value <= self.low if self.open_low else value < self.low):
             return False
@@ -95,7 +99,9 @@ def out_of_range(schema: type, values: Mapping[str, Any]) -> Iterator[tuple[str,
         if check is None or value is None or check.allows(value):
             continue
         why = f" ({check.why})" if check.why else ""
-        yield f.name, value, f"must be {check}{why}"
+        # inf passes every one-sided bound as written, so say what it breaks
+        finite = "a finite number " if isinstance(value, float) and math.isinf(value) else ""
+        yield f.name, value, f"must be {finite}{check}{why}"
 
 
 def declared(schema: type) -> list[str]:

@@ -39,6 +39,8 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(
         level=logging.INFO, format="[%(asctime)s][%(name)s][%(levelname)s] - %(message)s"
     )
+    # gradio's own requests to the page it serves (startup-events, ...) are no news to the user
+    logging.getLogger("httpx").setLevel(logging.WARNING)
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # no calls home from the page
     try:
         # a busy port is said before gradio and the models load (seconds); launch checks again

@@ -80,6 +80,13 @@ def _load_json(path: Path) -> dict:
             f"{path}: no {', '.join(repr(k) for k in missing)} list; a COCO file is an object "
             f"with 'images', 'annotations' and 'categories' lists"
         )
+    for key in keys:
+        strays = [i for i, entry in enumerate(data[key]) if not isinstance(entry, dict)]
+        if strays:
+            raise DatasetError(
+                f"{path}: {key}[{strays[0]}] is {type(data[key][strays[0]]).__name__}, not an "
+                f"object ({len(strays):,} such entries); every entry of '{key}' is a JSON object"
+            )
     return data
 
 

@@ -28,6 +28,7 @@ def test_the_app_listens_on_127_0_0_1_only(app: App):
     assert app.url.startswith("http://127.0.0.1:")
     assert "the demo answers on http://127.0.0.1:" in app.log.read_text()
     assert "share=True" not in app.log.read_text()  # no public-link hint for a local demo
+    assert "HTTP Request:" not in app.log.read_text()  # nor gradio's calls to its own page
 
 
 def test_a_box_through_the_api_gives_both_masks_and_reuses_the_embedding(

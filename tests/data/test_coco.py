@@ -357,6 +357,20 @@ def test_a_missing_top_level_list_is_an_error_naming_it(tmp_path: Path, key: str
         read_coco(tmp_path / "annotations.json", tmp_path / "images")
 
 
+@pytest.mark.parametrize("key", ["images", "annotations", "categories"])
+def test_an_entry_that_is_not_an_object_is_an_error_naming_it(tmp_path: Path, key: str) -> None:
+    data = {"images": [], "annotations": [], "categories": CATEGORIES}
+    data[key] = [*data[key], 7, [1, 2]]
+    (tmp_path / "annotations.json").write_text(json.dumps(data))
+    at = len(data[key]) - 2
+    with pytest.raises(DatasetError) as err:
+        read_coco(tmp_path / "annotations.json", tmp_path / "images")
+    assert str(err.value) == (
+        f"{tmp_path / 'annotations.json'}: {key}[{at}] is int, not an object (2 such entries); "
+        f"every entry of '{key}' is a JSON object"
+    )
+
+
 @pytest.mark.parametrize("file_name", ["../outside.png", "/tmp/outside.png", "a/../../x.png"])
 def test_a_file_name_outside_the_dataset_is_an_error(tmp_path: Path, file_name: str) -> None:
     path = _write(tmp_path, [_image_entry(1, file_name)], [], write_images=False)

@@ -29,14 +29,13 @@ from mlflow.tracking import MlflowClient
 from optuna.distributions import FloatDistribution
 
 from hydra_plugins.samexp_optuna_sweeper.outcomes import tell
-from samexp import train
 from samexp.errors import Interrupted, SamexpError
 from samexp.monitor import check_monitor
 from samexp.runner import run
 from samexp.train_state import load_state, save_state
 from tests.conftest import REPO, compose_config, data_root
 from tests.data.test_coco import _shapes_coco
-from tests.test_resume import _tiny_state
+from tests.test_resume import _signal_after_steps, _tiny_state
 
 # 6 rings images to train in batches of 2: 3 optimizer steps an epoch
 SETTING = ["model=tiny", "adapter=decoder", "trainer.batch_size=2", "trainer.epochs=2",
@@ -74,16 +73,8 @@ class Scene:
         self, *overrides: str, steps: int = 4, sig: signal.Signals = signal.SIGTERM
     ) -> Interrupted:
         """A run stopped by `sig` during optimizer step `steps` (epoch 2 step 4 by default)."""
-        real, calls = train._optimizer_step, []
-
-        def step_then_signal(*args, **kwargs):
-            calls.append(1)
-            if len(calls) == steps:
-                signal.raise_signal(sig)
-            return real(*args, **kwargs)
-
         with self.monkeypatch.context() as patch:
-            patch.setattr(train, "_optimizer_step", step_then_signal)
+            _signal_after_steps(patch, steps, sig)
             with pytest.raises(Interrupted) as stopped:
                 run(self.config("first", *overrides))
         return stopped.value
