@@ -33,9 +33,16 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         package = item.path.parent.name
         if package in SHARED_FIXTURE_PACKAGES:
             item.add_marker(pytest.mark.xdist_group(package))
+    # xdist hands out single tests in collection order: one of minutes collected last runs alone
+    # on one core while the other idles, so the modules of the longest ones go first (whole, so
+    # their module fixtures are still built once)
+    items.sort(key=lambda item: item.path.name not in LONGEST_MODULES)  # stable
 
 
 SHARED_FIXTURE_PACKAGES = ("app", "predict")
+# `make test`'s --durations: a server and two sweep workers (2 min), torchrun jobs, benchmarks
+LONGEST_MODULES = ("test_server.py", "test_distributed.py", "test_sweeps.py", "test_submitit.py",
+                   "test_bench.py", "test_resume.py")  # fmt: skip
 
 
 def data_root() -> Path:

@@ -77,6 +77,9 @@ def lease_story(tmp_path_factory: pytest.TempPathFactory) -> Story:
     first = _start(tmp, *LONG, folder="first")
     lines = "".join(_wait_for(first, "epoch 2:"))  # its epoch-1 checkpoint is in the run
     run_id = re.search(r"MLflow run \S+ \((\w+)\)", lines).group(1)
+    os.kill(
+        first.pid, signal.SIGSTOP
+    )  # alive, holding its lease, but leaving the cores to the rest
     second = _start(tmp, *LONG, f"trainer.resume={run_id}", folder="second")
     story.said["while-alive"], _ = second.communicate(timeout=180)
     assert second.returncode == 2, story.said["while-alive"]
