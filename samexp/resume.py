@@ -140,7 +140,4 @@ def resume_hint(overrides: list[str], run_id: str | None, checkpoint: Path,
     node); with tracking off there is no run to continue in."""
     if run_id is None:
         return f"nothing: tracking is off (the checkpoint is {checkpoint}, resuming needs a run)"
-    command = resume_command(overrides, run_id)
-    if per_node > 1:
-        command = command.replace("python -m", f"torchrun --nproc_per_node={per_node} -m", 1)
-    return command
+    return resume_command(overrides, run_id, per_node)

@@ -20,15 +20,19 @@ RESUMPTIONS = "samexp.resumptions"
 HOST, PID, HEARTBEAT = "samexp.host", "samexp.pid", "samexp.heartbeat"
 # containers may share a host name but not their process ids: a pid is judged only in its own space
 PID_SPACE = "samexp.pid_namespace"
+# torchrun's --nproc_per_node (1 without torchrun): a stale run's resume command is launched as it was
+PER_NODE = "samexp.nproc_per_node"
 
 
 def liveness_tags() -> dict[str, str]:
-    """Written at run start: this host and process, and a first heartbeat."""
+    """Written at run start: this host and process (and how it was launched), and a first
+    heartbeat."""
     space = _pid_space()
     return {
         HOST: socket.gethostname(),
         PID: str(os.getpid()),
         **({PID_SPACE: space} if space else {}),
+        PER_NODE: os.environ.get("LOCAL_WORLD_SIZE", "1"),  # set by torchrun in every process
         **heartbeat_tag(),
     }
 
@@ -73,13 +77,17 @@ def stale_reason(
 
 def interrupted_note(reason: str, tags: dict[str, str], run_id: str) -> str:
     """The samexp.interrupted tag of a stale run: why, and the command that continues it."""
-    return f"{reason}; resume with: {resume_command(tags.get('overrides', '').split(), run_id)}"
+    per_node = int(_number(tags.get(PER_NODE)) or 1)
+    command = resume_command(tags.get("overrides", "").split(), run_id, per_node)
+    return f"{reason}; resume with: {command}"
 
 
-def resume_command(overrides: list[str], run_id: str) -> str:
-    """What to type to continue a run: its command line, plus which run."""
+def resume_command(overrides: list[str], run_id: str, per_node: int = 1) -> str:
+    """What to type to continue a run: its command line (under torchrun with `per_node`
+    processes per node when it was launched so), plus which run."""
     kept = [o for o in overrides if not o.lstrip("+~").startswith("trainer.resume=")]
-    return shlex.join(["python", "-m", "samexp", *kept, f"trainer.resume={run_id}"])
+    launch = ["torchrun", f"--nproc_per_node={per_node}"] if per_node > 1 else ["python"]
+    return shlex.join([*launch, "-m", "samexp", *kept, f"trainer.resume={run_id}"])
 
 
 def pid_alive(pid: int) -> bool:

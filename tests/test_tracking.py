@@ -20,7 +20,7 @@ from mlflow.tracking import MlflowClient
 from PIL import Image
 
 from samexp.errors import Interrupted, SamexpError
-from samexp.run_states import liveness_tags
+from samexp.run_states import interrupted_note, liveness_tags
 from samexp.tracking import Tracker, flatten, provenance
 from tests.conftest import REPO
 
@@ -286,6 +286,22 @@ def test_a_killed_process_s_run_is_reconciled_as_interrupted_with_its_resume_com
     )
     assert tracker.reconcile_stale_runs() == []  # once is enough
     assert tracker.find_resumable() == killed_run
+
+
+@pytest.mark.parametrize(
+    ("per_node", "launch"), [(None, "python"), ("2", "torchrun --nproc_per_node=2")]
+)
+def test_a_stale_runs_resume_command_launches_it_as_it_was_launched(monkeypatch, per_node, launch):
+    """A torchrun job whose rank 0 was SIGKILLed is found stale by the next run: its note must
+    say torchrun, as the job's own interrupted message does."""
+    if per_node is None:
+        monkeypatch.delenv("LOCAL_WORLD_SIZE", raising=False)
+    else:
+        monkeypatch.setenv("LOCAL_WORLD_SIZE", per_node)  # what torchrun sets in every rank
+    tags = {**liveness_tags(), "overrides": "trainer.epochs=3"}
+    assert interrupted_note("process gone", tags, "abc") == (
+        f"process gone; resume with: {launch} -m samexp trainer.epochs=3 trainer.resume=abc"
+    )
 
 
 def test_starting_a_run_reconciles_stale_runs_but_never_a_live_process_s(
