@@ -66,16 +66,20 @@ def test_two_processes_train_the_weights_and_log_the_run_one_process_would(tmp_p
     assert len(list((tmp_path / "two-cache").glob("*/*.pt"))) == IMAGES
 
 
-def _children(pid: int) -> list[int]:
-    found = []
+def _ranks(pid: int) -> dict[int, int]:
+    """The processes torchrun `pid` started, by their RANK (read from their environment: pids
+    wrap around, 32768 here, so their order says nothing)."""
+    found = {}
     for status in Path("/proc").glob("[0-9]*/status"):
         try:
             lines = status.read_text().splitlines()
+            environ = (status.parent / "environ").read_bytes().split(b"\0")
         except OSError:
             continue
         if f"PPid:\t{pid}" in lines:
-            found.append(int(status.parent.name))
-    return sorted(found)
+            rank = [v.removeprefix(b"RANK=") for v in environ if v.startswith(b"RANK=")]
+            found[int(rank[0]) if rank else -1] = int(status.parent.name)
+    return found
 
 
 # SIGKILL of one rank (the job ends within seconds, its run resumable): a row of

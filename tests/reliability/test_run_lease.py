@@ -19,7 +19,7 @@ from mlflow.tracking import MlflowClient
 
 from samexp.tracking import Tracker
 from tests.conftest import REPO
-from tests.test_distributed import _children, _command
+from tests.test_distributed import _command, _ranks
 from tests.test_resume import _start, _wait_for
 
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("run_lease")]  # one worker per story
@@ -124,14 +124,16 @@ def torchrun_story(tmp_path_factory: pytest.TempPathFactory) -> Story:
                            cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                            env={**os.environ, "PYTHONUNBUFFERED": "1"})  # fmt: skip
     _wait_for(job, "epoch 2:")  # the checkpoint after epoch 1 is in the run
-    ranks = _children(job.pid)
-    assert len(ranks) == 2, ranks
+    ranks = _ranks(job.pid)
+    assert sorted(ranks) == [0, 1], ranks
     killed_at = time.monotonic()
     os.kill(ranks[1], signal.SIGKILL)
     story.said["rank 0"], _ = job.communicate(timeout=60)
     story.names["seconds"] = f"{time.monotonic() - killed_at:.1f}"
     story.names["returncode"] = str(job.returncode)
-    story.names["run"] = re.search(r"trainer.resume=(\w+)", story.said["rank 0"]).group(1)
+    resume = re.search(r"trainer.resume=(\w+)", story.said["rank 0"])
+    assert resume, story.said["rank 0"][-4000:]
+    story.names["run"] = resume.group(1)
     return story
 
 
