@@ -11,6 +11,7 @@ import os
 import secrets
 from pathlib import Path
 
+from samexp.atomic import atomic_path
 from samexp.errors import SamexpError
 from samexp.server.procs import HOST
 
@@ -27,15 +28,14 @@ def generate() -> str:
 
 
 def write_private(path: Path, text: str) -> None:
-    """Write `path` readable by its owner only, whatever the umask: created 0600 under a
-    temporary name and renamed, so it is never readable by others, not even half-written."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.unlink(missing_ok=True)
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, PRIVATE)
-    with os.fdopen(fd, "w") as out:
-        os.fchmod(out.fileno(), PRIVATE)
-        out.write(text)
-    tmp.replace(path)
+    """Write `path` readable by its owner only, whatever the umask: the temporary file is
+    created 0600 before a byte is written, so it is never readable by others, not even
+    half-written."""
+    with atomic_path(path, mode=PRIVATE) as tmp:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, PRIVATE)
+        with os.fdopen(fd, "w") as out:
+            os.fchmod(out.fileno(), PRIVATE)
+            out.write(text)
 
 
 def write_pgpass(path: Path, user: str, password: str, note: str) -> None:
