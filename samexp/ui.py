@@ -11,7 +11,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import subprocess
 import sys
 import time
 import urllib.error
@@ -22,7 +21,7 @@ from pathlib import Path
 from samexp.errors import SamexpError
 from samexp.paths import default_tracking_uri
 from samexp.server import mlflow_server
-from samexp.server.procs import HOST, require_free, stop_group, wait_until
+from samexp.server.procs import HOST, require_free, stop_group
 from samexp.store_lock import sqlite_path
 
 log = logging.getLogger("samexp.ui")
@@ -71,23 +70,17 @@ def serve(
     logfile.parent.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
     log.info("starting MLflow's UI over %s (its output: %s)", store, logfile)
-    with open(logfile, "ab") as out:
-        process = subprocess.Popen(
-            command(store, port, workers), stdout=out, stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL, env=mlflow_server.environment(), start_new_session=True,
-        )  # fmt: skip
+    process = None
     try:
-        wait_until(lambda: mlflow_server.healthy(port) or process.poll() is not None, timeout_s,
-                   f"MLflow's UI answering on http://{HOST}:{port}")  # fmt: skip
-        if process.poll() is not None:
-            raise SamexpError(f"MLflow's UI exited ({process.returncode}): see {logfile}")
+        process = mlflow_server.launch(command(store, port, workers), mlflow_server.environment(),
+                                       logfile, port, timeout_s, "MLflow's UI")  # fmt: skip
         log.info("MLflow UI ready in %.0f s: %s (Ctrl-C stops it)",
                  time.monotonic() - started, link(port, experiment))  # fmt: skip
         return process.wait()
     except KeyboardInterrupt:
         return 0
     finally:
-        if process.poll() is None:
+        if process is not None and process.poll() is None:
             stop_group(process.pid, timeout_s=10)
 
 

@@ -81,31 +81,37 @@ def start(
         # CSRF key of the sign-up page, the same in every worker; new at each start
         MLFLOW_FLASK_SERVER_SECRET_KEY=secrets.generate(),
     )
+    return launch(command(backend_uri, artifacts, port, workers), env, log, port, timeout_s,
+                  "MLflow server", umask=0o077).pid  # fmt: skip
+
+
+def launch(
+    args: list[str], env: dict[str, str], log: Path, port: int, timeout_s: float, what: str,
+    umask: int = -1,
+) -> subprocess.Popen:  # fmt: skip
+    """Start an MLflow process (`mlflow server`, `mlflow ui`) in its own process group (its
+    uvicorn workers go with it on stop; Ctrl-C in the terminal skips it), its output in `log`,
+    and wait until /health answers; one that exits first or answers too late is stopped and
+    said in one line with the log's last lines."""
     with open(log, "ab") as out:
-        process = subprocess.Popen(
-            command(backend_uri, artifacts, port, workers),
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            env=env,
-            umask=0o077,
-            start_new_session=True,  # its own group: stop() ends the workers too; Ctrl-C skips it
-        )
+        process = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT,
+                                   stdin=subprocess.DEVNULL, env=env, umask=umask,
+                                   start_new_session=True)  # fmt: skip
     try:
-        wait_until(
-            lambda: healthy(port) or process.poll() is not None,
-            timeout_s,
-            f"MLflow server answering on http://{HOST}:{port}",
-        )
+        wait_until(lambda: healthy(port) or process.poll() is not None, timeout_s,
+                   f"{what} answering on http://{HOST}:{port}")  # fmt: skip
     except SamexpError:
         stop_group(process.pid, timeout_s=10)
         raise SamexpError(
-            f"MLflow server did not answer on http://{HOST}:{port} within {timeout_s:g} s: "
+            f"{what} did not answer on http://{HOST}:{port} within {timeout_s:g} s: "
             f"{_tail(log)} (log: {log})"
         ) from None
+    except BaseException:  # Ctrl-C while it starts: it goes with us
+        stop_group(process.pid, timeout_s=10)
+        raise
     if process.poll() is not None:
-        raise SamexpError(f"MLflow server exited ({process.returncode}): {_tail(log)} (log: {log})")
-    return process.pid
+        raise SamexpError(f"{what} exited ({process.returncode}): {_tail(log)} (log: {log})")
+    return process
 
 
 def ensure_user(port: int, admin_password: str, user: str, password: str) -> None:
