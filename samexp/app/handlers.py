@@ -7,7 +7,6 @@ from __future__ import annotations
 import functools
 import json
 import logging
-import reprlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,7 +21,7 @@ from samexp.app.runs import RunChoice, example_images, finished_runs
 from samexp.app.session import ClickMode, Clicks, Models, Source, Tab
 from samexp.app.uploads import read_upload
 from samexp.errors import SamexpError
-from samexp.predict.prompts import coordinates, parse_prompts
+from samexp.predict.prompts import coordinates, echo, parse_prompts
 
 log = logging.getLogger(__name__)
 
@@ -248,9 +247,7 @@ def _json(text: str | None, name: str):
     try:
         return json.loads(text)
     except ValueError:
-        raise SamexpError(
-            f"{name}={reprlib.repr(text)} is not JSON, e.g. [10, 20, 200, 180]"
-        ) from None
+        raise SamexpError(f"{name}={echo(text)} is not JSON, e.g. [10, 20, 200, 180]") from None
     except RecursionError:  # json gives up on a list nested ~1000 deep; no prompt nests past 2
         raise SamexpError(
             f"{name} is nested too deeply to be a prompt, e.g. [10, 20, 200, 180]"

@@ -50,6 +50,11 @@ _ECHO = reprlib.Repr()  # keyword arguments only from Python 3.12
 _ECHO.maxlevel, _ECHO.maxlist, _ECHO.maxstring, _ECHO.maxother = 2, 6, 40, 40
 
 
+def echo(value: Any) -> str:
+    """A refused prompt value as a message may show it: shortened, never deeper than 2 levels."""
+    return _ECHO.repr(value)
+
+
 def coordinates(name: str, value: Any, n: int, form: str) -> list[float]:
     """`value` as n finite floats, or an error naming the key and the expected form.
 
@@ -62,7 +67,7 @@ def coordinates(name: str, value: Any, n: int, form: str) -> list[float]:
     except (TypeError, ValueError, OverflowError):
         numbers = []
     if len(numbers) != n or isinstance(value, str):
-        raise SamexpError(f"{name}={_ECHO.repr(value)} must be {n} numbers {form}")
+        raise SamexpError(f"{name}={echo(value)} must be {n} numbers {form}")
     if not all(math.isfinite(v) for v in numbers):
         raise SamexpError(f"{name}={_fmt(numbers)} is not finite: {form} must be pixel "
                           "coordinates, never NaN or infinity")  # fmt: skip
