@@ -20,8 +20,10 @@ log = logging.getLogger("samexp")
 
 @hydra_main(config_path="conf", config_name="config")
 def main(cfg: DictConfig) -> float:
+    from samexp import interrupt
     from samexp.runner import run
 
+    interrupt.IGNORE_LATE_STOPS = True  # this process ends right after a stop
     try:
         return _run(cfg, run)
     finally:  # after the failure paths below have asked the group who failed first

@@ -16,9 +16,15 @@ import signal
 import threading
 from types import FrameType, TracebackType
 
+from samexp.errors import Interrupted
+
 log = logging.getLogger(__name__)
 
 SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+# Set by the command line (samexp.__main__), whose process ends right after a stop: there a late
+# SIGTERM or SIGHUP is ignored (see StopRequests.__exit__). A library caller, and every process
+# started afterwards (dispositions are inherited), gets the handlers back as they were.
+IGNORE_LATE_STOPS = False
 
 
 class StopRequests:
@@ -38,8 +44,15 @@ class StopRequests:
 
     def __exit__(self, kind: type[BaseException] | None, error: BaseException | None,
                  tb: TracebackType | None) -> None:  # fmt: skip
+        # A stop underway (a signal received, or a torchrun peer lost): a further SIGTERM or
+        # SIGHUP asks for what is happening already. torchrun's agent sends one to the other
+        # ranks as soon as one dies, a batch scheduler may repeat its own, and restored to the
+        # default they would kill the command while it says how to resume. A second Ctrl-C
+        # still stops at once.
+        stopping = self.received is not None or isinstance(error, Interrupted)
         for sig, handler in self._previous.items():
-            signal.signal(sig, handler)
+            late = IGNORE_LATE_STOPS and stopping and sig != signal.SIGINT
+            signal.signal(sig, signal.SIG_IGN if late else handler)
         self._previous.clear()
 
     @property

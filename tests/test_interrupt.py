@@ -8,6 +8,9 @@ import signal
 import threading
 import time
 
+import pytest
+
+from samexp.errors import Interrupted
 from samexp.interrupt import StopRequests
 
 
@@ -69,3 +72,28 @@ def test_sighup_is_a_stop_request_unless_the_run_was_started_under_nohup():
         assert stops.received is None
     finally:
         signal.signal(signal.SIGHUP, previous)
+
+
+@pytest.mark.parametrize("command", [True, False], ids=["command-line", "library"])
+def test_after_a_stop_the_command_ignores_late_sigterms_and_a_library_gets_its_handlers_back(
+    monkeypatch, command
+):
+    """torchrun's agent SIGTERMs the other ranks the moment one dies, while rank 0 is still
+    ending its run and saying how to resume: restored to the default, that SIGTERM killed it
+    mid-sentence. The command line's process ends anyway, so it ignores it; a library caller
+    (and what it starts later: dispositions are inherited) gets its handlers back."""
+    monkeypatch.setattr("samexp.interrupt.IGNORE_LATE_STOPS", command)
+    before = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        with pytest.raises(Interrupted), StopRequests():  # a peer lost: no signal of its own
+            raise Interrupted("another rank was lost", 1, "epoch 2 step 4", "resume")
+        assert signal.getsignal(signal.SIGTERM) == (signal.SIG_IGN if command else signal.SIG_DFL)
+        assert signal.getsignal(signal.SIGINT) == before[signal.SIGINT]  # Ctrl-C still stops
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        with StopRequests():  # a run that ends on its own: nothing changes
+            pass
+        assert signal.getsignal(signal.SIGTERM) == signal.SIG_DFL
+    finally:
+        for sig, handler in before.items():
+            signal.signal(sig, handler)
