@@ -199,7 +199,9 @@ def test_two_sweep_workers_share_one_study_through_the_postgresql_and_mlflow_ser
     runs = client.search_runs([experiment.experiment_id], max_results=100)
     parents = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
     children = [r for r in runs if "mlflow.parentRunId" in r.data.tags]
-    assert len(parents) == 1 and len(children) == 4
+    listing = [(r.info.run_name, r.info.start_time, r.info.status, r.data.tags.get("samexp.pid"),
+                r.data.tags.get("mlflow.parentRunId")) for r in runs]  # fmt: skip
+    assert len(parents) == 1 and len(children) == 4, listing
     assert {c.data.tags["mlflow.parentRunId"] for c in children} == {parents[0].info.run_id}
     assert all(c.info.status == "FINISHED" for c in children)
     weights = client.download_artifacts(

@@ -94,26 +94,38 @@ def test_a_surplus_trial_never_ran_and_gets_no_child(store):
     assert not client.search_runs([experiment], f"tags.mlflow.parentRunId = '{parent}'")
 
 
-class FirstLookMissesIt:
-    """A store in which another worker's parent, created first, is not visible at the first look
-    (two workers racing on a server, where there is no lock)."""
+class LooksMissIt:
+    """A store in which another worker's parent, started first, is not visible at the first
+    `misses` looks (two workers racing on a server, where there is no lock: its create request
+    lands after this worker's)."""
 
-    def __init__(self, client: MlflowClient) -> None:
-        self.client, self.looks = client, 0
+    def __init__(self, client: MlflowClient, misses: int = 1) -> None:
+        self.client, self.looks, self.misses = client, 0, misses
 
     def __getattr__(self, name: str):
         return getattr(self.client, name)
 
     def search_runs(self, *args, **kwargs):
         self.looks += 1
-        return [] if self.looks == 1 else self.client.search_runs(*args, **kwargs)
+        found = self.client.search_runs(*args, **kwargs)
+        return [r for r in found if r.info.start_time != 1] if self.looks <= self.misses else found
 
 
 def test_a_worker_that_opened_a_second_parent_keeps_the_older_one_and_deletes_its_own(store):
     client, experiment, _ = store
     key = "study:s"
     first = client.create_run(experiment, start_time=1, tags={KEY_TAG: key}).info.run_id
-    assert find_or_create_parent(FirstLookMissesIt(client), experiment, key) == first
+    assert find_or_create_parent(LooksMissIt(client), experiment, key) == first
+    active = client.search_runs([experiment], f"tags.`{KEY_TAG}` = '{key}'")
+    assert [r.info.run_id for r in active] == [first]
+
+
+def test_a_worker_waits_for_an_older_parent_whose_create_lands_after_its_own(store):
+    client, experiment, _ = store
+    key = "study:late"
+    first = client.create_run(experiment, start_time=1, tags={KEY_TAG: key}).info.run_id
+    late = LooksMissIt(client, misses=3)  # not there at the first look, nor just after my create
+    assert find_or_create_parent(late, experiment, key, settle_s=0.05) == first
     active = client.search_runs([experiment], f"tags.`{KEY_TAG}` = '{key}'")
     assert [r.info.run_id for r in active] == [first]
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import os
 import tempfile
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -19,7 +20,7 @@ from hydra.experimental.callback import Callback
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 
-from samexp.store_lock import store_lock
+from samexp.store_lock import sqlite_path, store_lock
 from samexp.tracking import PARENT_ENV
 
 log = logging.getLogger(__name__)
@@ -28,6 +29,8 @@ URI_ENV = "SAMEXP_TRACKING_URI"
 KEY_TAG = "samexp.sweep_key"
 # a child's `samexp.state` (RUNNING: not ended yet); an Optuna trial's child shows its trial's
 STATES = ("COMPLETE", "PRUNED", "FAILED", "INTERRUPTED", "RUNNING")
+# a server store has no lock: workers creating the parent at once list until this still (s)
+SETTLE_S = 2.0
 
 
 def sweep_key(config: DictConfig) -> str:
@@ -59,8 +62,9 @@ class MlflowSweepCallback(Callback):
         # (the store's lock file, on SQLite); a server has no lock, see find_or_create_parent
         with store_lock(tracking.tracking_uri):
             self.parent_id = find_or_create_parent(
-                self.client, experiment.experiment_id, sweep_key(config)
-            )
+                self.client, experiment.experiment_id, sweep_key(config),
+                settle_s=0.0 if sqlite_path(tracking.tracking_uri) else SETTLE_S,
+            )  # fmt: skip
         os.environ[PARENT_ENV] = self.parent_id
         os.environ[URI_ENV] = tracking.tracking_uri
 
@@ -82,10 +86,16 @@ class MlflowSweepCallback(Callback):
             os.environ.pop(PARENT_ENV, None)
 
 
-def find_or_create_parent(client, experiment_id: str, key: str) -> str:
+def find_or_create_parent(client, experiment_id: str, key: str, settle_s: float = 0.0) -> str:
     """The sweep's parent run: the oldest active run tagged with its key, reopened, or a new one.
     Two workers racing here without a lock (a server store) may both create one; each then
-    keeps the oldest and deletes its own, so both nest their trials under the same parent."""
+    keeps the oldest and deletes its own, so both nest their trials under the same parent.
+
+    "Oldest" is by the start time each worker's clock gave its run, but a run is seen only once
+    its request has landed: a worker whose create landed first, listing at once, may not yet see
+    an older one still in flight and keep its own while the other keeps the older (two parents,
+    seen in CI). With `settle_s` a worker lists until the listing has not changed for that long,
+    so both decide on the same list."""
     found = _parents(client, experiment_id, key)
     if found:
         client.update_run(found[0].info.run_id, status="RUNNING")
@@ -93,13 +103,25 @@ def find_or_create_parent(client, experiment_id: str, key: str) -> str:
         return found[0].info.run_id
     name = key.split(":", 1)[1] if key.startswith("study:") else f"sweep-{Path(key[6:]).name}"
     mine = client.create_run(experiment_id, run_name=name, tags={KEY_TAG: key}).info.run_id
-    oldest = _parents(client, experiment_id, key)[0].info.run_id
+    oldest = _settled(client, experiment_id, key, settle_s)[0].info.run_id
     if oldest != mine:
         client.delete_run(mine)
         log.info("another worker opened sweep parent run %s (%s) first", oldest, key)
     else:
         log.info("sweep parent run %s (%s)", mine, key)
     return oldest
+
+
+def _settled(client, experiment_id: str, key: str, settle_s: float) -> list:
+    """The parents listed until the list holds still for `settle_s` (at most ten times that)."""
+    listed = _parents(client, experiment_id, key)
+    deadline, still_since = time.monotonic() + 10 * settle_s, time.monotonic()
+    while time.monotonic() - still_since < settle_s and time.monotonic() < deadline:
+        time.sleep(settle_s / 4)
+        again = _parents(client, experiment_id, key)
+        if [r.info.run_id for r in again] != [r.info.run_id for r in listed]:
+            listed, still_since = again, time.monotonic()
+    return listed
 
 
 def _parents(client, experiment_id: str, key: str) -> list:
