@@ -116,7 +116,8 @@ def load_all() -> None:
     for package_name in PACKAGES:
         package = importlib.import_module(package_name)
         for module in pkgutil.walk_packages(package.__path__, f"{package_name}."):
-            importlib.import_module(module.name)
+            if not module.name.endswith(".__main__"):  # a command, run only when asked for
+                importlib.import_module(module.name)
     for module_name in MODULES:
         importlib.import_module(module_name)
 

@@ -225,6 +225,8 @@ def run(cfg: DictConfig) -> RunResult:
         if resuming is None:  # a resumed run has them from its first part
             tracker.log_text(OmegaConf.to_yaml(resolved), "config.yaml")
             tracker.log_json(data_summary, "data/summary.json")
+            # the images scored: a held-out test split is rebuilt from these by any later run
+            tracker.log_text("".join(f"{f}\n" for f in splits.files("test")), "data/test_files.txt")
             tracker.log_metrics({**counts, **{f"data/{k}": v for k, v in data_summary.items()}})
         # evaluated again on resume (deterministic): the comparison images need its predictions
         baseline = eval_split(test_loader, keep=tracker.max_images, desc="zero-shot")

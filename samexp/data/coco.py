@@ -65,6 +65,10 @@ class CocoDataset(Dataset[Sample]):
         return [im.name for im in self._images]
 
     @property
+    def image_paths(self) -> list[Path]:
+        return [im.path for im in self._images]
+
+    @property
     def class_names(self) -> list[str]:
         """The categories of the kept instances, sorted (what promptless training learns)."""
         return sorted({c for im in self._images for c in im.categories})

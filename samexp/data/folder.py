@@ -30,7 +30,7 @@ from samexp.data.base import (
 from samexp.data.files import shown
 from samexp.data.orientation import apply_orientation, image_header, mask_orientation
 from samexp.data.pairing import MASK_EXTENSIONS, find_pairs, read_mask_gray
-from samexp.data.splits import DatasetSplits, TrainLimit, dataset_name
+from samexp.data.splits import DatasetSplits, TestFraction, TrainLimit, dataset_name
 from samexp.errors import DatasetError
 from samexp.options import option
 
@@ -150,6 +150,10 @@ class FolderDataset(Dataset[Sample]):
     def names(self) -> list[str]:
         return [p.name for p in self._pairs]
 
+    @property
+    def image_paths(self) -> list[Path]:
+        return [p.image_path for p in self._pairs]
+
     def summary(self) -> dict[str, int]:
         """Counts for the run log: what was loaded and what was left out, and why."""
         return {
@@ -196,8 +200,9 @@ def folder_splits(
     root: str,
     img_size: int,
     train_split: str = "train",
-    test_split: str = "test",
+    test_split: str | None = "test",  # null: held out of train by test_fraction
     val_split: str | None = None,
+    test_fraction: TestFraction = None,  # share held out as test when there is no test split
     mask_threshold: Annotated[int, because(Range(0, 254), "a mask pixel counts above it")] = 127,
     images_dir: str = "images",
     masks_dir: str = "masks",
@@ -212,6 +217,5 @@ def folder_splits(
             root, split, img_size, mask_threshold, images_dir, masks_dir, mask_suffix, image_suffix
         )
 
-    return DatasetSplits.from_splits(
-        dataset_name(name, root), load, train_split, test_split, val_split, limit
-    )
+    return DatasetSplits.from_splits(dataset_name(name, root), load, train_split, test_split,
+                                     val_split, limit, root, test_fraction)  # fmt: skip

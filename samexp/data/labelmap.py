@@ -26,7 +26,7 @@ from samexp.data.classes import LabelClasses, label_classes
 from samexp.data.files import open_image, read_image_bytes, shown
 from samexp.data.orientation import apply_orientation, image_header, mask_orientation
 from samexp.data.pairing import find_pairs, listing
-from samexp.data.splits import DatasetSplits, TrainLimit, dataset_name
+from samexp.data.splits import DatasetSplits, TestFraction, TrainLimit, dataset_name
 from samexp.errors import DatasetError
 from samexp.limits import check_instances
 from samexp.options import option
@@ -168,6 +168,10 @@ class LabelMapDataset(Dataset[Sample]):
         return [item.name for item in self._items]
 
     @property
+    def image_paths(self) -> list[Path]:
+        return [item.image_path for item in self._items]
+
+    @property
     def class_names(self) -> list[str]:
         """The target classes, in id order (what promptless training learns a prompt for)."""
         return [name for _, name in sorted(self.classes.items())]
@@ -206,8 +210,9 @@ def labelmap_splits(
     root: str,
     img_size: int,
     train_split: str = "train",
-    test_split: str = "test",
+    test_split: str | None = "test",  # null: held out of train by test_fraction
     val_split: str | None = None,
+    test_fraction: TestFraction = None,  # share held out as test when there is no test split
     images_dir: str = "images",
     labels_dir: str = "labels",
     # under root; unset: the one of classes.txt, class_names.txt, _classes.csv that root holds
@@ -226,6 +231,5 @@ def labelmap_splits(
     def load(split: str) -> LabelMapDataset:
         return LabelMapDataset(root, split, img_size, classes, images_dir, labels_dir, min_area)
 
-    return DatasetSplits.from_splits(
-        dataset_name(name, root), load, train_split, test_split, val_split, limit
-    )
+    return DatasetSplits.from_splits(dataset_name(name, root), load, train_split, test_split,
+                                     val_split, limit, root, test_fraction)  # fmt: skip

@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import hashlib
 import logging
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,7 +17,7 @@ from typing import Annotated, Any, Protocol, runtime_checkable
 import torch
 from torch.utils.data import Dataset
 
-from samexp.checks import AT_LEAST_1, because
+from samexp.checks import AT_LEAST_1, Range, because
 from samexp.data.base import Sample
 from samexp.errors import DatasetError
 
@@ -23,6 +25,13 @@ log = logging.getLogger(__name__)
 
 # `dataset.limit`, declared once for every format's factory: how many train images to keep
 TrainLimit = Annotated[int | None, because(AT_LEAST_1, "train images kept")]
+# `dataset.test_fraction`, likewise: the share of the images held out as the test split when the
+# dataset has none (null: TEST_FRACTION then, with a warning)
+TestFraction = Annotated[
+    float | None, because(Range(0, 1, open_low=True, open_high=True), "share held out as test")
+]
+TEST_FRACTION = 0.2
+_LISTED = 5  # files an overlap message names before "and N more"
 
 
 @runtime_checkable
@@ -35,6 +44,9 @@ class SampleDataset(Protocol):
 
     @property
     def names(self) -> list[str]: ...  # one per item, unique within the split
+
+    @property
+    def image_paths(self) -> list[Path]: ...  # one per item: what a held-out test split hashes
 
     def summary(self) -> dict[str, int]: ...  # e.g. {"loaded": 8, "skipped_empty_mask": 0}
 
@@ -57,6 +69,10 @@ class DatasetView(Dataset[Sample]):
     @property
     def class_names(self) -> list[str] | None:
         return getattr(self.dataset, "class_names", None)
+
+    @property
+    def image_paths(self) -> list[Path]:
+        return self.dataset.image_paths
 
     @property
     def transform(self):
@@ -90,6 +106,11 @@ class Subset(DatasetView):
         names = self.dataset.names
         return [names[i] for i in self.indices]
 
+    @property
+    def image_paths(self) -> list[Path]:
+        paths = self.dataset.image_paths
+        return [paths[i] for i in self.indices]
+
     def summary(self) -> dict[str, int]:
         counts = getattr(self.dataset, "instance_summary", None)
         return {"loaded": len(self.indices), **(counts(self.indices) if counts else {})}
@@ -112,6 +133,10 @@ def _seeded_order(n: int, seed: int) -> list[int]:
     return torch.randperm(n, generator=torch.Generator().manual_seed(seed)).tolist()
 
 
+def shown_root(root: Path) -> str:
+    return str(root.resolve())
+
+
 def dataset_name(name: str | None, root: str | Path) -> str:
     """What runs are named after: `dataset.name`, else the root folder's name, so `dataset=rings
     dataset.root=/data/bottles` is not reported as rings."""
@@ -130,6 +155,68 @@ def require_dataset_root(root: str | Path) -> Path:
     return path
 
 
+def stable_share(key: str) -> float:
+    """A number in [0, 1) fixed by `key` alone: a file's place in a held-out split depends on its
+    own path, never on which other files exist, so adding images never moves old ones."""
+    return (
+        int.from_bytes(hashlib.sha256(key.encode("utf-8", "surrogateescape")).digest()[:8], "big")
+        / 2**64
+    )
+
+
+def relative_key(path: Path, root: Path) -> str:
+    """The path a file is known by in a dataset: relative to the root, '/'-separated, so the
+    split is the same on every machine and wherever the dataset folder is mounted."""
+    try:
+        return Path(os.path.relpath(path, root)).as_posix()
+    except ValueError:  # another drive (Windows)
+        return Path(path).as_posix()
+
+
+def hold_out(dataset: SampleDataset, fraction: float, root: Path) -> tuple[Subset, Subset]:
+    """(train, test): the images whose `stable_share` of their relative path is under `fraction`
+    are the test split; at least one image on each side."""
+    shares = [stable_share(relative_key(p, root)) for p in dataset.image_paths]
+    n = len(shares)
+    if n < 2:
+        raise DatasetError(
+            f"{root}: {n} image(s) in all, too few to hold out a test split from; add images or "
+            f"give the dataset a test split (dataset.test_split=<folder>)"
+        )
+    test = [i for i, share in enumerate(shares) if share < fraction]
+    if not test:  # a small dataset: the image nearest to the cut, so there is one
+        test = [min(range(n), key=shares.__getitem__)]
+    if len(test) == n:
+        test.remove(max(test, key=shares.__getitem__))
+    chosen = set(test)
+    return subset(dataset, [i for i in range(n) if i not in chosen]), subset(dataset, test)
+
+
+def check_disjoint(parts: dict[str, SampleDataset | None], root: Path) -> None:
+    """Refuse splits that share an image file: a test score on trained-on images measures memory."""
+    seen: dict[Path, str] = {}
+    for split, dataset in parts.items():
+        if dataset is None:
+            continue
+        shared = []
+        for path in getattr(dataset, "image_paths", []):
+            resolved = Path(path).resolve()
+            if resolved in seen:
+                shared.append((seen[resolved], relative_key(resolved, root.resolve())))
+            else:
+                seen[resolved] = split
+        if shared:
+            other = shared[0][0]
+            names = ", ".join(key for _, key in shared[:_LISTED])
+            more = f" and {len(shared) - _LISTED} more" if len(shared) > _LISTED else ""
+            raise DatasetError(
+                f"the {other} and {split} splits share {len(shared)} image file(s): {names}{more}; "
+                f"a split must never hold an image of another: point dataset.{other}_split and "
+                f"dataset.{split}_split at different folders, or set dataset.test_split=null to "
+                f"hold out a test split from train"
+            )
+
+
 @dataclass
 class DatasetSplits:
     name: str
@@ -139,13 +226,66 @@ class DatasetSplits:
     val: SampleDataset | None = None
     # `dataset.limit`: train images kept by `carve_val`, after it carves (None: all of them)
     limit: int | None = None
+    # the dataset's folder: what image paths are listed relative to (`files`)
+    root: Path | None = None
+    # the share of train held out as the test split when the dataset had none (else None)
+    held_out: float | None = None
 
     @classmethod
-    def from_splits(cls, name: str, load: Callable[[str], SampleDataset], train: str, test: str,
-                    val: str | None = None, limit: int | None = None) -> DatasetSplits:  # fmt: skip
-        """For formats whose splits are sub-folders: one loader, called per named split."""
-        val_split = load(val) if val else None
-        return cls(name=name, train=load(train), test=load(test), val=val_split, limit=limit)
+    def assemble(cls, name: str, root: str | Path, train: SampleDataset,
+                 test: SampleDataset | None, val: SampleDataset | None = None,
+                 limit: int | None = None, test_fraction: float | None = None) -> DatasetSplits:  # fmt: skip
+        """Every format's last step: without a test split, hold one out of train by
+        `test_fraction` (a stable hash of each file's path: `hold_out`); then refuse splits that
+        share an image file."""
+        root = Path(root)
+        held_out = None
+        if test is None:
+            held_out = test_fraction
+            if held_out is None:
+                held_out = TEST_FRACTION
+                log.warning(
+                    "%s has no test split: holding out %.0f%% of its images as one, chosen by a "
+                    "hash of each file's path (adding images never moves one between splits); "
+                    "set dataset.test_fraction= to choose the share, or dataset.test_split= to "
+                    "name a folder",
+                    shown_root(root), 100 * held_out,
+                )  # fmt: skip
+            train, test = hold_out(train, held_out, root)
+        elif test_fraction is not None:
+            raise DatasetError(
+                f"dataset.test_fraction={test_fraction} but {shown_root(root)} has a test split; "
+                f"drop dataset.test_fraction, or set dataset.test_split=null to hold the test "
+                f"images out of train instead"
+            )
+        check_disjoint({"train": train, "val": val, "test": test}, root)
+        return cls(name=name, train=train, test=test, val=val, limit=limit, root=root,
+                   held_out=held_out)  # fmt: skip
+
+    @classmethod
+    def from_splits(cls, name: str, load: Callable[[str], SampleDataset], train: str,
+                    test: str | None, val: str | None = None, limit: int | None = None,
+                    root: str | Path = ".", test_fraction: float | None = None) -> DatasetSplits:  # fmt: skip
+        """For formats whose splits are sub-folders: one loader, called per named split (no
+        test split: held out of train, see `assemble`)."""
+        named = {"train": train, "val": val, "test": test}
+        for a, b in (("train", "test"), ("train", "val"), ("val", "test")):
+            if named[a] is not None and named[a] == named[b]:
+                raise DatasetError(
+                    f"dataset.{a}_split and dataset.{b}_split are both '{named[a]}': a split must "
+                    f"never hold an image of another; name different folders, or set "
+                    f"dataset.test_split=null to hold out a test split from train"
+                )
+        return cls.assemble(name, root, load(train), load(test) if test is not None else None,
+                            load(val) if val else None, limit, test_fraction)  # fmt: skip
+
+    def files(self, split: str) -> list[str]:
+        """The image files of a split, relative to the dataset's folder (logged with a run)."""
+        dataset = getattr(self, split)
+        if dataset is None or not hasattr(dataset, "image_paths"):
+            return []
+        root = (self.root or Path(".")).resolve()
+        return sorted(relative_key(Path(p).resolve(), root) for p in dataset.image_paths)
 
     def carve_val(self, fraction: float, seed: int) -> DatasetSplits:
         """Hold out a seeded `fraction` of train as the validation split, unless the dataset has

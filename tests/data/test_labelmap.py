@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import shutil
 from collections import Counter
 from pathlib import Path
 
@@ -317,7 +318,8 @@ def test_label_drawn_on_stored_pixels_turns_with_an_exif_rotated_image(root: Pat
 
 
 def test_splits_factory_builds_train_test_and_optional_val(root: Path) -> None:
-    splits = labelmap_splits("pets", str(root), img_size=64, val_split="test")
+    shutil.copytree(root / "test", root / "val")
+    splits = labelmap_splits("pets", str(root), img_size=64, val_split="val")
     assert splits.name == "pets"
     assert len(splits.train) == 3 and len(splits.test) == 2 and len(splits.val) == 2
 

@@ -25,7 +25,7 @@ TRAIN = 10  # train images of every fixture here
 @pytest.fixture(scope="module")
 def shapes(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("shapes")
-    return write_shapes_dataset(root, {"train": TRAIN, "test": 2}, size=(24, 32))
+    return write_shapes_dataset(root, {"train": TRAIN, "test": 2, "val": 2}, size=(24, 32))
 
 
 def limited(root: Path, limit: int | None, seed: int = 0, fraction: float = 0.2) -> DatasetSplits:
@@ -54,7 +54,7 @@ def test_limited_train_parts_of_one_seed_are_nested(shapes) -> None:
 
 def test_limit_applies_without_a_carve_and_beside_a_datasets_own_val_split(shapes) -> None:
     assert len(limited(shapes, 4, fraction=0).train) == 4
-    own = folder_splits("shapes", str(shapes), 32, val_split="test", limit=4).carve_val(0.2, 0)
+    own = folder_splits("shapes", str(shapes), 32, val_split="val", limit=4).carve_val(0.2, 0)
     assert len(own.train) == 4 and len(own.val) == 2  # the own val split is not carved or cut
 
 
