@@ -20,7 +20,7 @@ from samexp import distributed
 from samexp.adapters.base import Adapter, parameter_counts, trainable_parameters
 from samexp.config import validate
 from samexp.data import loading
-from samexp.data.splits import DatasetSplits
+from samexp.data.splits import TEST_FILES, DatasetSplits
 from samexp.devices import resolve_device
 from samexp.errors import Interrupted, SamexpError
 from samexp.evaluate import EvalResult, evaluate
@@ -226,7 +226,7 @@ def run(cfg: DictConfig) -> RunResult:
             tracker.log_text(OmegaConf.to_yaml(resolved), "config.yaml")
             tracker.log_json(data_summary, "data/summary.json")
             # the images scored: a held-out test split is rebuilt from these by any later run
-            tracker.log_text("".join(f"{f}\n" for f in splits.files("test")), "data/test_files.txt")
+            tracker.log_text("".join(f"{f}\n" for f in splits.files("test")), TEST_FILES)
             tracker.log_metrics({**counts, **{f"data/{k}": v for k, v in data_summary.items()}})
         # evaluated again on resume (deterministic): the comparison images need its predictions
         baseline = eval_split(test_loader, keep=tracker.max_images, desc="zero-shot")

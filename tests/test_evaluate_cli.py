@@ -60,6 +60,16 @@ def test_on_the_runs_own_test_split_it_reproduces_the_runs_figures(saved_run, tm
     }
 
 
+def test_a_held_out_test_split_is_the_one_the_run_logged(saved_run, tmp_path):
+    # the run's two test images, now read as a folder without a test split: a fresh hold-out would
+    # keep one for training; the evaluation takes the run's list and reproduces its figures
+    metrics = evaluate_saved(_config(saved_run, f"run_id={saved_run['run_id']}",
+                                     "dataset.train_split=test", "dataset.test_split=null"), tmp_path)  # fmt: skip
+    assert metrics["final/test/iou"] == pytest.approx(
+        saved_run["metrics"]["final/test/iou"], abs=1e-6
+    )
+
+
 def test_another_dataset_is_evaluated_per_class_with_the_same_keys(saved_run, tmp_path):
     (tmp_path / "shapes").mkdir()
     root = write_labelmap(tmp_path / "shapes", {"train": {"a": (1, 2)}, "test": {"t": (1, 2, 3)}})

@@ -189,6 +189,11 @@ def test_run_logs_its_resolved_config_as_yaml(lora_run):
     assert logged == OmegaConf.to_container(lora_run.cfg, resolve=True)
 
 
+def test_run_logs_the_files_of_its_test_split(lora_run):
+    listed = lora_run.download("data/test_files.txt").read_text().split()
+    assert listed == [f"test/images/{name}.jpg" for name in sorted(TEST_NAMES)]
+
+
 def test_run_logs_a_four_panel_comparison_png_per_test_image(lora_run):
     listed = [a.path for a in lora_run.client.list_artifacts(lora_run.run_id, "comparisons")]
     assert sorted(listed) == [f"comparisons/{name}.png" for name in TEST_NAMES]

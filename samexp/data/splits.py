@@ -31,6 +31,7 @@ TestFraction = Annotated[
     float | None, because(Range(0, 1, open_low=True, open_high=True), "share held out as test")
 ]
 TEST_FRACTION = 0.2
+TEST_FILES = "data/test_files.txt"  # the run artifact listing a run's test images
 _LISTED = 5  # files an overlap message names before "and N more"
 
 
@@ -278,6 +279,32 @@ class DatasetSplits:
                 )
         return cls.assemble(name, root, load(train), load(test) if test is not None else None,
                             load(val) if val else None, limit, test_fraction)  # fmt: skip
+
+    def with_test_files(self, files: list[str], source: str) -> DatasetSplits:
+        """The test split an earlier run held out (its `data/test_files.txt`, from `source`)
+        rather than the one `test_fraction` gives now: a model is scored on exactly the images it
+        was not trained on, even if the share or the folder changed since. Only for a held-out
+        test split; a dataset's own test folder is what it is."""
+        if self.held_out is None or not isinstance(self.test, Subset):
+            return self
+        whole, root = self.test.dataset, (self.root or Path(".")).resolve()
+        keys = [relative_key(Path(p).resolve(), root) for p in whole.image_paths]
+        wanted = set(files)
+        test = [i for i, key in enumerate(keys) if key in wanted]
+        gone = sorted(wanted - set(keys))
+        if not test:
+            raise DatasetError(
+                f"none of the {len(wanted)} test files of {source} is in {root} (e.g. "
+                f"{', '.join(sorted(wanted)[:3])}); evaluate on the folder that run used"
+            )
+        if gone:
+            log.warning("%d of the test files of %s are no longer in %s (%s); scoring the %d left",
+                        len(gone), source, root, ", ".join(gone[:_LISTED]), len(test))  # fmt: skip
+        log.info(
+            "test split: the %d images %s held out (its data/test_files.txt)", len(test), source
+        )
+        rest = [i for i in range(len(keys)) if i not in set(test)]
+        return dataclasses.replace(self, train=subset(whole, rest), test=subset(whole, test))
 
     def files(self, split: str) -> list[str]:
         """The image files of a split, relative to the dataset's folder (logged with a run)."""

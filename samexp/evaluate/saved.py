@@ -19,12 +19,13 @@ from torch.utils.data import DataLoader
 from samexp.checks import AT_LEAST_1, NON_NEGATIVE, checked, out_of_range
 from samexp.config import Device, PathsConfig
 from samexp.data.base import collate
+from samexp.data.splits import TEST_FILES
 from samexp.devices import resolve_device
 from samexp.distributed import ONE_PROCESS, ShardBatches
 from samexp.errors import SamexpError
 from samexp.evaluate import evaluate
 from samexp.evaluate.compare import compared, log_comparisons, per_image
-from samexp.finetuned import build_base, load_finetuned
+from samexp.finetuned import build_base, load_finetuned, run_file
 from samexp.prompts.class_tokens import EveryClass, attach_class_prompts, class_prompts_of
 from samexp.runner import build
 from samexp.tracking import Tracker, flatten
@@ -60,6 +61,11 @@ def evaluate_saved(cfg: DictConfig, out: Path) -> dict[str, float]:
                                          cfg.checkpoint)  # fmt: skip
     zero_shot = build_base(meta, cfg.checkpoint)
     splits = build(cfg.dataset, img_size=base.img_size)
+    if cfg.run_id and splits.held_out is not None:  # the images that run held out, not retrained on
+        listed = run_file(cfg.run_id, TEST_FILES, cfg.tracking.tracking_uri,
+                          missing="it was logged before samexp kept its test files")  # fmt: skip
+        files = [line for line in listed.read_text().splitlines() if line]
+        splits = splits.with_test_files(files, f"run {cfg.run_id}")
     dataset = getattr(splits, cfg.split, None) if cfg.split in ("train", "val", "test") else None
     if dataset is None:
         raise SamexpError(
