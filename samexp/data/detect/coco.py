@@ -9,6 +9,7 @@ reading each, so none is ever ignored silently.
 
 from __future__ import annotations
 
+import os
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import PurePosixPath
@@ -21,6 +22,7 @@ from samexp.limits import load_json
 
 ROBOFLOW_FILE = "_annotations.coco.json"
 CVAT_DIR = "annotations"
+_PEEKED = 8  # JSON heads read per folder, beyond those named after an image
 _PROBED = 5  # file_names looked up to find the images folder
 
 
@@ -40,8 +42,9 @@ def coco_files(tree: Tree) -> list[str]:
     out = []
     for rel, folder in tree.folders.items():
         jsons = folder.with_suffix(".json")
-        if len(jsons) > 8 and all(_kind(tree, rel, n) == "labelme" for n in jsons[:3]):
-            continue  # a folder of LabelMe files: a few tell, the rest are not opened
+        if len(jsons) > _PEEKED:  # LabelMe's JSONs are named after their images: not opened
+            stems = {os.path.splitext(n)[0] for n in folder.images}
+            jsons = [n for n in jsons if os.path.splitext(n)[0] not in stems][:_PEEKED]
         out += [join(rel, n) for n in jsons if _kind(tree, rel, n) == "coco"]
     return sorted(out)
 

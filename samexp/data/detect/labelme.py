@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import os
+
 from samexp.data.detect.jsonhead import json_kind
 from samexp.data.detect.reading import Reading, split_arguments, split_of
 from samexp.data.detect.tree import Tree
@@ -14,10 +16,13 @@ def _is_labelme(tree: Tree, rel: str) -> int:
     """How many LabelMe JSONs folder `rel` holds (0 when its first few are not LabelMe's)."""
     folder = tree.get(rel)
     jsons = folder.with_suffix(".json") if folder is not None else []
-    heads = [tree.inside(rel, n) for n in jsons[:_LOOKED_AT]]
-    if not jsons or not all(p is not None and json_kind(p) == "labelme" for p in heads):
+    # LabelMe names a JSON after its image: other JSONs beside them (a COCO file) are not its
+    stems = {os.path.splitext(n)[0] for n in folder.images} if folder is not None else set()
+    own = [n for n in jsons if os.path.splitext(n)[0] in stems] or jsons
+    heads = [tree.inside(rel, n) for n in own[:_LOOKED_AT]]
+    if not own or not all(p is not None and json_kind(p) == "labelme" for p in heads):
         return 0
-    return len(jsons)
+    return len(own)
 
 
 def readings(tree: Tree) -> list[Reading]:

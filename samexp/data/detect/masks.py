@@ -9,6 +9,7 @@ from the values of a few of them (`values.read_values`).
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -31,7 +32,7 @@ MASK_DIRS = frozenset({"masks", "labels", "label", "annotations", "annotation", 
 WEAK_MASK_DIRS = frozenset({"mask", "2nd_manual"})
 NEVER = ("visual", "overlay", "preview", "segmentationobject", "instance", "thumb")
 VOC_LISTS = "ImageSets/Segmentation"
-_MASK_WORDS = ("annot", "mask", "label", "gt", "seg", "manual")  # CamVid's `trainannot`
+_MASK_WORDS = ("annot", "mask", "label", "gt", "seg", "manual", "truth")  # CamVid's `trainannot`
 
 
 def mask_tier(name: str) -> int:
@@ -74,6 +75,31 @@ def _split_dirs(names: list[str]) -> dict[str, str]:
     return ordered(found) if "train" in found else {}
 
 
+def _holds_images(tree: Tree, rel: str) -> bool:
+    """Image files in `rel`, or in its split folders (`images/train/`)."""
+    folder = tree.get(rel)
+    if folder is None:
+        return False
+    if folder.images:
+        return True
+    nested = _split_dirs(folder.dirs).values()
+    return any((f := tree.get(join(rel, d))) is not None and f.images for d in nested)
+
+
+def _named_splits(names: list[str]) -> dict[str, dict[str, str]]:
+    """Folders whose name holds a split as one word (ISIC's `ISIC2018_Task1_Training_GroundTruth`),
+    by the name with that word as `{split}`: template -> canonical split -> the word."""
+    out: dict[str, dict[str, str]] = {}
+    for name in names:
+        words = re.split(r"([_\-\s])", name)
+        for i, word in enumerate(words):
+            split = split_of(word)
+            if split is not None:
+                template = "".join(words[:i] + ["{split}"] + words[i + 1 :])
+                out.setdefault(template, {}).setdefault(split, word)
+    return {t: ordered(s) for t, s in out.items() if "train" in s and t != "{split}"}
+
+
 def _sibling_pairs(tree: Tree, rel: str) -> list[tuple[str, str, int]]:
     """(images folder, masks folder, tier) among the sub-folders of `rel`; (".", ".") when images
     and masks sit side by side in it."""
@@ -81,7 +107,7 @@ def _sibling_pairs(tree: Tree, rel: str) -> list[tuple[str, str, int]]:
     if folder is None:
         return []
     out = [(".", ".", 2)] if side_by_side(folder.images) else []
-    with_images = [d for d in folder.dirs if (f := tree.get(join(rel, d))) and f.images]
+    with_images = [d for d in folder.dirs if _holds_images(tree, join(rel, d))]
     for masks in with_images:
         tier = mask_tier(masks)
         if tier <= 0:
@@ -105,6 +131,15 @@ def placements(tree: Tree) -> list[Placement]:
             tail = other[len(train) :]
             if other.startswith(train) and tail and any(w in tail.lower() for w in _MASK_WORDS):
                 out.append(Placement("{split}", "{split}" + tail, splits, 2))
+    named = _named_splits(root.dirs)
+    for masks, mask_splits in named.items():  # ISIC's <prefix>_<Split>_Input + ..._GroundTruth
+        if not any(w in masks.lower() for w in _MASK_WORDS):
+            continue
+        for images, image_splits in named.items():
+            common = {s: w for s, w in image_splits.items() if mask_splits.get(s) == w}
+            if images != masks and "train" in common:
+                if not any(w in images.lower() for w in _MASK_WORDS):
+                    out.append(Placement(images, masks, common, 2))
     out.extend(_voc(tree))
     for images, masks, tier in _sibling_pairs(tree, "."):
         nested = _split_dirs(tree.get(images).dirs) if images != "." else {}
