@@ -1,14 +1,18 @@
-"""The class list of a label-map dataset: which pixel value is which class, read from any of the
-three usual files (format detected from the content), and which classes become targets.
+"""The class list of a label-map dataset: which pixel value (or colour) is which class, read from
+any of the usual files (format detected from the content), and which classes become targets.
 
     classes.txt       `id name` per line (`0 background`, `1 cat`); `#` comments, blank lines
     class_names.txt   one name per line, id = line number from 0 (LabelMe's labelme2voc output);
                       a first line `__ignore__` (LabelMe's labels.txt) is id -1, so ids start at 0
                       on the next line: `_background_` is 0 either way
     _classes.csv      Roboflow's `Pixel Value, Class` header, then `0, background` rows
+    labelmap.txt      a colour table (CVAT's `name:r,g,b::`, CamVid's class_dict.csv): labels
+                      are RGB colours, each a class (`samexp.data.colours`)
 
-Detection: the first line that is neither blank nor a `#` comment decides. The CSV header means
-CSV; `<integer> <name>` means `id name`; anything else means one name per line.
+Detection: the first line that is neither blank nor a `#` comment decides. A colour table's
+line or header means a colour table; the CSV header means CSV; `<integer> <name>` means
+`id name`; anything else means one name per line. Not in the root: a class list found in every
+split folder alike (Roboflow writes `train/_classes.csv`, `valid/_classes.csv`) is used.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
+from samexp.data.colours import Colour, colour_rows, colour_table, is_colour_table
 from samexp.data.files import shown
 from samexp.data.splits import require_dataset_root
 from samexp.errors import DatasetError
@@ -27,7 +32,9 @@ from samexp.limits import TEXT_BYTES, read_bytes
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_FILES = ("classes.txt", "class_names.txt", "_classes.csv")  # looked for in the root
+# looked for in the root (then in its folders): `id name`, a name per line, Roboflow's CSV, and
+# colour tables: CVAT's "Segmentation mask" export, CamVid's
+DEFAULT_FILES = ("classes.txt", "class_names.txt", "_classes.csv", "labelmap.txt", "class_dict.csv")
 MAX_ID = 65535  # labels are 8- or 16-bit PNGs
 DEFAULT_BACKGROUND = (0,)  # background_ids when the config leaves them unset
 _CSV_HEADER = ["pixel value", "class"]
@@ -38,12 +45,14 @@ _LABELME_IGNORE = "__ignore__"  # labels.txt's id -1, which labelme saves as 255
 _UNLABELLED = frozenset({"void", "unlabelled", "unlabeled", "ignore", "background"})
 _FORMATS = (
     "classes.txt (`id name` per line), class_names.txt (one name per line, id = line number "
-    "from 0) or _classes.csv (Roboflow's `Pixel Value, Class`)"
+    "from 0), _classes.csv (Roboflow's `Pixel Value, Class`) or a colour table (labelmap.txt: "
+    "`name:r,g,b::` per line, CVAT)"
 )
 
 
 def find_classes_file(root: Path, classes_file: str | None) -> Path:
-    """`classes_file` under `root` when given, else the one default file the root holds."""
+    """`classes_file` under `root` when given, else the one default file the root holds (or,
+    when it holds none, its folders)."""
     if classes_file is not None:
         path = root / classes_file
         if not path.is_file():
@@ -54,15 +63,34 @@ def find_classes_file(root: Path, classes_file: str | None) -> Path:
         return path
     found = [root / name for name in DEFAULT_FILES if (root / name).is_file()]
     if not found:
-        raise DatasetError(
-            f"{root} holds no class list; write {_FORMATS}, or point dataset.classes_file at one"
-        )
+        return _in_split_folders(root)
     if len(found) > 1:
         names = " and ".join(p.name for p in found)
         raise DatasetError(
             f"{root} holds several class lists ({names}); set dataset.classes_file to the one "
             f"to use (e.g. dataset.classes_file={found[0].name})"
         )
+    return found[0]
+
+
+def _in_split_folders(root: Path) -> Path:
+    """The class list the root's folders hold, when they all hold the same one (Roboflow's
+    `train/_classes.csv`, `valid/_classes.csv`); different lists are an error naming them."""
+    folders = [p for p in root.iterdir() if p.is_dir()]
+    found = sorted(f / name for f in folders for name in DEFAULT_FILES if (f / name).is_file())
+    if not found:
+        raise DatasetError(
+            f"{root} holds no class list; write {_FORMATS}, or point dataset.classes_file at one"
+        )
+    texts = {read_bytes(p, TEXT_BYTES) for p in found}
+    if len(texts) > 1:
+        named = ", ".join(str(p.relative_to(root)) for p in found)
+        raise DatasetError(
+            f"the folders of {root} hold different class lists ({named}); a run has one: set "
+            f"dataset.classes_file to the one to use (e.g. "
+            f"dataset.classes_file={found[0].relative_to(root).as_posix()})"
+        )
+    logger.info("%s: class list %s (its folders all hold it)", root, found[0].relative_to(root))
     return found[0]
 
 
@@ -129,8 +157,13 @@ def _name_rows(path: Path, lines: list[str]) -> list[tuple[int, int, str]]:
 
 
 def read_classes(path: Path) -> dict[int, str]:
-    """{id: name} from any of the three formats (module docstring): ids unique and 16-bit, names
+    """{id: name} from any of the formats (module docstring): ids unique and 16-bit, names
     unique; every problem is one error naming the file and line."""
+    return read_class_table(path)[0]
+
+
+def read_class_table(path: Path) -> tuple[dict[int, str], dict[Colour, int] | None]:
+    """{id: name}, and {colour: id} when the file is a colour table (else None)."""
     if not path.is_file():
         raise DatasetError(
             f"classes file {path} does not exist; write one ({_FORMATS}) or point "
@@ -144,7 +177,12 @@ def read_classes(path: Path) -> dict[int, str]:
     first = next((s for s in map(str.strip, lines) if s and not s.startswith("#")), None)
     if first is None:
         raise DatasetError(f"{path} lists no classes; write {_FORMATS}")
-    if [f.lower() for f in _csv_fields(first)] == _CSV_HEADER:
+    colours = None
+    if is_colour_table(first):
+        coloured = colour_rows(path, lines)
+        colours = colour_table(path, coloured)
+        rows = [(number, class_id, name) for number, class_id, name, _ in coloured]
+    elif [f.lower() for f in _csv_fields(first)] == _CSV_HEADER:
         expected = "`pixel value, class` (e.g. `1, cat`) under the `Pixel Value, Class` header"
         rows = _numbered_rows(path, lines, _csv_fields, expected, header=True)
     elif path.suffix.lower() == ".csv":
@@ -171,7 +209,7 @@ def read_classes(path: Path) -> dict[int, str]:
         classes[class_id] = name
     if not classes:
         raise DatasetError(f"{path} lists no classes; write {_FORMATS}")
-    return classes
+    return classes, colours
 
 
 @dataclass(frozen=True)
@@ -181,6 +219,7 @@ class LabelClasses:
     path: Path  # the class list they came from, named in messages
     targets: dict[int, str]  # id -> name of each class segmented (and scored)
     known: frozenset[int]  # every id a label may hold: listed, background or ignore
+    colours: dict[Colour, int] | None = None  # a colour table's colour -> id: RGB labels
 
 
 def label_classes(
@@ -192,7 +231,7 @@ def label_classes(
     """Read the class list and decide the targets: every listed class but the background ids
     (default [0]) and `ignore_index`. Warns once when that choice looks wrong (`_warn_targets`)."""
     path = find_classes_file(require_dataset_root(root), classes_file)
-    classes = read_classes(path)
+    classes, colours = read_class_table(path)
     background = set(DEFAULT_BACKGROUND if background_ids is None else background_ids)
     ignore = {ignore_index} - {None}
     targets = {i: n for i, n in classes.items() if i not in background | ignore}
@@ -202,7 +241,7 @@ def label_classes(
             f"({ignore_index}); list at least one class to segment"
         )
     _warn_targets(path, classes, targets, background, by_default=background_ids is None)
-    return LabelClasses(path, targets, frozenset(classes) | background | ignore)
+    return LabelClasses(path, targets, frozenset(classes) | background | ignore, colours)
 
 
 def _warn_targets(

@@ -1,4 +1,5 @@
-"""The folder format: `<root>/<split>/images/<name>.<ext>` paired by stem with `<split>/masks/<name>.<ext>`.
+"""The folder format: `<root>/<split>/images/<name>.<ext>` paired by stem with `<split>/masks/<name>.<ext>`
+(or any layout written with `{split}`: `images_dir=images/{split}`; split `.` is the root itself).
 
 Annotation tools name masks after their image with a suffix (`x_mask.png`, `x_segmentation.png`,
 `21_manual1.gif` for `21_training.tif`), sometimes in the images' own folder: `mask_suffix` and
@@ -8,7 +9,9 @@ tells masks from images by the mask suffix.
 Everything that can be wrong with the files is found at construction, so a bad dataset stops
 the run before any model is built, with a message naming the file. Images are used as displayed
 (EXIF orientation applied); a mask drawn on the stored pixels is turned with its image.
-Which files pair with which is `samexp.data.pairing`'s (shared with label maps).
+Which files pair with which is `samexp.data.pairing`'s (shared with label maps). Masks that end
+up empty are reported once per split, by what they hold: all black, 0 and one dim value, or
+small values 0..N that look like class ids (a label map read as binary masks).
 """
 
 from __future__ import annotations
@@ -29,7 +32,13 @@ from samexp.data.base import (
 )
 from samexp.data.files import shown
 from samexp.data.orientation import apply_orientation, image_header, mask_orientation
-from samexp.data.pairing import MASK_EXTENSIONS, find_pairs, read_mask_gray
+from samexp.data.pairing import (
+    MASK_EXTENSIONS,
+    find_pairs,
+    listing,
+    read_mask_gray,
+    split_roles,
+)
 from samexp.data.splits import DatasetSplits, TestFraction, TrainLimit, dataset_name
 from samexp.errors import DatasetError
 from samexp.options import option
@@ -40,6 +49,19 @@ logger = logging.getLogger(__name__)
 # _LEVEL_SHARE of the mask's non-black pixels hold it; the rings' JPEG masks stay under 0.2%.
 _NOISE = 16
 _LEVEL_SHARE = 0.02
+# An empty mask whose values are all at most this is "small": 0/1 masks, or class ids 0..N
+_SMALL = 32
+_LOSSY = frozenset({".jpg", ".jpeg"})  # their values are noisy: never read as class ids
+
+
+@dataclass(frozen=True)
+class _Empty:
+    """A mask with no pixel above the threshold: what it holds decides the advice."""
+
+    path: Path
+    values: tuple[int, ...]  # its distinct non-zero values, ascending
+    hinted: bool  # a dim level or one flat value (not only JPEG noise): worth a threshold hint
+    regions: bool  # drawn in regions (most pixels equal their right neighbour), not noise
 
 
 @dataclass(frozen=True)
@@ -69,6 +91,7 @@ class FolderDataset(Dataset[Sample]):
         masks_dir: str = "masks",
         mask_suffix: str = "",
         image_suffix: str = "",
+        role: str | None = None,  # train, val or test: names the split's key in refusals
     ) -> None:
         if not 0 <= mask_threshold < 255:
             raise DatasetError(f"mask_threshold must be in [0, 254], got {mask_threshold}")
@@ -84,18 +107,24 @@ class FolderDataset(Dataset[Sample]):
         mask_suffix, image_suffix = (
             x.replace("{split}", split) for x in (mask_suffix, image_suffix)
         )
-        split_dir, pairs, unreadable = find_pairs(
+        found = find_pairs(
             self.root, split, images_dir, masks_dir, "mask", mask_suffix, image_suffix,
-            MASK_EXTENSIONS,
+            MASK_EXTENSIONS, role=role,
         )  # fmt: skip
-        self.unreadable = sorted(unreadable.items())  # (name, why): an image or mask unopenable
+        self.unreadable = sorted(found.unreadable.items())  # (name, why): image or mask unopenable
         self.split_levels: list[tuple[str, list[int]]] = []  # (mask file, levels): see _levels
+        self._empty: list[_Empty] = []
         self._pairs: list[_Pair] = []
-        for name, (image_path, mask_path) in pairs.items():
+        for name, (image_path, mask_path) in found.pairs.items():
             self._add(name, image_path, mask_path)
-        self._warn_split_levels(split_dir)
+        self._warn_split_levels(found.where)
+        why = self._why_empty()
         if not self._pairs:
-            raise DatasetError(f"{split_dir}: every mask is empty; nothing to train or evaluate on")
+            raise DatasetError(
+                f"{found.where}: every mask is empty: {why}; nothing to train or evaluate on"
+            )
+        if why:
+            logger.warning("%s: skipping %s", shown(found.where), why)
 
     def _add(self, name: str, image_path: Path, mask_path: Path) -> None:
         image_shape, orientation = image_header(image_path)
@@ -107,24 +136,63 @@ class FolderDataset(Dataset[Sample]):
         if any(v <= self.mask_threshold for v in levels) and mask.any():
             self.split_levels.append((shown(mask_path), levels))
         if not mask.any():
-            brightest = int(gray.max())
+            values = tuple(np.flatnonzero(np.bincount(gray.ravel(), minlength=256)[1:]) + 1)
             # a flat dim mask (0/1) or a grey level; a few noise values in a JPEG are no hint
-            flat = len(np.unique(gray[gray > 0])) == 1
-            hint = (
-                f" (its brightest value is {brightest}; if that is foreground, set "
-                f"dataset.mask_threshold={brightest // 2})"
-                if levels or flat
-                else ""
+            regions = (
+                bool((gray[:, 1:] == gray[:, :-1]).mean() >= 0.5) if gray.shape[1] > 1 else True
             )
-            logger.warning(
-                "%s: no pixel above %d, skipping this empty mask%s",
-                shown(mask_path),
-                self.mask_threshold,
-                hint,
-            )
+            self._empty.append(_Empty(mask_path, values, bool(levels) or len(values) == 1, regions))
             self.skipped.append((name, f"empty mask: no pixel above {self.mask_threshold}"))
             return
         self._pairs.append(_Pair(name, image_path, np.packbits(mask), mask.shape))
+
+    def _why_empty(self) -> str:
+        """One sentence for all the split's empty masks, grouped by what they hold, each group
+        with the override that fixes it ('' when none is empty)."""
+        t = self.mask_threshold
+        black = [e.path for e in self._empty if not e.values]
+        small = [e for e in self._empty if e.values and e.values[-1] <= _SMALL and e.regions]
+        dim = [e for e in self._empty if e.values and e not in small]
+        parts = []
+        if small:
+            paths = [e.path for e in small]
+            ids = sorted({v for e in small for v in e.values})
+            lossless = all(e.path.suffix.lower() not in _LOSSY for e in small)
+            if lossless and len(ids) > 1:
+                example = max(small, key=lambda e: len(e.values))
+                parts.append(
+                    f"{len(small)} hold only small values 0..{ids[-1]} (e.g. "
+                    f"{shown(example.path.name)} holds 0, {', '.join(map(str, example.values))}): "
+                    f"they look like class ids, "
+                    f"not binary masks; for one object per class use dataset=labelmap (with a "
+                    f"classes.txt of `id name` lines), or set dataset.mask_threshold=0 to make "
+                    f"every non-zero pixel foreground"
+                )
+            else:
+                parts.append(
+                    f"{len(small)} hold only 0 and {', '.join(map(str, ids))} ({listing(paths)}): "
+                    f"if that is foreground, set dataset.mask_threshold=0"
+                )
+        if dim:
+            hinted = [e for e in dim if e.hinted]
+            hint = ""
+            if hinted:
+                e = min(hinted, key=lambda e: e.values[-1])
+                hint = (
+                    f": e.g. {shown(e.path.name)}'s brightest value is {e.values[-1]}; if that is "
+                    f"foreground, set dataset.mask_threshold={e.values[-1] // 2}"
+                )
+            brightest = max(e.values[-1] for e in dim)
+            parts.append(
+                f"{len(dim)} hold values up to {brightest} ({listing([e.path for e in dim])}){hint}"
+            )
+        if black:
+            parts.append(f"{len(black)} are all black ({listing(black)})")
+        if not parts:
+            return ""
+        return f"{len(self._empty)} mask(s) with no pixel above the threshold {t}: " + (
+            "; ".join(parts)
+        )
 
     def _warn_split_levels(self, split_dir: Path) -> None:
         """Once per split: masks whose non-black levels fall on both sides of the threshold
@@ -199,11 +267,12 @@ def folder_splits(
     name: str | None,  # in run names; null: the root folder's name
     root: str,
     img_size: int,
-    train_split: str = "train",
+    train_split: str = "train",  # ".": the root itself
     test_split: str | None = "test",  # null: held out of train by test_fraction
     val_split: str | None = None,
     test_fraction: TestFraction = None,  # share held out as test when there is no test split
     mask_threshold: Annotated[int, because(Range(0, 254), "a mask pixel counts above it")] = 127,
+    # under each split's folder; with {split}, under the root: images/{split}, {split}annot
     images_dir: str = "images",
     masks_dir: str = "masks",
     mask_suffix: str = "",  # mask stem = image stem (less image_suffix) + this, e.g. "_mask"
@@ -212,10 +281,13 @@ def folder_splits(
 ) -> DatasetSplits:
     """The splits of one folder dataset (the `conf/dataset/*.yaml` target)."""
 
+    roles = split_roles(train_split, val_split, test_split)
+
     def load(split: str) -> FolderDataset:
         return FolderDataset(
-            root, split, img_size, mask_threshold, images_dir, masks_dir, mask_suffix, image_suffix
-        )
+            root, split, img_size, mask_threshold, images_dir, masks_dir, mask_suffix,
+            image_suffix, roles.get(split),
+        )  # fmt: skip
 
     return DatasetSplits.from_splits(dataset_name(name, root), load, train_split, test_split,
                                      val_split, limit, root, test_fraction)  # fmt: skip

@@ -1,6 +1,9 @@
 """The label-map (semantic) format: `<root>/<split>/images/<name>.<ext>` paired by stem with
 `<split>/labels/<name>.png`, whose pixel values are the class ids of the root's class list
-(`samexp.data.classes`: classes.txt, class_names.txt or _classes.csv).
+(`samexp.data.classes`: classes.txt, class_names.txt or _classes.csv), or whose colours are
+classes of a colour table (CVAT's labelmap.txt). Folders follow `pairing.split_folder` (`{split}`
+templates, split `.`), labels may sit beside their images with a suffix (`x_mask.png`), and a
+split may be the names a list holds (VOC's `ImageSets/Segmentation/train.txt`).
 
 SAM segments one object per prompt, so each class present in an image becomes one target
 instance (its mask: label == id) and metrics come per class. As in the folder format, every
@@ -23,9 +26,10 @@ from torch.utils.data import Dataset
 from samexp.checks import NON_NEGATIVE, because
 from samexp.data.base import Sample, decode_unchanged, make_sample, read_image_rgb
 from samexp.data.classes import LabelClasses, label_classes
+from samexp.data.colours import colours_to_ids
 from samexp.data.files import open_image, read_image_bytes, shown
 from samexp.data.orientation import apply_orientation, image_header, mask_orientation
-from samexp.data.pairing import find_pairs, listing
+from samexp.data.pairing import SPLIT, find_pairs, listing, split_roles
 from samexp.data.splits import DatasetSplits, TestFraction, TrainLimit, dataset_name
 from samexp.errors import DatasetError
 from samexp.limits import check_instances
@@ -34,17 +38,22 @@ from samexp.options import option
 logger = logging.getLogger(__name__)
 
 
-def read_label(path: Path) -> np.ndarray:
-    """H×W class ids exactly as stored: palette indices for 'P' PNGs, 8/16-bit values otherwise.
+def read_label(path: Path, classes: LabelClasses | None = None) -> np.ndarray:
+    """H×W class ids exactly as stored: palette indices for 'P' PNGs, 8/16-bit values otherwise;
+    with a colour table (`classes.colours`), a colour or palette label's colours mapped to ids.
 
     Palette PNGs are read with PIL because cv2 expands them to their display colours (the classic
     bug); 16-bit ids are kept as uint16, never scaled to 8 bits as images are. The file is read
     once, checked complete (a truncated label would read as background).
     """
     data = read_image_bytes(path)
+    colours = classes.colours if classes is not None else None
     try:
         with open_image(io.BytesIO(data), path) as image:
             bands = image.getbands()
+            if colours is not None and (image.mode == "P" or len(bands) >= 3):
+                rgb = np.asarray(image.convert("RGB"))
+                return colours_to_ids(rgb, colours, shown(path), classes.path)
             if image.mode in ("P", "1"):
                 return np.asarray(image).astype(np.uint8)
     except DatasetError:
@@ -56,7 +65,8 @@ def read_label(path: Path) -> np.ndarray:
         raise DatasetError(
             f"{path}: label maps must be single-channel class ids, but this file has "
             f"{len(bands)} channels ({''.join(bands)}); convert it to one id per pixel "
-            f"(8/16-bit grayscale or palette PNG), e.g. by mapping each colour to its class id"
+            f"(8/16-bit grayscale or palette PNG), or, for colour labels, set "
+            f"dataset.classes_file to a colour table (`name:r,g,b::` per line, CVAT's labelmap.txt)"
         )
     if array.dtype not in (np.uint8, np.uint16):
         raise DatasetError(f"{path}: unsupported label type {array.dtype}; save 8- or 16-bit ids")
@@ -84,6 +94,9 @@ class LabelMapDataset(Dataset[Sample]):
         images_dir: str = "images",
         labels_dir: str = "labels",
         min_area: int = 0,
+        label_suffix: str = "",  # label stem = image stem + this (`x_mask.png`)
+        split_files: str | None = None,  # `ImageSets/Segmentation/{split}.txt`: the split's names
+        role: str | None = None,  # train, val or test: names the split's key in refusals
     ) -> None:
         if img_size <= 0:
             raise DatasetError(f"img_size must be positive, got {img_size}")
@@ -91,26 +104,28 @@ class LabelMapDataset(Dataset[Sample]):
             raise DatasetError(f"min_area must be ≥ 0 pixels, got {min_area}")
         self.root, self.split, self.img_size, self.min_area = Path(root), split, img_size, min_area
         classes = classes if classes is not None else label_classes(self.root)
+        self._label_classes = classes  # what `read_label` reads colour labels by
         self.classes_path, self.classes, self._known = classes.path, classes.targets, classes.known
         self.skipped: list[tuple[str, str]] = []  # images left out, and why
         self.skipped_regions: list[tuple[str, str, int]] = []  # (image, class, area) under min_area
         self.transform = None  # training augmentation, set by the runner on the train split only
-        split_dir, pairs, unreadable = find_pairs(
-            self.root, split, images_dir, labels_dir, kind="label"
-        )
-        self.unreadable = sorted(unreadable.items())  # (name, why): an image or label unopenable
-        not_png = [label for _, label in pairs.values() if label.suffix.lower() != ".png"]
+        found = find_pairs(
+            self.root, split, images_dir, labels_dir, "label", label_suffix,
+            split_list=split_files, role=role,
+        )  # fmt: skip
+        self.unreadable = sorted(found.unreadable.items())  # (name, why): image/label unopenable
+        not_png = [label for _, label in found.pairs.values() if label.suffix.lower() != ".png"]
         if not_png:
             raise DatasetError(
-                f"{split_dir / labels_dir}: label maps must be PNG files (lossless ids), got "
+                f"{found.others_dir}: label maps must be PNG files (lossless ids), got "
                 f"{listing(not_png)}; save them as PNG"
             )
         self._items: list[_Item] = []
-        for name, (image_path, label_path) in pairs.items():
+        for name, (image_path, label_path) in found.pairs.items():
             self._add(name, image_path, label_path)
         if not self._items:
             raise DatasetError(
-                f"{split_dir}: no label map contains a class to segment "
+                f"{found.where}: no label map contains a class to segment "
                 f"({', '.join(self.classes.values())}); nothing to train or evaluate on"
             )
         counts = {k: v for k, v in self.summary().items() if "/" not in k}
@@ -119,7 +134,7 @@ class LabelMapDataset(Dataset[Sample]):
 
     def _add(self, name: str, image_path: Path, label_path: Path) -> None:
         image_shape, orientation = image_header(image_path)
-        label = read_label(label_path)
+        label = read_label(label_path, self._label_classes)
         turn = mask_orientation(
             image_path, image_shape, orientation, label_path, label.shape, kind="label"
         )
@@ -192,7 +207,9 @@ class LabelMapDataset(Dataset[Sample]):
     def __getitem__(self, index: int) -> Sample:
         item = self._items[index]
         # Re-read rather than kept from validation: a label is small to decode, large to hold.
-        label = apply_orientation(read_label(item.label_path), item.orientation)
+        label = apply_orientation(
+            read_label(item.label_path, self._label_classes), item.orientation
+        )
         return make_sample(
             item.name,
             str(item.image_path),
@@ -209,13 +226,19 @@ def labelmap_splits(
     name: str | None,  # in run names; null: the root folder's name
     root: str,
     img_size: int,
-    train_split: str = "train",
+    train_split: str = "train",  # ".": the root itself
     test_split: str | None = "test",  # null: held out of train by test_fraction
     val_split: str | None = None,
     test_fraction: TestFraction = None,  # share held out as test when there is no test split
+    # under each split's folder; with {split}, under the root: images/{split}, {split}annot
     images_dir: str = "images",
     labels_dir: str = "labels",
-    # under root; unset: the one of classes.txt, class_names.txt, _classes.csv that root holds
+    label_suffix: str = "",  # label stem = image stem + this: `x_mask.png` beside `x.jpg`
+    # a split is the names its list holds (e.g. ImageSets/Segmentation/{split}.txt, VOC, CVAT);
+    # images_dir and labels_dir are then under the root
+    split_files: str | None = None,
+    # under root; unset: the one of classes.txt, class_names.txt, _classes.csv, labelmap.txt
+    # (a colour table: RGB labels), class_dict.csv that root (or each split folder) holds
     classes_file: str | None = None,
     ignore_index: int | None = 255,  # pixels with this value belong to no target
     # classes that are never targets; unset: [0], with a warning if 0 names a real class
@@ -226,10 +249,19 @@ def labelmap_splits(
 ) -> DatasetSplits:
     """The splits of one label-map dataset (the `conf/dataset/labelmap.yaml` target); the class
     list is read, and its warnings given, once for all splits."""
+    if split_files is not None and SPLIT not in split_files:
+        raise DatasetError(
+            f"dataset.split_files={split_files} must hold {SPLIT}, the split's name in the list "
+            f"file's path (e.g. dataset.split_files=ImageSets/Segmentation/{SPLIT}.txt)"
+        )
     classes = label_classes(root, classes_file, background_ids, ignore_index)
+    roles = split_roles(train_split, val_split, test_split)
 
     def load(split: str) -> LabelMapDataset:
-        return LabelMapDataset(root, split, img_size, classes, images_dir, labels_dir, min_area)
+        return LabelMapDataset(
+            root, split, img_size, classes, images_dir, labels_dir, min_area, label_suffix,
+            split_files, roles.get(split),
+        )  # fmt: skip
 
     return DatasetSplits.from_splits(dataset_name(name, root), load, train_split, test_split,
                                      val_split, limit, root, test_fraction)  # fmt: skip

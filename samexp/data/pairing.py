@@ -1,12 +1,16 @@
 """Which files of a split are images and which are their masks (or labels), and how they pair:
-by stem, less an optional suffix on either side, in two folders or one. Shared by the folder-shaped
-formats (folder, label maps); every problem is a one-line error naming the file.
+by stem, less an optional suffix on either side, in two folders or one, optionally only the stems
+a split's list names. Where a split's folders are is one rule (`split_folder`). Shared by the
+folder-shaped formats (folder, label maps); every problem is a one-line error naming the file
+and the override, with the format's own key names (`dataset.masks_dir`, `dataset.labels_dir`).
 """
 
 from __future__ import annotations
 
 import io
 import logging
+from bisect import bisect_left
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,12 +21,14 @@ from samexp.data.base import IMAGE_EXTENSIONS, imread_unchanged, to_uint8
 from samexp.data.files import link_problem, read_image_bytes, shown
 from samexp.data.splits import require_dataset_root
 from samexp.errors import DatasetError
+from samexp.limits import TEXT_BYTES, read_bytes
 
 logger = logging.getLogger(__name__)
 
 _MAX_LISTED = 5  # how many offending files an error message names before "and N more"
 # GIF masks (DRIVE's `NN_manual1.gif`) are read with PIL: OpenCV cannot decode GIF.
 MASK_EXTENSIONS = IMAGE_EXTENSIONS | {".gif"}
+SPLIT = "{split}"  # in a folder template: the split's name
 
 
 def listing(paths: list[Path]) -> str:
@@ -86,6 +92,9 @@ def index_images(
 def read_mask_gray(path: Path) -> np.ndarray:
     """H×W uint8; colour masks collapse by max over channels (any non-black colour counts)."""
     array = _read_gif(path) if path.suffix.lower() == ".gif" else imread_unchanged(path)
+    if array.dtype == np.uint16 and array.max() <= 255:
+        # ids or 0/1 saved 16-bit (TIFF masks): scaling to 8 bits would make them all 0
+        array = array.astype(np.uint8)
     array = to_uint8(array, path)
     if array.ndim == 3:
         array = array[..., :3].max(axis=2)  # alpha dropped, as for images
@@ -103,16 +112,115 @@ def _read_gif(path: Path) -> np.ndarray:
         raise DatasetError(f"{shown(path)}: cannot be read as an image ({exc})") from exc
 
 
-def _split_dir(root: Path, split: str) -> Path:
-    require_dataset_root(root)
-    split_dir = root / split
-    if not split_dir.is_dir():
-        found = sorted(p.name for p in root.iterdir() if p.is_dir())
+def split_folder(root: Path, split: str, template: str, split_is_folder: bool = True) -> Path:
+    """Where `template` (`dataset.images_dir`, `masks_dir`, `labels_dir`, `split_files`) points for
+    `split`: the one rule of every folder-shaped format.
+
+    With `{split}` it is a path under the root, the split's name in place of `{split}`
+    (`images/{split}`, CamVid's `{split}annot`); without it, `<root>/<split>/<template>` as it
+    always was, or `<root>/<template>` when a split is a list of names, not a folder. Split `.`
+    is the root itself.
+    """
+    if SPLIT in template:
+        return root / template.replace(SPLIT, split)
+    return root / split / template if split_is_folder else root / template
+
+
+def _folders_in(folder: Path) -> list[str]:
+    return sorted(
+        shown(p.name) for p in folder.iterdir() if p.is_dir() and not p.name.startswith(".")
+    )
+
+
+def _layout_example(folders: list[str], kind: str) -> str:
+    """` dataset.images_dir=JPEGImages dataset.labels_dir=SegmentationClass`, guessed from folder
+    names for a refusal's example (empty when the names suggest nothing)."""
+    images = next((f for f in folders if "im" in f.lower()), None)
+    if images is None:
+        return ""
+    others = next((f for f in folders if f != images), None)
+    return f" dataset.images_dir={images}" + (f" dataset.{kind}s_dir={others}" if others else "")
+
+
+def _require_split(root: Path, split: str, role: str | None, kind: str) -> None:
+    """The split's folder exists, or a refusal listing the root's folders without calling them
+    splits, and the overrides for both readings: they are splits, or they are not."""
+    if (root / split).is_dir():
+        return
+    folders = _folders_in(root)
+    key = f"dataset.{role}_split" if role else "dataset.train_split (or val_split, test_split)"
+    drop = f" (or {key}=null)" if role in ("val", "test") else ""
+    raise DatasetError(
+        f"split '{split}' not found: {root / split} does not exist; folders in {root}: "
+        f"{', '.join(folders) or 'none'}; if one of them is this split, set {key}=<its name>"
+        f"{drop}; "
+        f"if the files are not in split folders, set dataset.train_split=. (the root itself) "
+        f"dataset.test_split=null{_layout_example(folders, kind)}; or write where each split is "
+        f"with {SPLIT}, e.g. dataset.images_dir=images/{SPLIT}"
+    )
+
+
+def _require_folder(path: Path, root: Path, kind: str) -> None:
+    """An image/mask/label folder exists, or a refusal listing what its nearest existing parent
+    holds and naming the key that points elsewhere (`dataset.<kind>s_dir`)."""
+    if path.is_dir():
+        return
+    near = path.parent
+    while not near.is_dir() and near != root and near != near.parent:
+        near = near.parent
+    folders = _folders_in(near) if near.is_dir() else []
+    raise DatasetError(
+        f"{kind} folder {path} does not exist; folders in {near}: {', '.join(folders) or 'none'}; "
+        f"set dataset.{kind}s_dir to the folder holding the {kind}s (under each split's folder, or "
+        f"under the root with {SPLIT} for the split's name: dataset.{kind}s_dir={kind}s/{SPLIT})"
+    )
+
+
+def split_roles(train: str, val: str | None, test: str | None) -> dict[str, str]:
+    """split name -> its role (train, val, test): what names the key in a missing split's
+    refusal (`dataset.test_split`)."""
+    return {name: role for role, name in (("val", val), ("test", test), ("train", train)) if name}
+
+
+@dataclass(frozen=True)
+class StemList:
+    """A split given as a list of names (VOC's `ImageSets/Segmentation/train.txt`)."""
+
+    path: Path
+    stems: tuple[str, ...]
+
+
+def read_stem_list(path: Path, role: str | None = None) -> StemList:
+    """The names a split's list file holds, one per line (a line's first word: VOC's
+    `ImageSets/Main` lines carry a flag after it); blank lines are skipped."""
+    if not path.is_file():
+        lists = sorted(p.stem for p in path.parent.glob("*.txt")) if path.parent.is_dir() else []
+        key = f"dataset.{role}_split" if role else "the split's name"
+        drop = f" (or {key}=null)" if role in ("val", "test") else ""
         raise DatasetError(
-            f"split '{split}' not found: {split_dir} does not exist; "
-            f"splits in {root}: {', '.join(found) or 'none'}"
+            f"split list {path} does not exist; lists in {path.parent}: "
+            f"{', '.join(lists) or 'none'}; set {key} to one of them{drop}, or fix "
+            f"dataset.split_files"
         )
-    return split_dir
+    try:
+        lines = read_bytes(path, TEXT_BYTES).decode("utf-8-sig").splitlines()
+    except UnicodeDecodeError as exc:
+        raise DatasetError(shown(f"{path}: cannot be read as UTF-8 text ({exc})")) from exc
+    stems = dict.fromkeys(line.split()[0] for line in lines if line.strip())  # ordered, unique
+    if not stems:
+        raise DatasetError(f"split list {path} names no image; list one file name per line")
+    return StemList(path, tuple(stems))
+
+
+@dataclass(frozen=True)
+class Pairs:
+    """What `find_pairs` found for one split."""
+
+    where: Path  # what messages name the split by: its folder, or its images' folder
+    images_dir: Path
+    others_dir: Path  # the masks' or labels' folder
+    pairs: dict[str, tuple[Path, Path]]  # name -> (image, mask)
+    unreadable: dict[str, str]  # name -> why it is left out
 
 
 def find_pairs(
@@ -124,38 +232,58 @@ def find_pairs(
     mask_suffix: str = "",
     image_suffix: str = "",
     mask_extensions: frozenset[str] = IMAGE_EXTENSIONS,
-) -> tuple[Path, dict[str, tuple[Path, Path]], dict[str, str]]:
-    """The split folder, name -> (image, mask) for every image, and name -> why for names left out.
+    split_list: str | None = None,
+    role: str | None = None,
+) -> Pairs:
+    """name -> (image, mask) for every image of a split, and name -> why for names left out.
 
-    A name is the image's stem without `image_suffix`, and the mask's without `mask_suffix`.
-    Any unpaired file is an error; a name whose image or mask cannot be opened (see
-    `index_images`) is left out. `kind` names the second side in messages ("mask", "label").
+    Folders follow `split_folder`; with `split_list` (a `{split}` template of a list file) the
+    split is the names it lists, the other files of the folders are not used, and a listed name
+    without its files is an error. A name is the image's stem without `image_suffix`, and the
+    mask's without `mask_suffix`. Any unpaired file is an error; a name whose image or mask
+    cannot be opened (see `index_images`) is left out. `kind` names the second side in messages
+    and keys ("mask": `dataset.masks_dir`, `dataset.mask_suffix`; "label": `labels_dir`, ...);
+    `role` (train, val, test) names the split's key.
     """
-    split_dir = _split_dir(root, split)
-    images_path, masks_path = split_dir / images_dir, split_dir / masks_dir
+    root = require_dataset_root(root)
+    listed = read_stem_list(split_folder(root, split, split_list), role) if split_list else None
+    in_folder = listed is None and not all(SPLIT in t for t in (images_dir, masks_dir))
+    if in_folder:
+        _require_split(root, split, role, kind)
+    images_path = split_folder(root, split, images_dir, listed is None)
+    masks_path = split_folder(root, split, masks_dir, listed is None)
+    _require_folder(images_path, root, "image")
+    _require_folder(masks_path, root, kind)
     if images_path.resolve() == masks_path.resolve():
         image_index, mask_index = _one_folder(images_path, kind, mask_suffix, mask_extensions)
     else:
         image_index = index_images(images_path, "image")
         mask_index = _cut_suffix(
-            index_images(masks_path, kind, mask_extensions), masks_path, kind, "mask", mask_suffix
+            index_images(masks_path, kind, mask_extensions), masks_path, kind, kind, mask_suffix
         )
     image_index = _cut_suffix(image_index, images_path, "image", "image", image_suffix)
+    if listed is not None:
+        image_index, mask_index = _only_listed(listed, image_index, images_path, mask_index,
+                                               masks_path, kind)  # fmt: skip
     images = image_index.files
     if not images:
         raise DatasetError(
             f"{images_path} holds no image files "
-            f"({', '.join(sorted(IMAGE_EXTENSIONS))}); add images or fix the path"
+            f"({', '.join(sorted(IMAGE_EXTENSIONS))}); add images or fix dataset.images_dir"
         )
     masks = mask_index.files
     unreadable = {**mask_index.unreadable, **image_index.unreadable}
-    lonely_images = [images[n] for n in images.keys() - masks.keys() - unreadable.keys()]
+    lonely_images = sorted(images.keys() - masks.keys() - unreadable.keys())
     if lonely_images:
-        named = f"named <name>{mask_suffix}.<ext> (dataset.mask_suffix='{mask_suffix}')"
+        named = (
+            f"named <name>{mask_suffix}.<ext> (dataset.{kind}_suffix='{mask_suffix}')"
+            if mask_suffix
+            else "with the same name"
+        )
         raise DatasetError(
-            f"{len(lonely_images)} image(s) have no {kind} "
-            f"{named if mask_suffix else 'with the same name'} in {masks_path}: "
-            f"{listing(lonely_images)}; add the {kind}s or remove the images"
+            f"{len(lonely_images)} image(s) have no {kind} {named} in {masks_path}: "
+            f"{listing([images[n] for n in lonely_images])}; add the {kind}s or remove the "
+            f"images{_suffix_hint(lonely_images, list(masks), kind, mask_suffix)}"
         )
     lonely_masks = [masks[n] for n in masks.keys() - images.keys() - unreadable.keys()]
     if lonely_masks:
@@ -164,7 +292,59 @@ def find_pairs(
             f"{listing(lonely_masks)}; add the images or remove the {kind}s"
         )
     usable = sorted(images.keys() - unreadable.keys())
-    return split_dir, {name: (images[name], masks[name]) for name in usable}, unreadable
+    return Pairs(
+        root / split if in_folder else images_path, images_path, masks_path,
+        {name: (images[name], masks[name]) for name in usable}, unreadable,
+    )  # fmt: skip
+
+
+def _suffix_hint(lonely: list[str], others: list[str], kind: str, suffix: str) -> str:
+    """`; ... set dataset.mask_suffix=_mask` when the other side's names are the lonely images'
+    names plus one suffix (bisect over sorted names: fast on big folders)."""
+    ordered = sorted(others)
+    found: Counter[str] = Counter()
+    for name in lonely:
+        i = bisect_left(ordered, name)
+        if i < len(ordered) and ordered[i].startswith(name) and ordered[i] != name:
+            found[ordered[i][len(name) :]] += 1
+    if not found:
+        return ""
+    extra, count = found.most_common(1)[0]
+    return (
+        f"; {count} of them have a {kind} named <name>{extra}: set "
+        f"dataset.{kind}_suffix={suffix + extra}"
+    )
+
+
+def _only_listed(
+    listed: StemList, images: FileIndex, images_path: Path, masks: FileIndex, masks_path: Path,
+    kind: str,
+) -> tuple[FileIndex, FileIndex]:  # fmt: skip
+    """Both sides cut to the names the split's list holds (VOC's JPEGImages has many images
+    without labels); a listed name whose image or mask is missing is an error naming it."""
+    for side, index, folder in (("image", images, images_path), (kind, masks, masks_path)):
+        missing = [s for s in listed.stems if s not in index.files and s not in index.unreadable]
+        if missing:
+            raise DatasetError(
+                f"{listed.path} lists {len(missing)} name(s) with no {side} in {folder}: "
+                f"{listing([Path(s) for s in missing])}; add the files or remove the names from "
+                f"the list"
+            )
+    keep = set(listed.stems)
+
+    def cut(index: FileIndex) -> FileIndex:
+        return FileIndex(
+            {s: p for s, p in index.files.items() if s in keep},
+            {s: w for s, w in index.unreadable.items() if s in keep},
+        )
+
+    unused = len(images.files) - len(keep)
+    if unused > 0:
+        logger.info(
+            "%s: using the %d image(s) it lists; %d other image(s) in %s are not in this split",
+            shown(listed.path), len(keep), unused, shown(images_path),
+        )  # fmt: skip
+    return cut(images), cut(masks)
 
 
 def _one_folder(
@@ -174,9 +354,9 @@ def _one_folder(
     apart; the masks' stems come back without it."""
     if not mask_suffix:
         raise DatasetError(
-            f"images and {kind}s are both read from {folder}; set dataset.mask_suffix "
-            f"(e.g. dataset.mask_suffix=_mask) to tell {kind}s from images, or point "
-            f"dataset.masks_dir at another folder"
+            f"images and {kind}s are both read from {folder}; set dataset.{kind}_suffix "
+            f"(e.g. dataset.{kind}_suffix=_mask) to tell {kind}s from images, or point "
+            f"dataset.{kind}s_dir at another folder"
         )
     index = index_images(folder, f"image or {kind}", extensions)
 
@@ -190,14 +370,15 @@ def _one_folder(
     not_images = [p for p in images.files.values() if p.suffix.lower() not in IMAGE_EXTENSIONS]
     if not_images:
         raise DatasetError(
-            f"{folder}: {listing(not_images)} do not end in dataset.mask_suffix='{mask_suffix}' "
+            f"{folder}: {listing(not_images)} do not end in dataset.{kind}_suffix='{mask_suffix}' "
             f"and cannot be images ({', '.join(sorted(IMAGE_EXTENSIONS))}); rename or remove them"
         )
-    return images, _cut_suffix(side(True), folder, kind, "mask", mask_suffix)
+    return images, _cut_suffix(side(True), folder, kind, kind, mask_suffix)
 
 
 def _cut_suffix(index: FileIndex, folder: Path, kind: str, side: str, suffix: str) -> FileIndex:
-    """`index` keyed by stems without `suffix`; a file whose stem lacks it is an error."""
+    """`index` keyed by stems without `suffix` (`dataset.<side>_suffix`); a file whose stem
+    lacks it is an error."""
     if not suffix:
         return index
     lacking = [p for s, p in index.files.items() if not s.endswith(suffix) or s == suffix]

@@ -1,5 +1,6 @@
-"""Specifications for label-map class lists: three formats detected from their content, the
-default file found in the root, and the warnings for targets that look wrong."""
+"""Specifications for label-map class lists: the formats detected from their content (colour
+tables too), the default file found in the root or its split folders, and the warnings for
+targets that look wrong."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from samexp.data.classes import find_classes_file, label_classes, read_classes
+from samexp.data.classes import find_classes_file, label_classes, read_class_table, read_classes
 from samexp.data.labelmap import labelmap_splits
 from samexp.errors import DatasetError
 from tests.data.test_labelmap import LAYOUT, write_labelmap
@@ -95,14 +96,73 @@ def test_the_format_is_decided_by_the_first_line_not_the_file_name(
         assert read_classes(path) == expected
 
 
+@pytest.mark.parametrize(
+    ("text", "names", "colours"),
+    [
+        (
+            "# label:color_rgb:parts:actions\nbackground:0,0,0::\ntabby cat:250,50,83::\n"
+            "dog:61,61,245:head,tail:\n",
+            {0: "background", 1: "tabby cat", 2: "dog"},
+            {(0, 0, 0): 0, (250, 50, 83): 1, (61, 61, 245): 2},
+        ),
+        (
+            "name,r,g,b\nSky,128,128,128\nCar,64,0,128\n",
+            {0: "Sky", 1: "Car"},
+            {(128, 128, 128): 0, (64, 0, 128): 1},
+        ),
+        ("0 background\n1 cat\n", {0: "background", 1: "cat"}, None),  # ids, no colours
+    ],
+    ids=["cvat-labelmap", "camvid-class-dict", "id-name"],
+)
+def test_a_colour_table_gives_each_colour_its_row_as_id(
+    tmp_path: Path, text: str, names: dict[int, str], colours: dict | None
+) -> None:
+    assert read_class_table(write(tmp_path / "list.txt", text)) == (names, colours)
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("background:0,0,0::\ncat:250,50::\n", r"line 2: expected `name:r,g,b::`"),
+        ("background:0,0,0::\ncat:0,0,0::\n", r"line 2: colour \(0, 0, 0\) of 'cat' is also 'background'"),
+        ("background:0,0,0::\ncat:256,0,0::\n", r"line 2: colour \(256, 0, 0\) is not 8-bit"),
+        ("name,r,g,b\nSky,128,128\n", r"line 2: expected `name,r,g,b`"),
+    ],
+)  # fmt: skip
+def test_a_bad_colour_table_is_one_line_naming_the_file_and_line(
+    tmp_path: Path, text: str, message: str
+) -> None:
+    with pytest.raises(DatasetError, match=message):
+        read_class_table(write(tmp_path / "labelmap.txt", text))
+
+
 # --- which file ----------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("name", ["classes.txt", "class_names.txt", "_classes.csv"])
+@pytest.mark.parametrize(
+    "name", ["classes.txt", "class_names.txt", "_classes.csv", "labelmap.txt", "class_dict.csv"]
+)
 def test_the_one_default_class_list_in_the_root_is_used(tmp_path: Path, name: str) -> None:
     write(tmp_path / name, "Pixel Value, Class\n1, cat\n" if name.endswith(".csv") else "1 cat\n")
     write(tmp_path / "train" / "_classes.csv", "Pixel Value, Class\n")  # only the root counts
     assert find_classes_file(tmp_path, None) == tmp_path / name
+
+
+def test_a_class_list_every_split_folder_holds_alike_is_used(tmp_path: Path) -> None:
+    """Roboflow's semantic-mask export writes the same `_classes.csv` into each split folder."""
+    for split in ("train", "valid", "test"):
+        write(tmp_path / split / "_classes.csv", "Pixel Value, Class\n0, background\n1, cat\n")
+    assert find_classes_file(tmp_path, None) == tmp_path / "test" / "_classes.csv"
+
+
+def test_split_folders_holding_different_class_lists_are_an_error_naming_them(
+    tmp_path: Path,
+) -> None:
+    write(tmp_path / "train" / "_classes.csv", "Pixel Value, Class\n1, cat\n")
+    write(tmp_path / "valid" / "_classes.csv", "Pixel Value, Class\n1, dog\n")
+    with pytest.raises(DatasetError, match="different class lists .train/_classes.csv, "
+                                           "valid/_classes.csv.; .* dataset.classes_file="):  # fmt: skip
+        find_classes_file(tmp_path, None)
 
 
 def test_several_default_class_lists_are_an_error_asking_to_choose_one(tmp_path: Path) -> None:

@@ -1,4 +1,5 @@
-"""Specifications for the label-map (semantic) format, on a tiny generated 3-class dataset."""
+"""Specifications for the label-map (semantic) format, on a tiny generated 3-class dataset and on
+label maps in the exact shape annotation tools export them (CVAT, labelme2voc, Roboflow, CamVid)."""
 
 from __future__ import annotations
 
@@ -293,7 +294,7 @@ def test_validation_reads_each_label_once_and_no_image_pixels(
 ) -> None:
     reads: list[str] = []
     real = labelmap.read_label
-    monkeypatch.setattr(labelmap, "read_label", lambda p: reads.append(p.name) or real(p))
+    monkeypatch.setattr(labelmap, "read_label", lambda p, c: reads.append(p.name) or real(p, c))
 
     def no_decode(*args, **kwargs):
         raise AssertionError("construction must read images by header only")
@@ -312,6 +313,172 @@ def test_label_drawn_on_stored_pixels_turns_with_an_exif_rotated_image(root: Pat
     assert sample.original_size == (SHAPE[1], SHAPE[0])
     displayed = Image.fromarray(draw_label((1,))).transpose(Image.Transpose.ROTATE_270)
     np.testing.assert_array_equal(sample.gt_masks[0].numpy(), np.asarray(displayed) == 1)
+
+
+# --- label maps as tools export them ----------------------------------------------------------
+
+CVAT_LABELMAP = (
+    "# label:color_rgb:parts:actions\nbackground:0,0,0::\ncat:250,50,83::\ndog:61,61,245::\n"
+)
+CVAT_COLOURS = {0: (0, 0, 0), 1: (250, 50, 83), 2: (61, 61, 245)}
+
+
+def _export_pair(image: Path, label: Path, classes: tuple[int, ...], mode: str) -> None:
+    """A tiny image and its label: 8-bit ids ("id"), a palette PNG with labelme's 255 ignore
+    border ("palette"), or CVAT's RGB colours ("rgb")."""
+    image.parent.mkdir(parents=True, exist_ok=True)
+    label.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(np.full((*SHAPE, 3), 90, np.uint8)).save(image)
+    ids = draw_label(classes)
+    if mode == "rgb":
+        ids[ids == IGNORE] = 0
+        rgb = np.zeros((*SHAPE, 3), np.uint8)
+        for class_id, colour in CVAT_COLOURS.items():
+            rgb[ids == class_id] = colour
+        Image.fromarray(rgb).save(label)
+    elif mode == "palette":
+        lbl = Image.fromarray(ids, mode="P")
+        lbl.putpalette([v for i in range(256) for v in (i * 7 % 256, i * 3 % 256, i)])
+        lbl.save(label)
+    else:
+        Image.fromarray(ids).save(label)
+
+
+def _cvat(root: Path) -> None:
+    """CVAT "Segmentation mask 1.1": JPEGImages holds an image the list does not name."""
+    (root / "labelmap.txt").write_text(CVAT_LABELMAP)
+    for name, classes in (("a", (1, 2)), ("b", (1,)), ("c", (2,))):
+        _export_pair(root / "JPEGImages" / f"{name}.jpg",
+                     root / "SegmentationClass" / f"{name}.png", classes, "rgb")  # fmt: skip
+        _export_pair(root / "JPEGImages" / f"{name}.jpg",
+                     root / "SegmentationObject" / f"{name}.png", classes, "rgb")  # fmt: skip
+    Image.fromarray(np.zeros((*SHAPE, 3), np.uint8)).save(root / "JPEGImages" / "unlisted.jpg")
+    (root / "ImageSets" / "Segmentation").mkdir(parents=True)
+    (root / "ImageSets" / "Segmentation" / "default.txt").write_text("a\nb\nc\n")
+
+
+def _labelme2voc(root: Path) -> None:
+    (root / "class_names.txt").write_text("_background_\ncat\ndog\n")
+    for name, classes in (("a", (1, 2)), ("b", (1,)), ("c", (2,))):
+        _export_pair(root / "JPEGImages" / f"{name}.jpg",
+                     root / "SegmentationClass" / f"{name}.png", classes, "palette")  # fmt: skip
+        _export_pair(root / "JPEGImages" / f"{name}.jpg",
+                     root / "SegmentationClassVisualization" / f"{name}.jpg", (), "id")  # fmt: skip
+
+
+def _roboflow(root: Path) -> None:
+    """Roboflow "Semantic Segmentation Masks": each split folder holds its images, their
+    `_mask.png` labels and the same `_classes.csv`."""
+    for split, names in (("train", ("a", "b")), ("valid", ("c",)), ("test", ("d",))):
+        (root / split).mkdir(parents=True)
+        (root / split / "_classes.csv").write_text(
+            "Pixel Value, Class\n0, background\n1, cat\n2, dog\n"
+        )
+        for k, name in enumerate(names):
+            stem = f"{name}_jpg.rf.{k}f3e"
+            _export_pair(root / split / f"{stem}.jpg", root / split / f"{stem}_mask.png",
+                         (1, 2), "id")  # fmt: skip
+
+
+def _camvid(root: Path) -> None:
+    (root / "classes.txt").write_text("0 background\n1 cat\n2 dog\n")
+    for split, names in (("train", ("a", "b")), ("val", ("c",)), ("test", ("d",))):
+        for name in names:
+            _export_pair(root / split / f"{name}.png", root / f"{split}annot" / f"{name}.png",
+                         (1, 2), "id")  # fmt: skip
+
+
+def _images_split(root: Path) -> None:
+    (root / "classes.txt").write_text("0 background\n1 cat\n2 dog\n")
+    for split, names in (("train", ("a", "b", "c")), ("test", ("d",))):
+        for name in names:
+            _export_pair(root / "images" / split / f"{name}.jpg",
+                         root / "labels" / split / f"{name}.png", (1, 2), "id")  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("export", "overrides", "counts"),
+    [
+        (_cvat, {"train_split": "default", "test_split": None, "images_dir": "JPEGImages",
+                 "labels_dir": "SegmentationClass",
+                 "split_files": "ImageSets/Segmentation/{split}.txt"}, 3),
+        (_labelme2voc, {"train_split": ".", "test_split": None, "images_dir": "JPEGImages",
+                        "labels_dir": "SegmentationClass"}, 3),
+        (_roboflow, {"val_split": "valid", "images_dir": ".", "labels_dir": ".",
+                     "label_suffix": "_mask"}, 4),
+        (_camvid, {"val_split": "val", "images_dir": "{split}", "labels_dir": "{split}annot"}, 4),
+        (_images_split, {"images_dir": "images/{split}", "labels_dir": "labels/{split}"}, 4),
+    ],
+)  # fmt: skip
+def test_label_map_exports_load_with_the_overrides_that_describe_them(
+    tmp_path: Path, export, overrides: dict, counts: int
+) -> None:
+    export(tmp_path)
+    splits = labelmap_splits(None, str(tmp_path), img_size=64, **overrides)
+    parts = [d for d in (splits.train, splits.val, splits.test) if d is not None]
+    assert sum(len(d) for d in parts) == counts
+    assert splits.train.class_names == ["cat", "dog"]
+    names = [n for d in parts for n in d.names]
+    assert "unlisted" not in names and len(set(names)) == counts
+    for dataset in parts:
+        for sample in dataset:
+            assert sample.categories and set(sample.categories) <= {"cat", "dog"}
+            union = sample.gt_masks.any(0).numpy()
+            assert union.sum() == 10 * 12 * len(sample.categories)  # the blocks, never the border
+
+
+def test_cvat_colour_labels_become_the_ids_of_the_colour_table(tmp_path: Path) -> None:
+    _cvat(tmp_path)
+    rgb = np.asarray(Image.open(tmp_path / "SegmentationClass" / "a.png"))
+    sample = labelmap_splits(None, str(tmp_path), 64, train_split="default", test_split=None,
+                             test_fraction=0.3, images_dir="JPEGImages",
+                             labels_dir="SegmentationClass",
+                             split_files="ImageSets/Segmentation/{split}.txt")  # fmt: skip
+    dataset = sample.train if "a" in sample.train.names else sample.test
+    a = dataset[dataset.names.index("a")]
+    assert a.categories == ["cat", "dog"]
+    np.testing.assert_array_equal(a.gt_masks[0].numpy(), (rgb == CVAT_COLOURS[1]).all(-1))
+    np.testing.assert_array_equal(a.gt_masks[1].numpy(), (rgb == CVAT_COLOURS[2]).all(-1))
+
+
+def _cvat_splits(root: Path, **kwargs):
+    overrides = {"train_split": "default", "test_split": None, "images_dir": "JPEGImages",
+                 "labels_dir": "SegmentationClass",
+                 "split_files": "ImageSets/Segmentation/{split}.txt"}  # fmt: skip
+    return labelmap_splits(None, str(root), 64, **{**overrides, **kwargs})
+
+
+def test_a_colour_the_table_lacks_is_refused_naming_the_file_and_the_colour(tmp_path: Path) -> None:
+    _cvat(tmp_path)
+    rgb = np.asarray(Image.open(tmp_path / "SegmentationClass" / "b.png")).copy()
+    rgb[0:2, 0:2] = (1, 2, 3)
+    Image.fromarray(rgb).save(tmp_path / "SegmentationClass" / "b.png")
+    with pytest.raises(
+        DatasetError, match=r"SegmentationClass/b.png: colour\(s\) \(1, 2, 3\)"
+    ) as err:
+        _cvat_splits(tmp_path)
+    assert "labelmap.txt" in str(err.value)
+
+
+@pytest.mark.parametrize("folder", ["JPEGImages", "SegmentationClass"])
+def test_a_listed_name_without_its_files_is_refused_naming_it(tmp_path: Path, folder: str) -> None:
+    _cvat(tmp_path)
+    next((tmp_path / folder).glob("c.*")).unlink()
+    with pytest.raises(DatasetError, match=r"default.txt lists 1 name\(s\) with no .* c;"):
+        _cvat_splits(tmp_path)
+
+
+def test_a_missing_split_list_names_the_lists_that_exist(tmp_path: Path) -> None:
+    _cvat(tmp_path)
+    with pytest.raises(DatasetError, match="lists in .*Segmentation: default; set "
+                                           "dataset.train_split to one of them"):  # fmt: skip
+        _cvat_splits(tmp_path, train_split="train")
+
+
+def test_split_files_without_the_split_placeholder_is_refused(tmp_path: Path) -> None:
+    _cvat(tmp_path)
+    with pytest.raises(DatasetError, match="must hold {split}"):
+        labelmap_splits(None, str(tmp_path), 64, split_files="ImageSets/Segmentation/default.txt")
 
 
 # --- end to end --------------------------------------------------------------------------------
