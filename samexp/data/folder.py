@@ -32,13 +32,8 @@ from samexp.data.base import (
 )
 from samexp.data.files import shown
 from samexp.data.orientation import apply_orientation, image_header, mask_orientation
-from samexp.data.pairing import (
-    MASK_EXTENSIONS,
-    find_pairs,
-    listing,
-    read_mask_gray,
-    split_roles,
-)
+from samexp.data.pairing import MASK_EXTENSIONS, find_pairs, listing, read_mask_gray
+from samexp.data.split_folders import split_roles
 from samexp.data.splits import DatasetSplits, TestFraction, TrainLimit, dataset_name
 from samexp.errors import DatasetError
 from samexp.options import option

@@ -1,7 +1,7 @@
 """The label-map (semantic) format: `<root>/<split>/images/<name>.<ext>` paired by stem with
 `<split>/labels/<name>.png`, whose pixel values are the class ids of the root's class list
 (`samexp.data.classes`: classes.txt, class_names.txt or _classes.csv), or whose colours are
-classes of a colour table (CVAT's labelmap.txt). Folders follow `pairing.split_folder` (`{split}`
+classes of a colour table (CVAT's labelmap.txt). Folders follow `split_folders.split_folder` (`{split}`
 templates, split `.`), labels may sit beside their images with a suffix (`x_mask.png`), and a
 split may be the names a list holds (VOC's `ImageSets/Segmentation/train.txt`).
 
@@ -29,7 +29,8 @@ from samexp.data.classes import LabelClasses, label_classes
 from samexp.data.colours import colours_to_ids
 from samexp.data.files import open_image, read_image_bytes, shown
 from samexp.data.orientation import apply_orientation, image_header, mask_orientation
-from samexp.data.pairing import SPLIT, find_pairs, listing, split_roles
+from samexp.data.pairing import find_pairs, listing
+from samexp.data.split_folders import SPLIT, split_roles
 from samexp.data.splits import DatasetSplits, TestFraction, TrainLimit, dataset_name
 from samexp.errors import DatasetError
 from samexp.limits import check_instances

@@ -1,6 +1,6 @@
 """Which files of a split are images and which are their masks (or labels), and how they pair:
 by stem, less an optional suffix on either side, in two folders or one, optionally only the stems
-a split's list names. Where a split's folders are is one rule (`split_folder`). Shared by the
+a split's list names. Where a split's folders are is `split_folders`' one rule. Shared by the
 folder-shaped formats (folder, label maps); every problem is a one-line error naming the file
 and the override, with the format's own key names (`dataset.masks_dir`, `dataset.labels_dir`).
 """
@@ -19,16 +19,22 @@ from PIL import Image
 
 from samexp.data.base import IMAGE_EXTENSIONS, imread_unchanged, to_uint8
 from samexp.data.files import link_problem, read_image_bytes, shown
+from samexp.data.split_folders import (
+    SPLIT,
+    StemList,
+    read_stem_list,
+    require_folder,
+    require_split,
+    split_folder,
+)
 from samexp.data.splits import require_dataset_root
 from samexp.errors import DatasetError
-from samexp.limits import TEXT_BYTES, read_bytes
 
 logger = logging.getLogger(__name__)
 
 _MAX_LISTED = 5  # how many offending files an error message names before "and N more"
 # GIF masks (DRIVE's `NN_manual1.gif`) are read with PIL: OpenCV cannot decode GIF.
 MASK_EXTENSIONS = IMAGE_EXTENSIONS | {".gif"}
-SPLIT = "{split}"  # in a folder template: the split's name
 
 
 def listing(paths: list[Path]) -> str:
@@ -112,106 +118,6 @@ def _read_gif(path: Path) -> np.ndarray:
         raise DatasetError(f"{shown(path)}: cannot be read as an image ({exc})") from exc
 
 
-def split_folder(root: Path, split: str, template: str, split_is_folder: bool = True) -> Path:
-    """Where `template` (`dataset.images_dir`, `masks_dir`, `labels_dir`, `split_files`) points for
-    `split`: the one rule of every folder-shaped format.
-
-    With `{split}` it is a path under the root, the split's name in place of `{split}`
-    (`images/{split}`, CamVid's `{split}annot`); without it, `<root>/<split>/<template>` as it
-    always was, or `<root>/<template>` when a split is a list of names, not a folder. Split `.`
-    is the root itself.
-    """
-    if SPLIT in template:
-        return root / template.replace(SPLIT, split)
-    return root / split / template if split_is_folder else root / template
-
-
-def _folders_in(folder: Path) -> list[str]:
-    return sorted(
-        shown(p.name) for p in folder.iterdir() if p.is_dir() and not p.name.startswith(".")
-    )
-
-
-def _layout_example(folders: list[str], kind: str) -> str:
-    """` dataset.images_dir=JPEGImages dataset.labels_dir=SegmentationClass`, guessed from folder
-    names for a refusal's example (empty when the names suggest nothing)."""
-    images = next((f for f in folders if "im" in f.lower()), None)
-    if images is None:
-        return ""
-    others = next((f for f in folders if f != images), None)
-    return f" dataset.images_dir={images}" + (f" dataset.{kind}s_dir={others}" if others else "")
-
-
-def _require_split(root: Path, split: str, role: str | None, kind: str) -> None:
-    """The split's folder exists, or a refusal listing the root's folders without calling them
-    splits, and the overrides for both readings: they are splits, or they are not."""
-    if (root / split).is_dir():
-        return
-    folders = _folders_in(root)
-    key = f"dataset.{role}_split" if role else "dataset.train_split (or val_split, test_split)"
-    drop = f" (or {key}=null)" if role in ("val", "test") else ""
-    raise DatasetError(
-        f"split '{split}' not found: {root / split} does not exist; folders in {root}: "
-        f"{', '.join(folders) or 'none'}; if one of them is this split, set {key}=<its name>"
-        f"{drop}; "
-        f"if the files are not in split folders, set dataset.train_split=. (the root itself) "
-        f"dataset.test_split=null{_layout_example(folders, kind)}; or write where each split is "
-        f"with {SPLIT}, e.g. dataset.images_dir=images/{SPLIT}"
-    )
-
-
-def _require_folder(path: Path, root: Path, kind: str) -> None:
-    """An image/mask/label folder exists, or a refusal listing what its nearest existing parent
-    holds and naming the key that points elsewhere (`dataset.<kind>s_dir`)."""
-    if path.is_dir():
-        return
-    near = path.parent
-    while not near.is_dir() and near != root and near != near.parent:
-        near = near.parent
-    folders = _folders_in(near) if near.is_dir() else []
-    raise DatasetError(
-        f"{kind} folder {path} does not exist; folders in {near}: {', '.join(folders) or 'none'}; "
-        f"set dataset.{kind}s_dir to the folder holding the {kind}s (under each split's folder, or "
-        f"under the root with {SPLIT} for the split's name: dataset.{kind}s_dir={kind}s/{SPLIT})"
-    )
-
-
-def split_roles(train: str, val: str | None, test: str | None) -> dict[str, str]:
-    """split name -> its role (train, val, test): what names the key in a missing split's
-    refusal (`dataset.test_split`)."""
-    return {name: role for role, name in (("val", val), ("test", test), ("train", train)) if name}
-
-
-@dataclass(frozen=True)
-class StemList:
-    """A split given as a list of names (VOC's `ImageSets/Segmentation/train.txt`)."""
-
-    path: Path
-    stems: tuple[str, ...]
-
-
-def read_stem_list(path: Path, role: str | None = None) -> StemList:
-    """The names a split's list file holds, one per line (a line's first word: VOC's
-    `ImageSets/Main` lines carry a flag after it); blank lines are skipped."""
-    if not path.is_file():
-        lists = sorted(p.stem for p in path.parent.glob("*.txt")) if path.parent.is_dir() else []
-        key = f"dataset.{role}_split" if role else "the split's name"
-        drop = f" (or {key}=null)" if role in ("val", "test") else ""
-        raise DatasetError(
-            f"split list {path} does not exist; lists in {path.parent}: "
-            f"{', '.join(lists) or 'none'}; set {key} to one of them{drop}, or fix "
-            f"dataset.split_files"
-        )
-    try:
-        lines = read_bytes(path, TEXT_BYTES).decode("utf-8-sig").splitlines()
-    except UnicodeDecodeError as exc:
-        raise DatasetError(shown(f"{path}: cannot be read as UTF-8 text ({exc})")) from exc
-    stems = dict.fromkeys(line.split()[0] for line in lines if line.strip())  # ordered, unique
-    if not stems:
-        raise DatasetError(f"split list {path} names no image; list one file name per line")
-    return StemList(path, tuple(stems))
-
-
 @dataclass(frozen=True)
 class Pairs:
     """What `find_pairs` found for one split."""
@@ -249,11 +155,11 @@ def find_pairs(
     listed = read_stem_list(split_folder(root, split, split_list), role) if split_list else None
     in_folder = listed is None and not all(SPLIT in t for t in (images_dir, masks_dir))
     if in_folder:
-        _require_split(root, split, role, kind)
+        require_split(root, split, role, kind)
     images_path = split_folder(root, split, images_dir, listed is None)
     masks_path = split_folder(root, split, masks_dir, listed is None)
-    _require_folder(images_path, root, "image")
-    _require_folder(masks_path, root, kind)
+    require_folder(images_path, root, "image")
+    require_folder(masks_path, root, kind)
     if images_path.resolve() == masks_path.resolve():
         image_index, mask_index = _one_folder(images_path, kind, mask_suffix, mask_extensions)
     else:
