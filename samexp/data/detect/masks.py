@@ -248,10 +248,14 @@ def _reading(tree: Tree, place: Placement, matches: dict[str, Match]) -> Reading
     if place.split_files:
         split_args["split_files"] = place.split_files
         why.append(f"splits listed in {place.split_files.replace('{split}', '<split>')}")
+    labels = {**args, "labels_dir": place.masks_dir}
+    if mask_suffix:
+        labels["label_suffix"] = mask_suffix
+    if image_suffix:  # label maps pair by the image's whole stem
+        notes.append(f"image names end in {image_suffix}, which label maps do not cut off")
     if classes is not None:
         why.append(f"class list {classes}")
-        return Reading("labelmap", tree.root,
-                       {**args, "labels_dir": place.masks_dir, "classes_file": classes, **split_args},
+        return Reading("labelmap", tree.root, {**labels, "classes_file": classes, **split_args},
                        why, notes=notes, found={"matches": matches, "place": place,
                                                 "masks": mask_paths})  # fmt: skip
     values = read_values(mask_paths)
@@ -263,8 +267,7 @@ def _reading(tree: Tree, place: Placement, matches: dict[str, Match]) -> Reading
                      "(`id name` per line) to name them")  # fmt: skip
         if kind == "colour":
             notes.append("colour masks need a colour table (CVAT's labelmap.txt, `name:r,g,b::`)")
-        return Reading("labelmap", tree.root,
-                       {**args, "labels_dir": place.masks_dir, **split_args}, why, notes=notes,
+        return Reading("labelmap", tree.root, {**labels, **split_args}, why, notes=notes,
                        found=found)  # fmt: skip
     args["masks_dir"] = place.masks_dir
     if mask_suffix:
