@@ -232,12 +232,18 @@ def test_prefer_picks_one_of_two_formats(tmp_path):
         detect(root, prefer="yolo")
 
 
-def test_a_symlinked_folder_is_not_followed_out_of_the_root(tmp_path):
+def test_a_symlink_is_not_followed_out_of_the_root(tmp_path):
     outside = _write(tmp_path / "elsewhere", _pairs("images", "masks", ["a", "b"]))
     root = tmp_path / "data"
     root.mkdir()
     os.symlink(outside / "images", root / "images")
     os.symlink(outside / "masks", root / "masks")
+    assert candidates(root) == []
+    (root / "images").unlink()
+    (root / "masks").unlink()
+    for name in ("images", "masks"):  # linked files too: only folders of real files are read
+        (root / name).mkdir()
+        os.symlink(outside / name / "a.png", root / name / "a.png")
     assert candidates(root) == []
 
 

@@ -57,12 +57,18 @@ def join(*parts: str) -> str:
     return str(PurePosixPath(*parts))
 
 
+def _within(entry: os.DirEntry, root: Path) -> bool:
+    """A linked file counts only when it leads to a file under the root."""
+    return Path(entry.path).resolve().is_relative_to(root)
+
+
 def scan(root: str | Path) -> Tree:
     """List the root's folders breadth-first (so a cut-off leaves the top of the tree whole)."""
     base = require_dataset_root(root)
     tree = Tree(base, {})
     queue: deque[tuple[str, int]] = deque([(".", 0)])
     listed = 0
+    inside = base.resolve()
     while queue:
         rel, depth = queue.popleft()
         folder = Folder(rel)
@@ -82,7 +88,7 @@ def scan(root: str | Path) -> Tree:
                             queue.append((join(rel, entry.name), depth + 1))
                     elif entry.is_symlink() and entry.is_dir():
                         tree.links.append(join(rel, entry.name))
-                    elif entry.is_file():
+                    elif entry.is_file() and (not entry.is_symlink() or _within(entry, inside)):
                         folder.files.append(entry.name)
         except OSError as e:
             if rel == ".":
