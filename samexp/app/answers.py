@@ -65,7 +65,7 @@ def _encoded(predictor: CachedPredictor, image: np.ndarray, key: str | None) -> 
 
 def segment(pair: Pair, image: np.ndarray, prompts: Prompts, key: str | None = None) -> Segmented:
     """`prompts` (original-image pixels) through zero-shot SAM and the fine-tuned model."""
-    check_inside(prompts, "the image", *image.shape[:2])
+    prompts = check_inside(prompts, "the image", *image.shape[:2])  # near-miss boxes clipped
     answer = Segmented(prompts, {})
     with pair.lock:
         for name, predictor in _predictors(pair).items():

@@ -19,6 +19,7 @@ from torch.utils.data import Dataset
 
 from samexp.checks import NON_NEGATIVE, Range, because
 from samexp.data.base import Sample, make_sample, read_image_rgb
+from samexp.data.bounds import say_clipped
 from samexp.data.coco_json import CocoImage, read_coco
 from samexp.data.coco_layout import CocoFile, find_layout
 from samexp.data.orientation import apply_orientation
@@ -53,6 +54,8 @@ class CocoDataset(Dataset[Sample]):
         self._images = [im for im in images if im.rles]
         self._skips = [(kind, im.name, reason) for im in images for kind, reason in im.skips]
         self.skipped = [(name, reason) for _, name, reason in self._skips]
+        # said once per split and counted: polygons reaching past their image are clipped to it
+        self.clipped = say_clipped(logger, label, "polygon(s)", [im.outside for im in images])
         counts = {k: v for k, v in self.summary().items() if k.startswith("skipped_") and v}
         skipped = ", ".join(f"{v} {k[8:].replace('_', ' ')}" for k, v in counts.items()) or "none"
         n = sum(len(im.rles) for im in self._images)
@@ -74,9 +77,11 @@ class CocoDataset(Dataset[Sample]):
         return sorted({c for im in self._images for c in im.categories})
 
     def summary(self) -> dict[str, int]:
-        """Counts for the run log: images loaded, and every kind of skip (instances or images)."""
+        """Counts for the run log: images loaded, every kind of skip (instances or images), and
+        polygons clipped to their image."""
         counts = Counter(kind for kind, _, _ in self._skips)
-        return {"loaded": len(self._images), **{f"skipped_{k}": counts[k] for k in self.SKIPS}}
+        skips = {f"skipped_{k}": counts[k] for k in self.SKIPS}
+        return {"loaded": len(self._images), **skips, "clipped_outside": self.clipped}
 
     def __len__(self) -> int:
         return len(self._images)

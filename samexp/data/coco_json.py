@@ -16,6 +16,7 @@ from typing import Literal
 
 from pycocotools import mask as mask_utils
 
+from samexp.data.bounds import Reach
 from samexp.data.files import link_problem, shown
 from samexp.data.orientation import annotation_frame, image_header
 from samexp.data.segmentation import polygons_rle, rle_checked
@@ -37,6 +38,7 @@ class CocoImage:
     categories: list[str] = field(default_factory=list)  # category name per kept instance
     skips: list[tuple[str, str]] = field(default_factory=list)  # (counter, reason) per skip
     missing: bool = False  # listed, but its file is not there (skipped: missing_images=skip)
+    outside: list[Reach] = field(default_factory=list)  # polygons clipped to it (data.bounds)
 
 
 class _AnnotationBudget:
@@ -179,14 +181,16 @@ def _missing(
         im.skips.append(("missing_image", f"{im.path} does not exist"))
 
 
-def _segmentation_rle(ann: dict, size: tuple[int, int], json_path: Path) -> dict | None:
+def _segmentation_rle(
+    ann: dict, size: tuple[int, int], json_path: Path, outside: list[Reach]
+) -> dict | None:
     """One compressed RLE for polygons (merged) or RLE; None for a polygon with < 3 points."""
     seg, (h, w) = ann.get("segmentation"), size
     where = f"{json_path}: annotation {ann.get('id')!r:.40}"
     if isinstance(seg, list):
         if not seg or any(not isinstance(p, list) or len(p) < 6 or len(p) % 2 for p in seg):
             return None  # pycocotools would read a 4-number "polygon" as a box
-        return polygons_rle(seg, size, where)
+        return polygons_rle(seg, size, where, outside=outside)
     if isinstance(seg, dict) and "counts" in seg and "size" in seg:
         if not isinstance(seg["size"], list) or seg["size"] != [h, w]:
             raise DatasetError(
@@ -309,7 +313,7 @@ def read_coco(
         if keep is not None and category not in keep and group not in keep:
             im.skips.append(("category", f"annotation {ann_id}: category '{category}' not kept"))
             continue
-        rle = _segmentation_rle(ann, im.size, json_path)
+        rle = _segmentation_rle(ann, im.size, json_path, im.outside)
         if rle is None:
             bad_polygons.append(f"annotation {ann_id} on {im.path.name}")
             im.skips.append(("bad_polygon", f"annotation {ann_id}: polygon with < 3 points"))

@@ -21,6 +21,7 @@ from PIL import Image, ImageDraw
 from pycocotools import mask as mask_utils
 
 from samexp.data.base import IMAGE_EXTENSIONS, Sample, make_sample
+from samexp.data.bounds import Reach, note_outside
 from samexp.data.coco import CocoDataset
 from samexp.data.coco_json import CocoImage
 from samexp.data.files import open_image, shown
@@ -136,9 +137,11 @@ def _mask_shape(shape: dict, size: tuple[int, int], where: str) -> np.ndarray:
     return mask
 
 
-def _rasterise(shape: dict, kind: str, size: tuple[int, int], where: str) -> np.ndarray | None:
+def _rasterise(shape: dict, kind: str, size: tuple[int, int], where: str,
+               outside: list[Reach]) -> np.ndarray | None:  # fmt: skip
     """H×W bool for an area shape, drawn as LabelMe's own `shape_to_mask` draws it (PIL, outline
-    included), so the target is what the user saw; None for a polygon under 3 points."""
+    included), so the target is what the user saw; None for a polygon under 3 points. A shape
+    reaching past the image is clipped by the canvas and noted in `outside` (`data.bounds`)."""
     if kind == "mask":
         return _mask_shape(shape, size, where)
     points = shape.get("points")
@@ -146,21 +149,23 @@ def _rasterise(shape: dict, kind: str, size: tuple[int, int], where: str) -> np.
         xy = [(float(x), float(y)) for x, y in points]
     except (TypeError, ValueError) as e:
         raise DatasetError(f"{where}: 'points' must be a list of [x, y] pairs ({e})") from e
+    drawn = (kind == "polygon" and len(xy) >= 3) or (kind == "rectangle" and len(xy) >= 2)
+    if kind == "circle" and len(xy) == 2:  # the centre and a point on the circle: a filled disc
+        (cx, cy), (px, py) = xy
+        r = float(np.hypot(px - cx, py - cy))
+        xy, drawn = [(cx - r, cy - r), (cx + r, cy + r)], True  # the disc's box
+    if not drawn:
+        return None
+    note_outside(where, np.array(xy), size, outside, f"a {kind}'s point")  # before drawing
     canvas = Image.new("1", (size[1], size[0]), 0)
     draw = ImageDraw.Draw(canvas)
     if kind == "polygon":
-        if len(xy) < 3:
-            return None
         draw.polygon(xy, outline=1, fill=1)
-    elif kind == "rectangle" and len(xy) >= 2:  # two corners, in either order: a filled box
+    elif kind == "rectangle":  # two corners, in either order: a filled box
         xs, ys = [x for x, _ in xy], [y for _, y in xy]
         draw.rectangle([min(xs), min(ys), max(xs), max(ys)], outline=1, fill=1)
-    elif kind == "circle" and len(xy) == 2:  # the centre and a point on the circle: a filled disc
-        (cx, cy), (px, py) = xy
-        r = float(np.hypot(px - cx, py - cy))
-        draw.ellipse([cx - r, cy - r, cx + r, cy + r], outline=1, fill=1)
     else:
-        return None
+        draw.ellipse(xy, outline=1, fill=1)
     return np.asarray(canvas, dtype=bool)
 
 
@@ -180,7 +185,7 @@ def _instances(data: dict, im: LabelmeImage, json_path: Path, min_area: float) -
             continue
         if kind not in ("polygon", "rectangle", "circle", "mask"):
             raise DatasetError(f"{where} has shape_type '{kind}', which LabelMe does not write")
-        mask = _rasterise(shape, kind, im.size, where)
+        mask = _rasterise(shape, kind, im.size, where, im.outside)
         if mask is None:
             im.skips.append(("bad_polygon", f"shape {i} ('{label}'): {kind} with too few points"))
             continue

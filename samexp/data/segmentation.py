@@ -3,7 +3,8 @@
 pycocotools trusts its input: a polygon vertex at x=1e9 overflows its integer arithmetic and
 crashes the process, a zigzag of a few thousand vertices makes it trace gigabytes of outline, and
 an RLE whose runs do not add up to the image decodes to an error only when training reads it.
-Everything here is checked first, so a bad annotation stops the run at load, naming it.
+Everything here is checked first, so a bad annotation stops the run at load, naming it. Vertices a
+little outside the image are clipped there by the rasterisation and noted (`samexp.data.bounds`).
 """
 
 from __future__ import annotations
@@ -11,17 +12,21 @@ from __future__ import annotations
 import numpy as np
 from pycocotools import mask as mask_utils
 
+from samexp.data.bounds import Reach, note_outside
 from samexp.errors import DatasetError
 from samexp.limits import POLYGON_OUTLINE
 
-_MARGIN = 1.0  # vertices may lie up to one image size outside it (tools write -0.5 or w + 3)
 
-
-def polygons_rle(polygons: list, size: tuple[int, int], where: str) -> dict:
+def polygons_rle(
+    polygons: list, size: tuple[int, int], where: str, *, outside: list[Reach]
+) -> dict:
     """One compressed RLE for the union of `polygons` ([x1, y1, x2, y2, ...] in pixels) on an
-    (H, W) image; numbers, a bounded reach outside the image and outline length are checked."""
+    (H, W) image; numbers, a bounded reach outside the image and outline length are checked.
+
+    A polygon reaching past the image's edge (a near miss: `samexp.data.bounds`) is clipped to it
+    by the rasterisation and noted in `outside`, which the caller's split says once.
+    """
     h, w = size
-    reach = np.array([w, h]) * _MARGIN
     checked, outline = [], 0.0
     for polygon in polygons:
         try:
@@ -30,12 +35,7 @@ def polygons_rle(polygons: list, size: tuple[int, int], where: str) -> dict:
             raise DatasetError(f"{where}: polygon coordinates must be numbers ({e})") from None
         if not np.isfinite(xy).all():
             raise DatasetError(f"{where}: a polygon coordinate is NaN or infinite")
-        if (xy < -reach).any() or (xy > reach + (w, h)).any():
-            x, y = xy[np.abs(xy / (w, h) - 0.5).max(1).argmax()]
-            raise DatasetError(
-                f"{where}: a polygon vertex ({x:g}, {y:g}) lies far outside the {w}×{h} image; "
-                f"coordinates are pixels of the image"
-            )
+        note_outside(where, xy, size, outside)
         # pycocotools joins vertices by max(|dx|, |dy|) steps, closing the polygon
         outline += float(np.abs(xy - np.roll(xy, 1, axis=0)).max(1).sum())
         checked.append(xy.ravel().tolist())

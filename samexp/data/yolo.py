@@ -18,6 +18,7 @@ import numpy as np
 from pycocotools import mask as mask_utils
 
 from samexp.data.base import IMAGE_EXTENSIONS, Sample, make_sample, read_image_rgb
+from samexp.data.bounds import Reach
 from samexp.data.coco import CocoDataset
 from samexp.data.files import shown
 from samexp.data.orientation import displayed_shape, image_header
@@ -44,6 +45,7 @@ class YoloImage:
     rles: list[dict] = field(default_factory=list)  # compressed RLE per kept instance
     categories: list[str] = field(default_factory=list)  # class name per kept instance
     skips: list[tuple[str, str]] = field(default_factory=list)  # (counter, reason) per skip
+    outside: list[Reach] = field(default_factory=list)  # polygons clipped to it (data.bounds)
 
 
 def _inside(base: Path, path: Path, what: str) -> Path:
@@ -142,7 +144,8 @@ def _polygon(values: list[str], where: str, n_classes: int) -> tuple[int, list[f
             f"{where}: coordinates must be normalised to 0..1 (x / width, y / height), got "
             f"{coords.min():g}..{coords.max():g}; pixel coordinates are not YOLO labels"
         )
-    return int(number[0]), np.clip(coords, 0, 1).tolist()
+    # a vertex just past the border (TOLERANCE) stays: polygons_rle clips it and counts it
+    return int(number[0]), coords.tolist()
 
 
 def _read_label(im: YoloImage, names: list[str]) -> None:
@@ -167,7 +170,8 @@ def _read_label(im: YoloImage, names: list[str]) -> None:
             im.skips.append(("bad_polygon", f"line {number}: polygon with < 3 points"))
             continue
         pixels = (np.array(coords).reshape(-1, 2) * (w, h)).ravel().tolist()
-        rle = polygons_rle([pixels], (h, w), f"{shown(im.label)} line {number}")
+        where = f"{shown(im.label)} line {number}"
+        rle = polygons_rle([pixels], (h, w), where, outside=im.outside)
         if mask_utils.area(rle) == 0:
             im.skips.append(("bad_polygon", f"line {number}: polygon encloses no pixel"))
             continue

@@ -3,15 +3,21 @@ bounds per image, naming the prompt and the image's size. Coordinates are origin
 
 from __future__ import annotations
 
+import dataclasses
+import logging
 import math
 import reprlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from samexp.data.bounds import SLACK, Reach, far_point, reach, say_clipped
 from samexp.errors import SamexpError
+
+log = logging.getLogger(__name__)
 
 HOW = "prompt.box=[x0,y0,x1,y1], prompt.boxes=[[x0,y0,x1,y1],...] or prompt.points=[[x,y],...]"
 
@@ -21,9 +27,14 @@ class Prompts:
     """N prompts: one per box (every box also gets the points), or one made of the points alone."""
 
     boxes: np.ndarray | None  # N×4 float, x0 y0 x1 y1
-    box_names: tuple[str, ...]  # how the user wrote each box, for messages
+    box_names: tuple[str, ...]  # how the user wrote each box, for messages: "box", "boxes[1]"
     points: np.ndarray | None  # P×2 float, x y
     labels: np.ndarray | None  # P int, 1 foreground / 0 background
+    origin: str = "prompt."  # what messages put before a name: the key, or a prompts file's entry
+
+    def key(self, name: str) -> str:
+        """How a message names the box or point `name`: `prompt.boxes[1]`, `entry 2 (...): box`."""
+        return f"{self.origin}{name}"
 
     @property
     def count(self) -> int:
@@ -115,22 +126,91 @@ def parse_prompts(
                 )
     return Prompts(
         boxes=np.array(checked, dtype=np.float64) if checked else None,
-        box_names=tuple(name for name, _ in named),
+        box_names=tuple(name.removeprefix("prompt.") for name, _ in named),
         points=None if points is None else np.array(points, dtype=np.float64),
         labels=None if points is None else np.array(labels, dtype=np.int64),
     )
 
 
-def check_inside(prompts: Prompts, image: str, height: int, width: int) -> None:
-    """Every box and point lies on the image (edges included)."""
-    where = (
-        f"{image}, which is {width}×{height} (W×H): x must be in [0, {width}], y in [0, {height}]"
-    )
-    for name, b in zip(
-        prompts.box_names, [] if prompts.boxes is None else prompts.boxes, strict=True
-    ):
-        if min(b) < 0 or max(b[0], b[2]) > width or max(b[1], b[3]) > height:
-            raise SamexpError(f"{name}={_fmt(b)} lies outside {where}")
+def fit_prompts(
+    prompts: Prompts, image: str, height: int, width: int, outside: list[Reach]
+) -> tuple[Prompts, list[str]]:
+    """`prompts` on one W×H image (edges included: x in [0, W], y in [0, H]) and what is wrong
+    with them, one line each naming the prompt and the image's size.
+
+    A box reaching past the edge by a near miss (`samexp.data.bounds`: at most the image's own size
+    out, as training's polygons) is clipped to the image and noted in `outside`: its part outside
+    covers no pixel, so the clipped box asks for the same object. A box farther out, or with no
+    part on the image, is a problem. Points are never clipped: a point names the object under it,
+    and moved to the edge it would name another one, so a point outside is a problem.
+    """
+    size, problems = (height, width), []
+    frame = f"{image}, which is {width}×{height} (W×H)"
+    bounds = f"x must be in [0, {width}], y in [0, {height}]"
+    boxes = None if prompts.boxes is None else prompts.boxes.copy()
+    for name, box in zip(prompts.box_names, [] if boxes is None else boxes, strict=True):
+        key, corners = prompts.key(name), box.reshape(2, 2)
+        if far_point(corners, size) is not None:
+            problems.append(f"{key}={_fmt(box)} lies outside {frame}, by {reach(corners, size):,.0f} "
+                            f"px: farther than the image's size, so it is not clipped; {bounds}")  # fmt: skip
+        elif box[0] >= width or box[1] >= height or box[2] <= 0 or box[3] <= 0:
+            problems.append(f"{key}={_fmt(box)} lies outside {frame}: no part of it is on the "
+                            f"image; {bounds}")  # fmt: skip
+        else:
+            past = reach(corners, size)
+            box[:] = np.clip(box, 0, [width, height, width, height])
+            if past > SLACK:  # less is within the edge pixel, as for polygons
+                outside.append((f"{image} {key}", past))
     for i, (x, y) in enumerate(prompts.points if prompts.points is not None else []):
         if not (0 <= x <= width and 0 <= y <= height):
-            raise SamexpError(f"prompt.points[{i}]={_fmt((x, y))} lies outside {where}")
+            problems.append(f"{prompts.key(f'points[{i}]')}={_fmt((x, y))} lies outside {frame}: "
+                            f"points are not clipped (at the edge a point names another "
+                            f"object); {bounds}")  # fmt: skip
+    return dataclasses.replace(prompts, boxes=boxes), problems
+
+
+_LISTED = 5  # problems a refusal names before "and N more"
+
+
+def refuse(problems: list[str], head: str = "") -> None:
+    """Stop with all `problems` in one line (the first few, then "and N more"), after `head`
+    (e.g. the prompts file); nothing when there is none."""
+    if len(problems) == 1:
+        raise SamexpError(f"{head}{problems[0]}")
+    if problems:
+        more = f"; and {len(problems) - _LISTED} more" if len(problems) > _LISTED else ""
+        raise SamexpError(f"{head}{len(problems)} problems, nothing was predicted: "
+                          f"{'; '.join(problems[:_LISTED])}{more}")  # fmt: skip
+
+
+def fit_images(
+    shapes: dict[Path, tuple[int, int]],
+    prompts_for: Callable[[Path], Prompts | None],
+    head: str = "",
+    problems: Sequence[str] = (),
+) -> dict[Path, Prompts]:
+    """The prompts of each image of `shapes` ((H, W) as displayed; an image `prompts_for` gives
+    none is left out) fitted to its size (`fit_prompts`), before any model is built: every
+    problem, after those already found (`problems`), refused in one message after `head`; the
+    clipped boxes of all images said in one line."""
+    fitted, wrong, outside = {}, list(problems), []
+    for image, (h, w) in shapes.items():
+        prompts = prompts_for(image)
+        if prompts is not None:
+            clipped: list[Reach] = []
+            fitted[image], found = fit_prompts(prompts, image.name, h, w, clipped)
+            wrong += found
+            outside.append(clipped)
+    refuse(wrong, head)
+    say_clipped(log, "predict", "box(es)", outside)
+    return fitted
+
+
+def check_inside(prompts: Prompts, image: str, height: int, width: int) -> Prompts:
+    """`prompts` fitted to one image (`fit_prompts`): its problems refused in one line, its
+    clipped boxes said in one line."""
+    outside: list[Reach] = []
+    fitted, problems = fit_prompts(prompts, image, height, width, outside)
+    refuse(problems)
+    say_clipped(log, "predict", "box(es)", [outside])
+    return fitted

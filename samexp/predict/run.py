@@ -28,9 +28,9 @@ from samexp.predict.auto import check_auto, generate, mask_generator, write_auto
 from samexp.predict.classes import learned_classes, predict_classes, write_class_list, write_classes
 from samexp.predict.config import PredictConfig, PredictMode
 from samexp.predict.outputs import check_palette, write_json
-from samexp.predict.prompt_file import PromptFile, read_prompt_file
+from samexp.predict.prompt_file import PromptFile, load_prompt_file
 from samexp.predict.prompted import predict_prompts, write_prompted
-from samexp.predict.prompts import Prompts, check_inside, parse_prompts
+from samexp.predict.prompts import Prompts, fit_images, parse_prompts
 
 log = logging.getLogger(__name__)
 
@@ -85,7 +85,7 @@ def _check(cfg: PredictConfig) -> PromptFile | Prompts | None:
             raise SamexpError(f"prompts={cfg.prompts} needs mode=prompt")
         if given:
             raise SamexpError(f"give prompts={cfg.prompts} or prompt.*, not both")
-        return read_prompt_file(cfg.prompts)
+        return load_prompt_file(cfg.prompts)  # its entries' problems: said with their bounds
     if mode is PredictMode.prompt:
         return parse_prompts(p.box, p.boxes, p.points, p.labels)
     if mode is PredictMode.auto:
@@ -126,18 +126,16 @@ def _classes_step(sam: Sam, out: Path, style: dict) -> Step:
     return step
 
 
-def _prompt_step(cfg: PredictConfig, source: PromptFile | Prompts, sam: Sam, meta: dict,
+def _prompt_step(cfg: PredictConfig, fitted: dict[Path, Prompts], sam: Sam, meta: dict,
                  out: Path, style: dict) -> Step:  # fmt: skip
     predictor = SamPredictor(sam)
     device = next(sam.parameters()).device
     zero_shot = SamPredictor(ready(build_base(meta, cfg.checkpoint).sam, cfg.attention, device)) if cfg.compare else None  # fmt: skip
 
     def step(path: Path, image: np.ndarray) -> tuple[list[Path], list[float]]:
-        prompts = source.for_image(path) if isinstance(source, PromptFile) else source
-        if prompts is None:
-            log.warning("%s: no prompt for it in %s; skipped", path.name, source.path)
+        prompts = fitted.get(path)
+        if prompts is None:  # said before the model was built (`_check_coverage`)
             return [], []
-        check_inside(prompts, path.name, *image.shape[:2])
         pred = predict_prompts(predictor, image, prompts, cfg.multimask)
         base = predict_prompts(zero_shot, image, prompts, cfg.multimask) if zero_shot else None
         files, _ = write_prompted(out, path, image, prompts, pred, cfg.multimask, style, base)
@@ -149,7 +147,7 @@ def _prompt_step(cfg: PredictConfig, source: PromptFile | Prompts, sam: Sam, met
 def _check_coverage(source: PromptFile, paths: list[Path]) -> None:
     """Say before predicting which images the file gives no prompt (they are skipped) and which
     entries name no image (a typo, another folder); refuse a file that names none of them."""
-    missing = [p.name for p in paths if source.for_image(p) is None]
+    missing = [p.name for p in paths if source.entry_for(p) is None]
     unused = source.unused(paths)
     if len(missing) == len(paths):
         raise SamexpError(
@@ -164,27 +162,38 @@ def _check_coverage(source: PromptFile, paths: list[Path]) -> None:
                     ", ".join(unused[:5]) + (" ..." if len(unused) > 5 else ""))  # fmt: skip
 
 
+def _fitted(
+    source: PromptFile | Prompts | None, shapes: dict[Path, tuple[int, int]]
+) -> dict[Path, Prompts] | None:
+    """Every image's prompts fitted to its size, all problems (a whole prompts file's) refused in
+    one message before the model is built: a bad entry never stops a folder halfway."""
+    if isinstance(source, PromptFile):
+        return source.fit(shapes)
+    return None if source is None else fit_images(shapes, lambda _: source)
+
+
 def predict(cfg: PredictConfig) -> dict[str, Any]:
     """Predict every image of `cfg`; returns the index also written to `<out>/predictions.json`."""
     if cfg.out is None:  # the command line fills it in (its run folder); a Python caller names it
         raise SamexpError("out= is needed: the folder to write the predictions to")
-    prompts = _check(cfg)
+    source = _check(cfg)
     paths = list_images(cfg.image, cfg.images)
-    if isinstance(prompts, PromptFile):
-        _check_coverage(prompts, paths)
+    if isinstance(source, PromptFile):
+        _check_coverage(source, paths)
+    shapes = {path: displayed_shape(*image_header(path)) for path in paths}  # headers only
+    fitted = _fitted(source, shapes)
     device = resolve_device(Device(cfg.device), key="device")
     sam, meta = load_model(cfg, device)
-    for path in paths:  # before anything is written: SAM's resize must leave every side a pixel
-        shape, orientation = image_header(path)
-        check_fits(path.name, *displayed_shape(shape, orientation), sam.image_encoder.img_size)
+    for path, shape in shapes.items():  # before anything is written: SAM's resize must leave
+        check_fits(path.name, *shape, sam.image_encoder.img_size)  # every side a pixel
     style = {"colors": [list(c) for c in cfg.overlay.colors], "alpha": cfg.overlay.alpha}
     out = Path(cfg.out)
     if PredictMode(cfg.mode) is PredictMode.classes:
         step = _classes_step(sam, out, style)
-    elif prompts is None:
+    elif fitted is None:
         step = _auto_step(cfg, sam, out, style)
     else:
-        step = _prompt_step(cfg, prompts, sam, meta, out, style)
+        step = _prompt_step(cfg, fitted, sam, meta, out, style)
     entries = []
     with logging_redirect_tqdm():
         for path in tqdm(paths, desc="predict", unit="image"):

@@ -158,6 +158,7 @@ def test_summary_counts_loaded_images_and_every_skip(tiny_coco: Path) -> None:
     assert dataset.summary() == {
         "loaded": 2, "skipped_crowd": 1, "skipped_category": 0, "skipped_bad_polygon": 1,
         "skipped_small": 0, "skipped_no_instances": 1, "skipped_missing_image": 0,
+        "clipped_outside": 0,
     }  # fmt: skip
     assert len(dataset) == 2
     assert sum(len(sample.categories) for sample in dataset) == 4  # the instances kept

@@ -343,7 +343,7 @@ def test_summary_counts_loaded_images_and_every_skip(tmp_path: Path) -> None:
     assert _splits(tmp_path).train.summary() == {
         "loaded": 1, "skipped_category": 0, "skipped_bad_polygon": 0, "skipped_no_area": 1,
         "skipped_small": 0, "skipped_no_instances": 1, "skipped_no_json": 0,
-        "skipped_missing_image": 0,
+        "skipped_missing_image": 0, "clipped_outside": 0,
     }  # fmt: skip
 
 

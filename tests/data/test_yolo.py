@@ -89,7 +89,7 @@ def test_each_image_carries_all_its_polygons_as_masks_named_by_data_yaml(tiny_yo
 def test_summary_counts_background_images_and_short_polygons(tiny_yolo) -> None:
     assert _train(tiny_yolo).summary() == {
         "loaded": 1, "skipped_missing_label": 1, "skipped_empty_label": 0,
-        "skipped_bad_polygon": 1, "skipped_no_instances": 1,
+        "skipped_bad_polygon": 1, "skipped_no_instances": 1, "clipped_outside": 0,
     }  # fmt: skip
 
 

@@ -64,6 +64,6 @@ def test_both_image_and_images_exits_2_with_one_line(trained, tmp_path):
 def test_a_box_outside_the_image_exits_2_naming_it_and_the_image_size(trained, tmp_path):
     image = trained.images[1]
     result = samexp_predict(tmp_path, f"weights={trained.weights}", f"image={image}",
-                            "prompt.box=[0,0,800,100]", f"out={tmp_path}/pred")  # fmt: skip
+                            "prompt.box=[0,0,1600,100]", f"out={tmp_path}/pred")  # fmt: skip
     line = one_error_line(result)
-    assert "prompt.box=[0, 0, 800, 100]" in line and "740×740" in line and image.name in line
+    assert "prompt.box=[0, 0, 1600, 100]" in line and "740×740" in line and image.name in line

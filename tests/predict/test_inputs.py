@@ -46,9 +46,10 @@ def test_a_malformed_prompt_is_refused_naming_it(trained, tmp_path, case):
 
 @pytest.mark.parametrize(
     "prompt, named",
-    [({"box": [0, 0, 800, 1100]}, "prompt.box=[0, 0, 800, 1100]"),
-     ({"boxes": [BOX, [-5, 0, 10, 10]]}, "prompt.boxes[1]=[-5, 0, 10, 10]"),
-     ({"points": [[10, 10], [1030, 20]]}, "prompt.points[1]=[1030, 20]")],
+    [({"box": [0, 0, 800, 2100]}, "prompt.box=[0, 0, 800, 2100]"),  # farther than a near miss
+     ({"boxes": [BOX, [-1100, 0, 10, 10]]}, "prompt.boxes[1]=[-1100, 0, 10, 10]"),
+     ({"boxes": [BOX, [1030, 0, 1040, 10]]}, "prompt.boxes[1]=[1030, 0, 1040, 10]"),  # all out
+     ({"points": [[10, 10], [1030, 20]]}, "prompt.points[1]=[1030, 20]")],  # points: never clipped
 )  # fmt: skip
 def test_a_prompt_outside_the_image_is_refused_naming_it_and_the_image_size(
     trained, tmp_path, prompt, named
@@ -60,7 +61,8 @@ def test_a_prompt_outside_the_image_is_refused_naming_it_and_the_image_size(
 
 def test_a_box_fitting_one_image_of_a_folder_but_not_the_next_names_that_image(trained, tmp_path):
     folder = trained.images[0].parent  # ring_test_1 is 1024×1024, ring_test_2 740×740
-    message = error_of(trained, tmp_path, images=str(folder), prompt={"box": [0, 0, 900, 900]})
+    # past the 1024 px image's edge by a near miss (clipped), the 740 px one's by more than its size
+    message = error_of(trained, tmp_path, images=str(folder), prompt={"box": [0, 0, 900, 1600]})
     assert "ring_test_2.jpg" in message and "740×740" in message, message
 
 

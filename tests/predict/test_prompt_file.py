@@ -47,9 +47,9 @@ def test_a_plain_map_takes_boxes_or_points_named_by_file_or_stem(tmp_path):
 @pytest.mark.parametrize(
     "data, said",
     [
-        ({"a.jpg": [[5, 2, 3, 4]]}, "entry 'a.jpg': boxes[0]=[5, 2, 3, 4] has x0 > x1"),
-        ({"a.jpg": {"points": [[1, 2]], "labels": [3]}}, "entry 'a.jpg': labels[0]=3"),
-        ({"a.jpg": {"box": [1, 2, 3, 4]}}, "entry 'a.jpg': expected [[x0, y0, x1, y1], ...]"),
+        ({"a.jpg": [[5, 2, 3, 4]]}, "entry 1 ('a.jpg'): boxes[0]=[5, 2, 3, 4] has x0 > x1"),
+        ({"a.jpg": {"points": [[1, 2]], "labels": [3]}}, "entry 1 ('a.jpg'): labels[0]=3"),
+        ({"a.jpg": {"box": [1, 2, 3, 4]}}, "entry 1 ('a.jpg'): expected [[x0, y0, x1, y1], ...]"),
         ([[1, 2, 3, 4]], "expected an object"),
         ({}, "holds no prompt"),
         ({"images": [{"id": 1, "file_name": "a.jpg"}], "annotations": [{"image_id": 2, "bbox": [1, 2, 3, 4]}]},
