@@ -73,6 +73,12 @@ def find_classes_file(root: Path, classes_file: str | None) -> Path:
     return found[0]
 
 
+def has_class_list(root: Path) -> bool:
+    """Whether the root, or one of its folders, holds one of the default class lists."""
+    folders = [root, *(p for p in root.iterdir() if p.is_dir())]
+    return any((f / name).is_file() for f in folders for name in DEFAULT_FILES)
+
+
 def _in_split_folders(root: Path) -> Path:
     """The class list the root's folders hold, when they all hold the same one (Roboflow's
     `train/_classes.csv`, `valid/_classes.csv`); different lists are an error naming them."""
@@ -216,10 +222,20 @@ def read_class_table(path: Path) -> tuple[dict[int, str], dict[Colour, int] | No
 class LabelClasses:
     """What a label map's pixel values mean for a run."""
 
-    path: Path  # the class list they came from, named in messages
+    path: Path | None  # the class list they came from, named in messages; None: `by_id`
     targets: dict[int, str]  # id -> name of each class segmented (and scored)
     known: frozenset[int]  # every id a label may hold: listed, background or ignore
     colours: dict[Colour, int] | None = None  # a colour table's colour -> id: RGB labels
+    # no class list: every id the labels hold, but background and ignore, is a class named by
+    # its id, added to `targets` as labels are read (all splits share the one dict)
+    by_id: bool = False
+
+    def admit(self, ids: Iterable[int]) -> None:
+        """With `by_id`, make the ids a label holds classes (background and ignore aside)."""
+        if self.by_id:
+            for i in ids:
+                if i not in self.known:
+                    self.targets.setdefault(i, str(i))
 
 
 def label_classes(
@@ -230,10 +246,19 @@ def label_classes(
 ) -> LabelClasses:
     """Read the class list and decide the targets: every listed class but the background ids
     (default [0]) and `ignore_index`. Warns once when that choice looks wrong (`_warn_targets`)."""
-    path = find_classes_file(require_dataset_root(root), classes_file)
-    classes, colours = read_class_table(path)
+    base = require_dataset_root(root)
     background = set(DEFAULT_BACKGROUND if background_ids is None else background_ids)
     ignore = {ignore_index} - {None}
+    if classes_file is None and not has_class_list(base):
+        logger.warning(
+            "%s holds no class list: each id its labels hold is a class named by that id (%s "
+            "background%s); to name them write %s, or set dataset.classes_file",
+            base, ", ".join(map(str, sorted(background))) or "no",
+            f", {ignore_index} ignored" if ignore_index is not None else "", _FORMATS,
+        )  # fmt: skip
+        return LabelClasses(None, {}, frozenset(background | ignore), by_id=True)
+    path = find_classes_file(base, classes_file)
+    classes, colours = read_class_table(path)
     targets = {i: n for i, n in classes.items() if i not in background | ignore}
     if not targets:
         raise DatasetError(

@@ -140,7 +140,8 @@ class LabelMapDataset(Dataset[Sample]):
             image_path, image_shape, orientation, label_path, label.shape, kind="label"
         )
         ids, areas = np.unique(label, return_counts=True)
-        unknown = [i for i in ids.tolist() if i not in self._known]
+        self._label_classes.admit(ids.tolist())
+        unknown = [i for i in ids.tolist() if i not in self._known and i not in self.classes]
         if unknown:
             values = ", ".join(map(str, unknown[:10])) + (" ..." if len(unknown) > 10 else "")
             raise DatasetError(

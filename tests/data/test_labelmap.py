@@ -225,11 +225,29 @@ def test_class_names_may_hold_spaces_and_ignore_may_be_listed(root: Path) -> Non
     assert load(root)[1].categories == ["tabby cat"]
 
 
-def test_missing_class_list_is_an_error_naming_the_root_and_the_formats(root: Path) -> None:
+def test_without_a_class_list_each_id_is_a_class_named_by_it_with_a_warning(
+    root: Path, caplog
+) -> None:
     (root / "classes.txt").unlink()
-    with pytest.raises(DatasetError, match=f"{root} holds no class list") as err:
-        load(root)
-    assert all(n in str(err.value) for n in ("classes.txt", "class_names.txt", "_classes.csv"))
+    with caplog.at_level(logging.WARNING, logger="samexp.data.classes"):
+        splits = labelmap_splits(None, str(root), img_size=64)
+    assert (
+        f"{root} holds no class list: each id its labels hold is a class named by that id"
+        in caplog.text
+    )
+    assert all(n in caplog.text for n in ("classes.txt", "class_names.txt", "_classes.csv"))
+    assert splits.train.class_names == ["1", "2", "3"]  # 0 background, 255 ignored
+    assert {c for i in range(len(splits.test)) for c in splits.test[i].categories} <= {
+        "1",
+        "2",
+        "3",
+    }
+
+
+def test_a_named_classes_file_that_is_missing_is_an_error_naming_it(root: Path) -> None:
+    (root / "classes.txt").unlink()
+    with pytest.raises(DatasetError, match="classes file .*nope.txt does not exist"):
+        labelmap_splits(None, str(root), img_size=64, classes_file="nope.txt")
 
 
 def test_image_without_label_names_the_image_and_the_labels_folder(root: Path) -> None:
