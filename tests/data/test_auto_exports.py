@@ -26,16 +26,11 @@ class Layout:
     write: Callable[[Path], Path]
     line: str  # the inferred overrides, ROOT for the folder; a refusal: the pattern it matches
     counts: tuple[int, int, int] | None  # (train, val, test) as loaded; None: refused
-    known: str | None = None  # a known gap (strict xfail: it fails the day it is fixed)
 
     @property
     def name(self) -> str:
         return self.write.__name__
 
-
-# detection reads id masks without a class list as label maps named by their ids; the label-map
-# format still refuses a root without one
-NO_CLASS_LIST = "dataset=labelmap without a class list is refused: 'holds no class list'"
 
 LAYOUTS = [
     # --- COCO ---
@@ -136,7 +131,6 @@ LAYOUTS = [
         "dataset.labels_dir=SegmentationClass dataset.train_split=train dataset.test_split=val "
         "'dataset.split_files=\"ImageSets/Segmentation/{split}.txt\"'",
         (3, 0, 2),
-        known=NO_CLASS_LIST,
     ),
     Layout(
         exports.ade20k,
@@ -144,7 +138,6 @@ LAYOUTS = [
         "'dataset.labels_dir=\"annotations/{split}\"' dataset.train_split=training "
         "dataset.test_split=validation",
         (3, 0, 2),
-        known=NO_CLASS_LIST,
     ),
     Layout(
         exports.camvid,
@@ -152,7 +145,6 @@ LAYOUTS = [
         "'dataset.labels_dir=\"{split}annot\"' dataset.train_split=train dataset.test_split=test "
         "dataset.val_split=val",
         (3, 2, 2),
-        known=NO_CLASS_LIST,
     ),
     Layout(
         exports.class_id_masks,
@@ -211,14 +203,7 @@ def _counts(overrides: list[str]) -> tuple[int, int, int]:
                  (splits.train, splits.val, splits.test))  # type: ignore[return-value]  # fmt: skip
 
 
-CASES = [
-    pytest.param(layout, id=layout.name,
-                 marks=[pytest.mark.xfail(strict=True, reason=layout.known)] if layout.known else [])
-    for layout in LAYOUTS
-]  # fmt: skip
-
-
-@pytest.mark.parametrize("layout", CASES)
+@pytest.mark.parametrize("layout", LAYOUTS, ids=lambda layout: layout.name)
 def test_an_export_loads_with_dataset_auto_alone_as_the_line_it_prints(layout, tmp_path) -> None:
     root = layout.write(tmp_path / layout.name)
     if layout.counts is None:
