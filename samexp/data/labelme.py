@@ -31,7 +31,14 @@ from samexp.data.orientation import (
     image_header,
     orientation_of,  # the EXIF tag of an open image: the embedded one has no path
 )
-from samexp.data.splits import DatasetSplits, TrainLimit, require_dataset_root
+from samexp.data.split_names import evaluated_splits, split_candidates, subfolders
+from samexp.data.splits import (
+    DatasetSplits,
+    TestFraction,
+    TrainLimit,
+    dataset_name,
+    require_dataset_root,
+)
 from samexp.errors import DatasetError
 from samexp.limits import check_instances, load_json
 from samexp.options import option
@@ -39,7 +46,11 @@ from samexp.options import option
 logger = logging.getLogger(__name__)
 
 # summary() counters, in the order the run log shows them
-_SKIPS = ("category", "bad_polygon", "no_area", "small", "no_instances", "no_json", "missing_image")
+_SKIPS = ("category", "ignored_shape", "bad_polygon", "no_area", "small", "no_instances", "no_json",
+          "missing_image")  # fmt: skip
+# a label that is no class: labelme's labels.txt lists it first (id -1), and its labelme2coco and
+# labelme2voc converters leave its shapes out of the instances (regions nobody labelled)
+IGNORE_LABEL = "__ignore__"
 _NO_AREA = frozenset({"line", "linestrip", "point", "points"})  # drawn, but they enclose nothing
 _EMBEDDED_FORMATS = frozenset({"PNG", "JPEG", "BMP", "TIFF", "WEBP"})
 
@@ -180,6 +191,9 @@ def _instances(data: dict, im: LabelmeImage, json_path: Path, min_area: float) -
         if not isinstance(shape, dict) or not isinstance(shape.get("label"), str):
             raise DatasetError(f"{where} has no 'label'; a LabelMe shape names its label")
         label, kind = shape["label"], shape.get("shape_type") or "polygon"  # old files: polygons
+        if label == IGNORE_LABEL:
+            im.skips.append(("ignored_shape", f"shape {i}: {IGNORE_LABEL}, a region, no instance"))
+            continue
         if kind in _NO_AREA:
             im.skips.append(("no_area", f"shape {i} ('{label}'): a {kind} has no area"))
             continue
@@ -269,38 +283,50 @@ def _keep(splits: dict[str, list[LabelmeImage]], categories: Sequence[str] | Non
             im.skips.append(("no_instances", "no instance left to train or evaluate on"))
 
 
+def _split_folder(base: Path, split: str | None) -> Path | None:
+    """The folder of `split`, by any of its names (`split_names`); `.` is the root itself."""
+    for name in split_candidates(split) if split is not None else ():
+        if (base / name).is_dir():
+            return base / name
+    return None
+
+
 @option("dataset", "labelme", provided=("img_size",))
 def labelme_splits(
-    name: str,
     root: str,
     img_size: int,
-    train_split: str = "train",
-    val_split: str = "val",  # optional: without it the runner carves validation from train
-    test_split: str = "test",
+    name: str | None = None,  # in run names; default: the root folder's name
+    train_split: str = "train",  # `.`: the root itself (JSONs beside images, no split folders)
+    val_split: str | None = "val",  # also valid/validation/dev; absent: carved from train
+    # also testing; absent: the val folder is the test split, else held out (null: held out)
+    test_split: str | None = "test",
+    test_fraction: TestFraction = None,  # share held out as test when there is no test split
     categories: Sequence[str] | None = None,  # keep only shapes with these labels (default: all)
     min_area: float = 0.0,  # instances smaller than this many pixels are skipped (and counted)
     # a JSON whose image is neither beside it nor embedded: stop (error), or skip and count (skip)
     missing_images: Literal["error", "skip"] = "error",
     limit: TrainLimit = None,  # train on a seeded few of the train images (`splits.carve_val`)
 ) -> DatasetSplits:
-    """The splits of a LabelMe dataset (`conf/dataset/labelme.yaml`): `<root>/<split>/*.json`."""
-    base = require_dataset_root(root)
-    wanted = {"train": train_split, "test": test_split}
-    if (base / val_split).is_dir():
-        wanted["val"] = val_split
-    for split, folder in wanted.items():
-        if not (base / folder).is_dir():
-            present = sorted(p.name for p in base.iterdir() if p.is_dir())
-            raise DatasetError(
-                f"{shown(base)}: no {split} folder '{folder}' (found: {', '.join(present) or 'none'}); "
-                f"LabelMe datasets are <root>/train and <root>/test, optionally <root>/val"
-            )
-    read = {s: read_labelme(base / f, base, min_area, missing_images) for s, f in wanted.items()}
+    """The splits of a LabelMe dataset (`conf/dataset/labelme.yaml`): `<root>/<split>/*.json`,
+    or `<root>/*.json` (split `.`). Without a test folder, the val folder is the test split (as
+    for COCO and YOLO: `split_names.evaluated_splits`), else one is held out of train."""
+    base, name = require_dataset_root(root), dataset_name(name, root)
+    found = {"train": _split_folder(base, train_split), "val": _split_folder(base, val_split),
+             "test": _split_folder(base, test_split)}  # fmt: skip
+    if found["train"] is None:
+        looked = ", ".join(f"{n}/" for n in split_candidates(train_split))
+        flat = len(list(base.glob("*.json")))
+        raise DatasetError(
+            f"{shown(base)}: no LabelMe train folder ({looked}); folders there: "
+            f"{', '.join(subfolders(base)) or 'none'}, and {flat} JSON file(s) in the root itself; "
+            f"set dataset.train_split=<folder>, or dataset.train_split=. when the JSONs are in "
+            f"the root"
+        )
+    found["val"], found["test"] = evaluated_splits(name, found["val"], found["test"], test_split,
+                                                   test_fraction)  # fmt: skip
+    folders = {s: f for s, f in found.items() if f is not None}
+    read = {s: read_labelme(f, base, min_area, missing_images) for s, f in folders.items()}
     _keep(read, categories)
-    return DatasetSplits(
-        name=name,
-        train=LabelmeDataset(read["train"], img_size, f"{name} train"),
-        test=LabelmeDataset(read["test"], img_size, f"{name} test"),
-        val=LabelmeDataset(read["val"], img_size, f"{name} val") if "val" in read else None,
-        limit=limit,
-    )
+    parts = {s: LabelmeDataset(images, img_size, f"{name} {s}") for s, images in read.items()}
+    return DatasetSplits.assemble(name, base, parts["train"], parts.get("test"), parts.get("val"),
+                                  limit, test_fraction)  # fmt: skip

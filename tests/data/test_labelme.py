@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from samexp.data.base import collate
@@ -57,7 +58,7 @@ def _write(folder: Path, name: str, shapes: list, image: bool = True, h: int = H
 
 
 def _splits(root: Path, **options) -> DatasetSplits:
-    return labelme_splits("lm", str(root), IMG_SIZE, **options)
+    return labelme_splits(str(root), IMG_SIZE, "lm", **options)
 
 
 def _minimal(root: Path) -> None:
@@ -330,9 +331,14 @@ def test_without_a_val_folder_there_is_no_val_split_to_carve_from(tmp_path: Path
     assert _splits(tmp_path).val is None
 
 
-def test_a_missing_split_folder_is_refused_naming_the_folders_found(tmp_path: Path) -> None:
-    _write(tmp_path / "train", "a", [_square("cat", 5, 5)])
-    with pytest.raises(DatasetError, match=r"no test folder 'test' \(found: train\)"):
+def test_a_missing_train_folder_is_refused_naming_the_folders_and_the_fix(tmp_path) -> None:
+    _write(tmp_path / "images", "a", [_square("cat", 5, 5)])
+    _write(tmp_path, "b", [_square("cat", 5, 5)])
+    with pytest.raises(
+        DatasetError,
+        match=r"no LabelMe train folder \(train/, training/\); folders there: images, and 1 JSON "
+        r"file\(s\) in the root itself; set dataset.train_split=<folder>, or dataset.train_split=\.",
+    ):
         _splits(tmp_path)
 
 
@@ -341,7 +347,8 @@ def test_summary_counts_loaded_images_and_every_skip(tmp_path: Path) -> None:
     _write(tmp_path / "train", "empty", [])
     _minimal(tmp_path)
     assert _splits(tmp_path).train.summary() == {
-        "loaded": 1, "skipped_category": 0, "skipped_bad_polygon": 0, "skipped_no_area": 1,
+        "loaded": 1, "skipped_category": 0, "skipped_ignored_shape": 0, "skipped_bad_polygon": 0,
+        "skipped_no_area": 1,
         "skipped_small": 0, "skipped_no_instances": 1, "skipped_no_json": 0,
         "skipped_missing_image": 0, "clipped_outside": 0,
     }  # fmt: skip
@@ -362,3 +369,80 @@ def test_a_mask_shape_whose_box_leaves_the_image_is_refused_naming_the_shape(tmp
     _minimal(tmp_path)
     with pytest.raises(DatasetError, match=r"a\.json: shape 0: not a LabelMe mask .*leaves the"):
         _splits(tmp_path)
+
+
+# --- layouts ----------------------------------------------------------------------------------
+
+CAT = [_square("cat", 5, 5)]
+HELD_OUT = "held out"  # the test split is held out of train; then the val names expected
+LAYOUTS = {
+    "split-folders": (["train/a", "val/v", "test/t"], {}, (["a"], ["v"], ["t"])),
+    "aliases": (["training/a", "validation/v", "testing/t"], {}, (["a"], ["v"], ["t"])),
+    "dev-as-val": (["train/a", "dev/v", "test/t"], {}, (["a"], ["v"], ["t"])),
+    "train-and-valid-evaluates-valid": (["train/a", "valid/v"], {}, (["a"], None, ["v"])),
+    "test-split-named-valid": (["train/a", "valid/v"], {"test_split": "valid"}, (["a"], None, ["v"])),
+    "flat-root": (["a", "b", "c", "d", "e"], {"train_split": ".", "test_split": None}, (HELD_OUT, None)),
+    "train-only": (["train/a", "train/b", "train/c"], {}, (HELD_OUT, None)),
+    "test-split-null": (["train/a", "train/b", "val/v", "test/t"], {"test_split": None}, (HELD_OUT, ["v"])),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize(("files", "options", "expected"), LAYOUTS.values(), ids=LAYOUTS.keys())
+def test_each_layout_loads_and_a_missing_test_split_is_held_out_of_train(
+    tmp_path, files, options, expected
+) -> None:
+    for file in files:
+        folder, _, stem = file.rpartition("/")
+        _write(tmp_path / folder, stem, CAT)
+    splits = labelme_splits(root=str(tmp_path), img_size=IMG_SIZE, **options)
+    parts = (splits.train, splits.val, splits.test)
+    names = tuple(sorted(p.names) if p is not None else None for p in parts)
+    if expected[0] != HELD_OUT:
+        assert names == expected and splits.held_out is None
+        return
+    trained = [f.rpartition("/")[2] for f in files if f.split("/")[0] in ("train", f)]
+    assert splits.held_out == 0.2 and names[2] and sorted(names[0] + names[2]) == trained
+    assert names[1] == expected[1]
+
+
+def test_a_run_is_named_after_the_root_folder_unless_named(tmp_path: Path) -> None:
+    root = tmp_path / "bottles"
+    for i in range(2):
+        _write(root, f"a{i}", CAT)
+    assert labelme_splits(str(root), IMG_SIZE, train_split=".").name == "bottles"
+    assert labelme_splits(str(root), IMG_SIZE, "mine", train_split=".").name == "mine"
+
+
+# --- __ignore__ and imageData -------------------------------------------------------------------
+
+
+def test_ignore_shapes_are_no_instance_but_skipped_and_counted_as_labelme2coco_does(
+    tmp_path,
+) -> None:
+    ignore = [_square("__ignore__", 20, 30), _shape("__ignore__", [[0, 0], [3, 3]], "rectangle")]
+    _write(tmp_path / "train", "a", [_square("cat", 5, 5), *ignore])
+    _write(tmp_path / "train", "only_ignored", ignore[:1])
+    _minimal(tmp_path)
+    train = _splits(tmp_path).train
+    assert train.names == ["a"] and train[0].categories == ["cat"]
+    assert train.class_names == ["cat"]
+    summary = train.summary()
+    assert summary["skipped_ignored_shape"] == 3 and summary["skipped_no_instances"] == 1
+
+
+IMAGE_SOURCES = {
+    "file-beside": (True, False),
+    "file-beside-and-embedded": (True, True),
+    "embedded-only": (False, True),
+}
+
+
+@pytest.mark.parametrize(("beside", "embedded"), IMAGE_SOURCES.values(), ids=IMAGE_SOURCES.keys())
+def test_the_image_is_read_from_its_file_else_from_image_data(tmp_path, beside, embedded) -> None:
+    data = base64.b64encode(_png_bytes(_pixels())).decode() if embedded else None
+    path = _write(tmp_path / "train", "a", CAT, image=beside, imageData=data)
+    _minimal(tmp_path)
+    splits = _splits(tmp_path)
+    sample, same_pixels = splits.train[0], splits.test[0]  # t0.png holds the same _pixels()
+    assert sample.image_path == str(path.with_suffix(".png") if beside else path)
+    assert torch.equal(sample.image, same_pixels.image)
