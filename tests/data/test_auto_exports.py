@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from samexp.data.detect import detect
+from samexp.data.splits import DatasetSplits
 from samexp.errors import DatasetError
 from samexp.runner import build
 from tests.conftest import IMG_SIZE, compose_config
@@ -26,6 +27,7 @@ class Layout:
     write: Callable[[Path], Path]
     line: str  # the inferred overrides, ROOT for the folder; a refusal: the pattern it matches
     counts: tuple[int, int, int] | None  # (train, val, test) as loaded; None: refused
+    classes: tuple[str, ...] = ("object",)  # what the train samples' instances are named
 
     @property
     def name(self) -> str:
@@ -40,30 +42,35 @@ LAYOUTS = [
         "'dataset.images_dir=\"{split}\"' dataset.train_split=train dataset.test_split=test "
         "dataset.val_split=valid",
         (3, 2, 2),
+        ("cell",),  # its placeholder category 0 is no class
     ),
     Layout(
         exports.cvat_coco,
         "dataset=coco dataset.root=ROOT dataset.annotations=annotations/instances_default.json "
         "dataset.images_dir=images dataset.train_split=. dataset.test_split=null",
         (3, 0, 2),
+        ("cell",),
     ),
     Layout(
         exports.cvat_coco_project,
         "dataset=coco dataset.root=ROOT 'dataset.annotations=\"annotations/instances_{split}.json\"' "
         "dataset.images_dir=images dataset.train_split=Train dataset.test_split=Test",
         (3, 0, 2),
+        ("cell",),
     ),
     Layout(
         exports.labelme2coco_example,
         "dataset=coco dataset.root=ROOT dataset.annotations=annotations.json dataset.images_dir=. "
         "dataset.train_split=. dataset.test_split=null",
         (4, 0, 1),
+        ("cell",),  # `_background_` (id 0) is no class
     ),
     Layout(
         exports.labelme2coco_package,
         "dataset=coco dataset.root=ROOT 'dataset.annotations=\"{split}.json\"' "
         "dataset.images_dir=images dataset.train_split=train dataset.test_split=val",
         (3, 0, 2),
+        ("cell",),
     ),
     Layout(
         exports.labelme_with_coco_beside,
@@ -77,12 +84,14 @@ LAYOUTS = [
         "dataset=yolo dataset.root=ROOT dataset.data_yaml=data.yaml "
         "'dataset.images_dir=\"images/{split}\"' dataset.train_split=train dataset.test_split=val",
         (3, 0, 2),
+        ("cell", "nucleus"),
     ),
     Layout(
         exports.yolo_no_yaml,
         "dataset=yolo dataset.root=ROOT dataset.data_yaml=null dataset.images_dir=images "
         "dataset.train_split=. dataset.test_split=null",
         (4, 0, 1),
+        ("0",),  # no class names anywhere: the ids
     ),
     Layout(
         exports.roboflow_yolov8,
@@ -90,17 +99,20 @@ LAYOUTS = [
         "'dataset.images_dir=\"{split}/images\"' dataset.train_split=train dataset.test_split=test "
         "dataset.val_split=valid",
         (3, 2, 2),
+        ("cell", "nucleus"),
     ),
     # --- LabelMe ---
     Layout(
         exports.labelme_flat,
         "dataset=labelme dataset.root=ROOT dataset.train_split=. dataset.test_split=null",
         (4, 0, 1),
+        ("cell",),
     ),
     Layout(
         exports.labelme_split_embedded,
         "dataset=labelme dataset.root=ROOT dataset.train_split=train dataset.test_split=test",
         (3, 0, 2),
+        ("cell",),
     ),
     # --- label maps ---
     Layout(
@@ -109,6 +121,7 @@ LAYOUTS = [
         "dataset.label_suffix=_mask dataset.classes_file=train/_classes.csv dataset.train_split=train "
         "dataset.test_split=test dataset.val_split=valid",
         (3, 2, 2),
+        ("cell", "nucleus"),
     ),
     Layout(
         exports.cvat_segmentation_mask,
@@ -117,6 +130,7 @@ LAYOUTS = [
         "dataset.train_split=default dataset.test_split=null "
         "'dataset.split_files=\"ImageSets/Segmentation/{split}.txt\"'",
         (4, 0, 1),
+        ("cell", "nucleus"),
     ),
     Layout(
         exports.labelme2voc,
@@ -124,6 +138,7 @@ LAYOUTS = [
         "dataset.labels_dir=SegmentationClass dataset.classes_file=class_names.txt "
         "dataset.train_split=. dataset.test_split=null",
         (4, 0, 1),
+        ("cell", "nucleus"),  # 255 (`__ignore__`) is no class
     ),
     Layout(
         exports.voc2012,
@@ -131,6 +146,7 @@ LAYOUTS = [
         "dataset.labels_dir=SegmentationClass dataset.train_split=train dataset.test_split=val "
         "'dataset.split_files=\"ImageSets/Segmentation/{split}.txt\"'",
         (3, 0, 2),
+        ("1", "15"),  # no class list: the ids; 255 borders are ignored
     ),
     Layout(
         exports.ade20k,
@@ -138,6 +154,7 @@ LAYOUTS = [
         "'dataset.labels_dir=\"annotations/{split}\"' dataset.train_split=training "
         "dataset.test_split=validation",
         (3, 0, 2),
+        ("1", "2"),
     ),
     Layout(
         exports.camvid,
@@ -145,12 +162,14 @@ LAYOUTS = [
         "'dataset.labels_dir=\"{split}annot\"' dataset.train_split=train dataset.test_split=test "
         "dataset.val_split=val",
         (3, 2, 2),
+        ("11", "3", "8"),  # no class list: the ids, so CamVid's void (11) is a class
     ),
     Layout(
         exports.class_id_masks,
         "dataset=labelmap dataset.root=ROOT dataset.images_dir=images dataset.labels_dir=masks "
         "dataset.classes_file=classes.txt dataset.train_split=. dataset.test_split=null",
         (4, 0, 1),
+        ("cell", "nucleus"),
     ),
     # --- binary masks ---
     Layout(
@@ -197,10 +216,13 @@ LAYOUTS = [
 ]
 
 
-def _counts(overrides: list[str]) -> tuple[int, int, int]:
-    splits = build(compose_config(overrides).dataset, img_size=IMG_SIZE)
-    return tuple(len(part) if part is not None else 0 for part in
-                 (splits.train, splits.val, splits.test))  # type: ignore[return-value]  # fmt: skip
+def _load(overrides: list[str]) -> DatasetSplits:
+    return build(compose_config(overrides).dataset, img_size=IMG_SIZE)
+
+
+def _counts(splits: DatasetSplits) -> tuple[int, int, int]:
+    parts = (splits.train, splits.val, splits.test)
+    return tuple(len(part) if part is not None else 0 for part in parts)  # type: ignore[return-value]
 
 
 @pytest.mark.parametrize("layout", LAYOUTS, ids=lambda layout: layout.name)
@@ -210,9 +232,13 @@ def test_an_export_loads_with_dataset_auto_alone_as_the_line_it_prints(layout, t
         with pytest.raises(DatasetError, match=layout.line):
             detect(root)
         with pytest.raises(DatasetError, match=layout.line):
-            _counts(["dataset=auto", f"dataset.root={root}"])
+            _load(["dataset=auto", f"dataset.root={root}"])
         return
     line = detect(root).line()
     assert line.replace(str(root), "ROOT") == layout.line
-    assert _counts(["dataset=auto", f"dataset.root={root}"]) == layout.counts
-    assert _counts(shlex.split(line)) == layout.counts  # pinned, it loads the same
+    splits = _load(["dataset=auto", f"dataset.root={root}"])
+    assert _counts(splits) == layout.counts
+    assert sorted({name for sample in splits.train for name in sample.categories}) == list(
+        layout.classes
+    )
+    assert _counts(_load(shlex.split(line))) == layout.counts  # pinned, it loads the same
