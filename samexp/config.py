@@ -155,8 +155,9 @@ class Config:
     cache: Any = MISSING  # the embedding cache (conf/cache/embeddings.yaml)
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
     optuna: TrialConfig = field(default_factory=TrialConfig)
-    # the run's one seed: trainer.seed, model.seed and dataset.seed are `${seed}` in conf/, so
-    # `seed=1` moves the RNGs, a random model's init and the splits together (each can be set alone)
+    # the run's one seed: trainer.seed and model.seed are `${seed}` in conf/, so `seed=1` moves
+    # the RNGs, a random model's init and the carved validation split together (each can be set
+    # alone); a held-out test split follows each file's path, never a seed
     seed: int = checked(0, NON_NEGATIVE, "numpy takes no negative seed")
     paths: PathsConfig = field(default_factory=PathsConfig)
     # folder holding the datasets (rings/, ...)

@@ -13,17 +13,22 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Annotated, Literal
 
-import torch
 from pycocotools import mask as mask_utils
 from torch.utils.data import Dataset
 
-from samexp.checks import NON_NEGATIVE, Range, because
+from samexp.checks import NON_NEGATIVE, because
 from samexp.data.base import Sample, make_sample, read_image_rgb
 from samexp.data.bounds import say_clipped
 from samexp.data.coco_json import CocoImage, read_coco
 from samexp.data.coco_layout import CocoFile, find_layout
 from samexp.data.orientation import apply_orientation
-from samexp.data.splits import DatasetSplits, TrainLimit, dataset_name, require_dataset_root
+from samexp.data.splits import (
+    DatasetSplits,
+    TestFraction,
+    TrainLimit,
+    dataset_name,
+    require_dataset_root,
+)
 from samexp.errors import DatasetError
 from samexp.options import option
 
@@ -53,6 +58,9 @@ class CocoDataset(Dataset[Sample]):
         self.transform = None  # training augmentation, set by the runner on the train split only
         self._images = [im for im in images if im.rles]
         self._skips = [(kind, im.name, reason) for im in images for kind, reason in im.skips]
+        # per listed image: the kept image its counts go with, its skips, its clipped polygons
+        self._tallies = [(owner, Counter(kind for kind, _ in im.skips), len(im.outside))
+                         for owner, im in zip(_owners(images), images, strict=True)]  # fmt: skip
         self.skipped = [(name, reason) for _, name, reason in self._skips]
         # said once per split and counted: polygons reaching past their image are clipped to it
         self.clipped = say_clipped(logger, label, "polygon(s)", [im.outside for im in images])
@@ -79,9 +87,19 @@ class CocoDataset(Dataset[Sample]):
     def summary(self) -> dict[str, int]:
         """Counts for the run log: images loaded, every kind of skip (instances or images), and
         polygons clipped to their image."""
-        counts = Counter(kind for kind, _, _ in self._skips)
-        skips = {f"skipped_{k}": counts[k] for k in self.SKIPS}
-        return {"loaded": len(self._images), **skips, "clipped_outside": self.clipped}
+        return {"loaded": len(self._images), **self.instance_summary()}
+
+    def instance_summary(self, indices: Sequence[int] | None = None) -> dict[str, int]:
+        """The counts of `summary()` but `loaded`, also for a part of the images
+        (`splits.Subset`: a held-out test split keeps its own; the parts add up to the whole)."""
+        chosen = None if indices is None else set(indices)
+        counts: Counter[str] = Counter()
+        clipped = 0
+        for owner, skips, outside in self._tallies:
+            if chosen is None or owner in chosen:
+                counts.update(skips)
+                clipped += outside
+        return {**{f"skipped_{k}": counts[k] for k in self.SKIPS}, "clipped_outside": clipped}
 
     def __len__(self) -> int:
         return len(self._images)
@@ -96,28 +114,17 @@ class CocoDataset(Dataset[Sample]):
         )  # fmt: skip
 
 
-def _hold_out(
-    images: list[CocoImage], val_size: float, seed: int, source: Path
-) -> tuple[list[CocoImage], list[CocoImage]]:
-    """Seeded (train, held-out) parts with max(1, round(val_size × usable)) usable images held out.
-
-    Images without instances go wherever the shuffle puts them, so each part reports its own skips.
-    """
-    usable = sum(1 for im in images if im.rles)
-    k = max(1, round(usable * val_size))
-    if usable - k < 1:
-        raise DatasetError(
-            f"{source}: {usable} image(s) with instances, too few to hold out val_size={val_size} "
-            f"and still train; add images or use the pre-split layout"
-        )
-    held: set[int] = set()
-    order = torch.randperm(len(images), generator=torch.Generator().manual_seed(seed)).tolist()
-    for i in order:
-        if k == 0:
-            break
-        held.add(i)
-        k -= bool(images[i].rles)
-    return [im for i, im in enumerate(images) if i not in held], [images[i] for i in sorted(held)]
+def _owners(images: list[CocoImage]) -> list[int]:
+    """Per listed image, the index of the kept image its counts go with: its own, or for an
+    image left out whole (no instance left, file missing) the next kept image the file lists
+    (else the last), so a part of the images counts the skips among its files."""
+    kept = [i for i, im in enumerate(images) if im.rles]
+    owners, k = [], 0
+    for i in range(len(images)):
+        while k < len(kept) - 1 and kept[k] < i:
+            k += 1
+        owners.append(k)
+    return owners
 
 
 @option("dataset", "coco", provided=("img_size",))
@@ -125,15 +132,16 @@ def coco_splits(
     name: str | None,  # in run names; null: the root folder's name
     root: str,
     img_size: int,
+    # the COCO file under the root; null: found (coco_layout). `{split}` makes it one per split:
+    # annotations/instances_{split}.json
+    annotations: str | None = None,
+    # where file_names are first looked up: under the split folder, or with `{split}` under the
+    # root (images/{split}); then beside the JSON, then the root
     images_dir: str = "images",
-    annotations: str = "annotations.json",
     train_split: str = "train",
-    val_split: str = "val",  # Roboflow's `valid` is accepted too
-    test_split: str = "test",
-    val_size: Annotated[
-        float, because(Range(0, 1, open_low=True, open_high=True), "share held out")
-    ] = 0.2,  # fmt: skip
-    seed: int = 0,
+    val_split: str | None = "val",  # also valid/validation/dev; null: carved from train
+    test_split: str | None = "test",  # also testing; null: held out of train by test_fraction
+    test_fraction: TestFraction = None,  # share held out as test when there is no test split
     # keep only these categories, or with group_by=supercategory also super-categories (default: all)
     categories: Sequence[str] | None = None,
     # instances smaller than this many pixels are skipped (and counted)
@@ -143,35 +151,40 @@ def coco_splits(
     # an image listed in the JSON without its file: stop (error), or skip it and count it (skip)
     missing_images: Literal["error", "skip"] = "error",
     limit: TrainLimit = None,  # train on a seeded few of the train images (`splits.carve_val`)
+    val_size: TestFraction = None,  # deprecated: the old name of test_fraction (said once)
 ) -> DatasetSplits:
-    """The splits of a COCO dataset (the `conf/dataset/coco.yaml` target); layout from the files
-    (`samexp.data.coco_layout`).
+    """The splits of a COCO dataset (the `conf/dataset/coco.yaml` target); which file is which
+    split comes from the files (`samexp.data.coco_layout`), said in the log.
 
-    Pre-split (or Roboflow's train/valid/test): train, val and test parts as found; with only a
-    val part, that one is the test split. Otherwise one file whose images are split here, seeded.
-    Without a val part the runner carves its validation split from train.
+    Train, val and test files as found; with train and val only, val is the test split (what
+    is evaluated) and the runner carves validation from train; without a test file, the test
+    split is held out of train by a hash of each image's path (`DatasetSplits.assemble`).
     """
     base = require_dataset_root(root)
     name = dataset_name(name, root)
     cats = list(categories) if categories is not None else None
-    layout = find_layout(base, annotations, images_dir, train_split, val_split, test_split)
-    logger.info("%s: COCO layout '%s' (train: %s)", name, layout.kind, layout.train.annotations)
+    layout = find_layout(base, annotations, images_dir, train_split, val_split, test_split,
+                         test_fraction, name)  # fmt: skip
+    logger.info("%s: COCO layout '%s': %s", name, layout.kind, layout.describe(base))
+    for note in layout.notes:
+        logger.info("%s: %s", name, note)
+    if val_size is not None:
+        logger.warning(
+            "dataset.val_size is deprecated: it is dataset.test_fraction now (the share of the "
+            "images held out as the test split, chosen by a hash of each file's path)"
+        )
+        if layout.test is None and test_fraction is None:
+            test_fraction = val_size
 
-    def read(file: CocoFile) -> list[CocoImage]:
-        return read_coco(file.annotations, file.images_dir, cats, min_area, group_by,
-                         root=base, missing_images=missing_images)  # fmt: skip
-
-    def dataset(images: list[CocoImage], split: str) -> CocoDataset:
+    def dataset(file: CocoFile | None, split: str) -> CocoDataset | None:
+        if file is None:
+            return None
+        images = read_coco(file.annotations, file.images_dir, cats, min_area, group_by,
+                           root=base, missing_images=missing_images)  # fmt: skip
         return CocoDataset(images, img_size, f"{name} {split}")
 
-    if layout.test is None:
-        train, held = _hold_out(read(layout.train), val_size, seed, layout.train.annotations)
-    else:
-        train, held = read(layout.train), read(layout.test)
-    return DatasetSplits(
-        name=name,
-        train=dataset(train, "train"),
-        test=dataset(held, "test"),
-        val=dataset(read(layout.val), "val") if layout.val is not None else None,
-        limit=limit,
-    )
+    held_out = layout.test is None  # the train file holds the test images until assemble
+    return DatasetSplits.assemble(
+        name, base, dataset(layout.train, "train+test" if held_out else "train"),
+        dataset(layout.test, "test"), dataset(layout.val, "val"), limit, test_fraction,
+    )  # fmt: skip

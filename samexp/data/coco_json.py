@@ -8,6 +8,7 @@ compressed RLE; decoding them is left to whoever reads a sample.
 from __future__ import annotations
 
 import logging
+import os
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -20,6 +21,7 @@ from samexp.data.bounds import Reach
 from samexp.data.files import link_problem, shown
 from samexp.data.orientation import annotation_frame, image_header
 from samexp.data.segmentation import polygons_rle, rle_checked
+from samexp.data.splits import relative_key
 from samexp.errors import DatasetError
 from samexp.limits import ANNOTATIONS, INSTANCES_PER_IMAGE, check_instances, load_json
 
@@ -108,20 +110,39 @@ def _orientation_for(
 
 def _absent(path: Path, images_dir: Path) -> str:
     """A listed file that cannot be opened, as a message names it: a bad symlink says so."""
-    name, problem = shown(path.relative_to(images_dir)), link_problem(path)
+    name, problem = shown(relative_key(path, images_dir)), link_problem(path)
     return f"{name} ({problem})" if problem else name
 
 
-def _locate(rel: PurePosixPath, folders: list[Path]) -> Path:
-    """The first of `folders` holding `rel` (tools write file_name relative to different
-    folders: the images folder, the JSON's, the dataset root); else where the first would."""
-    return next((d / rel for d in folders if (d / rel).is_file()), folders[0] / rel)
+def _inside(path: Path, boundary: Path) -> bool:
+    """Whether `path`, written without `..`, is under `boundary` as given or as resolved (an
+    absolute file_name may spell the root either way); a symlink inside the root is not
+    followed out of it here: the dataset's own links are the dataset's."""
+    target = Path(os.path.abspath(path))
+    return any(target.is_relative_to(b) for b in (Path(os.path.abspath(boundary)),
+                                                   boundary.resolve()))  # fmt: skip
+
+
+def _locate(file_name: str, folders: list[Path], boundary: Path) -> Path | None:
+    """The first of `folders` holding `file_name` (tools write it relative to different
+    folders: the images folder, the JSON's, the dataset root; labelme2coco also absolute or with
+    `../`, and Windows' backslashes), else where the first would; None when the file it names
+    is outside `boundary` (every reading of it is, or the only one that exists is)."""
+    rel = PurePosixPath(file_name.replace("\\", "/"))
+    bases = [Path("/")] if rel.is_absolute() else folders
+    readings = [Path(os.path.normpath(d / rel)) for d in bases]
+    inside = [p for p in readings if _inside(p, boundary)]
+    found = next((p for p in inside if p.is_file()), None)
+    if found is None and any(p.is_file() for p in readings if p not in inside):
+        return None
+    return found or (inside[0] if inside else None)
 
 
 def _list_images(
-    data: dict, json_path: Path, folders: list[Path], missing_images: str
+    data: dict, json_path: Path, folders: list[Path], boundary: Path, missing_images: str
 ) -> dict[object, CocoImage]:
-    """Image id -> CocoImage, after checking every entry and file (see `read_coco`)."""
+    """Image id -> CocoImage, after checking every entry and file (see `read_coco`); no image is
+    read from outside `boundary`."""
     images: dict[object, CocoImage] = {}
     ids_by_file: dict[str, object] = {}
     stated: dict[object, tuple[int, int]] = {}  # (H, W) as the JSON says, where it says
@@ -129,11 +150,12 @@ def _list_images(
         image_id, file_name = entry.get("id"), entry.get("file_name")
         if image_id is None or not isinstance(file_name, str):
             raise DatasetError(f"{json_path}: image entry {entry!r:.80} lacks 'id' or 'file_name'")
-        rel = PurePosixPath(file_name)
-        if rel.is_absolute() or ".." in rel.parts or not rel.parts:
+        path = _locate(file_name, folders, boundary) if file_name.strip() else None
+        if path is None:
             raise DatasetError(
                 f"{json_path}: image {image_id} has file_name '{file_name}', which is outside "
-                f"{folders[-1]}; use a path relative to {folders[0]}"
+                f"{shown(boundary)}; samexp reads no image outside the dataset's folder: point "
+                f"dataset.root at a folder holding it, or write file_name relative to {folders[0]}"
             )
         if image_id in images or file_name in ids_by_file:
             other = image_id if image_id in images else ids_by_file[file_name]
@@ -144,13 +166,14 @@ def _list_images(
         ids_by_file[file_name] = image_id
         if "height" in entry and "width" in entry:
             stated[image_id] = (entry["height"], entry["width"])
-        images[image_id] = CocoImage(rel.stem, _locate(rel, folders), size=(0, 0))
+        images[image_id] = CocoImage(path.stem, path, size=(0, 0))
     _missing(images, json_path, folders, missing_images)
     stems = Counter(im.name for im in images.values() if not im.missing)
     for image_id, file_name in ((i, f) for f, i in ids_by_file.items() if not images[i].missing):
         im = images[image_id]
         if stems[im.name] > 1:  # e.g. a/0001.jpg and b/0001.jpg
-            im.name = file_name.replace("/", "__")
+            plain = not PurePosixPath(file_name).is_absolute() and ".." not in file_name
+            im.name = (file_name if plain else relative_key(im.path, boundary)).replace("/", "__")
         im.size, im.orientation = _orientation_for(im.path, stated.get(image_id), json_path)
     return images
 
@@ -266,7 +289,8 @@ def read_coco(
     """Every image listed in a COCO file, with the instances that can be training targets.
 
     A `file_name` is looked up under `images_dir`, else beside the JSON, else under `root`
-    (the dataset root), and never outside the last. Crowd annotations (`iscrowd=1`) are not
+    (the dataset root); absolute or with `..` it is used where it points, and never outside
+    `root` (an image there is refused, naming it). Crowd annotations (`iscrowd=1`) are not
     targets: COCO evaluation treats them as regions to ignore, not objects to find. They,
     instances of other categories than `categories`, polygons with fewer than 3 points and
     instances under `min_area` pixels are skipped and recorded; so are images without their
@@ -276,6 +300,9 @@ def read_coco(
     """
     json_path, images_dir = Path(annotations), Path(images_dir)
     folders = list(dict.fromkeys([images_dir, json_path.parent, *([Path(root)] if root else [])]))
+    boundary = (
+        Path(root) if root else Path(os.path.commonpath([os.path.abspath(d) for d in folders]))
+    )
     data = _load_json(json_path)
     _require_masks(data["annotations"], json_path)
     names = {c.get("id"): str(c.get("name")) for c in data["categories"]}
@@ -289,7 +316,7 @@ def read_coco(
             f"{json_path}: categories {sorted(keep - known)} not found; "
             f"available: {', '.join(sorted(shown_known))}"
         )
-    images = _list_images(data, json_path, folders, missing_images)
+    images = _list_images(data, json_path, folders, boundary, missing_images)
     bad_polygons: list[str] = []
     for ann in data["annotations"]:
         ann_id, im = ann.get("id"), images.get(ann.get("image_id"))

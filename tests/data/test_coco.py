@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from pathlib import Path
 
 import cv2
@@ -263,42 +264,58 @@ def _many(root: Path, count: int) -> Path:
     return root
 
 
-def test_single_layout_holds_out_val_size_of_the_images_seeded_and_disjoint(tmp_path) -> None:
-    root = str(_many(tmp_path, 10))
-    splits = coco_splits("coco", root, IMG_SIZE, val_size=0.3, seed=0)
-    assert len(splits.test) == 3 and len(splits.train) == 7 and splits.val is None
-    assert set(splits.train.names).isdisjoint(splits.test.names)
-    assert set(splits.train.names) | set(splits.test.names) == {f"img{i:02d}" for i in range(10)}
-    again = coco_splits("coco", root, IMG_SIZE, val_size=0.3, seed=0)
-    assert again.test.names == splits.test.names
-    others = {tuple(coco_splits("coco", root, IMG_SIZE, val_size=0.3, seed=s).test.names)
-              for s in range(1, 5)}  # fmt: skip
-    assert others - {tuple(splits.test.names)}, "the seed does not change the split"
+def _parts(splits) -> tuple[set[str], set[str]]:
+    return set(splits.train.names), set(splits.test.names)
 
 
-def test_single_layout_counts_val_size_in_usable_images_and_keeps_every_skip(tmp_path) -> None:
+def test_one_file_holds_out_test_fraction_by_path_and_adding_images_moves_none(tmp_path) -> None:
+    root = str(_many(tmp_path, 12))
+    train, test = _parts(coco_splits("coco", root, IMG_SIZE, test_fraction=0.3))
+    assert test and train and train.isdisjoint(test)
+    assert train | test == {f"img{i:02d}" for i in range(12)}
+    _many(tmp_path, 40)  # the same 12 files and 28 more
+    grown_train, grown_test = _parts(coco_splits("coco", root, IMG_SIZE, test_fraction=0.3))
+    assert test <= grown_test and train <= grown_train
+
+
+def test_one_file_without_a_test_fraction_holds_out_the_default_share_and_says_so(
+    tmp_path, caplog
+) -> None:
+    with caplog.at_level(logging.WARNING, logger="samexp.data.splits"):
+        splits = coco_splits("coco", str(_many(tmp_path, 10)), IMG_SIZE)
+    assert splits.held_out == 0.2 and len(splits.test) >= 1 and splits.val is None
+    assert "has no test split: holding out 20%" in caplog.text
+
+
+def test_a_held_out_test_split_counts_the_skips_of_its_own_images(tmp_path) -> None:
     images = [_image_entry(i, f"img{i:02d}.png") for i in range(8)]
     anns = [_ann(100 + i, i, 1, [_rect_polygon(10, 20, 10, 20)]) for i in range(6)]  # 6, 7 bare
+    anns += [_ann(200 + i, i, 1, _uncompressed_rle(CROWD_A), iscrowd=1) for i in range(6)]
     _write(tmp_path, images, anns)
-    splits = coco_splits("coco", str(tmp_path), IMG_SIZE, val_size=0.5)
-    assert (len(splits.train), len(splits.test)) == (3, 3)
+    splits = coco_splits("coco", str(tmp_path), IMG_SIZE, test_fraction=0.5)
     summary = splits.summary()
+    assert summary["train/loaded"] + summary["test/loaded"] == 6
     assert summary["train/skipped_no_instances"] + summary["test/skipped_no_instances"] == 2
+    assert summary["test/skipped_crowd"] == summary["test/loaded"] >= 1
 
 
-def test_single_layout_holds_out_at_least_one_image(tmp_path: Path) -> None:
-    splits = coco_splits("coco", str(_many(tmp_path, 4)), IMG_SIZE, val_size=0.01)
-    assert (len(splits.train), len(splits.test)) == (3, 1)
-
-
-def test_single_layout_with_a_single_usable_image_is_an_error(tmp_path: Path) -> None:
-    with pytest.raises(DatasetError, match="1 image\\(s\\) with instances, too few"):
+def test_one_file_with_a_single_usable_image_is_an_error(tmp_path: Path) -> None:
+    with pytest.raises(DatasetError, match=r"1 image\(s\) in all, too few to hold out a test"):
         coco_splits("coco", str(_many(tmp_path, 1)), IMG_SIZE)
 
 
-def test_val_size_outside_0_1_is_an_error_naming_the_key(tmp_path: Path) -> None:
-    with pytest.raises(SamexpError, match=r"dataset.val_size=1.5: must be in \(0, 1\)"):
-        coco_splits("coco", str(_many(tmp_path, 4)), IMG_SIZE, val_size=1.5)
+def test_val_size_is_the_deprecated_name_of_test_fraction(tmp_path: Path, caplog) -> None:
+    root = str(_many(tmp_path, 12))
+    with caplog.at_level(logging.WARNING, logger="samexp.data.coco"):
+        old = coco_splits("coco", root, IMG_SIZE, val_size=0.3)
+    assert "dataset.val_size is deprecated: it is dataset.test_fraction now" in caplog.text
+    assert _parts(old) == _parts(coco_splits("coco", root, IMG_SIZE, test_fraction=0.3))
+
+
+@pytest.mark.parametrize("key", ["test_fraction", "val_size"])
+def test_a_held_out_share_outside_0_1_is_an_error_naming_the_key(tmp_path, key: str) -> None:
+    with pytest.raises(SamexpError, match=rf"dataset.{key}=1.5: must be in \(0, 1\)"):
+        coco_splits("coco", str(_many(tmp_path, 4)), IMG_SIZE, **{key: 1.5})
 
 
 def test_pre_split_layout_is_detected_and_its_val_part_is_the_test_split(tmp_path: Path) -> None:
@@ -311,16 +328,26 @@ def test_pre_split_layout_is_detected_and_its_val_part_is_the_test_split(tmp_pat
     assert splits.summary()["test/loaded"] == 2 and "train/skipped_crowd" in splits.summary()
 
 
-def test_pre_split_layout_without_its_val_part_is_an_error_naming_the_file(tmp_path) -> None:
-    _many(tmp_path / "train", 3)
-    with pytest.raises(DatasetError, match=r"val/annotations.json does not exist"):
-        coco_splits("coco", str(tmp_path), IMG_SIZE)
+def test_pre_split_train_and_val_with_test_split_null_keep_val_for_validation(tmp_path) -> None:
+    _many(tmp_path / "train", 6)
+    _many(tmp_path / "val", 2)
+    splits = coco_splits("coco", str(tmp_path), IMG_SIZE, test_split=None, test_fraction=0.3)
+    assert len(splits.val) == 2 and len(splits.train) + len(splits.test) == 6
 
 
-def test_a_root_without_annotations_is_an_error_naming_both_layouts(tmp_path: Path) -> None:
+def test_a_pre_split_train_part_alone_gets_a_held_out_test_split(tmp_path) -> None:
+    _many(tmp_path / "train", 6)
+    splits = coco_splits("coco", str(tmp_path), IMG_SIZE, test_fraction=0.3)
+    assert len(splits.train) + len(splits.test) == 6 and splits.val is None
+
+
+def test_a_root_without_annotations_is_an_error_listing_what_is_there(tmp_path: Path) -> None:
+    (tmp_path / "photos").mkdir()
+    (tmp_path / "notes.json").write_text('{"shapes": []}')
     with pytest.raises(DatasetError, match="no COCO annotations") as err:
         coco_splits("coco", str(tmp_path), IMG_SIZE)
-    assert "annotations.json" in str(err.value) and "train/annotations.json" in str(err.value)
+    for said in ("folders here: photos", "JSON files: notes.json", "dataset.annotations="):
+        assert said in str(err.value)
 
 
 def test_colliding_stems_are_named_by_their_relative_path(tmp_path: Path) -> None:
@@ -372,10 +399,12 @@ def test_an_entry_that_is_not_an_object_is_an_error_naming_it(tmp_path: Path, ke
     )
 
 
-@pytest.mark.parametrize("file_name", ["../outside.png", "/tmp/outside.png", "a/../../x.png"])
+@pytest.mark.parametrize(
+    "file_name", ["../../outside.png", "/tmp/outside.png", "a/../../../x.png", "..\\..\\x.png"]
+)
 def test_a_file_name_outside_the_dataset_is_an_error(tmp_path: Path, file_name: str) -> None:
     path = _write(tmp_path, [_image_entry(1, file_name)], [], write_images=False)
-    with pytest.raises(DatasetError, match=f"file_name '{file_name}', which is outside"):
+    with pytest.raises(DatasetError, match=f"file_name '{re.escape(file_name)}', which is outside"):
         read_coco(path, tmp_path / "images")
 
 
@@ -508,7 +537,7 @@ def test_run_on_a_coco_dataset_reports_test_iou_per_category(tmp_path, make_conf
 
     root = _shapes_coco(tmp_path / "coco")
     metrics = run(make_config(
-        "dataset=coco", f"dataset.root={root}", "dataset.val_size=0.34", "model=tiny",
+        "dataset=coco", f"dataset.root={root}", "dataset.test_fraction=0.34", "model=tiny",
         "adapter=decoder", "trainer.epochs=1", "trainer.max_steps=2", "trainer.batch_size=2",
     )).metrics  # fmt: skip
     for key in ("final/test/iou", "final/test/iou/square", "final/test/iou/blob"):
