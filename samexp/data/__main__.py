@@ -5,11 +5,10 @@ A folder that reads as nothing or as several ways is one line on stderr (exit 2)
 from __future__ import annotations
 
 import argparse
-import contextlib
 import logging
 import sys
-from collections.abc import Iterator
 
+from samexp.console import command_output
 from samexp.errors import SamexpError
 
 log = logging.getLogger("samexp.data")
@@ -26,28 +25,11 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
-@contextlib.contextmanager
-def _console() -> Iterator[None]:
-    """The report on stdout, errors on stderr, for this call only (the current sys.stdout and
-    sys.stderr; a caller's logging is left as it was), as `samexp.server` does."""
-    out, err = logging.StreamHandler(sys.stdout), logging.StreamHandler(sys.stderr)
-    out.addFilter(lambda record: record.levelno < logging.WARNING)
-    err.setLevel(logging.WARNING)
-    before = log.handlers, log.level, log.propagate
-    log.handlers, log.propagate = [out, err], False
-    log.setLevel(logging.INFO)
-    try:
-        yield
-    finally:
-        log.handlers, log.propagate = before[0], before[2]
-        log.setLevel(before[1])
-
-
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     from samexp.data.inspect import inspect_text  # after the arguments: --help stays instant
 
-    with _console():
+    with command_output(log):
         try:
             log.info("%s", inspect_text(args.root, args.prefer))
         except SamexpError as e:

@@ -4,12 +4,11 @@ user errors print one line, no traceback (exit 2); `status` exits 3 when the pai
 from __future__ import annotations
 
 import argparse
-import contextlib
 import logging
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
+from samexp.console import command_output
 from samexp.errors import SamexpError
 from samexp.server import client, control, postgres
 
@@ -59,26 +58,9 @@ def report(server: control.Server | None, data: Path | None) -> int:
     return 0 if pg_up and mlflow_up else 3
 
 
-@contextlib.contextmanager
-def _console() -> Iterator[None]:
-    """Reports on stdout (URIs to copy), errors and warnings on stderr, for this call only (the
-    streams are the current sys.stdout / sys.stderr; a caller's logging is left as it was)."""
-    out, err = logging.StreamHandler(sys.stdout), logging.StreamHandler(sys.stderr)
-    out.addFilter(lambda record: record.levelno < logging.WARNING)
-    err.setLevel(logging.WARNING)
-    before = log.handlers, log.level, log.propagate
-    log.handlers, log.propagate = [out, err], False
-    log.setLevel(logging.INFO)
-    try:
-        yield
-    finally:
-        log.handlers, log.propagate = before[0], before[2]
-        log.setLevel(before[1])
-
-
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
-    with _console():
+    with command_output(log):
         try:
             return run(args)
         except SamexpError as e:
