@@ -97,6 +97,17 @@ def read_bytes(path: str | PathLike, limit: Limit) -> bytes:
     return data
 
 
+def read_lines(path: str | PathLike, limit: Limit | None = None) -> list[str]:
+    """A text file's lines (class lists, split lists, YOLO labels), bounded by `limit` (default
+    TEXT_BYTES); a byte-order mark is not text, and bytes that are not UTF-8 are refused naming
+    the file."""
+    data = read_bytes(path, TEXT_BYTES if limit is None else limit)
+    try:
+        return data.decode("utf-8-sig").splitlines()
+    except UnicodeDecodeError as e:
+        raise DatasetError(f"{shown(path)}: cannot be read as UTF-8 text ({e})") from e
+
+
 def check_instances(count: int, size: tuple[int, int], where: str, what: str) -> None:
     """Refuse an image whose `count` instances (`what`: 'annotations', 'shapes') are too many,
     or would decode to too many mask pixels at its (H, W) `size`."""

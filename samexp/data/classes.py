@@ -25,10 +25,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from samexp.data.colours import Colour, colour_rows, colour_table, is_colour_table
-from samexp.data.files import shown
 from samexp.data.splits import require_dataset_root
 from samexp.errors import DatasetError
-from samexp.limits import TEXT_BYTES, read_bytes
+from samexp.limits import TEXT_BYTES, read_bytes, read_lines
 
 logger = logging.getLogger(__name__)
 
@@ -175,11 +174,7 @@ def read_class_table(path: Path) -> tuple[dict[int, str], dict[Colour, int] | No
             f"classes file {path} does not exist; write one ({_FORMATS}) or point "
             f"dataset.classes_file at it"
         )
-    try:
-        # -sig: a BOM is not a name
-        lines = read_bytes(path, TEXT_BYTES).decode("utf-8-sig").splitlines()
-    except UnicodeDecodeError as exc:
-        raise DatasetError(shown(f"{path}: cannot be read as UTF-8 text ({exc})")) from exc
+    lines = read_lines(path)
     first = next((s for s in map(str.strip, lines) if s and not s.startswith("#")), None)
     if first is None:
         raise DatasetError(f"{path} lists no classes; write {_FORMATS}")

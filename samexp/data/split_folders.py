@@ -11,7 +11,7 @@ from pathlib import Path
 
 from samexp.data.files import shown
 from samexp.errors import DatasetError
-from samexp.limits import TEXT_BYTES, read_bytes
+from samexp.limits import read_lines
 
 SPLIT = "{split}"  # in a folder template: the split's name
 
@@ -106,10 +106,7 @@ def read_stem_list(path: Path, role: str | None = None) -> StemList:
             f"{', '.join(lists) or 'none'}; set {key} to one of them{drop}, or fix "
             f"dataset.split_files"
         )
-    try:
-        lines = read_bytes(path, TEXT_BYTES).decode("utf-8-sig").splitlines()
-    except UnicodeDecodeError as exc:
-        raise DatasetError(shown(f"{path}: cannot be read as UTF-8 text ({exc})")) from exc
+    lines = read_lines(path)
     stems = dict.fromkeys(line.split()[0] for line in lines if line.strip())  # ordered, unique
     if not stems:
         raise DatasetError(f"split list {path} names no image; list one file name per line")

@@ -44,7 +44,7 @@ from samexp.data.yolo_layout import (
     read_data_yaml,  # noqa: F401  (its home before yolo_layout: callers import it from here)
 )
 from samexp.errors import DatasetError
-from samexp.limits import TEXT_BYTES, check_instances, read_bytes
+from samexp.limits import check_instances, read_lines
 from samexp.options import option
 
 logger = logging.getLogger(__name__)
@@ -98,11 +98,7 @@ def _read_label(im: YoloImage, classes: ClassNames) -> None:
         return
     (h, w), orientation = image_header(im.path)
     h, w = displayed_shape((h, w), orientation)  # Ultralytics normalises by the displayed size
-    try:
-        text = read_bytes(im.label, TEXT_BYTES).decode("utf-8")
-    except UnicodeDecodeError as e:
-        raise DatasetError(f"{shown(im.label)}: cannot be read as a text label file ({e})") from e
-    lines = [(i, line.split()) for i, line in enumerate(text.splitlines(), 1)]
+    lines = [(i, line.split()) for i, line in enumerate(read_lines(im.label), 1)]
     lines = [(i, values) for i, values in lines if values]
     check_instances(len(lines), (h, w), shown(im.label), "label lines")
     if not lines:

@@ -11,7 +11,7 @@ from pathlib import Path, PurePosixPath
 from samexp.data.files import shown
 from samexp.data.split_names import split_candidates, split_folder, subfolders
 from samexp.errors import DatasetError
-from samexp.limits import TEXT_BYTES, load_yaml, read_bytes
+from samexp.limits import load_yaml, read_lines
 
 logger = logging.getLogger(__name__)
 
@@ -77,11 +77,7 @@ def read_data_yaml(path: Path) -> tuple[list[str], dict]:
 
 def read_names_file(path: Path) -> list[str]:
     """One class name per line, line i is id i (trailing blank lines aside)."""
-    try:
-        lines = read_bytes(path, TEXT_BYTES).decode("utf-8-sig").splitlines()
-    except UnicodeDecodeError as e:
-        raise DatasetError(f"{shown(path)}: cannot be read as UTF-8 text ({e})") from e
-    names = [line.strip() for line in lines]
+    names = [line.strip() for line in read_lines(path)]
     while names and not names[-1]:
         names.pop()
     if not names or "" in names:
