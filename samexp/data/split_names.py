@@ -19,6 +19,13 @@ SPLIT_ALIASES = (
 )
 
 
+def split_of(name: str) -> str | None:
+    """`train`, `val` or `test` for a folder or file name that names that split, in any case
+    (ISIC's `Training`, CVAT's `Test`), else None: how layout detection reads names."""
+    lowered = name.lower()
+    return next((names[0] for names in SPLIT_ALIASES if lowered in names), None)
+
+
 def split_candidates(split: str) -> tuple[str, ...]:
     """`split`, then the other names of the same split in the order tools use them
     (`val` -> val, valid, validation, dev); a name of no known split stands alone."""

@@ -1,7 +1,8 @@
 """`dataset=auto` on real exports: each layout written as its tool writes it
 (`tests/data/exports.py`), what layout detection infers (the overrides `inspect` prints for the user
 to pin), and that `dataset=auto dataset.root=<folder>` alone, and the printed line pinned, load the
-same splits. A layout two formats can read is refused, naming the override that picks each."""
+same splits, and `inspect` lists the classes the loader trains. A layout two formats can read is
+refused, naming the override that picks each."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from samexp.data.detect import detect
+from samexp.data.inspect import inspect_counts
 from samexp.data.splits import DatasetSplits
 from samexp.errors import DatasetError
 from samexp.runner import build
@@ -233,6 +235,8 @@ def test_an_export_loads_with_dataset_auto_alone_as_the_line_it_prints(layout, t
             detect(root)
         with pytest.raises(DatasetError, match=layout.line):
             _load(["dataset=auto", f"dataset.root={root}"])
+        with pytest.raises(DatasetError, match=layout.line):
+            inspect_counts(root)
         return
     line = detect(root).line()
     assert line.replace(str(root), "ROOT") == layout.line
@@ -242,3 +246,5 @@ def test_an_export_loads_with_dataset_auto_alone_as_the_line_it_prints(layout, t
         layout.classes
     )
     assert _counts(_load(shlex.split(line))) == layout.counts  # pinned, it loads the same
+    reading, counts = inspect_counts(root)  # what `inspect` prints: the classes the run trains
+    assert (reading.line(), sorted(counts.per_class)) == (line, list(layout.classes))

@@ -12,9 +12,11 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+from PIL import Image
 
 from samexp.data.detect import candidates, detect
 from samexp.data.detect.reading import value_text
+from samexp.data.split_names import split_of
 from samexp.errors import DatasetError
 
 SIDE = 8
@@ -35,8 +37,8 @@ def _write(root: Path, tree: dict[str, object]) -> Path:
         path.parent.mkdir(parents=True, exist_ok=True)
         if content == "img":
             cv2.imwrite(str(path), np.full((SIDE, SIDE, 3), 90, np.uint8))
-        elif isinstance(content, tuple):
-            cv2.imwrite(str(path), _mask(content))
+        elif isinstance(content, tuple):  # PIL: cv2 cannot write the GIF masks DRIVE has
+            Image.fromarray(_mask(content)).save(path)
         elif isinstance(content, dict):
             path.write_text(json.dumps(content))
         else:
@@ -269,3 +271,22 @@ def test_every_reading_says_why(tmp_path):
     reading = detect(root)
     assert re.search(r"\d+ image/mask pairs by name", reading.why[0])
     assert "in 4 of 4 masks" in reading.why[1]
+
+
+@pytest.mark.parametrize("values, format_, said", [((0, 255), "folder", False),
+                                                   ((0, 1, 2), "labelmap", True)])  # fmt: skip
+def test_the_image_suffix_note_is_said_of_label_map_readings_only(values, format_, said, tmp_path):
+    """The folder format cuts DRIVE's `_training` off image names (image_suffix); label maps pair
+    by the image's whole stem, so only a label-map reading warns that they will not pair."""
+    drive = CASES["DRIVE: the vessels folder, not the field-of-view mask/"][0]
+    tree = {rel: values if "1st_manual" in rel else content for rel, content in drive.items()}
+    reading = detect(_write(tmp_path / "data", tree))
+    assert reading.format == format_
+    assert any("label maps do not cut off" in note for note in reading.notes) == said
+
+
+@pytest.mark.parametrize("name, split", [("train", "train"), ("Training", "train"),
+                                         ("valid", "val"), ("dev", "val"), ("VALIDATION", "val"),
+                                         ("testing", "test"), ("default", None), ("trainval", None)])  # fmt: skip
+def test_detection_reads_split_names_by_the_loaders_aliases(name, split):
+    assert split_of(name) == split

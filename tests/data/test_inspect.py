@@ -9,9 +9,11 @@ import pytest
 
 from samexp.data.__main__ import main
 from samexp.data.auto import auto_splits
+from samexp.data.detect.values import SAMPLE
 from samexp.data.inspect import inspect_text
 from tests.conftest import IMG_SIZE
-from tests.data.test_detect import COCO, _pairs, _splits, _write
+from tests.data import exports
+from tests.data.test_detect import COCO, LABELME, _pairs, _splits, _write
 
 
 def test_inspect_prints_the_line_counts_classes_and_mask_values(tmp_path):
@@ -21,18 +23,69 @@ def test_inspect_prints_the_line_counts_classes_and_mask_values(tmp_path):
     assert lines[0].startswith(f"dataset=folder dataset.root={root} ")
     assert lines[1].startswith("read as folder: 4 image/mask pairs by name")
     assert [line.split() for line in lines[3:5]] == [["train", "3", "3"], ["test", "1", "1"]]
-    assert "foreground" in lines[6] and "50.00% of pixels" in lines[6]
-    assert lines[-1] == "mask values, from 4 of 4 masks: 0: 50.00%, 255: 50.00%"
+    assert lines[5:] == [
+        "classes (1), instances: one per image; pixel counts from 4 of 4 masks:",
+        "  object                       4   50.00% of pixels",  # the loader's category name
+        "not classes: background (values ≤ 127): 50.00% of pixels",
+        "mask values, from 4 of 4 masks: 0: 50.00%, 255: 50.00%",
+    ]
 
 
-def test_inspect_counts_label_map_classes_by_name(tmp_path):
-    tree = _pairs("images", "masks", ["a", "b"], values=(0, 1, 2)) | {
-        "classes.txt": "0 background\n1 cell\n2 nucleus\n"
-    }
-    text = inspect_text(_write(tmp_path / "d", tree))
-    assert "classes (3), instances from the 2 masks read" in text
-    assert [line.split()[:2] for line in text.splitlines() if "nucleus" in line] == [
-        ["nucleus", "2"]
+# label maps as their tools write them: the classes a run trains (named through the class list or
+# colour table, background and ignore ids left out as the loader leaves them), and the rest
+LABEL_MAPS = {
+    "CVAT colour label maps: colours are classes through labelmap.txt": (
+        exports.cvat_segmentation_mask,
+        ["  cell                         5   25.00% of pixels",
+         "  nucleus                      5    3.52% of pixels",
+         "not classes: background 0: 71.48% of pixels; ignored 255: none in the masks read",
+         "mask values, from 5 of 5 masks: 0,0,0 background: 71.48%, 250,50,83 cell: 25.00%, "
+         "61,61,245 nucleus: 3.52%"],
+    ),
+    "labelme2voc: 255 is labelme's __ignore__, not a class": (
+        exports.labelme2voc,
+        ["  cell                         5   25.00% of pixels",
+         "  nucleus                      5    3.52% of pixels",
+         "not classes: background 0: 65.23% of pixels; ignored 255: 6.25% of pixels",
+         "mask values, from 5 of 5 masks: 0 background: 65.23%, 1 cell: 25.00%, "
+         "2 nucleus: 3.52%, 255 ignored: 6.25%"],
+    ),
+    "VOC without a class list: the ids the loader trains, 0 and 255 apart": (
+        exports.voc2012,
+        ["  1                            5   25.00% of pixels",
+         "  15                           5    3.52% of pixels",
+         "not classes: background 0: 67.58% of pixels; ignored 255: 3.91% of pixels",
+         "mask values, from 5 of 5 masks: 0 background: 67.58%, 1: 25.00%, 15: 3.52%, "
+         "255 ignored: 3.91%"],
+    ),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("write, tail", LABEL_MAPS.values(), ids=LABEL_MAPS.keys())
+def test_inspect_lists_the_classes_the_label_map_loader_trains(write, tail, tmp_path):
+    lines = inspect_text(write(tmp_path / "export")).splitlines()
+    header = "classes (2), instances: labels holding the class, in the masks read; pixel counts "
+    assert lines[-5:] == [f"{header}from 5 of 5 masks:", *tail]
+
+
+def test_inspect_says_how_many_masks_it_sampled(tmp_path):
+    names = [f"{i:02d}" for i in range(SAMPLE + 4)]
+    tree = _pairs("images", "masks", names, values=(0, 1)) | {"classes.txt": "0 bg\n1 cell\n"}
+    lines = inspect_text(_write(tmp_path / "d", tree)).splitlines()
+    assert lines[3].split() == [".", str(SAMPLE + 4)]  # no instance count: not every label read
+    assert f"pixel counts from {SAMPLE} of {SAMPLE + 4} masks:" in lines[4]
+    assert lines[-1].startswith(f"mask values, from {SAMPLE} of {SAMPLE + 4} masks: ")
+
+
+def test_labelme_ignore_shapes_are_no_class(tmp_path):
+    ignore = dict(LABELME["shapes"][0], label="__ignore__")
+    shapes = {"shapes": [*LABELME["shapes"], ignore]}
+    lines = inspect_text(_write(tmp_path / "d", {"a.png": "img", "a.json": LABELME | shapes}))
+    assert lines.splitlines()[3:7] == [
+        ".                1          1",
+        "classes (1), instances from the shapes:",
+        "  cat                          1",
+        "not classes: ignored __ignore__: 1 shape(s), skipped by the loader",
     ]
 
 

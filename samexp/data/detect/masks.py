@@ -3,23 +3,23 @@
 Where they are is read from folder names (`<split>/images` + `<split>/masks`, `images/<split>` +
 `masks/<split>`, CamVid's `train/` + `trainannot/`, DRIVE's `training/1st_manual`, one folder
 with `x_mask.png` beside `x.jpg`, or no split at all) and pairs by stem; what they are from the
-class list beside them (classes.txt, class_names.txt, _classes.csv, CVAT's labelmap.txt), else
-from the values of a few of them (`values.read_values`).
+class list beside them (the loader's own `classes.DEFAULT_FILES`: classes.txt, CVAT's
+labelmap.txt ...), else from the values of a few of them (`values.read_values`).
 """
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from pathlib import Path
 
+from samexp.data.classes import DEFAULT_FILES
 from samexp.data.detect.pairs import Match, match, side_by_side
-from samexp.data.detect.reading import Reading, ordered, split_arguments, split_of
+from samexp.data.detect.reading import Reading, ordered, split_arguments
 from samexp.data.detect.tree import Tree, join
 from samexp.data.detect.values import read_values
+from samexp.data.split_names import split_of
 from samexp.limits import TEXT_BYTES, read_bytes
 
-CLASS_FILES = ("classes.txt", "class_names.txt", "_classes.csv", "labelmap.txt")
 # folder names, lowercase: images, masks (tier 2), weak mask names (tier 1: DRIVE's `mask/` is
 # the field of view, not the vessels), and folders of pictures that are never targets
 IMAGE_DIRS = frozenset({"images", "image", "imgs", "img", "jpegimages", "input", "inputs", "rgb",
@@ -242,8 +242,9 @@ def _reading(tree: Tree, place: Placement, matches: dict[str, Match]) -> Reading
     notes = [f"{lonely} image(s) or mask(s) have no partner"] if lonely else []
     args = {"images_dir": place.images_dir}
     classes = _class_file(tree, place)
-    mask_paths = [tree.path(place.folders(place.splits[s])[1], mask)
-                  for s, m in matches.items() for _, mask in m.pairs.values()]  # fmt: skip
+    mask_paths = {place.splits[s]: [tree.path(place.folders(place.splits[s])[1], mask)
+                                    for _, mask in m.pairs.values()]
+                  for s, m in matches.items()}  # fmt: skip
     split_args = split_arguments(place.splits)
     if place.split_files:
         split_args["split_files"] = place.split_files
@@ -251,18 +252,20 @@ def _reading(tree: Tree, place: Placement, matches: dict[str, Match]) -> Reading
     labels = {**args, "labels_dir": place.masks_dir}
     if mask_suffix:
         labels["label_suffix"] = mask_suffix
+    label_notes = []  # said of label-map readings only: the folder format cuts image suffixes
     if image_suffix:  # label maps pair by the image's whole stem
-        notes.append(f"image names end in {image_suffix}, which label maps do not cut off")
+        label_notes.append(f"image names end in {image_suffix}, which label maps do not cut off")
     if classes is not None:
         why.append(f"class list {classes}")
         return Reading("labelmap", tree.root, {**labels, "classes_file": classes, **split_args},
-                       why, notes=notes, found={"matches": matches, "place": place,
-                                                "masks": mask_paths})  # fmt: skip
-    values = read_values(mask_paths)
+                       why, notes=notes + label_notes,
+                       found={"matches": matches, "place": place, "masks": mask_paths})  # fmt: skip
+    values = read_values([p for paths in mask_paths.values() for p in paths])
     kind, said = values.kind()
     why.append(f"{said} in {values.read} of {values.of} masks")
     found = {"matches": matches, "place": place, "masks": mask_paths, "values": values}
     if kind != "folder":
+        notes += label_notes
         notes.append("no class list: classes are named by their ids; write classes.txt "
                      "(`id name` per line) to name them")  # fmt: skip
         if kind == "colour":
@@ -286,11 +289,7 @@ def _class_file(tree: Tree, place: Placement) -> str | None:
     `_classes.csv`); relative to the root."""
     for rel in dict.fromkeys((".", place.splits["train"])):
         folder = tree.get(rel)
-        names = [n for n in CLASS_FILES if folder is not None and n in folder.files]
+        names = [n for n in DEFAULT_FILES if folder is not None and n in folder.files]
         if names:
             return join(rel, names[0])
     return None
-
-
-def paths_of(reading: Reading) -> list[Path]:
-    return reading.found.get("masks", [])

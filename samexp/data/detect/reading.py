@@ -9,24 +9,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-# the names a split folder (or a split file) goes by, as tools write them, per split
-SPLIT_ALIASES = {
-    "train": ("train", "training"),
-    "val": ("val", "valid", "validation", "dev"),
-    "test": ("test", "testing"),
-}
+from samexp.data.split_names import SPLIT_ALIASES
+
 _PLAIN = re.compile(r"[A-Za-z0-9_./:@+-]+")  # an override value Hydra and a shell read unquoted
-
-
-def split_of(name: str) -> str | None:
-    """`train`, `val` or `test` for a folder or file stem that names that split, else None."""
-    lowered = name.lower()
-    return next((s for s, names in SPLIT_ALIASES.items() if lowered in names), None)
+_SPLITS = tuple(names[0] for names in SPLIT_ALIASES)  # train, val, test
 
 
 def ordered(found: dict[str, str]) -> dict[str, str]:
     """Split names in train, val, test order."""
-    return {s: found[s] for s in SPLIT_ALIASES if s in found}
+    return {s: found[s] for s in _SPLITS if s in found}
 
 
 def split_arguments(found: dict[str, str]) -> dict[str, str | None]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 from collections import Counter
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -22,8 +23,7 @@ def sample(paths: list[Path], n: int = SAMPLE) -> list[Path]:
     ordered = sorted(paths)
     if len(ordered) <= n:
         return ordered
-    step = len(ordered) / n
-    return [ordered[int(i * step)] for i in range(n)]
+    return [ordered[i * len(ordered) // n] for i in range(n)]
 
 
 @dataclass
@@ -39,6 +39,13 @@ class MaskValues:
     modes: set[str] = field(default_factory=set)  # PIL modes seen: P, L, I;16, RGB, ...
     jpeg: bool = False  # lossy masks: values near a level are that level
     unreadable: list[str] = field(default_factory=list)
+
+    def count(self, array: np.ndarray) -> None:
+        """Add one mask's values (`array`: the values as read, one per pixel)."""
+        self.read += 1
+        values, counts = np.unique(array, return_counts=True)
+        self.histogram.update(dict(zip(values.tolist(), counts.tolist(), strict=True)))
+        self.present.update(values.tolist())
 
     def levels(self) -> list[int]:
         """The values that are not noise: each holds ≥ 0.1% of the pixels (JPEG spreads a level
@@ -73,14 +80,34 @@ def _short(values: list[int], n: int = 8) -> str:
     return "{" + ", ".join(map(str, values[:n])) + (", ..." if len(values) > n else "") + "}"
 
 
-def read_values(paths: list[Path], n: int = SAMPLE) -> MaskValues:
-    """The values of `n` of the masks at `paths` (see `sample`); an unreadable one is named."""
+def read_values(
+    paths: list[Path], n: int = SAMPLE, read: Callable[[Path], np.ndarray] | None = None
+) -> MaskValues:
+    """The values of `n` of the masks at `paths` (see `sample`); an unreadable one is named.
+    `read` decodes one mask as a loader does (`labelmap.read_label`: colours mapped to ids);
+    unset, the values are the stored ones, gray or RGB, what detection tells formats by."""
     out = MaskValues(of=len(paths))
     for path in sample(paths, n):
         try:
-            _add(out, path)
+            if read is None:
+                _add(out, path)
+            else:
+                out.count(read(path))
         except DatasetError as e:
             out.unreadable.append(str(e))
+    return out
+
+
+def merged(parts: Iterable[MaskValues]) -> MaskValues:
+    """One MaskValues of several (the splits' samples), counts added."""
+    out = MaskValues()
+    for part in parts:
+        out.read, out.of, out.jpeg = out.read + part.read, out.of + part.of, out.jpeg or part.jpeg
+        out.histogram.update(part.histogram)
+        out.present.update(part.present)
+        out.colours.update(part.colours)
+        out.modes |= part.modes
+        out.unreadable += part.unreadable
     return out
 
 
@@ -101,7 +128,6 @@ def _add(out: MaskValues, path: Path) -> None:
         raise
     except Exception as e:  # PIL raises several types for bad files; all mean "unreadable"
         raise DatasetError(f"{shown(path)}: cannot be read as an image ({e})") from e
-    out.read += 1
     lossy = path.suffix.lower() in _JPEG
     out.jpeg = out.jpeg or lossy
     if array.ndim == 3:
@@ -116,6 +142,4 @@ def _add(out: MaskValues, path: Path) -> None:
                 {tuple(map(int, c)): int(k) for c, k in zip(colours, counts, strict=True)}
             )
             array = flat.max(axis=1)  # as the folder format reads it
-    values, counts = np.unique(array, return_counts=True)
-    out.histogram.update(dict(zip(values.tolist(), counts.tolist(), strict=True)))
-    out.present.update(values.tolist())
+    out.count(array)

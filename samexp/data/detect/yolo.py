@@ -9,9 +9,10 @@ from __future__ import annotations
 from collections import Counter
 from pathlib import Path
 
-from samexp.data.detect.reading import Reading, split_arguments, split_of
+from samexp.data.detect.reading import Reading, split_arguments
 from samexp.data.detect.tree import Tree, join
 from samexp.data.detect.values import sample
+from samexp.data.split_names import split_of
 from samexp.errors import DatasetError
 from samexp.limits import TEXT_BYTES, load_yaml, read_bytes
 
