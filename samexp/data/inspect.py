@@ -26,6 +26,7 @@ from samexp.data.detect.tree import Tree
 from samexp.data.detect.values import MaskValues, merged, read_values, sample
 from samexp.data.labelmap import read_label
 from samexp.data.labelme import IGNORE_LABEL
+from samexp.data.splits import TEST_FRACTION
 from samexp.limits import TEXT_BYTES, load_json, read_bytes
 
 _SHOWN_VALUES = 12  # histogram entries printed
@@ -225,6 +226,10 @@ def inspect_text(root: str | Path, prefer: str | None = None) -> str:
     reading, counts = inspect_counts(root, prefer)
     lines = [reading.line(), f"read as {reading.format}: " + "; ".join(reading.why)]
     lines += [f"note: {n}" for n in reading.notes + counts.notes]
+    if "test_split" in reading.arguments and reading.arguments["test_split"] is None:
+        lines.append(f"note: no test split: a run holds out {TEST_FRACTION:.0%} of the train "
+                     f"images as its test split, by a hash of each file's path "
+                     f"(dataset.test_fraction= to choose)")  # fmt: skip
     lines.append("split       images  instances")
     for split, images in counts.images.items():
         instances = counts.instances.get(split)

@@ -68,12 +68,23 @@ def test_inspect_lists_the_classes_the_label_map_loader_trains(write, tail, tmp_
     assert lines[-5:] == [f"{header}from 5 of 5 masks:", *tail]
 
 
+def table(text: str) -> list[str]:
+    """The report from the line below the split table's header on."""
+    lines = text.splitlines()
+    return lines[lines.index("split       images  instances") + 1 :]
+
+
+def test_a_folder_without_a_test_split_says_a_run_holds_one_out(tmp_path):
+    text = inspect_text(_write(tmp_path / "d", _pairs("images", "masks", ["a", "b"])))
+    assert "note: no test split: a run holds out 20% of the train images as its test split" in text
+
+
 def test_inspect_says_how_many_masks_it_sampled(tmp_path):
     names = [f"{i:02d}" for i in range(SAMPLE + 4)]
     tree = _pairs("images", "masks", names, values=(0, 1)) | {"classes.txt": "0 bg\n1 cell\n"}
-    lines = inspect_text(_write(tmp_path / "d", tree)).splitlines()
-    assert lines[3].split() == [".", str(SAMPLE + 4)]  # no instance count: not every label read
-    assert f"pixel counts from {SAMPLE} of {SAMPLE + 4} masks:" in lines[4]
+    lines = table(inspect_text(_write(tmp_path / "d", tree)))
+    assert lines[0].split() == [".", str(SAMPLE + 4)]  # no instance count: not every label read
+    assert f"pixel counts from {SAMPLE} of {SAMPLE + 4} masks:" in lines[1]
     assert lines[-1].startswith(f"mask values, from {SAMPLE} of {SAMPLE + 4} masks: ")
 
 
@@ -81,7 +92,7 @@ def test_labelme_ignore_shapes_are_no_class(tmp_path):
     ignore = dict(LABELME["shapes"][0], label="__ignore__")
     shapes = {"shapes": [*LABELME["shapes"], ignore]}
     lines = inspect_text(_write(tmp_path / "d", {"a.png": "img", "a.json": LABELME | shapes}))
-    assert lines.splitlines()[3:7] == [
+    assert table(lines)[:4] == [
         ".                1          1",
         "classes (1), instances from the shapes:",
         "  cat                          1",
