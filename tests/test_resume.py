@@ -164,13 +164,15 @@ def test_a_checkpoint_carrying_code_is_refused_and_the_code_never_runs(tmp_path)
 
 
 # --- as a user meets it: a real process, a real signal ------------------------------------------
+START = ("model=tiny", "adapter=decoder", "trainer.epochs=40", "cache.enabled=false")
+
+
 def _start(tmp_path: Path, *overrides: str, folder: str = "hydra") -> subprocess.Popen[str]:
     environ = {k: v for k, v in os.environ.items() if k != "HYDRA_FULL_ERROR"}
     return subprocess.Popen(
         [sys.executable, "-m", "samexp", f"tracking.tracking_uri=sqlite:///{tmp_path}/mlflow.db",
          f"tracking.artifact_root={tmp_path}/art", f"hydra.run.dir={tmp_path}/{folder}",
-         f"data_root={data_root()}", "model=tiny", "adapter=decoder", "trainer.epochs=40",
-         "cache.enabled=false", *overrides],
+         f"data_root={data_root()}", *START, *overrides],
         cwd=REPO, env={**environ, "PYTHONUNBUFFERED": "1"}, stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT, text=True,
     )  # fmt: skip
@@ -246,12 +248,14 @@ def test_after_sigkill_resume_last_finds_the_run_and_ends_as_a_straight_run_woul
     out, _ = resumed.communicate(timeout=180)
     assert resumed.returncode == 0, out
     assert "resuming after epoch " in out
-    straight = _start(tmp_path / "straight", "trainer.epochs=5", folder="straight")
-    out, _ = straight.communicate(timeout=180)
-    assert straight.returncode == 0, out
-    a = load_file(tmp_path / "straight" / "straight" / "adapter.safetensors")
+    # the run to match needs no process of its own: the same settings, trained in this one
+    straight = tmp_path / "straight"
+    run(compose_config([f"data_root={data_root()}", *START, "trainer.epochs=5",
+                        f"tracking.tracking_uri=sqlite:///{straight}/mlflow.db",
+                        f"tracking.artifact_root={straight}/art", f"output_dir={straight}"]))  # fmt: skip
+    a = load_file(straight / "adapter.safetensors")
     b = load_file(tmp_path / "resumed" / "adapter.safetensors")
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
     client = MlflowClient(f"sqlite:///{tmp_path}/mlflow.db")
-    (run,) = client.search_runs([client.get_experiment_by_name("samexp").experiment_id])
-    assert run.info.status == "FINISHED" and run.data.tags["samexp.resumptions"] == "1"
+    (found,) = client.search_runs([client.get_experiment_by_name("samexp").experiment_id])
+    assert found.info.status == "FINISHED" and found.data.tags["samexp.resumptions"] == "1"
