@@ -91,7 +91,7 @@ class CocoDataset(Dataset[Sample]):
 
     def instance_summary(self, indices: Sequence[int] | None = None) -> dict[str, int]:
         """The counts of `summary()` but `loaded`, also for a part of the images
-        (`splits.Subset`: a held-out test split keeps its own; the parts add up to the whole)."""
+        (`views.Subset`: a held-out test split keeps its own; the parts add up to the whole)."""
         chosen = None if indices is None else set(indices)
         counts: Counter[str] = Counter()
         clipped = 0

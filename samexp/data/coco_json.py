@@ -19,9 +19,9 @@ from pycocotools import mask as mask_utils
 
 from samexp.data.bounds import Reach
 from samexp.data.files import link_problem, shown
+from samexp.data.held_out import relative_key
 from samexp.data.orientation import annotation_frame, image_header
 from samexp.data.segmentation import polygons_rle, rle_checked
-from samexp.data.splits import relative_key
 from samexp.errors import DatasetError
 from samexp.limits import ANNOTATIONS, INSTANCES_PER_IMAGE, check_instances, load_json
 

@@ -173,7 +173,7 @@ class LabelMapDataset(Dataset[Sample]):
         return {name: counts[i] for i, name in sorted(self.classes.items())}
 
     def instance_summary(self, indices: Sequence[int] | None = None) -> dict[str, int]:
-        """The instance counts of `summary()`, also for a part of the split (`splits.Subset`)."""
+        """The instance counts of `summary()`, also for a part of the split (`views.Subset`)."""
         per_class = self.instances_per_class(indices)
         return {
             "instances": sum(per_class.values()),

@@ -1,24 +1,21 @@
 """The splits a run uses; every dataset format's factory returns one of these, holding datasets
-that follow `SampleDataset`.
+that follow `samexp.data.views.SampleDataset` (a test split held out of train: `held_out`).
 """
 
 from __future__ import annotations
 
-import copy
 import dataclasses
-import hashlib
 import logging
-import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any, Protocol, runtime_checkable
+from typing import Annotated
 
 import torch
-from torch.utils.data import Dataset
 
 from samexp.checks import AT_LEAST_1, Range, because
-from samexp.data.base import Sample
+from samexp.data.held_out import check_disjoint, hold_out, relative_key
+from samexp.data.views import SampleDataset, Subset, subset
 from samexp.errors import DatasetError
 
 log = logging.getLogger(__name__)
@@ -32,102 +29,7 @@ TestFraction = Annotated[
 ]
 TEST_FRACTION = 0.2
 TEST_FILES = "data/test_files.txt"  # the run artifact listing a run's test images
-_LISTED = 5  # files an overlap message names before "and N more"
-
-
-@runtime_checkable
-class SampleDataset(Protocol):
-    """What the runner needs of a dataset format, beyond indexing: names for per-image metrics and
-    comparison images, counts of what was loaded and skipped for the run log, and a training
-    augmentation it can set on the train split alone."""
-
-    transform: Callable[[Any, Any], tuple[Any, Any]] | None
-
-    @property
-    def names(self) -> list[str]: ...  # one per item, unique within the split
-
-    @property
-    def image_paths(self) -> list[Path]: ...  # one per item: what a held-out test split hashes
-
-    def summary(self) -> dict[str, int]: ...  # e.g. {"loaded": 8, "skipped_empty_mask": 0}
-
-    def __len__(self) -> int: ...
-
-    def __getitem__(self, index: int) -> Sample: ...
-
-
-class DatasetView(Dataset[Sample]):
-    """A dataset seen through a wrapper: everything is the wrapped dataset's unless overridden
-    (its transform too, so augmentation set on the view reaches the samples)."""
-
-    def __init__(self, dataset: SampleDataset) -> None:
-        self.dataset = dataset
-
-    @property
-    def names(self) -> list[str]:
-        return self.dataset.names
-
-    @property
-    def class_names(self) -> list[str] | None:
-        return getattr(self.dataset, "class_names", None)
-
-    @property
-    def image_paths(self) -> list[Path]:
-        return self.dataset.image_paths
-
-    @property
-    def transform(self):
-        return self.dataset.transform
-
-    @transform.setter
-    def transform(self, value) -> None:
-        self.dataset.transform = value
-
-    def summary(self) -> dict[str, int]:
-        return self.dataset.summary()
-
-    def __len__(self) -> int:
-        return len(self.dataset)
-
-    def __getitem__(self, index: int) -> Sample:
-        return self.dataset[index]
-
-
-class Subset(DatasetView):
-    """Some items of a dataset, with a transform of their own (the dataset is shallow-copied, so
-    augmenting the train part never augments a validation part carved from the same files).
-    A format that counts instances (`instance_summary(indices)`) has them counted for the part."""
-
-    def __init__(self, dataset: SampleDataset, indices: list[int]) -> None:
-        super().__init__(copy.copy(dataset))
-        self.indices = list(indices)
-
-    @property
-    def names(self) -> list[str]:
-        names = self.dataset.names
-        return [names[i] for i in self.indices]
-
-    @property
-    def image_paths(self) -> list[Path]:
-        paths = self.dataset.image_paths
-        return [paths[i] for i in self.indices]
-
-    def summary(self) -> dict[str, int]:
-        counts = getattr(self.dataset, "instance_summary", None)
-        return {"loaded": len(self.indices), **(counts(self.indices) if counts else {})}
-
-    def __len__(self) -> int:
-        return len(self.indices)
-
-    def __getitem__(self, index: int) -> Sample:
-        return self.dataset[self.indices[index]]
-
-
-def subset(dataset: SampleDataset, indices: list[int]) -> Subset:
-    """`indices` of `dataset`; a part of a part indexes the whole, so subsets never nest."""
-    if isinstance(dataset, Subset):
-        return Subset(dataset.dataset, [dataset.indices[i] for i in indices])
-    return Subset(dataset, indices)
+_LISTED = 5  # files a warning names
 
 
 def _seeded_order(n: int, seed: int) -> list[int]:
@@ -154,68 +56,6 @@ def require_dataset_root(root: str | Path) -> Path:
             f"command line, or dataset.root=/path/to/this/dataset"
         )
     return path
-
-
-def stable_share(key: str) -> float:
-    """A number in [0, 1) fixed by `key` alone: a file's place in a held-out split depends on its
-    own path, never on which other files exist, so adding images never moves old ones."""
-    return (
-        int.from_bytes(hashlib.sha256(key.encode("utf-8", "surrogateescape")).digest()[:8], "big")
-        / 2**64
-    )
-
-
-def relative_key(path: Path, root: Path) -> str:
-    """The path a file is known by in a dataset: relative to the root, '/'-separated, so the
-    split is the same on every machine and wherever the dataset folder is mounted."""
-    try:
-        return Path(os.path.relpath(path, root)).as_posix()
-    except ValueError:  # another drive (Windows)
-        return Path(path).as_posix()
-
-
-def hold_out(dataset: SampleDataset, fraction: float, root: Path) -> tuple[Subset, Subset]:
-    """(train, test): the images whose `stable_share` of their relative path is under `fraction`
-    are the test split; at least one image on each side."""
-    shares = [stable_share(relative_key(p, root)) for p in dataset.image_paths]
-    n = len(shares)
-    if n < 2:
-        raise DatasetError(
-            f"{root}: {n} image(s) in all, too few to hold out a test split from; add images or "
-            f"give the dataset a test split (dataset.test_split=<folder>)"
-        )
-    test = [i for i, share in enumerate(shares) if share < fraction]
-    if not test:  # a small dataset: the image nearest to the cut, so there is one
-        test = [min(range(n), key=shares.__getitem__)]
-    if len(test) == n:
-        test.remove(max(test, key=shares.__getitem__))
-    chosen = set(test)
-    return subset(dataset, [i for i in range(n) if i not in chosen]), subset(dataset, test)
-
-
-def check_disjoint(parts: dict[str, SampleDataset | None], root: Path) -> None:
-    """Refuse splits that share an image file: a test score on trained-on images measures memory."""
-    seen: dict[Path, str] = {}
-    for split, dataset in parts.items():
-        if dataset is None:
-            continue
-        shared = []
-        for path in getattr(dataset, "image_paths", []):
-            resolved = Path(path).resolve()
-            if resolved in seen:
-                shared.append((seen[resolved], relative_key(resolved, root.resolve())))
-            else:
-                seen[resolved] = split
-        if shared:
-            other = shared[0][0]
-            names = ", ".join(key for _, key in shared[:_LISTED])
-            more = f" and {len(shared) - _LISTED} more" if len(shared) > _LISTED else ""
-            raise DatasetError(
-                f"the {other} and {split} splits share {len(shared)} image file(s): {names}{more}; "
-                f"a split must never hold an image of another: point dataset.{other}_split and "
-                f"dataset.{split}_split at different folders, or set dataset.test_split=null to "
-                f"hold out a test split from train"
-            )
 
 
 @dataclass

@@ -22,7 +22,8 @@ from torch import nn
 
 from samexp.checks import AT_LEAST_1, because
 from samexp.data.base import Batch, Sample
-from samexp.data.splits import DatasetSplits, DatasetView, SampleDataset
+from samexp.data.splits import DatasetSplits
+from samexp.data.views import DatasetView, SampleDataset
 from samexp.errors import SamexpError
 from samexp.models.seam import Prompts
 from samexp.options import option

@@ -17,7 +17,7 @@ from pycocotools import mask as mask_utils
 from samexp.data.base import collate
 from samexp.data.coco import CocoDataset, coco_splits
 from samexp.data.coco_json import read_coco
-from samexp.data.splits import SampleDataset
+from samexp.data.views import SampleDataset
 from samexp.errors import DatasetError, SamexpError
 from tests.conftest import IMG_SIZE
 

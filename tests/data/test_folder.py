@@ -16,7 +16,7 @@ from torch.utils.data import DataLoader
 from samexp.data import base
 from samexp.data.base import collate
 from samexp.data.folder import FolderDataset
-from samexp.data.splits import SampleDataset, Subset
+from samexp.data.views import SampleDataset, Subset
 from samexp.errors import DatasetError
 
 WritePair = Callable[..., tuple[Path, Path]]  # the `write_pair` fixture from conftest.py

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from samexp.data.folder import folder_splits
-from samexp.data.splits import stable_share
+from samexp.data.held_out import stable_share
 from samexp.errors import DatasetError
 from tests.conftest import write_shapes_dataset
 

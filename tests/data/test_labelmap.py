@@ -16,7 +16,7 @@ from PIL import Image
 import samexp.data.labelmap as labelmap
 from samexp.data.classes import label_classes
 from samexp.data.labelmap import LabelMapDataset, labelmap_splits
-from samexp.data.splits import SampleDataset
+from samexp.data.views import SampleDataset
 from samexp.errors import DatasetError
 
 SHAPE = (40, 56)  # H×W

@@ -14,7 +14,8 @@ from PIL import Image
 
 from samexp.data.base import collate
 from samexp.data.labelme import labelme_splits
-from samexp.data.splits import DatasetSplits, SampleDataset
+from samexp.data.splits import DatasetSplits
+from samexp.data.views import SampleDataset
 from samexp.errors import DatasetError
 from tests.conftest import IMG_SIZE
 

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from samexp.data.base import collate
-from samexp.data.splits import SampleDataset
+from samexp.data.views import SampleDataset
 from samexp.data.yolo import YoloDataset, read_yolo_split, yolo_splits
 from samexp.errors import DatasetError
 from tests.conftest import IMG_SIZE
