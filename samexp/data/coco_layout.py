@@ -22,7 +22,7 @@ from pathlib import Path
 from samexp.data.detect.jsonhead import json_kind
 from samexp.data.files import shown
 from samexp.data.held_out import relative_key
-from samexp.data.split_names import ROOT_SPLIT, evaluated_splits, split_candidates, subfolders
+from samexp.data.split_folders import ROOT_SPLIT, evaluated_splits, split_candidates, subfolders
 from samexp.errors import DatasetError
 
 logger = logging.getLogger(__name__)

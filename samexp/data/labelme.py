@@ -31,7 +31,7 @@ from samexp.data.orientation import (
     image_header,
     orientation_of,  # the EXIF tag of an open image: the embedded one has no path
 )
-from samexp.data.split_names import evaluated_splits, split_candidates, subfolders
+from samexp.data.split_folders import evaluated_splits, split_candidates, subfolders
 from samexp.data.splits import (
     DatasetSplits,
     TestFraction,
@@ -284,7 +284,7 @@ def _keep(splits: dict[str, list[LabelmeImage]], categories: Sequence[str] | Non
 
 
 def _split_folder(base: Path, split: str | None) -> Path | None:
-    """The folder of `split`, by any of its names (`split_names`); `.` is the root itself."""
+    """The folder of `split`, by any of its names (`split_folders`); `.` is the root itself."""
     for name in split_candidates(split) if split is not None else ():
         if (base / name).is_dir():
             return base / name
@@ -309,7 +309,7 @@ def labelme_splits(
 ) -> DatasetSplits:
     """The splits of a LabelMe dataset (`conf/dataset/labelme.yaml`): `<root>/<split>/*.json`,
     or `<root>/*.json` (split `.`). Without a test folder, the val folder is the test split (as
-    for COCO and YOLO: `split_names.evaluated_splits`), else one is held out of train."""
+    for COCO and YOLO: `split_folders.evaluated_splits`), else one is held out of train."""
     base, name = require_dataset_root(root), dataset_name(name, root)
     found = {"train": _split_folder(base, train_split), "val": _split_folder(base, val_split),
              "test": _split_folder(base, test_split)}  # fmt: skip

@@ -1,11 +1,14 @@
-"""Where a split's files are, by one rule for every folder-shaped format (`split_folder`:
-`{split}` templates, split `.` = the root), a split given as a list of names (VOC, CVAT), and the
-refusals for what is missing: they list what exists, never call ordinary folders splits, and
-name the key that fixes them.
+"""Where a split's files are and what its folder is called, for every format: the names a split
+goes by (tools name one split differently: Roboflow's `valid`, ADE20K's `training`, a Kaggle set's
+`dev`; `.` is the dataset root itself), one folder rule (`split_folder`: `{split}` templates), a
+split given as a list of names (VOC, CVAT), which found folder is evaluated when a dataset has a val
+folder but no test folder, and the refusals for what is missing: they list what exists, never call
+ordinary folders splits, and name the key that fixes them.
 """
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -13,7 +16,31 @@ from samexp.data.files import shown
 from samexp.errors import DatasetError
 from samexp.limits import read_lines
 
+logger = logging.getLogger(__name__)
+
 SPLIT = "{split}"  # in a folder template: the split's name
+ROOT_SPLIT = "."  # no split folder: the root holds the images
+SPLIT_ALIASES = (
+    ("train", "training"),
+    ("val", "valid", "validation", "dev"),
+    ("test", "testing"),
+)
+
+
+def split_of(name: str) -> str | None:
+    """`train`, `val` or `test` for a folder or file name that names that split, in any case
+    (ISIC's `Training`, CVAT's `Test`), else None: how layout detection reads names."""
+    lowered = name.lower()
+    return next((names[0] for names in SPLIT_ALIASES if lowered in names), None)
+
+
+def split_candidates(split: str) -> tuple[str, ...]:
+    """`split`, then the other names of the same split in the order tools use them
+    (`val` -> val, valid, validation, dev); a name of no known split stands alone."""
+    for names in SPLIT_ALIASES:
+        if split in names:
+            return (split, *(n for n in names if n != split))
+    return (split,)
 
 
 def split_folder(root: Path, split: str, template: str, split_is_folder: bool = True) -> Path:
@@ -30,10 +57,15 @@ def split_folder(root: Path, split: str, template: str, split_is_folder: bool = 
     return root / split / template if split_is_folder else root / template
 
 
+def subfolders(folder: Path) -> list[str]:
+    """The sub-folder names of `folder` (what a refusal lists as existing), sorted."""
+    if not folder.is_dir():
+        return []
+    return sorted(p.name for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
+
+
 def _folders_in(folder: Path) -> list[str]:
-    return sorted(
-        shown(p.name) for p in folder.iterdir() if p.is_dir() and not p.name.startswith(".")
-    )
+    return [shown(name) for name in subfolders(folder)]
 
 
 def _layout_example(folders: list[str], kind: str) -> str:
@@ -46,14 +78,20 @@ def _layout_example(folders: list[str], kind: str) -> str:
     return f" dataset.images_dir={images}" + (f" dataset.{kind}s_dir={others}" if others else "")
 
 
+def _split_key(role: str | None, unnamed: str) -> tuple[str, str]:
+    """The key a refusal names for a split of `role` (`unnamed` without one), and the
+    ` (or <key>=null)` alternative a val or test split has."""
+    key = f"dataset.{role}_split" if role else unnamed
+    return key, f" (or {key}=null)" if role in ("val", "test") else ""
+
+
 def require_split(root: Path, split: str, role: str | None, kind: str) -> None:
     """The split's folder exists, or a refusal listing the root's folders without calling them
     splits, and the overrides for both readings: they are splits, or they are not."""
     if (root / split).is_dir():
         return
     folders = _folders_in(root)
-    key = f"dataset.{role}_split" if role else "dataset.train_split (or val_split, test_split)"
-    drop = f" (or {key}=null)" if role in ("val", "test") else ""
+    key, drop = _split_key(role, "dataset.train_split (or val_split, test_split)")
     raise DatasetError(
         f"split '{split}' not found: {root / split} does not exist; folders in {root}: "
         f"{', '.join(folders) or 'none'}; if one of them is this split, set {key}=<its name>"
@@ -99,8 +137,7 @@ def read_stem_list(path: Path, role: str | None = None) -> StemList:
     `ImageSets/Main` lines carry a flag after it); blank lines are skipped."""
     if not path.is_file():
         lists = sorted(p.stem for p in path.parent.glob("*.txt")) if path.parent.is_dir() else []
-        key = f"dataset.{role}_split" if role else "the split's name"
-        drop = f" (or {key}=null)" if role in ("val", "test") else ""
+        key, drop = _split_key(role, "the split's name")
         raise DatasetError(
             f"split list {path} does not exist; lists in {path.parent}: "
             f"{', '.join(lists) or 'none'}; set {key} to one of them{drop}, or fix "
@@ -111,3 +148,22 @@ def read_stem_list(path: Path, role: str | None = None) -> StemList:
     if not stems:
         raise DatasetError(f"split list {path} names no image; list one file name per line")
     return StemList(path, tuple(stems))
+
+
+def evaluated_splits(name: str, val: Path | None, test: Path | None, test_split: str | None,
+                     test_fraction: float | None) -> tuple[Path | None, Path | None]:  # fmt: skip
+    """(val, test) folders as every format reads them. A val folder that is the test folder is
+    the test split (`test_split=valid` while `val_split=val` finds `valid/` too). With a val but no
+    test folder, val is the test split (a published val split is the one scores are compared on)
+    and validation is carved from train, unless `test_split=null` or a `test_fraction` asks for a
+    test split held out of train (`DatasetSplits.assemble`: test None)."""
+    if val is not None and test is not None and val.resolve() == test.resolve():
+        return None, test
+    if test is None and val is not None and test_split is not None and test_fraction is None:
+        logger.info(
+            "%s: no %s split, so its val split %s is the test split (what is evaluated); "
+            "dataset.test_split=null holds a test split out of train instead and keeps val for "
+            "validation", name, test_split, shown(val),
+        )  # fmt: skip
+        return None, val
+    return val, test

@@ -26,7 +26,7 @@ from samexp.data.coco import CocoDataset
 from samexp.data.files import shown
 from samexp.data.orientation import displayed_shape, image_header
 from samexp.data.segmentation import polygons_rle
-from samexp.data.split_names import evaluated_splits
+from samexp.data.split_folders import evaluated_splits
 from samexp.data.splits import (
     DatasetSplits,
     TestFraction,

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 from samexp.data.files import shown
-from samexp.data.split_names import split_candidates, split_folder, subfolders
+from samexp.data.split_folders import split_candidates, split_folder, subfolders
 from samexp.errors import DatasetError
 from samexp.limits import load_yaml, read_lines
 
@@ -144,7 +144,7 @@ def _stated_folder(base: Path, stated: object, role: str) -> Path | None:
 
 def find_images(base: Path, role: str, split: str, images_dir: str | None,
                 stated: object = None) -> Path | None:  # fmt: skip
-    """The images folder of `split` (or one of its other names, `split_names`): by the
+    """The images folder of `split` (or one of its other names, `split_folders`): by the
     `images_dir` template when given, else as `data.yaml` states it, else by either layout."""
     if images_dir is None:
         found = _stated_folder(base, stated, role)
@@ -152,7 +152,7 @@ def find_images(base: Path, role: str, split: str, images_dir: str | None,
             return found
     for name in split_candidates(split):
         for template in LAYOUTS if images_dir is None else (images_dir,):
-            path = split_folder(base, template, name)
+            path = split_folder(base, name, template)
             if path.is_dir():
                 return inside(base, path, f"{role} images folder")
     return None
@@ -162,7 +162,7 @@ def missing_split(base: Path, role: str, split: str, images_dir: str | None) -> 
     """The refusal for a split that is not there: where it was looked for, what folders exist,
     and the overrides that point at it."""
     looked = [
-        f"{split_folder(Path(), t, name).as_posix()}/"
+        f"{split_folder(Path(), name, t).as_posix()}/"
         for name in split_candidates(split)
         for t in (LAYOUTS if images_dir is None else (images_dir,))
     ]

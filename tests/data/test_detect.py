@@ -16,7 +16,7 @@ from PIL import Image
 
 from samexp.data.detect import candidates, detect
 from samexp.data.detect.reading import value_text
-from samexp.data.split_names import split_of
+from samexp.data.split_folders import split_of
 from samexp.errors import DatasetError
 
 SIDE = 8

@@ -17,7 +17,7 @@ from pathlib import PurePosixPath
 from samexp.data.detect.jsonhead import json_kind
 from samexp.data.detect.reading import Reading, split_arguments
 from samexp.data.detect.tree import Tree, join
-from samexp.data.split_names import split_of
+from samexp.data.split_folders import split_of
 from samexp.errors import DatasetError
 from samexp.limits import load_json
 

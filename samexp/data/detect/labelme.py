@@ -8,7 +8,7 @@ import os
 from samexp.data.detect.jsonhead import json_kind
 from samexp.data.detect.reading import Reading, split_arguments
 from samexp.data.detect.tree import Tree
-from samexp.data.split_names import split_of
+from samexp.data.split_folders import split_of
 
 _LOOKED_AT = 3  # JSON files per folder whose heads are read
 

@@ -17,7 +17,7 @@ from samexp.data.detect.pairs import Match, match, side_by_side
 from samexp.data.detect.reading import Reading, ordered, split_arguments
 from samexp.data.detect.tree import Tree, join
 from samexp.data.detect.values import read_values
-from samexp.data.split_names import split_of
+from samexp.data.split_folders import split_of
 from samexp.limits import TEXT_BYTES, read_bytes
 
 # folder names, lowercase: images, masks (tier 2), weak mask names (tier 1: DRIVE's `mask/` is

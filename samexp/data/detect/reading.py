@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from samexp.data.split_names import SPLIT_ALIASES
+from samexp.data.split_folders import SPLIT_ALIASES
 
 _PLAIN = re.compile(r"[A-Za-z0-9_./:@+-]+")  # an override value Hydra and a shell read unquoted
 _SPLITS = tuple(names[0] for names in SPLIT_ALIASES)  # train, val, test

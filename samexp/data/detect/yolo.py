@@ -12,7 +12,7 @@ from pathlib import Path
 from samexp.data.detect.reading import Reading, split_arguments
 from samexp.data.detect.tree import Tree, join
 from samexp.data.detect.values import sample
-from samexp.data.split_names import split_of
+from samexp.data.split_folders import split_of
 from samexp.errors import DatasetError
 from samexp.limits import TEXT_BYTES, load_yaml, read_bytes
 
