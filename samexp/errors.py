@@ -3,7 +3,15 @@
 from __future__ import annotations
 
 import shutil
+from collections.abc import Sequence
 from pathlib import Path
+
+
+def first_few(items: Sequence[str], most: int = 5) -> str:
+    """The first `most` items, then "and N more": a message naming offending files stays one
+    readable line however many there are."""
+    more = len(items) - most
+    return ", ".join(items[:most]) + (f" and {more} more" if more > 0 else "")
 
 
 class SamexpError(Exception):

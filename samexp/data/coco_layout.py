@@ -23,7 +23,7 @@ from samexp.data.detect.jsonhead import json_kind
 from samexp.data.files import shown
 from samexp.data.held_out import relative_key
 from samexp.data.split_folders import ROOT_SPLIT, evaluated_splits, split_candidates, subfolders
-from samexp.errors import DatasetError
+from samexp.errors import DatasetError, first_few
 
 logger = logging.getLogger(__name__)
 
@@ -78,9 +78,7 @@ def coco_files(folder: Path) -> list[Path]:
 
 
 def _listed(paths: list[Path], base: Path) -> str:
-    names = sorted(relative_key(p, base) for p in paths)
-    more = f" and {len(names) - _LISTED} more" if len(names) > _LISTED else ""
-    return ", ".join(names[:_LISTED]) + more or "none"
+    return first_few(sorted(relative_key(p, base) for p in paths), _LISTED) or "none"
 
 
 def _names(train: str, val: str | None, test: str | None) -> dict[str, tuple[str, ...]]:

@@ -8,7 +8,7 @@ import os
 from pathlib import Path
 
 from samexp.data.views import SampleDataset, Subset, subset
-from samexp.errors import DatasetError
+from samexp.errors import DatasetError, first_few
 
 _LISTED = 5  # files an overlap message names before "and N more"
 
@@ -65,10 +65,9 @@ def check_disjoint(parts: dict[str, SampleDataset | None], root: Path) -> None:
                 seen[resolved] = split
         if shared:
             other = shared[0][0]
-            names = ", ".join(key for _, key in shared[:_LISTED])
-            more = f" and {len(shared) - _LISTED} more" if len(shared) > _LISTED else ""
+            names = first_few([key for _, key in shared], _LISTED)
             raise DatasetError(
-                f"the {other} and {split} splits share {len(shared)} image file(s): {names}{more}; "
+                f"the {other} and {split} splits share {len(shared)} image file(s): {names}; "
                 f"a split must never hold an image of another: point dataset.{other}_split and "
                 f"dataset.{split}_split at different folders, or set dataset.test_split=null to "
                 f"hold out a test split from train"

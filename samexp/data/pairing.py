@@ -28,7 +28,7 @@ from samexp.data.split_folders import (
     split_folder,
 )
 from samexp.data.splits import require_dataset_root
-from samexp.errors import DatasetError
+from samexp.errors import DatasetError, first_few
 
 logger = logging.getLogger(__name__)
 
@@ -39,9 +39,7 @@ MASK_EXTENSIONS = IMAGE_EXTENSIONS | {".gif"}
 
 def listing(paths: list[Path]) -> str:
     """The first few file names, then "and N more": error messages stay one readable line."""
-    names = ", ".join(shown(p.name) for p in sorted(paths)[:_MAX_LISTED])
-    more = len(paths) - _MAX_LISTED
-    return names + (f" and {more} more" if more > 0 else "")
+    return first_few([shown(p.name) for p in sorted(paths)], _MAX_LISTED)
 
 
 @dataclass(frozen=True)

@@ -30,7 +30,7 @@ from samexp.data.detect import coco, labelme, masks, yolo
 from samexp.data.detect.reading import Reading
 from samexp.data.detect.tree import MAX_ENTRIES, Tree, scan
 from samexp.data.files import shown
-from samexp.errors import DatasetError
+from samexp.errors import DatasetError, first_few
 
 __all__ = ["FAMILIES", "Reading", "candidates", "detect", "scan"]
 
@@ -101,9 +101,7 @@ def _ambiguous(root: str, readings: list[Reading]) -> str:
 def _nothing_hint(tree: Tree) -> str:
     top = tree.get(".")
     names = [f"{d}/" for d in top.dirs] + top.files
-    shown_names = ", ".join(shown(n) for n in names[:_LISTED]) + (
-        f" and {len(names) - _LISTED} more" if len(names) > _LISTED else ""
-    )
+    shown_names = first_few([shown(n) for n in names], _LISTED)
     return (
         f"it holds {shown_names or 'nothing'}; expected COCO JSON, YOLO images/ + labels/, "
         f"LabelMe JSON per image, or images with masks or label maps (docs: data-formats); "
