@@ -59,6 +59,9 @@ class _Empty:
     regions: bool  # drawn in regions (most pixels equal their right neighbour), not noise
 
 
+MASK_THRESHOLD = 127  # a mask pixel brighter than this is foreground (JPEG noise stays under)
+
+
 @dataclass(frozen=True)
 class _Pair:
     name: str
@@ -81,7 +84,7 @@ class FolderDataset(Dataset[Sample]):
         img_size: int,
         mask_threshold: Annotated[
             int, because(Range(0, 254), "a mask pixel counts above it")
-        ] = 127,
+        ] = MASK_THRESHOLD,
         images_dir: str = "images",
         masks_dir: str = "masks",
         mask_suffix: str = "",
@@ -266,7 +269,9 @@ def folder_splits(
     test_split: str | None = "test",  # null: held out of train by test_fraction
     val_split: str | None = None,
     test_fraction: TestFraction = None,  # share held out as test when there is no test split
-    mask_threshold: Annotated[int, because(Range(0, 254), "a mask pixel counts above it")] = 127,
+    mask_threshold: Annotated[
+        int, because(Range(0, 254), "a mask pixel counts above it")
+    ] = MASK_THRESHOLD,
     # under each split's folder; with {split}, under the root: images/{split}, {split}annot
     images_dir: str = "images",
     masks_dir: str = "masks",

@@ -24,6 +24,7 @@ from samexp.data.classes import DEFAULT_BACKGROUND, LabelClasses, label_classes
 from samexp.data.detect import Reading, detect, scan
 from samexp.data.detect.tree import Tree
 from samexp.data.detect.values import MaskValues, merged, read_values, sample
+from samexp.data.folder import MASK_THRESHOLD
 from samexp.data.labelmap import read_label
 from samexp.data.labelme import IGNORE_LABEL
 from samexp.data.splits import TEST_FRACTION
@@ -73,7 +74,7 @@ def _unreadable(values: MaskValues) -> list[str]:
 def _folder(reading: Reading, tree: Tree) -> Counts:
     counts = _pairs_counts(reading)
     values: MaskValues = reading.found["values"]
-    threshold = reading.arguments.get("mask_threshold", 127)
+    threshold = reading.arguments.get("mask_threshold", MASK_THRESHOLD)
     counts.instances = dict(counts.images)  # one per image (an empty mask is skipped at load)
     counts.per_class["object"] = sum(counts.images.values())  # the loader's category name
     foreground = sum(c for v, c in values.histogram.items() if v > threshold)

@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from samexp.data.files import open_image, read_image_bytes, shown
+from samexp.data.folder import MASK_THRESHOLD
 from samexp.errors import DatasetError
 
 SAMPLE = 20  # masks read to tell binary masks from class ids, and for inspect's histogram
@@ -73,7 +74,7 @@ class MaskValues:
     def threshold(self) -> int | None:
         """A `mask_threshold` the folder format needs: 0 when the foreground is dim ({0, 1})."""
         nonzero = [v for v in self.levels() if v]
-        return 0 if nonzero and max(nonzero) <= 127 else None
+        return 0 if nonzero and max(nonzero) <= MASK_THRESHOLD else None
 
 
 def _short(values: list[int], n: int = 8) -> str:
