@@ -305,17 +305,7 @@ def read_coco(
     )
     data = _load_json(json_path)
     _require_masks(data["annotations"], json_path)
-    names = {c.get("id"): str(c.get("name")) for c in data["categories"]}
-    used = _used_categories(data, json_path)
-    classes = _class_of(used, json_path) if group_by == "supercategory" else names
-    keep = set(categories) if categories is not None else None
-    known = set(names.values()) | set(classes.values())  # a category unused here may be elsewhere
-    if keep is not None and keep - known:
-        shown_known = {names[c.get("id")] for c in used} | {classes[c.get("id")] for c in used}
-        raise DatasetError(
-            f"{json_path}: categories {sorted(keep - known)} not found; "
-            f"available: {', '.join(sorted(shown_known))}"
-        )
+    names, classes, keep = _categories(data, json_path, categories, group_by)
     images = _list_images(data, json_path, folders, boundary, missing_images)
     bad_polygons: list[str] = []
     for ann in data["annotations"]:
@@ -352,14 +342,39 @@ def read_coco(
             continue
         im.rles.append(rle)
         im.categories.append(group)
+    return _finished(list(images.values()), bad_polygons, json_path)
+
+
+def _categories(
+    data: dict, json_path: Path, categories: Sequence[str] | None, group_by: str
+) -> tuple[dict, dict, set[str] | None]:
+    """(category id -> name, category id -> the class it counts as, the names kept or None);
+    a kept name that no category (or, by group_by, super-category) has is refused."""
+    names = {c.get("id"): str(c.get("name")) for c in data["categories"]}
+    used = _used_categories(data, json_path)
+    classes = _class_of(used, json_path) if group_by == "supercategory" else names
+    keep = set(categories) if categories is not None else None
+    known = set(names.values()) | set(classes.values())  # a category unused here may be elsewhere
+    if keep is not None and keep - known:
+        shown_known = {names[c.get("id")] for c in used} | {classes[c.get("id")] for c in used}
+        raise DatasetError(
+            f"{json_path}: categories {sorted(keep - known)} not found; "
+            f"available: {', '.join(sorted(shown_known))}"
+        )
+    return names, classes, keep
+
+
+def _finished(images: list[CocoImage], bad_polygons: list[str], json_path: Path) -> list[CocoImage]:
+    """The file's images after its annotations: the short polygons said in one line, each image's
+    instance count bounded, an image left with none marked so."""
     if bad_polygons:  # one line per file: a tool's habit repeats on every annotation
         logger.warning(
             "%s: %d annotation(s) have a polygon with fewer than 3 points (%s%s); skipping them",
             json_path, len(bad_polygons), ", ".join(bad_polygons[:5]),
             " ..." * (len(bad_polygons) > 5),
         )  # fmt: skip
-    for im in images.values():
+    for im in images:
         check_instances(len(im.rles), im.size, f"{json_path}: {im.path.name}", "annotations")
         if not im.rles and not im.missing:
             im.skips.append(("no_instances", "no instance left to train or evaluate on"))
-    return list(images.values())
+    return images
