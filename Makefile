@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 # The shared datasets live beside the repo; override with SAMEXP_DATA=/your/datasets
 export SAMEXP_DATA ?= $(abspath ../shared/datasets)
-# Runs go under $SAMEXP_HOME, else this checkout (samexp/paths.py): where `make ui` looks too
+# Runs go under $SAMEXP_HOME, else this checkout (samexp/config/paths.py): where `make ui` looks too
 RUNS   := $(or $(SAMEXP_HOME),$(CURDIR))/mlruns
 ARGS ?= adapter=lora dataset=rings
 APP_ARGS ?=

@@ -1,4 +1,4 @@
-"""What the file limits (`samexp.limits`) cost and save: peak memory and time of loading a large,
+"""What the file limits (`samexp.config.limits`) cost and save: peak memory and time of loading a large,
 real-shaped COCO file, and of refusing the hostile files of issue 22, each in its own process so
 its peak RSS is its own.
 

@@ -26,7 +26,7 @@ import numpy as np
 import torch
 from torch.utils.data import ConcatDataset, DataLoader, Dataset
 
-from samexp.config import TrainerConfig
+from samexp.config.schema import TrainerConfig
 from samexp.data.base import Sample, collate
 from samexp.data.folder import FolderDataset
 from samexp.data.memo import WORKER_CONTEXT, MemoDataset

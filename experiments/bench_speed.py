@@ -85,7 +85,7 @@ class Setup:
                  encoder_size: int | None = None, checkpointing: bool = False):  # fmt: skip
         from samexp.models.attention import choose_kernel, set_attention
         from samexp.models.checkpointing import enable_checkpointing
-        from samexp.precision import mixed_precision
+        from samexp.training.precision import mixed_precision
 
         self.device = torch.device(device)
         self.base = _model(model, encoder_size)
@@ -191,7 +191,7 @@ CASES = {  # name: (unit, repetitions, measure(model, ours, repeat, device, prec
 PRELOAD = ("__main__", "samexp.models.build", "samexp.models.mobile", "samexp.models.seam",
            "samexp.models.attention", "samexp.models.checkpointing", "samexp.models.cached_encoder",
            "samexp.models.embedding_cache", "samexp.adapters.lora", "samexp.adapters.decoder",
-           "samexp.precision")  # fmt: skip
+           "samexp.training.precision")  # fmt: skip
 
 
 def _fresh_processes() -> ProcessPoolExecutor:

@@ -10,18 +10,18 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
-import samexp.config  # noqa: F401  (registers the schemas)
-from samexp.cli import hydra_main
-from samexp.distributed import first_to_fail, stop, world_from_env
-from samexp.errors import Interrupted, SamexpError
+import samexp.config.schema  # noqa: F401  (registers the schemas)
+from samexp.config.cli import hydra_main
+from samexp.config.errors import Interrupted, SamexpError
+from samexp.training.distributed import first_to_fail, stop, world_from_env
 
 log = logging.getLogger("samexp")
 
 
 @hydra_main(config_path="conf", config_name="config")
 def main(cfg: DictConfig) -> float:
-    from samexp import interrupt
     from samexp.runner import run
+    from samexp.training import stop as interrupt
 
     interrupt.IGNORE_LATE_STOPS = True  # this process ends right after a stop
     try:

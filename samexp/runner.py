@@ -11,30 +11,25 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from hydra.errors import InstantiationException
-from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from torch.utils.data import DataLoader
 
-from samexp import distributed
 from samexp.adapters.base import Adapter, parameter_counts, trainable_parameters
-from samexp.config import validate
+from samexp.config.devices import resolve_device
+from samexp.config.errors import Interrupted, SamexpError
+from samexp.config.instantiate import build
+from samexp.config.schema import validate
 from samexp.data import loading
 from samexp.data.splits import TEST_FILES, DatasetSplits
-from samexp.devices import resolve_device
-from samexp.errors import Interrupted, SamexpError
-from samexp.evaluate import EvalResult, evaluate
 from samexp.evaluate.compare import compared, log_comparisons, per_image
-from samexp.interrupt import StopRequests
 from samexp.models.build import BaseModel
 from samexp.models.cached_encoder import CachedEncoder
 from samexp.models.checkpoints import in_cache
 from samexp.models.seam import encoder_trains
-from samexp.monitor import Monitor, check_monitor
-from samexp.precision import mixed_precision
 from samexp.prompts.base import PromptStrategy
-from samexp.results import save_weights
-from samexp.resume import (
+from samexp.sweeps.pruning import reporter_from_config, shared_verdict
+from samexp.tracking.results import save_weights
+from samexp.tracking.resume import (
     Checkpoints,
     check_epochs,
     check_same_config,
@@ -43,10 +38,14 @@ from samexp.resume import (
     resume_hint,
     run_to_resume,
 )
-from samexp.sweeps.pruning import reporter_from_config, shared_verdict
-from samexp.tracking import Tracker, flatten, provenance, scratch_dir
-from samexp.train import StopRequested, fit
-from samexp.train_state import load_state
+from samexp.tracking.tracker import Tracker, flatten, provenance, scratch_dir
+from samexp.training import distributed
+from samexp.training.evaluation import EvalResult, evaluate
+from samexp.training.loop import StopRequested, fit
+from samexp.training.monitor import Monitor, check_monitor
+from samexp.training.precision import mixed_precision
+from samexp.training.state import load_state
+from samexp.training.stop import StopRequests
 
 log = logging.getLogger(__name__)
 
@@ -73,18 +72,6 @@ def _output_dir(cfg: DictConfig) -> Path:
     else:
         path = scratch_dir()
     return path  # created by the first file written there
-
-
-def build(node: DictConfig, **kwargs):
-    """`instantiate`, but a samexp error raised inside a constructor reaches the user as itself,
-    not wrapped in Hydra's InstantiationException (which would print as a traceback)."""
-    try:
-        return instantiate(node, **kwargs)
-    except InstantiationException as e:
-        cause = e.__cause__
-        if isinstance(cause, SamexpError):
-            raise cause from None
-        raise SamexpError(f"{e}") from e
 
 
 def _model_selection(

@@ -18,7 +18,7 @@ import torch
 from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig
 
-import samexp.config  # noqa: F401  (registers the schemas)
+import samexp.config.schema  # noqa: F401  (registers the schemas)
 from samexp.models.build import BaseModel, build_tiny
 
 REPO = Path(__file__).resolve().parents[1]

@@ -1,12 +1,12 @@
 """`python -m samexp`, except that rank FAIL_RANK fails as training starts, alone: the way a
 corrupt file in its shard or an out-of-memory on its GPU would. FAIL_WITH picks a samexp error
-(one line) or a bug (a traceback). Launched by torchrun from tests/test_distributed.py."""
+(one line) or a bug (a traceback). Launched by torchrun from tests/training/test_distributed.py."""
 
 import os
 import runpy
 
 import samexp.runner
-from samexp.errors import SamexpError
+from samexp.config.errors import SamexpError
 
 
 def fit(*args, **kwargs):

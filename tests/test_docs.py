@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from samexp.config import SETTINGS, Config
-from samexp.options import groups, options
+from samexp.config.options import groups, options
+from samexp.config.schema import SETTINGS, Config
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = ROOT / "docs"

@@ -10,12 +10,12 @@ from pathlib import Path
 
 from hydra import compose, initialize_config_dir
 
-from samexp.paths import run_suffix
+from samexp.config.paths import run_suffix
 from tests.conftest import CONF_DIR, REPO
 
 
 def test_the_run_suffix_is_one_value_per_process_and_another_in_each_process():
-    show = "from samexp.paths import run_suffix; print(run_suffix(), run_suffix())"
+    show = "from samexp.config.paths import run_suffix; print(run_suffix(), run_suffix())"
     started = [
         subprocess.Popen([sys.executable, "-c", show], cwd=REPO, stdout=subprocess.PIPE, text=True)
         for _ in range(2)

@@ -20,14 +20,15 @@ from mlflow.tracking import MlflowClient
 from omegaconf import DictConfig, OmegaConf
 from torch.utils.data import DataLoader
 
-from samexp import results, runner
+from samexp import runner
 from samexp.adapters.io import load_adapter
 from samexp.data.base import Batch, collate
 from samexp.data.folder import FolderDataset
-from samexp.evaluate import evaluate
 from samexp.models.build import BaseModel, build_tiny
 from samexp.models.seam import decode, encode
 from samexp.prompts.box import BoxPrompt
+from samexp.tracking import results
+from samexp.training.evaluation import evaluate
 from tests.conftest import IMG_SIZE, compose_config, data_root
 
 # 8 train images in batches of 4: epoch 1 takes 2 steps, epoch 2 stops after its first (max_steps),
@@ -326,7 +327,7 @@ def test_vit_t_lora_run_trains_a_random_mobilesam_end_to_end_and_its_weights_rel
     make_config, tmp_path
 ):
     """MobileSAM with random weights is a realistic model a CPU runs whole: one LoRA step."""
-    from samexp.finetuned import load_finetuned
+    from samexp.tracking.finetuned import load_finetuned
     from tests.conftest import write_shapes_dataset
 
     data = write_shapes_dataset(tmp_path / "shapes", {"train": 1, "test": 1})

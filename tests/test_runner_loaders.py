@@ -12,11 +12,11 @@ import pytest
 import torch
 
 from samexp import runner
+from samexp.config.errors import SamexpError
 from samexp.data import loading
 from samexp.data.folder import folder_splits
 from samexp.data.memo import MemoDataset
 from samexp.data.splits import DatasetSplits
-from samexp.errors import SamexpError
 from tests.conftest import IMG_SIZE
 
 CPU, CUDA = torch.device("cpu"), torch.device("cuda")

@@ -7,10 +7,11 @@ import pytest
 import torch
 from hydra.utils import instantiate
 
-from samexp import results, runner
+from samexp import runner
 from samexp.adapters.base import trainable_parameters
 from samexp.adapters.lora import LoraAdapter
 from samexp.models.build import BaseModel, build_official, build_tiny
+from samexp.tracking import results
 from tests.conftest import compose_config
 
 

@@ -1,7 +1,7 @@
 """The configuration reference, generated from the code at build time so it cannot drift.
 
-Every option group (each `@option` schema in samexp.options), every settings dataclass
-(samexp.config.SETTINGS and the root Config), the yaml files that ship in samexp/conf/ and the
+Every option group (each `@option` schema in samexp.config.options), every settings dataclass
+(samexp.config.schema.SETTINGS and the root Config), the yaml files that ship in samexp/conf/ and the
 schemas of the other commands (predict, evaluate, export) become `reference/configuration.md`.
 `render()` is the whole generator; the mkdocs hook below only adds its text as a page.
 """
@@ -23,15 +23,15 @@ from omegaconf import MISSING
 
 import samexp
 from hydra_plugins.samexp_optuna_sweeper.config import PRUNERS, SAMPLERS, SamexpOptunaSweeperConf
-from samexp.config import SETTINGS, Config, TrialConfig
+from samexp.config.options import groups, load_all, options
+from samexp.config.schema import SETTINGS, Config, TrialConfig
 from samexp.evaluate.saved import EvaluateConfig
 from samexp.export import ExportConfig
-from samexp.options import groups, load_all, options
 from samexp.predict.config import PredictConfig
 
 PAGE = "reference/configuration.md"
 HIDDEN = {"_target_", "_recursive_", "defaults"}  # Hydra's own keys
-# how a group is chosen; groups missing here are shown in the order of samexp.options.groups()
+# how a group is chosen; groups missing here are shown in the order of samexp.config.options.groups()
 ORDER = ("model", "dataset", "adapter", "loss", "prompt", "optim", "scheduler", "augment",
          "trainer", "tracking", "cache", "paths", "experiment", "hparams_search")  # fmt: skip
 TRAILING = re.compile(r"#\s*(fmt|noqa|type)\s*:.*$")
@@ -231,7 +231,7 @@ def group_section(group: str, default: str | None) -> list[str]:
 def root_section() -> list[str]:
     notes = {"eval_prompt": "a `prompt` option; default: `prompt` without training randomness"}
     out = ["## Top-level keys", "",
-           "The root of every run's config, `samexp.config.Config`: the groups above plus these "
+           "The root of every run's config, `samexp.config.schema.Config`: the groups above plus these "
            "keys (`python -m samexp seed=1 objective=best/val/iou`).", ""]  # fmt: skip
     nested = tuple(f"| `{g}" for g in (*option_groups(), "optuna"))
     kept = [r for r in table(Config, notes)[2:] if not r.startswith(nested)]

@@ -12,7 +12,7 @@ from hydra.core.utils import JobReturn, JobStatus
 from optuna.exceptions import UpdateFinishedTrialError
 from optuna.trial import FrozenTrial, Trial, TrialState
 
-from samexp.errors import Interrupted
+from samexp.config.errors import Interrupted
 
 from .workers import ERROR, INTERRUPTED, retry_once
 

@@ -5,7 +5,7 @@ overrides, so it can re-attach to its trial through the shared storage to report
 should_prune(), in process or not (basic or joblib launcher). Several sweeps may share one study
 (workers.py): each asks only while the study lacks results, keeps its running trials alive with
 heartbeats, and fails and retries the trials of workers that died. A job stopped by a signal
-(`samexp.errors.Interrupted`) stops the sweep with the signal's exit code; its trial runs again.
+(`samexp.config.errors.Interrupted`) stops the sweep with the signal's exit code; its trial runs again.
 """
 
 from __future__ import annotations
@@ -25,10 +25,10 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from optuna.trial import FrozenTrial, Trial, TrialState
 
-from samexp.errors import Interrupted
-from samexp.interrupt import SIGNALS as STOP_SIGNALS
-from samexp.store_lock import store_lock
+from samexp.config.errors import Interrupted
 from samexp.sweeps.pruning import trial_id
+from samexp.tracking.store_lock import store_lock
+from samexp.training.stop import SIGNALS as STOP_SIGNALS
 
 from .children import mirror
 from .outcomes import close, tell

@@ -19,8 +19,8 @@ from safetensors.torch import load_file, save_file
 from samexp import __version__
 from samexp.adapters.base import Adapter, trainable_parameters
 from samexp.adapters.meta import META_KEY, adapter_from_spec, parse_meta
-from samexp.atomic import atomic_path
-from samexp.errors import SamexpError, UntrustedFileError, WeightsWriteError
+from samexp.config.atomic import atomic_path
+from samexp.config.errors import SamexpError, UntrustedFileError, WeightsWriteError
 from samexp.models.build import BaseModel
 from samexp.prompts.class_tokens import attach_class_prompts, class_prompts_of
 
@@ -46,7 +46,7 @@ def save_adapter(path: str | Path, base: BaseModel, adapter: Adapter) -> Path:
         "samexp_version": __version__,
         "adapter": adapter.spec(),
         "base": {
-            "_target_": base.target,  # the registered builder that rebuilds it (samexp.options)
+            "_target_": base.target,  # the registered builder that rebuilds it (samexp.config.options)
             "arch": base.arch,
             "weights_id": base.weights_id,
             "build_kwargs": base.build_kwargs,

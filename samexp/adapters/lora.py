@@ -19,8 +19,8 @@ from torch import nn
 
 from samexp.adapters.base import Adapter, freeze
 from samexp.adapters.registry import register_adapter
-from samexp.checks import AT_LEAST_1, POSITIVE, Range
-from samexp.errors import SamexpError
+from samexp.config.checks import AT_LEAST_1, POSITIVE, Range
+from samexp.config.errors import SamexpError
 from samexp.models.mobile import tiny_vit
 
 QKV_PARTS = ("q", "k", "v")

@@ -2,7 +2,7 @@
 
 Adapter files travel (shared MLflow servers, downloads), so their metadata is untrusted input: the
 adapter is looked up by kind in the registry, every value is typed against its schema (generated
-from its constructor, samexp/options.py), and each refusal is one line naming the file and the key.
+from its constructor, samexp/config/options.py), and each refusal is one line naming the file and the key.
 """
 
 from __future__ import annotations
@@ -18,9 +18,9 @@ from omegaconf.errors import OmegaConfBaseException
 
 from samexp.adapters.base import Adapter
 from samexp.adapters.registry import kind_of_target, registered
-from samexp.checks import out_of_range
-from samexp.errors import SamexpError, UntrustedFileError
-from samexp.options import Option, by_target, options
+from samexp.config.checks import out_of_range
+from samexp.config.errors import SamexpError, UntrustedFileError
+from samexp.config.options import Option, by_target, options
 
 META_KEY = "samexp"  # the safetensors metadata entry that holds the JSON
 # a model builder's arguments that say where its weights come from: the reader's choice

@@ -2,7 +2,7 @@
 
 A file names its adapter by `kind`, never by import path, so reading it cannot run other code.
 Adding an adapter is one module in this package whose class carries `@register_adapter`: that
-registers it as the config option `adapter=<kind>` (samexp.options), its constructor's signature
+registers it as the config option `adapter=<kind>` (samexp.config.options), its constructor's signature
 the typed schema, and nothing central lists it.
 """
 
@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, TypeVar
 
-from samexp.options import Option, by_target, option, options
+from samexp.config.options import Option, by_target, option, options
 
 if TYPE_CHECKING:
     from samexp.adapters.base import Adapter

@@ -10,7 +10,7 @@ import logging
 import os
 import sys
 
-from samexp.errors import SamexpError
+from samexp.config.errors import SamexpError
 from samexp.server.procs import require_free
 
 

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from samexp.app.models import CachedPredictor, Pair, synchronize
-from samexp.errors import SamexpError
+from samexp.config.errors import SamexpError
 from samexp.predict.auto import generate, mask_generator, paint_auto
 from samexp.predict.classes import decode_classes, paint_classes
 from samexp.predict.config import AutoConfig, OverlayConfig

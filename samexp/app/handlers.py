@@ -20,7 +20,7 @@ from samexp.app.models import digest
 from samexp.app.runs import RunChoice, example_images, finished_runs
 from samexp.app.session import ClickMode, Clicks, Models, Source, Tab
 from samexp.app.uploads import read_upload
-from samexp.errors import SamexpError
+from samexp.config.errors import SamexpError
 from samexp.predict.prompts import coordinates, echo, parse_prompts
 
 log = logging.getLogger(__name__)

@@ -19,12 +19,12 @@ import torch
 from segment_anything import SamPredictor
 from segment_anything.modeling import Sam
 
+from samexp.config.devices import resolve_device
 from samexp.data.base import check_fits
-from samexp.devices import resolve_device
-from samexp.finetuned import build_base, load_finetuned
 from samexp.models.embedding_cache import EmbeddingCache
 from samexp.predict.run import ready
 from samexp.prompts.class_tokens import class_prompts_of
+from samexp.tracking.finetuned import build_base, load_finetuned
 
 log = logging.getLogger(__name__)
 

@@ -11,12 +11,12 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
+from samexp.config.errors import SamexpError
+from samexp.config.options import by_target
 from samexp.data.base import IMAGE_EXTENSIONS
 from samexp.data.splits import dataset_name
-from samexp.errors import SamexpError
-from samexp.finetuned import run_file
-from samexp.options import by_target
-from samexp.run_states import STATE
+from samexp.tracking.finetuned import run_file
+from samexp.tracking.states import STATE
 
 log = logging.getLogger(__name__)
 

@@ -11,7 +11,7 @@ import gradio as gr
 from samexp.app.handlers import Page, Settings
 from samexp.app.session import Models, Source
 from samexp.app.ui import build
-from samexp.paths import default_tracking_uri
+from samexp.config.paths import default_tracking_uri
 from samexp.server.procs import require_free
 
 log = logging.getLogger(__name__)

@@ -10,8 +10,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
+from samexp.config.errors import SamexpError
 from samexp.data.base import read_image_rgb
-from samexp.errors import SamexpError
 
 
 class UploadError(SamexpError):

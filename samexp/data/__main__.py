@@ -8,8 +8,8 @@ import argparse
 import logging
 import sys
 
-from samexp.console import command_output
-from samexp.errors import SamexpError
+from samexp.config.console import command_output
+from samexp.config.errors import SamexpError
 
 log = logging.getLogger("samexp.data")
 

@@ -13,9 +13,9 @@ import torch
 from torchvision import tv_tensors
 from torchvision.transforms import v2
 
-from samexp.checks import NON_NEGATIVE, Range
-from samexp.errors import SamexpError
-from samexp.options import option
+from samexp.config.checks import NON_NEGATIVE, Range
+from samexp.config.errors import SamexpError
+from samexp.config.options import option
 
 PROBABILITY = Range(0, 1)
 

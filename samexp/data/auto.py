@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import logging
 
+from samexp.config.errors import DatasetError
+from samexp.config.options import option, options
 from samexp.data.detect import detect
 from samexp.data.splits import DatasetSplits, TestFraction, TrainLimit
-from samexp.errors import DatasetError
-from samexp.options import option, options
 
 logger = logging.getLogger(__name__)
 

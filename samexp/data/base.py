@@ -19,9 +19,9 @@ import numpy as np
 import torch
 from segment_anything.utils.transforms import ResizeLongestSide
 
+from samexp.config.errors import DatasetError
 from samexp.data.files import check_pixels, read_image_bytes, shown
 from samexp.data.orientation import apply_orientation, exif_orientation
-from samexp.errors import DatasetError
 
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"})
 

@@ -16,7 +16,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from samexp.errors import DatasetError
+from samexp.config.errors import DatasetError
 
 MARGIN = 1.0  # a near miss lies at most one image size past an edge; farther out is refused
 SLACK = 0.5  # px: a point less than half a pixel past an edge still lies on the edge pixel

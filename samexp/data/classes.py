@@ -24,10 +24,10 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
+from samexp.config.errors import DatasetError
+from samexp.config.limits import TEXT_BYTES, read_bytes, read_lines
 from samexp.data.colours import Colour, colour_rows, colour_table, is_colour_table
 from samexp.data.splits import require_dataset_root
-from samexp.errors import DatasetError
-from samexp.limits import TEXT_BYTES, read_bytes, read_lines
 
 logger = logging.getLogger(__name__)
 

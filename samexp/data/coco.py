@@ -16,7 +16,9 @@ from typing import Annotated, Literal
 from pycocotools import mask as mask_utils
 from torch.utils.data import Dataset
 
-from samexp.checks import NON_NEGATIVE, because
+from samexp.config.checks import NON_NEGATIVE, because
+from samexp.config.errors import DatasetError
+from samexp.config.options import option
 from samexp.data.base import Sample, make_sample, read_image_rgb
 from samexp.data.bounds import say_clipped
 from samexp.data.coco_json import CocoImage, read_coco
@@ -29,8 +31,6 @@ from samexp.data.splits import (
     dataset_name,
     require_dataset_root,
 )
-from samexp.errors import DatasetError
-from samexp.options import option
 
 logger = logging.getLogger(__name__)
 

@@ -17,13 +17,13 @@ from typing import Literal
 
 from pycocotools import mask as mask_utils
 
+from samexp.config.errors import DatasetError
+from samexp.config.limits import ANNOTATIONS, INSTANCES_PER_IMAGE, check_instances, load_json
 from samexp.data.bounds import Reach
 from samexp.data.files import link_problem, shown
 from samexp.data.held_out import relative_key
 from samexp.data.orientation import annotation_frame, image_header
 from samexp.data.segmentation import polygons_rle, rle_checked
-from samexp.errors import DatasetError
-from samexp.limits import ANNOTATIONS, INSTANCES_PER_IMAGE, check_instances, load_json
 
 logger = logging.getLogger(__name__)
 

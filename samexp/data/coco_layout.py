@@ -19,11 +19,11 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from samexp.config.errors import DatasetError, first_few
 from samexp.data.detect.jsonhead import json_kind
 from samexp.data.files import shown
 from samexp.data.held_out import relative_key
 from samexp.data.split_folders import ROOT_SPLIT, evaluated_splits, split_candidates, subfolders
-from samexp.errors import DatasetError, first_few
 
 logger = logging.getLogger(__name__)
 

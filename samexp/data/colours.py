@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from samexp.errors import DatasetError
+from samexp.config.errors import DatasetError
 
 Colour = tuple[int, int, int]
 _CVAT_LINE = re.compile(r"[^:#][^:]*:\s*\d+\s*,\s*\d+\s*,\s*\d+\s*(:|$)")

@@ -21,8 +21,8 @@ from typing import IO
 
 from PIL import Image
 
-from samexp.errors import DatasetError
-from samexp.limits import IMAGE_PIXELS
+from samexp.config.errors import DatasetError
+from samexp.config.limits import IMAGE_PIXELS
 
 _JPEG_START = b"\xff\xd8\xff"
 _JPEG_END = b"\xff\xd9"

@@ -24,7 +24,9 @@ from typing import Annotated
 import numpy as np
 from torch.utils.data import Dataset
 
-from samexp.checks import Range, because
+from samexp.config.checks import Range, because
+from samexp.config.errors import DatasetError
+from samexp.config.options import option
 from samexp.data.base import (
     Sample,
     make_sample,
@@ -35,8 +37,6 @@ from samexp.data.orientation import apply_orientation, image_header, mask_orient
 from samexp.data.pairing import MASK_EXTENSIONS, find_pairs, listing, read_mask_gray
 from samexp.data.split_folders import split_roles
 from samexp.data.splits import DatasetSplits, TestFraction, TrainLimit, dataset_name
-from samexp.errors import DatasetError
-from samexp.options import option
 
 logger = logging.getLogger(__name__)
 

@@ -7,8 +7,8 @@ import hashlib
 import os
 from pathlib import Path
 
+from samexp.config.errors import DatasetError, first_few
 from samexp.data.views import SampleDataset, Subset, subset
-from samexp.errors import DatasetError, first_few
 
 _LISTED = 5  # files an overlap message names before "and N more"
 

@@ -20,6 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from samexp.config.limits import TEXT_BYTES, load_json, read_bytes
 from samexp.data.classes import DEFAULT_BACKGROUND, LabelClasses, label_classes
 from samexp.data.detect import Reading, detect, scan
 from samexp.data.detect.tree import Tree
@@ -28,7 +29,6 @@ from samexp.data.folder import MASK_THRESHOLD
 from samexp.data.labelmap import read_label
 from samexp.data.labelme import IGNORE_LABEL
 from samexp.data.splits import TEST_FRACTION
-from samexp.limits import TEXT_BYTES, load_json, read_bytes
 
 _SHOWN_VALUES = 12  # histogram entries printed
 _LISTED = 5  # unknown ids a note names

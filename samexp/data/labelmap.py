@@ -23,7 +23,10 @@ from typing import Annotated
 import numpy as np
 from torch.utils.data import Dataset
 
-from samexp.checks import NON_NEGATIVE, because
+from samexp.config.checks import NON_NEGATIVE, because
+from samexp.config.errors import DatasetError
+from samexp.config.limits import check_instances
+from samexp.config.options import option
 from samexp.data.base import Sample, decode_unchanged, make_sample, read_image_rgb
 from samexp.data.classes import LabelClasses, label_classes
 from samexp.data.colours import colours_to_ids
@@ -32,9 +35,6 @@ from samexp.data.orientation import apply_orientation, image_header, mask_orient
 from samexp.data.pairing import find_pairs, listing
 from samexp.data.split_folders import SPLIT, split_roles
 from samexp.data.splits import DatasetSplits, TestFraction, TrainLimit, dataset_name
-from samexp.errors import DatasetError
-from samexp.limits import check_instances
-from samexp.options import option
 
 logger = logging.getLogger(__name__)
 

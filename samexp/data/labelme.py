@@ -20,6 +20,9 @@ import numpy as np
 from PIL import Image, ImageDraw
 from pycocotools import mask as mask_utils
 
+from samexp.config.errors import DatasetError
+from samexp.config.limits import check_instances, load_json
+from samexp.config.options import option
 from samexp.data.base import IMAGE_EXTENSIONS, Sample, make_sample
 from samexp.data.bounds import Reach, note_outside
 from samexp.data.coco import CocoDataset
@@ -39,9 +42,6 @@ from samexp.data.splits import (
     dataset_name,
     require_dataset_root,
 )
-from samexp.errors import DatasetError
-from samexp.limits import check_instances, load_json
-from samexp.options import option
 
 logger = logging.getLogger(__name__)
 

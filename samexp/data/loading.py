@@ -13,8 +13,8 @@ from torch.utils.data import DataLoader, DistributedSampler
 from samexp.data.base import collate
 from samexp.data.memo import WORKER_CONTEXT, describe, memoize
 from samexp.data.splits import DatasetSplits
-from samexp.distributed import ONE_PROCESS, ShardBatches, World
-from samexp.interrupt import SIGNALS as STOP_SIGNALS
+from samexp.training.distributed import ONE_PROCESS, ShardBatches, World
+from samexp.training.stop import SIGNALS as STOP_SIGNALS
 
 log = logging.getLogger(__name__)
 

@@ -12,8 +12,8 @@ from os import PathLike
 import numpy as np
 from PIL import Image
 
+from samexp.config.errors import DatasetError
 from samexp.data.files import open_image, require_complete, shown
-from samexp.errors import DatasetError
 
 EXIF_ORIENTATION = 0x0112
 

@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from samexp.config.errors import DatasetError, first_few
 from samexp.data.base import IMAGE_EXTENSIONS, imread_unchanged, to_uint8
 from samexp.data.files import link_problem, read_image_bytes, shown
 from samexp.data.split_folders import (
@@ -28,7 +29,6 @@ from samexp.data.split_folders import (
     split_folder,
 )
 from samexp.data.splits import require_dataset_root
-from samexp.errors import DatasetError, first_few
 
 logger = logging.getLogger(__name__)
 

@@ -12,9 +12,9 @@ from __future__ import annotations
 import numpy as np
 from pycocotools import mask as mask_utils
 
+from samexp.config.errors import DatasetError
+from samexp.config.limits import POLYGON_OUTLINE
 from samexp.data.bounds import Reach, note_outside
-from samexp.errors import DatasetError
-from samexp.limits import POLYGON_OUTLINE
 
 
 def polygons_rle(

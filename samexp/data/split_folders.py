@@ -12,9 +12,9 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
+from samexp.config.errors import DatasetError
+from samexp.config.limits import read_lines
 from samexp.data.files import shown
-from samexp.errors import DatasetError
-from samexp.limits import read_lines
 
 logger = logging.getLogger(__name__)
 

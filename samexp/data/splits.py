@@ -13,10 +13,10 @@ from typing import Annotated
 
 import torch
 
-from samexp.checks import AT_LEAST_1, Range, because
+from samexp.config.checks import AT_LEAST_1, Range, because
+from samexp.config.errors import DatasetError
 from samexp.data.held_out import check_disjoint, hold_out, relative_key
 from samexp.data.views import SampleDataset, Subset, subset
-from samexp.errors import DatasetError
 
 log = logging.getLogger(__name__)
 

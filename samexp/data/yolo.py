@@ -20,6 +20,9 @@ from pathlib import Path
 import numpy as np
 from pycocotools import mask as mask_utils
 
+from samexp.config.errors import DatasetError
+from samexp.config.limits import check_instances, read_lines
+from samexp.config.options import option
 from samexp.data.base import IMAGE_EXTENSIONS, Sample, make_sample, read_image_rgb
 from samexp.data.bounds import Reach
 from samexp.data.coco import CocoDataset
@@ -43,9 +46,6 @@ from samexp.data.yolo_layout import (
     missing_split,
     read_data_yaml,  # noqa: F401  (its home before yolo_layout: callers import it from here)
 )
-from samexp.errors import DatasetError
-from samexp.limits import check_instances, read_lines
-from samexp.options import option
 
 logger = logging.getLogger(__name__)
 

@@ -8,10 +8,10 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
+from samexp.config.errors import DatasetError
+from samexp.config.limits import load_yaml, read_lines
 from samexp.data.files import shown
 from samexp.data.split_folders import split_candidates, split_folder, subfolders
-from samexp.errors import DatasetError
-from samexp.limits import load_yaml, read_lines
 
 logger = logging.getLogger(__name__)
 
@@ -47,7 +47,7 @@ def inside(base: Path, path: Path, what: str) -> Path:
 def read_data_yaml(path: Path) -> tuple[list[str], dict]:
     """Class names by id from `data.yaml` (a list, or a mapping {0: cat, 1: dog} with ids
     0..n-1) and the whole file. Read safely (a dataset file never runs code) and bounded: size
-    limited, aliases refused (`samexp.limits.load_yaml`).
+    limited, aliases refused (`samexp.config.limits.load_yaml`).
     """
     if not path.is_file():
         yamls = sorted(p.name for p in path.parent.glob("*.y*ml") if p.is_file())

@@ -10,10 +10,10 @@ from pathlib import Path
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
-import samexp.config  # noqa: F401  (registers the option schemas)
+import samexp.config.schema  # noqa: F401  (registers the option schemas)
 import samexp.evaluate.saved  # noqa: F401  (registers evaluate_schema)
-from samexp.cli import hydra_main
-from samexp.errors import SamexpError
+from samexp.config.cli import hydra_main
+from samexp.config.errors import SamexpError
 
 log = logging.getLogger("samexp.evaluate")
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from samexp.evaluate import EvalResult
-from samexp.tracking import Tracker
-from samexp.viz import comparison, original_frame
+from samexp.tracking.tracker import Tracker
+from samexp.tracking.viz import comparison, original_frame
+from samexp.training.evaluation import EvalResult
 
 
 def compared(baseline: EvalResult, final: EvalResult, split: str) -> dict[str, float]:

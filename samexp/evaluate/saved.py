@@ -16,19 +16,19 @@ from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, DictConfig, OmegaConf
 from torch.utils.data import DataLoader
 
-from samexp.checks import AT_LEAST_1, NON_NEGATIVE, checked, out_of_range
-from samexp.config import Device, PathsConfig
+from samexp.config.checks import AT_LEAST_1, NON_NEGATIVE, checked, out_of_range
+from samexp.config.devices import resolve_device
+from samexp.config.errors import SamexpError
+from samexp.config.instantiate import build
+from samexp.config.schema import Device, PathsConfig
 from samexp.data.base import collate
 from samexp.data.splits import TEST_FILES
-from samexp.devices import resolve_device
-from samexp.distributed import ONE_PROCESS, ShardBatches
-from samexp.errors import SamexpError
-from samexp.evaluate import evaluate
 from samexp.evaluate.compare import compared, log_comparisons, per_image
-from samexp.finetuned import build_base, load_finetuned, run_file
 from samexp.prompts.class_tokens import EveryClass, attach_class_prompts, class_prompts_of
-from samexp.runner import build
-from samexp.tracking import Tracker, flatten
+from samexp.tracking.finetuned import build_base, load_finetuned, run_file
+from samexp.tracking.tracker import Tracker, flatten
+from samexp.training.distributed import ONE_PROCESS, ShardBatches
+from samexp.training.evaluation import evaluate
 
 log = logging.getLogger(__name__)
 

@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from segment_anything.modeling.image_encoder import Attention, get_rel_pos
 from torch import nn
 
-from samexp.errors import SamexpError
+from samexp.config.errors import SamexpError
 from samexp.models.blocked_attention import blocked_attention
 
 

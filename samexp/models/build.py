@@ -26,10 +26,10 @@ from segment_anything.modeling import (
     TwoWayTransformer,
 )
 
-from samexp.checks import AT_LEAST_1, NON_NEGATIVE, because
-from samexp.errors import CheckpointError
+from samexp.config.checks import AT_LEAST_1, NON_NEGATIVE, because
+from samexp.config.errors import CheckpointError
+from samexp.config.options import option, target_of
 from samexp.models.resolution import check_encoder_size, resize_encoder
-from samexp.options import option, target_of
 
 log = logging.getLogger(__name__)
 

@@ -18,8 +18,8 @@ from typing import BinaryIO
 import torch
 from tqdm import tqdm
 
-from samexp.atomic import atomic_path
-from samexp.errors import CheckpointError
+from samexp.config.atomic import atomic_path
+from samexp.config.errors import CheckpointError
 
 log = logging.getLogger(__name__)
 

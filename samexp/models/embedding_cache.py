@@ -17,9 +17,9 @@ from typing import Annotated
 
 import torch
 
-from samexp.atomic import atomic_path
-from samexp.checks import NON_NEGATIVE, because
-from samexp.options import option
+from samexp.config.atomic import atomic_path
+from samexp.config.checks import NON_NEGATIVE, because
+from samexp.config.options import option
 
 log = logging.getLogger(__name__)
 

@@ -24,9 +24,9 @@ from typing import Literal
 
 from torch import nn
 
-from samexp.errors import SamexpError
+from samexp.config.errors import SamexpError
+from samexp.config.options import option, target_of
 from samexp.models.build import OFFICIAL_IMG_SIZE, BaseModel, EncoderSize, Seed, load_or_init
-from samexp.options import option, target_of
 
 TINY_VIT_MODULE = "mobile_sam.modeling.tiny_vit_sam"
 

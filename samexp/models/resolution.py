@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from segment_anything.modeling import Sam
 from segment_anything.modeling.image_encoder import get_rel_pos
 
-from samexp.errors import SamexpError
+from samexp.config.errors import SamexpError
 
 
 def _patch_size(sam: Sam) -> int:

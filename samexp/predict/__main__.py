@@ -9,8 +9,8 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
 import samexp.predict.config  # noqa: F401  (registers predict_schema)
-from samexp.cli import hydra_main
-from samexp.errors import SamexpError
+from samexp.config.cli import hydra_main
+from samexp.config.errors import SamexpError
 
 log = logging.getLogger("samexp.predict")
 

@@ -14,7 +14,7 @@ from pycocotools import mask as mask_utils
 from segment_anything import SamAutomaticMaskGenerator
 from segment_anything.modeling import Sam
 
-from samexp.errors import SamexpError
+from samexp.config.errors import SamexpError
 from samexp.predict.config import AutoConfig, AutoOutput
 from samexp.predict.outputs import mask_stats, paint, write_json, write_mask, write_rgb
 

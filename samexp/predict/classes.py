@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from segment_anything import SamPredictor
 
-from samexp.errors import SamexpError
+from samexp.config.errors import SamexpError
 from samexp.models.seam import Prompts, decode
 from samexp.predict.outputs import colour, mask_stats, paint, write_image, write_json, write_rgb
 from samexp.prompts.class_tokens import ClassPrompts, class_prompts_of

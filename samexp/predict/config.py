@@ -9,7 +9,7 @@ from typing import Any
 
 from hydra.core.config_store import ConfigStore
 
-from samexp.config import AttentionKernel, Device
+from samexp.config.schema import AttentionKernel, Device
 
 
 class PredictMode(str, Enum):

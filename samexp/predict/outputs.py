@@ -11,10 +11,10 @@ from typing import Any
 import cv2
 import numpy as np
 
+from samexp.config.errors import SamexpError
 from samexp.data.files import shown
-from samexp.errors import SamexpError
 from samexp.predict.prompts import Prompts
-from samexp.viz import overlay
+from samexp.tracking.viz import overlay
 
 POSITIVE = (0, 200, 0)  # foreground points
 NEGATIVE = (220, 0, 0)  # background points

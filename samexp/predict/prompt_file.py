@@ -19,8 +19,8 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from samexp.errors import SamexpError
-from samexp.limits import JSON_BYTES, read_bytes
+from samexp.config.errors import SamexpError
+from samexp.config.limits import JSON_BYTES, read_bytes
 from samexp.predict.prompts import Prompts, echo, fit_images, parse_prompts, refuse
 
 _KEYS = ("boxes", "points", "labels")

@@ -20,7 +20,7 @@ from samexp.predict.outputs import (
     write_rgb,
 )
 from samexp.predict.prompts import Prompts
-from samexp.viz import titled_strip
+from samexp.tracking.viz import titled_strip
 
 
 @dataclass

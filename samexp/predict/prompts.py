@@ -14,8 +14,8 @@ from typing import Any
 
 import numpy as np
 
+from samexp.config.errors import SamexpError
 from samexp.data.bounds import SLACK, Reach, far_point, reach, say_clipped
-from samexp.errors import SamexpError
 
 log = logging.getLogger(__name__)
 

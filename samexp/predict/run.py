@@ -15,14 +15,13 @@ from segment_anything.modeling import Sam
 from tqdm.auto import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
 
-from samexp.config import AttentionKernel, Device
+from samexp.config.devices import resolve_device
+from samexp.config.errors import DatasetError, SamexpError
+from samexp.config.schema import AttentionKernel, Device
 from samexp.data.base import IMAGE_EXTENSIONS, check_fits, read_image_rgb
 from samexp.data.files import require_complete
 from samexp.data.orientation import displayed_shape, image_header
 from samexp.data.pairing import index_images
-from samexp.devices import resolve_device
-from samexp.errors import DatasetError, SamexpError
-from samexp.finetuned import build_base, load_finetuned
 from samexp.models.attention import choose_kernel, set_attention
 from samexp.predict.auto import check_auto, generate, mask_generator, write_auto
 from samexp.predict.classes import learned_classes, predict_classes, write_class_list, write_classes
@@ -31,6 +30,7 @@ from samexp.predict.outputs import check_palette, write_json
 from samexp.predict.prompt_file import PromptFile, load_prompt_file
 from samexp.predict.prompted import predict_prompts, write_prompted
 from samexp.predict.prompts import Prompts, fit_images, parse_prompts
+from samexp.tracking.finetuned import build_base, load_finetuned
 
 log = logging.getLogger(__name__)
 

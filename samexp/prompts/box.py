@@ -6,9 +6,9 @@ from typing import Annotated
 
 import torch
 
-from samexp.checks import NON_NEGATIVE, because
+from samexp.config.checks import NON_NEGATIVE, because
+from samexp.config.options import option
 from samexp.models.seam import Prompts
-from samexp.options import option
 from samexp.prompts.base import PromptStrategy, mask_to_box
 
 

@@ -7,9 +7,9 @@ from typing import Annotated
 
 import torch
 
-from samexp.checks import NON_NEGATIVE, because
+from samexp.config.checks import NON_NEGATIVE, because
+from samexp.config.options import option
 from samexp.models.seam import Prompts
-from samexp.options import option
 from samexp.prompts.base import PromptStrategy
 from samexp.prompts.box import BoxPrompt
 from samexp.prompts.points import PointsPrompt

@@ -20,13 +20,13 @@ import torch
 from segment_anything.modeling import Sam
 from torch import nn
 
-from samexp.checks import AT_LEAST_1, because
+from samexp.config.checks import AT_LEAST_1, because
+from samexp.config.errors import SamexpError
+from samexp.config.options import option
 from samexp.data.base import Batch, Sample
 from samexp.data.splits import DatasetSplits
 from samexp.data.views import DatasetView, SampleDataset
-from samexp.errors import SamexpError
 from samexp.models.seam import Prompts
-from samexp.options import option
 from samexp.prompts.base import PromptStrategy
 
 log = logging.getLogger(__name__)

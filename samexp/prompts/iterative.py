@@ -8,9 +8,9 @@ from typing import Annotated, Literal
 import torch
 import torch.nn.functional as F
 
-from samexp.checks import NON_NEGATIVE, because
+from samexp.config.checks import NON_NEGATIVE, because
+from samexp.config.options import option
 from samexp.models.seam import Prompts
-from samexp.options import option
 from samexp.prompts.base import PromptStrategy, RefiningStrategy
 from samexp.prompts.box import BoxPrompt
 from samexp.prompts.points import PointsPrompt

@@ -7,9 +7,9 @@ import dataclasses
 
 import torch
 
-from samexp.errors import SamexpError
+from samexp.config.errors import SamexpError
+from samexp.config.options import option
 from samexp.models.seam import Prompts
-from samexp.options import option
 from samexp.prompts.base import PromptStrategy, RefiningStrategy
 
 

@@ -11,10 +11,10 @@ from typing import Annotated
 import torch
 from segment_anything.utils.amg import build_point_grid
 
-from samexp.checks import AT_LEAST_1, NON_NEGATIVE, because
-from samexp.errors import SamexpError
+from samexp.config.checks import AT_LEAST_1, NON_NEGATIVE, because
+from samexp.config.errors import SamexpError
+from samexp.config.options import option
 from samexp.models.seam import Prompts
-from samexp.options import option
 from samexp.prompts.base import PromptStrategy
 from samexp.prompts.sampling import (
     PADDING_LABEL,

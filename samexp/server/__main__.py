@@ -8,8 +8,8 @@ import logging
 import sys
 from pathlib import Path
 
-from samexp.console import command_output
-from samexp.errors import SamexpError
+from samexp.config.console import command_output
+from samexp.config.errors import SamexpError
 from samexp.server import client, control, postgres
 
 log = logging.getLogger("samexp.server")

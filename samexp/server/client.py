@@ -2,7 +2,7 @@
 carrying them: libpq reads the PostgreSQL password from `$PGPASSFILE`, MLflow's client reads
 `MLFLOW_TRACKING_USERNAME` / `MLFLOW_TRACKING_PASSWORD`. When those are not set, they are taken
 from the server's credentials file: `$PGPASSFILE` if set, else the default server's on this
-machine (`<root>/mlruns/server/credentials.pgpass`, root as in samexp.paths).
+machine (`<root>/mlruns/server/credentials.pgpass`, root as in samexp.config.paths).
 """
 
 from __future__ import annotations

@@ -19,8 +19,8 @@ from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from samexp.errors import SamexpError
-from samexp.paths import samexp_home
+from samexp.config.errors import SamexpError
+from samexp.config.paths import samexp_home
 from samexp.server import mlflow_server, postgres, secrets
 from samexp.server.procs import HOST, require_free
 
@@ -40,7 +40,7 @@ START_LOCK = ".start.lock"  # held by the `start` in progress: a second one wait
 
 
 def default_data() -> Path:
-    """Beside the embedded stores, under the runs root (samexp/paths.py), which git ignores."""
+    """Beside the embedded stores, under the runs root (samexp/config/paths.py), which git ignores."""
     return samexp_home() / "mlruns" / "server"
 
 

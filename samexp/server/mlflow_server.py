@@ -17,7 +17,7 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-from samexp.errors import SamexpError
+from samexp.config.errors import SamexpError
 from samexp.server import secrets
 from samexp.server.procs import HOST, group_alive, stop_group, wait_until
 

@@ -17,7 +17,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
-from samexp.errors import SamexpError
+from samexp.config.errors import SamexpError
 from samexp.server import secrets
 from samexp.server.procs import HOST
 

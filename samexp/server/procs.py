@@ -9,7 +9,7 @@ import socket
 import time
 from collections.abc import Callable
 
-from samexp.errors import SamexpError
+from samexp.config.errors import SamexpError
 
 HOST = "127.0.0.1"  # the servers never listen beyond this machine (see README "Scale out")
 

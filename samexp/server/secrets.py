@@ -11,8 +11,8 @@ import os
 import secrets
 from pathlib import Path
 
-from samexp.atomic import atomic_path
-from samexp.errors import SamexpError
+from samexp.config.atomic import atomic_path
+from samexp.config.errors import SamexpError
 from samexp.server.procs import HOST
 
 PRIVATE = 0o600

@@ -20,8 +20,8 @@ from hydra.experimental.callback import Callback
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 
-from samexp.store_lock import sqlite_path, store_lock
-from samexp.tracking import PARENT_ENV
+from samexp.tracking.store_lock import sqlite_path, store_lock
+from samexp.tracking.tracker import PARENT_ENV
 
 log = logging.getLogger(__name__)
 

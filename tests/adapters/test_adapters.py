@@ -118,7 +118,7 @@ def test_parameter_counts_report_trainable_and_total(tiny):
 
 
 def test_loading_onto_a_different_base_model_is_refused(tmp_path):
-    from samexp.errors import SamexpError
+    from samexp.config.errors import SamexpError
 
     base = build_tiny(seed=0)
     adapter = LoraAdapter(rank=2)
@@ -129,7 +129,7 @@ def test_loading_onto_a_different_base_model_is_refused(tmp_path):
 
 
 def test_loading_a_file_that_is_not_samexp_weights_is_a_clear_error(tmp_path):
-    from samexp.errors import SamexpError
+    from samexp.config.errors import SamexpError
 
     garbage = tmp_path / "x.safetensors"
     garbage.write_bytes(b"not a safetensors file")

@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 from samexp.adapters.lora import LoraAdapter, LoraLinear
-from samexp.errors import SamexpError
+from samexp.config.errors import SamexpError
 from samexp.models.build import build_tiny
 from tests.models.conftest import randomize_lora_b
 

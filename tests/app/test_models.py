@@ -11,10 +11,10 @@ from segment_anything import SamPredictor
 
 from samexp.app import answers
 from samexp.app.models import load_pair
-from samexp.errors import SamexpError
-from samexp.finetuned import load_finetuned
+from samexp.config.errors import SamexpError
 from samexp.predict.prompted import predict_prompts
 from samexp.predict.prompts import parse_prompts
+from samexp.tracking.finetuned import load_finetuned
 from tests.app.conftest import CLASSES
 
 

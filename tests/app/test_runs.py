@@ -9,7 +9,7 @@ from pathlib import Path
 from mlflow.tracking import MlflowClient
 
 from samexp.app.runs import example_images, finished_runs
-from samexp.run_states import STATE
+from samexp.tracking.states import STATE
 from tests.app.conftest import Store
 
 
@@ -60,7 +60,7 @@ def test_a_store_that_does_not_exist_lists_nothing_and_is_not_created(tmp_path: 
 
 def test_a_runs_file_is_downloaded_once_whole_then_served_from_the_cache(store: Store, monkeypatch):
     from samexp.app.runs import PER_IMAGE
-    from samexp.finetuned import run_file
+    from samexp.tracking.finetuned import run_file
 
     first = run_file(store.run_id, PER_IMAGE, store.tracking_uri)
     assert first.name == "per_image.json" and first.parent.name == "metrics"

@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 import torch
 
+from samexp.config.errors import SamexpError
 from samexp.data.augment import Augment
 from samexp.data.base import make_sample
-from samexp.errors import SamexpError
 
 
 def _pair():

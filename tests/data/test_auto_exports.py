@@ -13,11 +13,11 @@ from pathlib import Path
 
 import pytest
 
+from samexp.config.errors import DatasetError
+from samexp.config.instantiate import build
 from samexp.data.detect import detect
 from samexp.data.inspect import inspect_counts
 from samexp.data.splits import DatasetSplits
-from samexp.errors import DatasetError
-from samexp.runner import build
 from tests.conftest import IMG_SIZE, compose_config
 from tests.data import exports
 

@@ -10,6 +10,7 @@ import pytest
 import torch
 from PIL import Image, ImageOps
 
+from samexp.config.errors import DatasetError
 from samexp.data.base import (
     Batch,
     collate,
@@ -20,7 +21,6 @@ from samexp.data.base import (
     resize_mask_longest_side,
 )
 from samexp.data.orientation import apply_orientation, exif_orientation, mask_orientation
-from samexp.errors import DatasetError
 
 
 def test_read_image_rgb_expands_grayscale_to_three_equal_channels(tmp_path: Path) -> None:

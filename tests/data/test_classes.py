@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
+from samexp.config.errors import DatasetError
 from samexp.data.classes import find_classes_file, label_classes, read_class_table, read_classes
 from samexp.data.labelmap import labelmap_splits
-from samexp.errors import DatasetError
 from tests.data.test_labelmap import LAYOUT, write_labelmap
 
 NAMES = ["cat", "dog", "bird"]  # ids 1, 2, 3 in every fixture's label maps

@@ -14,11 +14,11 @@ import torch
 from PIL import Image
 from pycocotools import mask as mask_utils
 
+from samexp.config.errors import DatasetError, SamexpError
 from samexp.data.base import collate
 from samexp.data.coco import CocoDataset, coco_splits
 from samexp.data.coco_json import read_coco
 from samexp.data.views import SampleDataset
-from samexp.errors import DatasetError, SamexpError
 from tests.conftest import IMG_SIZE
 
 # pycocotools' decode trips numpy 2's copy-keyword deprecation inside its Cython code

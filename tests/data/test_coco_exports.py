@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
+from samexp.config.errors import DatasetError, SamexpError
 from samexp.data.coco import CocoDataset, coco_splits
 from samexp.data.coco_json import read_coco
-from samexp.errors import DatasetError, SamexpError
 from tests.conftest import IMG_SIZE
 from tests.data.test_coco import CATEGORIES, _ann, _image_entry, _rect_polygon, _write_image
 

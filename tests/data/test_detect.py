@@ -14,10 +14,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from samexp.config.errors import DatasetError
 from samexp.data.detect import candidates, detect
 from samexp.data.detect.reading import value_text
 from samexp.data.split_folders import split_of
-from samexp.errors import DatasetError
 
 SIDE = 8
 

@@ -9,9 +9,9 @@ import cv2
 import numpy as np
 import pytest
 
+from samexp.config.errors import DatasetError
 from samexp.data.base import read_image_rgb
 from samexp.data.files import link_problem, read_image_bytes, require_complete, shown
-from samexp.errors import DatasetError
 
 
 def _jpeg(path: Path, tail: bytes = b"") -> bytes:

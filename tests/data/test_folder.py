@@ -13,11 +13,11 @@ import torch
 from PIL import Image, ImageOps
 from torch.utils.data import DataLoader
 
+from samexp.config.errors import DatasetError
 from samexp.data import base
 from samexp.data.base import collate
 from samexp.data.folder import FolderDataset
 from samexp.data.views import SampleDataset, Subset
-from samexp.errors import DatasetError
 
 WritePair = Callable[..., tuple[Path, Path]]  # the `write_pair` fixture from conftest.py
 

@@ -14,9 +14,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from samexp.config.errors import DatasetError
 from samexp.data.folder import FolderDataset, folder_splits
 from samexp.data.labelmap import LabelMapDataset
-from samexp.errors import DatasetError
 
 SHAPE = (30, 40)  # H×W of every synthetic image
 

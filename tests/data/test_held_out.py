@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
+from samexp.config.errors import DatasetError
 from samexp.data.folder import folder_splits
 from samexp.data.held_out import stable_share
-from samexp.errors import DatasetError
 from tests.conftest import write_shapes_dataset
 
 

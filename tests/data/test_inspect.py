@@ -127,7 +127,7 @@ def test_dataset_auto_logs_the_overrides_and_loads_with_the_format_factory(rings
 
 @pytest.mark.parametrize("prefer", ["coco"])
 def test_dataset_auto_refuses_a_format_the_folder_is_not(prefer, rings_root):
-    from samexp.errors import DatasetError
+    from samexp.config.errors import DatasetError
 
     with pytest.raises(DatasetError, match=f"dataset.prefer={prefer}: .* does not read as"):
         auto_splits(str(rings_root), IMG_SIZE, prefer=prefer)

@@ -14,10 +14,10 @@ import pytest
 from PIL import Image
 
 import samexp.data.labelmap as labelmap
+from samexp.config.errors import DatasetError
 from samexp.data.classes import label_classes
 from samexp.data.labelmap import LabelMapDataset, labelmap_splits
 from samexp.data.views import SampleDataset
-from samexp.errors import DatasetError
 
 SHAPE = (40, 56)  # H×W
 CLASSES = "# id name\n0 background\n1 cat\n2 dog\n\n3 bird  # birds of any kind\n"

@@ -12,11 +12,11 @@ import pytest
 import torch
 from PIL import Image
 
+from samexp.config.errors import DatasetError
 from samexp.data.base import collate
 from samexp.data.labelme import labelme_splits
 from samexp.data.splits import DatasetSplits
 from samexp.data.views import SampleDataset
-from samexp.errors import DatasetError
 from tests.conftest import IMG_SIZE
 
 # pycocotools' decode trips numpy 2's copy-keyword deprecation inside its Cython code

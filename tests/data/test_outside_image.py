@@ -14,12 +14,12 @@ import numpy as np
 import pytest
 from pycocotools import mask as mask_utils
 
+from samexp.config.errors import DatasetError
 from samexp.data.bounds import clipped_line, far_point, reach
 from samexp.data.coco import CocoDataset
 from samexp.data.coco_json import read_coco
 from samexp.data.labelme import LabelmeDataset, read_labelme
 from samexp.data.yolo import YoloDataset, read_yolo_split
-from samexp.errors import DatasetError
 from tests.conftest import IMG_SIZE
 
 pytestmark = pytest.mark.filterwarnings("ignore:__array__ implementation:DeprecationWarning")

@@ -9,12 +9,12 @@ from pathlib import Path
 
 import pytest
 
-from samexp.config import validate
+from samexp.config.errors import ConfigValueError
+from samexp.config.schema import validate
 from samexp.data.coco import coco_splits
 from samexp.data.folder import folder_splits
 from samexp.data.labelmap import labelmap_splits
 from samexp.data.splits import DatasetSplits
-from samexp.errors import ConfigValueError
 from tests.conftest import compose_config, write_shapes_dataset
 from tests.data.test_coco import _many
 from tests.data.test_labelmap import write_labelmap

@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 import torch
 
+from samexp.config.errors import DatasetError
 from samexp.data.base import collate
 from samexp.data.views import SampleDataset
 from samexp.data.yolo import YoloDataset, read_yolo_split, yolo_splits
-from samexp.errors import DatasetError
 from tests.conftest import IMG_SIZE
 
 # pycocotools' decode trips numpy 2's copy-keyword deprecation inside its Cython code

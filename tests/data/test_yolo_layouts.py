@@ -10,8 +10,8 @@ import cv2
 import numpy as np
 import pytest
 
+from samexp.config.errors import DatasetError
 from samexp.data.yolo import read_yolo_split, yolo_splits
-from samexp.errors import DatasetError
 from tests.conftest import IMG_SIZE
 
 pytestmark = pytest.mark.filterwarnings("ignore:__array__ implementation:DeprecationWarning")

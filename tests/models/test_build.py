@@ -6,7 +6,7 @@ import pytest
 import torch
 from segment_anything.modeling import Sam
 
-from samexp.errors import CheckpointError, SamexpError
+from samexp.config.errors import CheckpointError, SamexpError
 from samexp.models.build import BaseModel, build_official, build_tiny
 
 

@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from samexp.errors import CheckpointError
+from samexp.config.errors import CheckpointError
 from samexp.models import checkpoints
 from samexp.models.checkpoints import (
     CHECKPOINTS,

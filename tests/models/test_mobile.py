@@ -19,13 +19,13 @@ from samexp.adapters.decoder import DecoderAdapter
 from samexp.adapters.full import FullAdapter
 from samexp.adapters.io import load_adapter, save_adapter
 from samexp.adapters.lora import LoraAdapter
-from samexp.errors import CheckpointError, SamexpError
-from samexp.finetuned import build_base
+from samexp.config.errors import CheckpointError, SamexpError
+from samexp.config.options import by_target
 from samexp.models.attention import choose_kernel
 from samexp.models.build import build_tiny
 from samexp.models.checkpoints import CHECKPOINTS, sha256_file
 from samexp.models.mobile import build_mobile, tiny_vit
-from samexp.options import by_target
+from samexp.tracking.finetuned import build_base
 from tests.conftest import compose_config
 
 

@@ -14,19 +14,20 @@ import torch
 import torch.nn.functional as F
 from segment_anything.modeling import Sam
 
-from samexp import results, runner
+from samexp import runner
 from samexp.adapters.io import load_adapter
+from samexp.config.errors import CheckpointError, SamexpError
 from samexp.data.base import collate
 from samexp.data.folder import FolderDataset
-from samexp.errors import CheckpointError, SamexpError
 from samexp.export import export, how_to_load
-from samexp.finetuned import build_base, load_finetuned
 from samexp.models.build import BaseModel, build_official, build_tiny, tiny_sam
 from samexp.models.cached_encoder import CachedEncoder
 from samexp.models.embedding_cache import EmbeddingCache
 from samexp.models.resolution import resize_encoder
 from samexp.models.seam import Prompts, decode, encode, upscale
 from samexp.prompts.box import BoxPrompt
+from samexp.tracking import results
+from samexp.tracking.finetuned import build_base, load_finetuned
 from tests.conftest import compose_config, data_root
 
 NATIVE, SMALL = (

@@ -14,11 +14,11 @@ import torch
 from segment_anything import SamPredictor
 
 from samexp import runner
-from samexp.config import Device
+from samexp.config.schema import Device
 from samexp.data.base import read_image_rgb
-from samexp.finetuned import load_finetuned
 from samexp.predict import PredictConfig, predict
 from samexp.predict.config import AutoConfig, OverlayConfig, PromptConfig
+from samexp.tracking.finetuned import load_finetuned
 from tests.conftest import compose_config, data_root
 
 # the high learning rate makes the fine-tuned model differ visibly from the zero-shot one

@@ -12,7 +12,7 @@ from pycocotools import mask as mask_utils
 from segment_anything import SamAutomaticMaskGenerator
 
 from samexp.data.base import read_image_rgb
-from samexp.finetuned import load_finetuned
+from samexp.tracking.finetuned import load_finetuned
 from tests.predict.conftest import Trained, read_mask, read_rgb
 
 # pycocotools' decode predates numpy 2's `copy=` keyword; harmless here
@@ -133,7 +133,7 @@ SCORES = ("predicted_iou", "stability_score")
 def test_auto_knobs_out_of_range_are_refused_naming_them(
     trained: Trained, tmp_path: Path, knob, value
 ):
-    from samexp.errors import SamexpError
+    from samexp.config.errors import SamexpError
 
     with pytest.raises(SamexpError, match=f"auto.{knob}={value}"):
         trained.predict(tmp_path, image=str(trained.images[0]), mode="auto", auto={knob: value})

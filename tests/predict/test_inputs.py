@@ -10,8 +10,8 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from samexp.adapters.io import META_KEY, read_adapter_meta
-from samexp.config import Device
-from samexp.errors import SamexpError
+from samexp.config.errors import SamexpError
+from samexp.config.schema import Device
 from tests.predict.conftest import BOX
 
 PROMPT_ERRORS = {

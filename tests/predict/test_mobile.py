@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from samexp.config import Device
+from samexp.config.schema import Device
 from samexp.data.base import read_image_rgb
 from samexp.predict import PredictConfig, predict
 from samexp.predict.config import AutoConfig, PromptConfig

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from samexp.errors import SamexpError
+from samexp.config.errors import SamexpError
 from samexp.predict.prompt_file import read_prompt_file
 from tests.predict.conftest import BOX, read_mask, sam_predict
 

@@ -13,8 +13,8 @@ import cv2
 import numpy as np
 import pytest
 
-from samexp.config import Device
-from samexp.errors import SamexpError
+from samexp.config.errors import SamexpError
+from samexp.config.schema import Device
 from samexp.predict import PredictConfig, predict, run
 from samexp.predict.config import PromptConfig
 from samexp.predict.prompts import fit_images, parse_prompts

@@ -15,9 +15,9 @@ from segment_anything import SamPredictor
 from samexp.adapters.io import read_adapter_meta
 from samexp.adapters.lora import LoraLinear
 from samexp.data.base import read_image_rgb
-from samexp.finetuned import build_base
 from samexp.models.attention import kernel_of
 from samexp.predict.run import load_model
+from samexp.tracking.finetuned import build_base
 from tests.predict.conftest import BOX, read_mask, read_rgb, sam_predict
 
 POINTS = {"points": [[380.0, 470.0], [100.0, 100.0]], "labels": [1, 0]}

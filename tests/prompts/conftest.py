@@ -7,9 +7,9 @@ import torch
 import torch.nn.functional as F
 
 from samexp.data.base import collate, make_sample
-from samexp.evaluate import predict
 from samexp.models.build import BaseModel
 from samexp.prompts.base import PromptStrategy
+from samexp.training.evaluation import predict
 
 
 def random_masks(seed: int, m: int = 8, size: int = 64) -> tuple[torch.Tensor, torch.Tensor]:

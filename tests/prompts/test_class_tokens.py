@@ -17,13 +17,13 @@ from samexp.adapters.base import trainable_parameters
 from samexp.adapters.decoder import DecoderAdapter
 from samexp.adapters.io import load_adapter, save_adapter
 from samexp.data.base import Sample
-from samexp.evaluate import EvalResult
 from samexp.export import class_prompts_file, export
 from samexp.models.build import build_tiny, tiny_sam
 from samexp.models.seam import Prompts, decode
 from samexp.predict.config import PredictConfig, PredictMode
 from samexp.predict.run import predict
 from samexp.prompts.class_tokens import ClassTokenPrompt, EveryClass, attach_class_prompts
+from samexp.training.evaluation import EvalResult
 from tests.data.test_labelmap import write_labelmap
 
 CLASSES = ["cat", "dog", "bird"]  # tests/data/test_labelmap.py's classes 1, 2, 3
@@ -167,7 +167,7 @@ def test_a_promptless_run_learns_every_class_and_predicts_and_exports_with_no_pr
 
 
 def test_class_tokens_refuse_a_dataset_that_declares_no_classes(make_config):
-    from samexp.errors import SamexpError
+    from samexp.config.errors import SamexpError
     from samexp.runner import run
 
     with pytest.raises(SamexpError, match="declares its classes"):
@@ -175,7 +175,7 @@ def test_class_tokens_refuse_a_dataset_that_declares_no_classes(make_config):
 
 
 def test_predicting_by_class_with_weights_that_learned_no_classes_says_so():
-    from samexp.errors import SamexpError
+    from samexp.config.errors import SamexpError
 
     with pytest.raises(SamexpError, match="trained with it"):
         ClassTokenPrompt().bind(build_tiny(seed=0).sam)
@@ -184,7 +184,7 @@ def test_predicting_by_class_with_weights_that_learned_no_classes_says_so():
 def test_a_promptless_prompt_with_a_prompted_eval_prompt_is_refused_before_a_model_is_built(
     make_config,
 ):
-    from samexp.errors import SamexpError
+    from samexp.config.errors import SamexpError
     from samexp.runner import run
 
     # vit_b with no checkpoint offline: reaching the model build would fail otherwise

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from samexp.errors import SamexpError
+from samexp.config.errors import SamexpError
 from samexp.models.seam import Prompts
 from samexp.prompts.base import mask_to_box
 from samexp.prompts.iterative import IterativePrompt

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from samexp.errors import SamexpError
+from samexp.config.errors import SamexpError
 from samexp.prompts.box import BoxPrompt
 from samexp.prompts.iterative import IterativePrompt
 from samexp.prompts.mask import MaskPrompt

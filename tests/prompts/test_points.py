@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 from segment_anything.utils.amg import build_point_grid
 
-from samexp.errors import SamexpError
+from samexp.config.errors import SamexpError
 from samexp.prompts.points import PointsPrompt
 from tests.prompts.conftest import check_through_seam, random_masks
 

@@ -16,13 +16,13 @@ import cv2
 import numpy as np
 import pytest
 
+from samexp.config.errors import DatasetError
 from samexp.data.coco_json import read_coco
 from samexp.data.folder import FolderDataset
 from samexp.data.labelmap import LabelMapDataset
-from samexp.errors import DatasetError
 from samexp.predict.run import list_images
+from tests.config.test_cli import output, samexp
 from tests.conftest import REPO, write_shapes_dataset
-from tests.test_cli import output, samexp
 
 SIZE = 64
 
@@ -184,7 +184,7 @@ _NON_UTF8 = textwrap.dedent("""
     from pathlib import Path
     import numpy as np
     from samexp.data.folder import FolderDataset
-    from samexp.errors import DatasetError
+    from samexp.config.errors import DatasetError
     from samexp.predict.outputs import write_mask
 
     root = Path(sys.argv[1])

@@ -1,6 +1,6 @@
 """Files that ask samexp to allocate without bound (YAML alias bombs, a million annotations on one
 image, a PNG header claiming 10⁵×10⁵ pixels, a polygon pycocotools would trace for gigabytes) are
-refused while they are read, in one line naming the file and the limit (`samexp.limits`).
+refused while they are read, in one line naming the file and the limit (`samexp.config.limits`).
 
 Each row builds its file in `tmp_path`, small: where the real limit would need a large file, the
 row lowers it with its `SAMEXP_MAX_*` variable, as a user would raise it.
@@ -20,12 +20,12 @@ import numpy as np
 import pytest
 from pycocotools import mask as mask_utils
 
+from samexp.config.errors import ConfigValueError, DatasetError
 from samexp.data.base import imread_unchanged
 from samexp.data.coco_json import read_coco
 from samexp.data.labelmap import LabelMapDataset
 from samexp.data.labelme import read_labelme
 from samexp.data.yolo import read_data_yaml, read_yolo_split
-from samexp.errors import ConfigValueError, DatasetError
 from samexp.predict.prompt_file import read_prompt_file
 
 H, W = 48, 64

@@ -29,7 +29,7 @@ while not (tmp / "go").exists():
 
 FIRST_RUNS = (
     """
-from samexp.tracking import Tracker
+from samexp.tracking.tracker import Tracker
 """
     + BARRIER
     + """
@@ -42,7 +42,7 @@ with tracker.start_run(f"run-{index}", params={"index": index}, tags={}):
 RUN_FOLDERS = (
     """
 from hydra import compose, initialize_config_dir
-import samexp.config
+import samexp.config.schema
 from tests.conftest import CONF_DIR
 """
     + BARRIER

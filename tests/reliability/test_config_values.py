@@ -7,10 +7,10 @@ from __future__ import annotations
 import pytest
 
 from samexp import runner
-from samexp.errors import ConfigValueError
+from samexp.config.errors import ConfigValueError
+from tests.config.test_cli import samexp
 from tests.conftest import compose_config
 from tests.predict.test_cli import one_error_line
-from tests.test_cli import samexp
 
 # override -> the words the one-line refusal must hold
 CASES = [

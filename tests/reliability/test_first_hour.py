@@ -1,6 +1,6 @@
 """The first hour of a new user: a misspelt key, a value of the wrong type or an option that does
 not exist is one line naming the key and the closest valid ones (the CLI prints it and exits 2:
-tests/test_cli.py), never Hydra's block, and `+key=value` is no way around the schema; and the
+tests/config/test_cli.py), never Hydra's block, and `+key=value` is no way around the schema; and the
 quick start installs first, with CPU-only PyTorch a flag away."""
 
 from __future__ import annotations
@@ -11,8 +11,8 @@ import pytest
 from hydra import compose, initialize_config_dir
 
 import samexp.predict.config  # noqa: F401  (registers predict_schema)
-from samexp.cli import one_line
-from samexp.config import undeclared
+from samexp.config.cli import one_line
+from samexp.config.schema import undeclared
 from tests.conftest import CONF_DIR, REPO
 
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from samexp.errors import CheckpointError
+from samexp.config.errors import CheckpointError
 from samexp.models.checkpoints import load_state_dict
 from tests.reliability.test_untrusted_files import Payload
 

@@ -28,8 +28,8 @@ from samexp.adapters.io import save_adapter
 from samexp.adapters.lora import LoraAdapter
 from samexp.app.handlers import Page, Settings, answered, api_errors
 from samexp.app.session import ClickMode, Models, Tab
-from samexp.config import Device
-from samexp.errors import SamexpError
+from samexp.config.errors import SamexpError
+from samexp.config.schema import Device
 from samexp.export import export
 from samexp.models.build import build_tiny
 from samexp.predict import PredictConfig, predict

@@ -29,13 +29,13 @@ from mlflow.tracking import MlflowClient
 from optuna.distributions import FloatDistribution
 
 from hydra_plugins.samexp_optuna_sweeper.outcomes import tell
-from samexp.errors import Interrupted, SamexpError
-from samexp.monitor import check_monitor
+from samexp.config.errors import Interrupted, SamexpError
 from samexp.runner import run
-from samexp.train_state import load_state, save_state
+from samexp.training.monitor import check_monitor
+from samexp.training.state import load_state, save_state
 from tests.conftest import REPO, compose_config, data_root
 from tests.data.test_coco import _shapes_coco
-from tests.test_resume import _signal_after_steps, _tiny_state
+from tests.tracking.test_resume import _signal_after_steps, _tiny_state
 
 # 6 rings images to train in batches of 2: 3 optimizer steps an epoch
 SETTING = ["model=tiny", "adapter=decoder", "trainer.batch_size=2", "trainer.epochs=2",

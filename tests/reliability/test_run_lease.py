@@ -17,10 +17,10 @@ from pathlib import Path
 import pytest
 from mlflow.tracking import MlflowClient
 
-from samexp.tracking import Tracker
+from samexp.tracking.tracker import Tracker
 from tests.conftest import REPO
-from tests.test_distributed import _command, _ranks
-from tests.test_resume import _start, _wait_for
+from tests.tracking.test_resume import _start, _wait_for
+from tests.training.test_distributed import _command, _ranks
 
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("run_lease")]  # one worker per story
 

@@ -16,7 +16,7 @@ from mlflow.tracking import MlflowClient
 from samexp import runner
 from samexp.adapters.decoder import DecoderAdapter
 from samexp.adapters.io import load_adapter, save_adapter
-from samexp.errors import SamexpError, WeightsWriteError
+from samexp.config.errors import SamexpError, WeightsWriteError
 from samexp.models.build import build_tiny
 
 

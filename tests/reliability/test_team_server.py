@@ -2,7 +2,7 @@
 row prints one line naming the file or folder and what to do, never a traceback.
 
 Two `start`s at once on a fresh folder, and what another OS account can reach of a running
-server (nothing without the credentials), are in tests/test_server.py: they need the servers up.
+server (nothing without the credentials), are in tests/server/test_server.py: they need the servers up.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from samexp.errors import SamexpError
+from samexp.config.errors import SamexpError
 from samexp.server import __main__ as cli
 from samexp.server import client, postgres, secrets
 from samexp.server.procs import HOST

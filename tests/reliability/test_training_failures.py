@@ -14,16 +14,16 @@ from torch.utils.data import DataLoader
 
 from samexp import runner
 from samexp.adapters.base import trainable_parameters
+from samexp.config.errors import SamexpError, TrainingDiverged
 from samexp.data.base import collate
 from samexp.data.folder import FolderDataset
-from samexp.errors import SamexpError, TrainingDiverged
-from samexp.losses import SamLoss
 from samexp.prompts.box import BoxPrompt
-from samexp.train import fit
+from samexp.training.loop import fit
+from samexp.training.losses import SamLoss
+from tests.config.test_cli import samexp
 from tests.conftest import data_root
 from tests.predict.test_cli import one_error_line
-from tests.test_cli import samexp
-from tests.test_train import _decoder_model
+from tests.training.test_loop import _decoder_model
 
 TINY = ("model=tiny", "adapter=decoder", "trainer.device=cpu")
 
@@ -94,7 +94,7 @@ def test_cli_reports_divergence_in_one_line_with_exit_2(tmp_path):
 
 @pytest.mark.slow
 def test_a_diverging_sweep_trial_is_failed_in_optuna_not_a_zero_score(tmp_path):
-    from tests.test_sweeps import optuna_sweep, runs
+    from tests.sweeps.test_sweeps import optuna_sweep, runs
 
     # a plain value on the command line fixes a searched parameter for every trial
     optuna_sweep(tmp_path, "hydra.sweeper.n_trials=1", "adapter.rank=2", "optim.lr=1e6",

@@ -28,9 +28,9 @@ from safetensors.torch import load_file, save_file
 from samexp.adapters.base import trainable_parameters
 from samexp.adapters.io import META_KEY, load_adapter, save_adapter
 from samexp.adapters.lora import LoraAdapter
-from samexp.errors import SamexpError
-from samexp.finetuned import load_finetuned
+from samexp.config.errors import SamexpError
 from samexp.models.build import build_tiny
+from samexp.tracking.finetuned import load_finetuned
 from tests.conftest import REPO
 
 VICTIM_TEXT = "precious"

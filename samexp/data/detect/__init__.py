@@ -26,11 +26,11 @@ import logging
 from collections.abc import Callable
 from pathlib import Path
 
+from samexp.config.errors import DatasetError, first_few
 from samexp.data.detect import coco, labelme, masks, yolo
 from samexp.data.detect.reading import Reading
 from samexp.data.detect.tree import MAX_ENTRIES, Tree, scan
 from samexp.data.files import shown
-from samexp.errors import DatasetError, first_few
 
 __all__ = ["FAMILIES", "Reading", "candidates", "detect", "scan"]
 

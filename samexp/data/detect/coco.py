@@ -2,7 +2,7 @@
 `annotations/instances_<subset>.json` + `images/`, one JSON per split (`train.json`, `val.json`),
 or one JSON anywhere (labelme2coco's `annotations.json` + `JPEGImages/`).
 
-Every COCO file found is read (bounded by `samexp.limits`): its `file_name`s say where the images
+Every COCO file found is read (bounded by `samexp.config.limits`): its `file_name`s say where the images
 are, and its counts are what `inspect` prints. Several files that are not one per split are one
 reading each, so none is ever ignored silently.
 """
@@ -14,12 +14,12 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import PurePosixPath
 
+from samexp.config.errors import DatasetError
+from samexp.config.limits import load_json
 from samexp.data.detect.jsonhead import json_kind
 from samexp.data.detect.reading import Reading, split_arguments
 from samexp.data.detect.tree import Tree, join
 from samexp.data.split_folders import split_of
-from samexp.errors import DatasetError
-from samexp.limits import load_json
 
 ROBOFLOW_FILE = "_annotations.coco.json"
 CVAT_DIR = "annotations"

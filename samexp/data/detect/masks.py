@@ -12,13 +12,13 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from samexp.config.limits import TEXT_BYTES, read_bytes
 from samexp.data.classes import DEFAULT_FILES
 from samexp.data.detect.pairs import Match, match, side_by_side
 from samexp.data.detect.reading import Reading, ordered, split_arguments
 from samexp.data.detect.tree import Tree, join
 from samexp.data.detect.values import read_values
 from samexp.data.split_folders import split_of
-from samexp.limits import TEXT_BYTES, read_bytes
 
 # folder names, lowercase: images, masks (tier 2), weak mask names (tier 1: DRIVE's `mask/` is
 # the field of view, not the vessels), and folders of pictures that are never targets

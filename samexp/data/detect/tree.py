@@ -8,9 +8,9 @@ from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
+from samexp.config.errors import DatasetError
 from samexp.data.pairing import MASK_EXTENSIONS
 from samexp.data.splits import require_dataset_root
-from samexp.errors import DatasetError
 
 MAX_DEPTH = 4  # root = 0: <root>/train/images/<class>/ is as deep as exports nest
 MAX_ENTRIES = 500_000  # names listed in all; past it the rest of the tree is not looked at

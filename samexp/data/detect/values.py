@@ -11,9 +11,9 @@ from pathlib import Path
 
 import numpy as np
 
+from samexp.config.errors import DatasetError
 from samexp.data.files import open_image, read_image_bytes, shown
 from samexp.data.folder import MASK_THRESHOLD
-from samexp.errors import DatasetError
 
 SAMPLE = 20  # masks read to tell binary masks from class ids, and for inspect's histogram
 _JPEG = (".jpg", ".jpeg")

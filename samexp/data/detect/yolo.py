@@ -9,12 +9,12 @@ from __future__ import annotations
 from collections import Counter
 from pathlib import Path
 
+from samexp.config.errors import DatasetError
+from samexp.config.limits import TEXT_BYTES, load_yaml, read_bytes
 from samexp.data.detect.reading import Reading, split_arguments
 from samexp.data.detect.tree import Tree, join
 from samexp.data.detect.values import sample
 from samexp.data.split_folders import split_of
-from samexp.errors import DatasetError
-from samexp.limits import TEXT_BYTES, load_yaml, read_bytes
 
 YAML_NAMES = ("data.yaml", "data.yml", "dataset.yaml")
 _SAMPLE = 20  # label files read to tell segmentation from detection

@@ -1,0 +1,148 @@
+"""`python -m samexp.export run_id=<id> out=ring_sam_vit_b.pth`: the fine-tuned model as a plain SAM
+checkpoint that `segment_anything.sam_model_registry[<arch>](checkpoint=out)` loads unchanged, so
+`SamPredictor` and `SamAutomaticMaskGenerator` work on it directly. A MobileSAM (`vit_t`) loads in
+stock `mobile_sam.sam_model_registry["vit_t"](checkpoint=out)`, followed by `.eval()` as
+MobileSAM's README does: its builder computes TinyViT's attention-bias table before it loads the
+weights, and entering eval mode again rebuilds it from them.
+
+A model trained with `model.encoder_size` (its encoder at, say, 512 px) is written as trained, not
+refused and not stretched back to 1024 px (that would be a model nobody evaluated): its position
+tensors have the smaller shapes, which the registry's 1024 px SAM refuses with a size mismatch.
+The JSON records the size, and the log gives the lines that load it: build the stock model, then
+`samexp.models.resolution.resize_encoder(sam, size)`, then `sam.load_state_dict(...)`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from hydra.core.config_store import ConfigStore
+from omegaconf import DictConfig
+from safetensors import SafetensorError
+from safetensors.torch import save_file
+
+import samexp.config.paths  # noqa: F401  (registers ${samexp_home:}, used by ExportConfig)
+from samexp.config.atomic import atomic_path
+from samexp.config.cli import hydra_main
+from samexp.config.errors import SamexpError, WeightsWriteError
+from samexp.models.build import BaseModel
+from samexp.prompts.class_tokens import MODULE as CLASS_PROMPTS
+from samexp.tracking.finetuned import load_finetuned
+
+log = logging.getLogger("samexp.export")
+
+
+@dataclass
+class ExportConfig:
+    run_id: str | None = None
+    weights: str | None = None  # a local adapter.safetensors instead of a run
+    tracking_uri: str = "sqlite:///${samexp_home:}/mlruns/mlflow.db"  # where runs go (paths.py)
+    checkpoint: str | None = None  # the base model's checkpoint, if not in the cache
+    out: str = "sam_finetuned.pth"
+
+
+ConfigStore.instance().store(name="export_schema", node=ExportConfig)
+
+
+def export(run_id: str | None = None, weights: str | None = None, out: str = "sam_finetuned.pth",
+           tracking_uri: str | None = None, checkpoint: str | None = None) -> Path:  # fmt: skip
+    path = Path(out)
+    _check_out(path)
+    base, adapter, meta = load_finetuned(run_id, weights, tracking_uri, checkpoint)
+    state = adapter.plain_state_dict(base.sam)
+    # learned class prompts are no part of a stock SAM: they go beside it, with their classes
+    learned = {k: state.pop(k) for k in [k for k in state if k.startswith(f"{CLASS_PROMPTS}.")]}
+    _write(path, state, lambda tmp: _torch_save(state, tmp))
+    if learned:
+        classes = meta["class_prompts"]["classes"]
+        tokens = {"tokens": learned[f"{CLASS_PROMPTS}.tokens"].contiguous()}
+        _write(class_prompts_file(path), tokens, lambda tmp: save_file(
+            tokens, str(tmp), metadata={"classes": json.dumps(classes)}))  # fmt: skip
+        log.info("wrote %s: the %d classes' learned prompt tokens (%s); decode them as "
+                 "samexp.predict.classes.predict_classes does", class_prompts_file(path),
+                 len(classes), ", ".join(classes))  # fmt: skip
+    # how to rebuild it: the registry name for official SAMs, constructor arguments for `tiny`, and
+    # the encoder input size when it is not native
+    info = {"arch": base.arch, "build_kwargs": base.build_kwargs, "adapter": meta["adapter"],
+            "base_weights_id": base.weights_id, "source": run_id or weights,
+            "img_size": base.img_size,
+            **({"class_prompts": meta["class_prompts"]} if learned else {})}  # fmt: skip
+    _write(path.with_suffix(".json"), {}, lambda tmp: tmp.write_text(json.dumps(info, indent=2)))
+    size = base.build_kwargs.get("encoder_size")
+    if size is not None:
+        log.warning(
+            "%s is SAM %s with its image encoder at %d px (model.encoder_size=%d): a SAM built at "
+            "the native size refuses it (position embedding shapes); load it as shown next",
+            path, base.arch, size, size,
+        )  # fmt: skip
+    log.info("wrote %s (%s, %s merged, %.1f MB); load it with %s", path, base.arch,
+             adapter.label(), path.stat().st_size / 1e6, how_to_load(base, path))  # fmt: skip
+    return path
+
+
+def _check_out(path: Path) -> None:
+    """Before the model is built: `out` names a file, in a folder or where one can be made."""
+    if path.is_dir():
+        raise SamexpError(f"out={path} is a folder: give the file to write, e.g. "
+                          f"out={path / 'sam_finetuned.pth'}")  # fmt: skip
+    nearest = next(p for p in path.parents if p.exists())  # "." or "/" at worst
+    if not nearest.is_dir():
+        raise SamexpError(f"out={path}: {nearest} is a file, not a folder")
+
+
+def _torch_save(state: dict[str, torch.Tensor], path: Path) -> None:
+    with open(path, "wb") as f:  # opened here: a path torch cannot open is OSError, not its C++
+        torch.save(state, f)
+
+
+def _write(dest: Path, tensors: dict[str, torch.Tensor], write: Callable[[Path], object]) -> None:
+    """`write` into a temporary file renamed onto `dest`: no partial file is left, and a path that
+    cannot be written (under a file, read-only, a full disk) is one line naming it."""
+    try:
+        with atomic_path(dest) as tmp:
+            write(tmp)
+    except (OSError, RuntimeError, SafetensorError) as e:  # torch.save: RuntimeError mid-write
+        needed = sum(t.numel() * t.element_size() for t in tensors.values())
+        raise WeightsWriteError(dest, needed, e) from None
+
+
+def class_prompts_file(path: Path) -> Path:
+    return path.with_name(f"{path.stem}.class_prompts.safetensors")
+
+
+def how_to_load(base: BaseModel, path: Path) -> str:
+    """The Python that rebuilds the exported model: stock segment_anything (mobile_sam for
+    MobileSAM) wherever it can."""
+    size = base.build_kwargs.get("encoder_size")
+    if base.arch == "vit_t":
+        return f"mobile_sam.sam_model_registry['vit_t'](checkpoint={str(path)!r}).eval()"
+    if base.arch != "tiny" and size is None:
+        return f"segment_anything.sam_model_registry[{base.arch!r}](checkpoint={str(path)!r})"
+    if base.arch == "tiny":
+        minus = "seed and encoder_size" if size is not None else "seed"
+        json_name = path.with_suffix(".json").name
+        sam = f"samexp.models.build.tiny_sam(**build_kwargs minus {minus} from {json_name})"
+    else:
+        sam = f"segment_anything.sam_model_registry[{base.arch!r}]()"
+    if size is not None:
+        sam = f"samexp.models.resolution.resize_encoder({sam}, {size})"
+    return f"sam = {sam}; sam.load_state_dict(torch.load({str(path)!r}, weights_only=True))"
+
+
+@hydra_main(config_path=None, config_name="export_schema")
+def main(cfg: DictConfig) -> None:
+    try:
+        export(cfg.run_id, cfg.weights, cfg.out, cfg.tracking_uri, cfg.checkpoint)
+    except SamexpError as e:
+        log.error("%s", e)
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()

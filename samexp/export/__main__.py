@@ -1,0 +1,3 @@
+from samexp.export import main
+
+main()

@@ -1,0 +1,5 @@
+import sys
+
+from samexp.ui import main
+
+sys.exit(main())
