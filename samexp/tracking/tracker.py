@@ -10,9 +10,11 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import math
 import os
 import subprocess
 import tempfile
+import time
 from collections.abc import Iterator
 from importlib import metadata
 from pathlib import Path
@@ -21,7 +23,7 @@ from typing import Annotated, Any
 import numpy as np
 
 from samexp.config.checks import NON_NEGATIVE, POSITIVE, because
-from samexp.config.errors import SamexpError
+from samexp.config.errors import ConfigValueError, SamexpError
 from samexp.config.options import option
 from samexp.server.client import use_credentials
 from samexp.tracking.lease import LEASE, LeaseLost, Leases
@@ -54,7 +56,8 @@ PACKAGES = (
     "hydra-core",
     "optuna",
 )
-STALE_S = 6 * 3600.0  # far longer than an epoch, which sends a heartbeat
+STALE_S = 6 * 3600.0  # a RUNNING run silent this long is taken for dead
+HEARTBEAT_S = 60.0
 
 
 @option("tracking", "mlflow")
@@ -75,6 +78,9 @@ class Tracker:
         parent_run_id: str | None = None,
         # a RUNNING run whose heartbeat is older than this is taken for dead (killed, lost node)
         stale_after_s: Annotated[float, because(POSITIVE, "seconds without a heartbeat")] = STALE_S,
+        # a live run says so at most this often, from inside its epochs (training steps and
+        # evaluation), so an epoch longer than stale_after_s never looks dead
+        heartbeat_s: Annotated[float, because(POSITIVE, "seconds between heartbeats")] = HEARTBEAT_S,
     ) -> None:
         self.enabled = enabled
         self.tracking_uri = tracking_uri
@@ -86,6 +92,13 @@ class Tracker:
         # a sweep's parent run: explicit, or set for every job by the sweep callback
         self.parent_run_id = parent_run_id or os.environ.get(PARENT_ENV) or None
         self.stale_after_s = stale_after_s
+        if heartbeat_s >= stale_after_s:
+            raise ConfigValueError(
+                f"tracking.heartbeat_s={heartbeat_s:g} must be below tracking.stale_after_s="
+                f"{stale_after_s:g}: a live run would be taken for dead between two heartbeats"
+            )
+        self.heartbeat_s = heartbeat_s
+        self._last_beat = -math.inf
         self.run_id: str | None = None
         self._client = None
         # one writer per run (samexp.tracking.lease): the lease of the run this process has open
@@ -200,10 +213,15 @@ class Tracker:
         return self._client
 
     def heartbeat(self) -> None:
-        """Say the run is alive (the runner calls this each epoch). A store that is briefly
-        unreachable or locked costs one warning, never the run."""
+        """Say the run is alive, at most every `heartbeat_s` (training calls this after every
+        optimizer step and evaluation). A store that is briefly unreachable or locked costs one
+        warning, never the run."""
         if not self.enabled or self.run_id is None:
             return
+        now = time.monotonic()
+        if now - self._last_beat < self.heartbeat_s:
+            return
+        self._last_beat = now
         try:
             self.leases.beat()
             for key, value in heartbeat_tag().items():
