@@ -17,7 +17,7 @@ from omegaconf import MISSING, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from samexp.adapters.base import Adapter
-from samexp.adapters.registry import kind_of_target, registered
+from samexp.adapters.registry import registered
 from samexp.config.checks import out_of_range
 from samexp.config.errors import SamexpError, UntrustedFileError
 from samexp.config.options import Option, by_target, options
@@ -26,6 +26,10 @@ META_KEY = "samexp"  # the safetensors metadata entry that holds the JSON
 # a model builder's arguments that say where its weights come from: the reader's choice
 # (load_finetuned's arguments), never the file's
 READER_ARGUMENTS = ("checkpoint", "cache_dir", "mirror", "download")
+# what to do with an adapter file that does not name its kind: its run still has what made it
+NO_KIND = (
+    "samexp reads an adapter by its kind only; re-save the file from its run (run its config again)"
+)
 
 
 @dataclass
@@ -91,22 +95,15 @@ def check_class_prompts(value: Any, path: str | Path) -> dict[str, Any]:
 
 
 def check_adapter_spec(spec: Any, path: str | Path) -> dict[str, Any]:
-    """`{"kind": ..., **hparams}` of a registered adapter; files saved before kinds existed name
-    the class by `_target_`, accepted only when it is exactly one of samexp's adapter classes."""
+    """`{"kind": ..., **hparams}` of a registered adapter. The kind is the one way a file names its
+    adapter: an import path (`_target_`) is refused outright, whatever class it names."""
     spec = dict(_mapping(spec, "adapter", path))
     kinds = registered()
-    target, kind = spec.pop("_target_", None), spec.pop("kind", None)
-    if target is not None:
-        legacy = kind_of_target(target) if isinstance(target, str) else None
-        if legacy is None:
-            known = ", ".join(r.target for r in kinds.values())
-            problem = f"{_show(target)} is not a samexp adapter; known: {known}"
-            refuse(path, "adapter._target_", problem)
-        if kind is not None and kind != legacy:
-            refuse(path, "adapter.kind", f"{_show(kind)} contradicts adapter._target_ {target}")
-        kind = legacy
+    if "_target_" in spec:  # never followed, whatever class it names
+        refuse(path, "adapter._target_", f"{_show(spec['_target_'])} is an import path: {NO_KIND}")
+    kind = spec.pop("kind", None)
     if kind is None:
-        refuse(path, "adapter.kind", "missing: the file does not say which adapter it holds")
+        refuse(path, "adapter.kind", f"missing: {NO_KIND}")
     if not isinstance(kind, str) or kind not in kinds:
         refuse(path, "adapter.kind", f"unknown adapter {_show(kind)}; known: {', '.join(kinds)}")
     return {"kind": kind, **typed(kinds[kind].schema, spec, "adapter", path, fill=True)}

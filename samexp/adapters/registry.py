@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, TypeVar
 
-from samexp.config.options import Option, by_target, option, options
+from samexp.config.options import Option, option, options
 
 if TYPE_CHECKING:
     from samexp.adapters.base import Adapter
@@ -26,9 +26,3 @@ def register_adapter(cls: A) -> A:
 def registered() -> dict[str, Option]:
     """Every registered kind (sorted), after importing every module that may define one."""
     return options("adapter")
-
-
-def kind_of_target(target: str) -> str | None:
-    """The kind of a class named by its old `_target_` path; None for anything else."""
-    entry = by_target("adapter", target)
-    return entry.name if entry is not None else None

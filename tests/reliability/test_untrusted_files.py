@@ -25,7 +25,6 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
-from samexp.adapters.base import trainable_parameters
 from samexp.adapters.io import META_KEY, load_adapter, save_adapter
 from samexp.adapters.lora import LoraAdapter
 from samexp.config.errors import SamexpError
@@ -233,17 +232,30 @@ def test_saved_metadata_names_the_adapter_by_kind_not_by_import_path(saved):
     assert meta["adapter"]["kind"] == "lora" and "_target_" not in meta["adapter"]
 
 
-def test_a_file_saved_before_kinds_existed_still_loads(saved, tmp_path: Path):
+def without_kind(adapter: dict) -> None:
+    adapter.pop("kind")
+
+
+def with_import_path_instead_of_kind(adapter: dict) -> None:
+    adapter.pop("kind")
+    adapter["_target_"] = "samexp.adapters.lora.LoraAdapter"  # how files were saved before kinds
+
+
+@pytest.mark.parametrize("forge, key", [
+    pytest.param(without_kind, "adapter.kind", id="no-kind"),
+    pytest.param(with_import_path_instead_of_kind, "adapter._target_", id="saved-before-kinds"),
+])  # fmt: skip
+def test_an_adapter_file_without_a_kind_is_refused_in_one_line_that_says_to_re_save_it(
+    saved, tmp_path: Path, forge: Callable[[dict], None], key: str
+):
     meta, tensors = saved
     old = json.loads(json.dumps(meta))
-    old["adapter"].pop("kind", None)
-    old["adapter"]["_target_"] = "samexp.adapters.lora.LoraAdapter"  # how earlier versions saved
+    forge(old["adapter"])
     path = tmp_path / "old.safetensors"
     save_file(tensors, str(path), metadata={META_KEY: json.dumps(old)})
 
-    base = build_tiny(seed=0)
-    adapter = load_adapter(path, base)
-    assert isinstance(adapter, LoraAdapter) and adapter.rank == 2
-    loaded = trainable_parameters(base.sam)
-    assert set(loaded) == set(tensors)
-    assert all(torch.equal(loaded[name], tensors[name]) for name in tensors)
+    with pytest.raises(SamexpError) as refused:
+        load_adapter(path, build_tiny(seed=0))
+    message = str(refused.value)
+    assert str(path) in message and key in message and "\n" not in message, message
+    assert "re-save the file from its run" in message, message
