@@ -13,8 +13,8 @@ from pathlib import Path
 
 from samexp.config.errors import SamexpError
 from samexp.config.options import by_target
+from samexp.config.paths import dataset_name
 from samexp.data.base import IMAGE_EXTENSIONS
-from samexp.data.splits import dataset_name
 from samexp.tracking.finetuned import run_file
 from samexp.tracking.states import STATE
 

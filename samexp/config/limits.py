@@ -78,9 +78,15 @@ LIMITS = (JSON_BYTES, TEXT_BYTES, ANNOTATIONS, INSTANCES_PER_IMAGE, MASK_PIXELS,
 
 
 def shown(path: str | bytes | PathLike) -> str:
-    from samexp.data.files import shown as _shown  # data.files imports this module
+    """A path as text any log or terminal can print: a name's non-UTF-8 bytes appear as \\xff.
 
-    return _shown(path)
+    Such names reach Python as lone surrogates, which a UTF-8 log file refuses to write.
+    """
+    text = os.fsdecode(path)
+    try:
+        return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    except UnicodeEncodeError:  # a surrogate that did not come from a file name's bytes
+        return text.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 def read_bytes(path: str | PathLike, limit: Limit) -> bytes:

@@ -55,13 +55,13 @@ def register_resolver() -> None:
     OmegaConf.register_new_resolver("samexp_home", lambda: str(samexp_home()), replace=True)
     OmegaConf.register_new_resolver("samexp_run_suffix", run_suffix, replace=True)
     # `${samexp_dataset_name:${dataset.name},${dataset.root}}`: the name runs and studies carry
-    OmegaConf.register_new_resolver("samexp_dataset_name", _dataset_name, replace=True)
+    OmegaConf.register_new_resolver("samexp_dataset_name", dataset_name, replace=True)
 
 
-def _dataset_name(name: str | None, root: str) -> str:
-    from samexp.data.splits import dataset_name
-
-    return dataset_name(name, root)
+def dataset_name(name: str | None, root: str | Path) -> str:
+    """What runs are named after: `dataset.name`, else the root folder's name, so `dataset=rings
+    dataset.root=/data/bottles` is not reported as rings."""
+    return name or Path(root).resolve().name
 
 
 register_resolver()

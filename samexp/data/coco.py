@@ -19,6 +19,7 @@ from torch.utils.data import Dataset
 from samexp.config.checks import NON_NEGATIVE, because
 from samexp.config.errors import DatasetError
 from samexp.config.options import option
+from samexp.config.paths import dataset_name
 from samexp.data.base import Sample, make_sample, read_image_rgb
 from samexp.data.bounds import say_clipped
 from samexp.data.coco_json import CocoImage, read_coco
@@ -28,7 +29,6 @@ from samexp.data.splits import (
     DatasetSplits,
     TestFraction,
     TrainLimit,
-    dataset_name,
     require_dataset_root,
 )
 

@@ -22,7 +22,7 @@ from typing import IO
 from PIL import Image
 
 from samexp.config.errors import DatasetError
-from samexp.config.limits import IMAGE_PIXELS
+from samexp.config.limits import IMAGE_PIXELS, shown
 
 _JPEG_START = b"\xff\xd8\xff"
 _JPEG_END = b"\xff\xd9"
@@ -31,18 +31,6 @@ _PNG_START = b"\x89PNG\r\n\x1a\n"
 _PNG_END = b"IEND\xaeB`\x82"  # the IEND chunk's type and CRC; only data after it may follow
 _HEAD = 16  # enough for every signature and size field read here
 _TAIL = 4096  # bytes read from a file's end: room for padding, never the photo itself
-
-
-def shown(path: str | bytes | PathLike) -> str:
-    """A path as text any log or terminal can print: a name's non-UTF-8 bytes appear as \\xff.
-
-    Such names reach Python as lone surrogates, which a UTF-8 log file refuses to write.
-    """
-    text = os.fsdecode(path)
-    try:
-        return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
-    except UnicodeEncodeError:  # a surrogate that did not come from a file name's bytes
-        return text.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 def _missing_end(head: bytes, tail: bytes, size: int) -> str | None:

@@ -27,6 +27,7 @@ from torch.utils.data import Dataset
 from samexp.config.checks import Range, because
 from samexp.config.errors import DatasetError
 from samexp.config.options import option
+from samexp.config.paths import dataset_name
 from samexp.data.base import (
     Sample,
     make_sample,
@@ -36,7 +37,7 @@ from samexp.data.files import shown
 from samexp.data.orientation import apply_orientation, image_header, mask_orientation
 from samexp.data.pairing import MASK_EXTENSIONS, find_pairs, listing, read_mask_gray
 from samexp.data.split_folders import split_roles
-from samexp.data.splits import DatasetSplits, TestFraction, TrainLimit, dataset_name
+from samexp.data.splits import DatasetSplits, TestFraction, TrainLimit
 
 logger = logging.getLogger(__name__)
 

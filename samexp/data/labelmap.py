@@ -27,6 +27,7 @@ from samexp.config.checks import NON_NEGATIVE, because
 from samexp.config.errors import DatasetError
 from samexp.config.limits import check_instances
 from samexp.config.options import option
+from samexp.config.paths import dataset_name
 from samexp.data.base import Sample, decode_unchanged, make_sample, read_image_rgb
 from samexp.data.classes import LabelClasses, label_classes
 from samexp.data.colours import colours_to_ids
@@ -34,7 +35,7 @@ from samexp.data.files import open_image, read_image_bytes, shown
 from samexp.data.orientation import apply_orientation, image_header, mask_orientation
 from samexp.data.pairing import find_pairs, listing
 from samexp.data.split_folders import SPLIT, split_roles
-from samexp.data.splits import DatasetSplits, TestFraction, TrainLimit, dataset_name
+from samexp.data.splits import DatasetSplits, TestFraction, TrainLimit
 
 logger = logging.getLogger(__name__)
 

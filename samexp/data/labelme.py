@@ -23,6 +23,7 @@ from pycocotools import mask as mask_utils
 from samexp.config.errors import DatasetError
 from samexp.config.limits import check_instances, load_json
 from samexp.config.options import option
+from samexp.config.paths import dataset_name
 from samexp.data.base import IMAGE_EXTENSIONS, Sample, make_sample
 from samexp.data.bounds import Reach, note_outside
 from samexp.data.coco import CocoDataset
@@ -39,7 +40,6 @@ from samexp.data.splits import (
     DatasetSplits,
     TestFraction,
     TrainLimit,
-    dataset_name,
     require_dataset_root,
 )
 

@@ -40,12 +40,6 @@ def shown_root(root: Path) -> str:
     return str(root.resolve())
 
 
-def dataset_name(name: str | None, root: str | Path) -> str:
-    """What runs are named after: `dataset.name`, else the root folder's name, so `dataset=rings
-    dataset.root=/data/bottles` is not reported as rings."""
-    return name or Path(root).resolve().name
-
-
 def require_dataset_root(root: str | Path) -> Path:
     """Every format's first check, worded for the usual cause: the data root is not set."""
     path = Path(root)

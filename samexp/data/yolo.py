@@ -23,6 +23,7 @@ from pycocotools import mask as mask_utils
 from samexp.config.errors import DatasetError
 from samexp.config.limits import check_instances, read_lines
 from samexp.config.options import option
+from samexp.config.paths import dataset_name
 from samexp.data.base import IMAGE_EXTENSIONS, Sample, make_sample, read_image_rgb
 from samexp.data.bounds import Reach
 from samexp.data.coco import CocoDataset
@@ -34,7 +35,6 @@ from samexp.data.splits import (
     DatasetSplits,
     TestFraction,
     TrainLimit,
-    dataset_name,
     require_dataset_root,
 )
 from samexp.data.yolo_layout import (

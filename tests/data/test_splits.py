@@ -119,7 +119,7 @@ def test_a_class_the_limit_leaves_without_train_images_is_named_in_a_warning(
 
 
 def test_runs_are_named_after_the_data_folder_unless_dataset_name_says_otherwise(tmp_path):
-    from samexp.data.splits import dataset_name
+    from samexp.config.paths import dataset_name
 
     assert dataset_name(None, tmp_path / "bottles") == "bottles"
     assert dataset_name(None, f"{tmp_path}/bottles/") == "bottles"  # a trailing slash too
