@@ -15,8 +15,7 @@ from samexp.config.errors import SamexpError
 from samexp.config.options import by_target
 from samexp.config.paths import dataset_name
 from samexp.data.base import IMAGE_EXTENSIONS
-from samexp.tracking.finetuned import run_file
-from samexp.tracking.states import STATE
+from samexp.tracking import store
 
 log = logging.getLogger(__name__)
 
@@ -47,33 +46,13 @@ class RunChoice:
         return " · ".join(p for p in parts if p)
 
 
-def store_exists(tracking_uri: str) -> bool:
-    """Whether there is a store to read: MLflow would create an empty SQLite file for a path that
-    has none, so a wrong path would look like a store without runs."""
-    if not tracking_uri.startswith("sqlite:"):
-        return True  # a server or a database: asking it is the only way to know
-    return Path(tracking_uri.removeprefix("sqlite:///")).is_file()
-
-
 def finished_runs(tracking_uri: str, limit: int = 200) -> list[RunChoice]:
     """Training runs that ended well (FINISHED, samexp's state COMPLETE, a final test IoU), newest
-    first. Sweep trials that were pruned or failed, and runs still going, are not offered."""
-    if not store_exists(tracking_uri):
+    first. Sweep trials that were pruned or failed, and runs still going, are not offered; a
+    store that does not exist lists nothing and is not created."""
+    if not store.exists(tracking_uri):
         return []
-    from mlflow.exceptions import MlflowException
-    from mlflow.tracking import MlflowClient
-
-    client = MlflowClient(tracking_uri=tracking_uri)
-    try:
-        experiments = [e.experiment_id for e in client.search_experiments()]
-        runs = client.search_runs(
-            experiments,
-            filter_string=f"attributes.status = 'FINISHED' and tags.`{STATE}` = 'COMPLETE'",
-            order_by=["attributes.start_time DESC"],
-            max_results=limit,
-        ) if experiments else []  # fmt: skip
-    except MlflowException as e:
-        raise SamexpError(f"cannot read the runs of {tracking_uri}: {e.message}") from None
+    runs = store.completed_runs(tracking_uri, limit)
     return [choice for run in runs if (choice := _choice(run)) is not None]
 
 
@@ -110,7 +89,7 @@ def example_images(run: RunChoice, tracking_uri: str, limit: int = 12) -> list[P
                  run.data_root)  # fmt: skip
         return []
     try:
-        table = json.loads(run_file(run.run_id, PER_IMAGE, tracking_uri).read_text("utf-8"))
+        table = json.loads(store.run_file(run.run_id, PER_IMAGE, tracking_uri).read_text("utf-8"))
         names = {row["name"] for row in table if isinstance(row, dict) and "name" in row}
     except (SamexpError, OSError, ValueError, TypeError) as e:
         log.info("run %s: no test image list (%s); no examples", run.run_id, e)

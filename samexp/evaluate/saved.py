@@ -26,6 +26,7 @@ from samexp.data.splits import TEST_FILES
 from samexp.evaluate.compare import compared, log_comparisons, per_image
 from samexp.prompts.class_tokens import EveryClass, attach_class_prompts, class_prompts_of
 from samexp.tracking.finetuned import build_base, load_finetuned, run_file
+from samexp.tracking.names import EVALUATES
 from samexp.tracking.tracker import Tracker, flatten
 from samexp.training.distributed import ONE_PROCESS, ShardBatches
 from samexp.training.evaluation import evaluate
@@ -88,7 +89,7 @@ def evaluate_saved(cfg: DictConfig, out: Path) -> dict[str, float]:
     source = cfg.run_id or Path(cfg.weights).name
     name = f"eval-{adapter.label()}-{splits.name}-{base.arch}"
     resolved = OmegaConf.to_container(cfg, resolve=True)
-    tags = {"samexp.evaluates": str(cfg.run_id or cfg.weights)}
+    tags = {EVALUATES: str(cfg.run_id or cfg.weights)}
     with tracker.start_run(name, params=flatten(resolved), tags=tags):
         baseline = evaluate(zero_shot.sam.to(device), loader, zero_prompt, device, seed=cfg.seed,
                             keep_predictions=tracker.max_images, desc="zero-shot")  # fmt: skip

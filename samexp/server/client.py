@@ -12,7 +12,7 @@ from pathlib import Path
 
 from samexp.server import postgres, secrets
 from samexp.server.control import default_data
-from samexp.server.mlflow_server import PASSWORD_ENV, USERNAME_ENV
+from samexp.tracking.names import PASSWORD_ENV, USERNAME_ENV
 
 PGPASSFILE = "PGPASSFILE"
 

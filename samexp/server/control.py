@@ -23,6 +23,7 @@ from samexp.config.errors import SamexpError
 from samexp.config.paths import samexp_home
 from samexp.server import mlflow_server, postgres, secrets
 from samexp.server.procs import HOST, require_free
+from samexp.tracking.names import PORT
 
 try:
     import fcntl
@@ -32,7 +33,7 @@ except ImportError:  # Windows: PostgreSQL's Debian binaries are not there eithe
 log = logging.getLogger(__name__)
 
 PG_PORT = 5433  # not 5432: a distribution's own PostgreSQL (installing it may start one) is there
-MLFLOW_PORT = 5000  # MLflow's own default (`make ui` uses it too: stop one to run the other)
+MLFLOW_PORT = PORT  # MLflow's own default (`make ui` uses it too: stop one to run the other)
 DATABASES = ("mlflow", "optuna")
 TIMEOUT_S = 120.0  # MLflow's first start creates its tables: seconds, not minutes
 STATE = "server.json"

@@ -20,9 +20,8 @@ from pathlib import Path
 from samexp.config.errors import SamexpError
 from samexp.server import secrets
 from samexp.server.procs import HOST, group_alive, stop_group, wait_until
+from samexp.tracking.names import AUTH_CONFIG_ENV, REST_API, SERVER_SECRET_ENV
 
-# MLflow's client reads these (and samexp sets them from the credentials file when unset)
-USERNAME_ENV, PASSWORD_ENV = "MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD"
 ADMIN = "admin"  # MLflow's admin: manages users; the server's own commands only
 # `mlflow server` / `mlflow ui` import starlette.middleware.wsgi, which warns on every worker
 # start; only that warning, only in the server's processes
@@ -36,7 +35,7 @@ def environment(**extra: str) -> dict[str, str]:
 
 
 def auth_config(admin_password: str, database: Path) -> str:
-    """The basic-auth app's ini (MLFLOW_AUTH_CONFIG_PATH): a generated admin password, its own
+    """The basic-auth app's ini (its path in AUTH_CONFIG_ENV): a generated admin password, its own
     user database, and no permission for a user on what it neither created nor was granted."""
     return (
         "# written by samexp.server: MLflow's basic-auth app (keep it 0600, it holds a password)\n"
@@ -75,12 +74,12 @@ def start(
     Its files (artifacts, the auth database) are created owner-only (umask 077); libpq reads
     its PostgreSQL password from `pgpass`."""
     artifacts.mkdir(mode=0o700, parents=True, exist_ok=True)
-    env = environment(
-        MLFLOW_AUTH_CONFIG_PATH=str(auth_config_path),
-        PGPASSFILE=str(pgpass),
+    env = environment(**{
+        AUTH_CONFIG_ENV: str(auth_config_path),
+        "PGPASSFILE": str(pgpass),
         # CSRF key of the sign-up page, the same in every worker; new at each start
-        MLFLOW_FLASK_SERVER_SECRET_KEY=secrets.generate(),
-    )
+        SERVER_SECRET_ENV: secrets.generate(),
+    })  # fmt: skip
     return launch(command(backend_uri, artifacts, port, workers), env, log, port, timeout_s,
                   "MLflow server", umask=0o077).pid  # fmt: skip
 
@@ -130,7 +129,7 @@ def ensure_user(port: int, admin_password: str, user: str, password: str) -> Non
 def _call(port: int, method: str, path: str, admin_password: str, body: dict | None = None) -> None:
     token = base64.b64encode(f"{ADMIN}:{admin_password}".encode()).decode()
     request = urllib.request.Request(
-        f"http://{HOST}:{port}/api/2.0/mlflow/{path}",
+        f"http://{HOST}:{port}/{REST_API}/{path}",
         data=None if body is None else json.dumps(body).encode(),
         headers={"Authorization": f"Basic {token}", "Content-Type": "application/json"},
         method=method,

@@ -30,6 +30,7 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from samexp.sweeps.pruning import trial_id
+from samexp.tracking.names import TRIAL_NUMBER, TRIAL_RESUMED_FROM, TRIAL_STATE
 
 log = logging.getLogger(__name__)
 
@@ -73,8 +74,8 @@ class LateTrial:
             "study '%s': trial %d (params of interrupted trial %d) completed with %.4f",
             self.study_name, number, self.before.number, value,
         )  # fmt: skip
-        return {"optuna.trial_number": str(number), "optuna.state": "COMPLETE",
-                "optuna.resumed_from": str(self.before.number)}  # fmt: skip
+        return {TRIAL_NUMBER: str(number), TRIAL_STATE: "COMPLETE",
+                TRIAL_RESUMED_FROM: str(self.before.number)}  # fmt: skip
 
     def _intermediate(self) -> dict[int, float]:
         return {**self.before.intermediate_values, **self.reported}

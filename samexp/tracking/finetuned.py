@@ -4,8 +4,6 @@ model they were trained on. Prediction and export both start here."""
 from __future__ import annotations
 
 import logging
-import os
-import tempfile
 from pathlib import Path
 from typing import TypeVar
 
@@ -16,7 +14,7 @@ from samexp.config.errors import CheckpointError, SamexpError, UntrustedFileErro
 from samexp.config.options import by_target
 from samexp.config.paths import default_tracking_uri
 from samexp.models.build import BaseModel
-from samexp.models.checkpoints import default_cache_dir, in_cache
+from samexp.tracking.store import run_file
 
 log = logging.getLogger(__name__)
 
@@ -41,35 +39,6 @@ def resolve_weights(run_id: str | None, weights: str | None, tracking_uri: str) 
         tracking_uri,
         missing=("was it run with tracking.log_weights=false, or did it fail before saving?"),
     )
-
-
-def run_file(run_id: str, artifact: str, tracking_uri: str, missing: str = "") -> Path:
-    """One artifact of MLflow run `run_id` as a local file. Run artifacts never change: one copy
-    per run in the cache, not a temp folder per call. `missing` says why one may be absent."""
-    from mlflow.exceptions import MlflowException
-    from mlflow.tracking import MlflowClient
-
-    client = MlflowClient(tracking_uri=tracking_uri)
-    try:
-        client.get_run(run_id)
-    except MlflowException as e:
-        raise SamexpError(
-            f"run_id={run_id} is not a run in {tracking_uri} ({e.message.splitlines()[0]})"
-        ) from None
-    kept = default_cache_dir() / "runs" / run_id / artifact
-    if kept.is_file():
-        return kept
-    kept.parent.mkdir(parents=True, exist_ok=True)
-    # downloaded beside its place, then moved there: a download cut short never looks complete
-    with tempfile.TemporaryDirectory(dir=kept.parent, prefix=".download-") as partial:
-        try:
-            local = client.download_artifacts(run_id, artifact, partial)
-        except (MlflowException, OSError) as e:
-            why = f" ({missing})" if missing else ""
-            raise SamexpError(f"run {run_id} has no {artifact} artifact{why}: {e}") from None
-        os.replace(local, kept)
-    log.info("downloaded run %s's %s to %s", run_id, artifact, in_cache(kept))
-    return kept
 
 
 def build_base(meta: dict, checkpoint: str | None = None, cache_dir: str | None = None,

@@ -34,6 +34,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from samexp.config.errors import SamexpError
+from samexp.tracking.names import LEASE
 from samexp.tracking.states import HOST, PID, PID_SPACE, liveness_tags, stale_reason, who
 from samexp.tracking.store_lock import try_lock
 
@@ -44,7 +45,6 @@ except ImportError:  # Windows: no flock; runs there get the tag lease
 
 log = logging.getLogger(__name__)
 
-LEASE = "samexp.lease"  # the run tag of the tag lease
 TOKEN = "token"
 SETTLE_S = 2.0  # far longer than one store round trip between a claimer's read and its write
 # a probe holds the file lock for microseconds, a holder for the run's whole life: a lock still

@@ -14,14 +14,21 @@ import time
 from datetime import datetime
 
 from samexp.config.errors import Interrupted
+from samexp.tracking.names import (  # noqa: F401 - the state tags are read from here too
+    ERROR,
+    HEARTBEAT,
+    HOST,
+    INTERRUPTED,
+    OVERRIDES,
+    PER_NODE,
+    PID,
+    PID_SPACE,
+    RESUMPTIONS,
+    STATE,
+)
 
-STATE, INTERRUPTED, ERROR = "samexp.state", "samexp.interrupted", "samexp.error"
-RESUMPTIONS = "samexp.resumptions"
-HOST, PID, HEARTBEAT = "samexp.host", "samexp.pid", "samexp.heartbeat"
-# containers may share a host name but not their process ids: a pid is judged only in its own space
-PID_SPACE = "samexp.pid_namespace"
-# torchrun's --nproc_per_node (1 without torchrun): a stale run's resume command is launched as it was
-PER_NODE = "samexp.nproc_per_node"
+# a run's samexp.state -> the MLflow status it ends with (`ending`; a sweep's trials the same)
+STATUS = {"COMPLETE": "FINISHED", "PRUNED": "KILLED", "FAILED": "FAILED", "INTERRUPTED": "KILLED"}
 
 
 def liveness_tags() -> dict[str, str]:
@@ -46,13 +53,15 @@ def ending(error: BaseException, overrides: str, run_id: str) -> tuple[str, dict
     INTERRUPTED (resumable), a pruned sweep trial KILLED and PRUNED (stopped on purpose, not
     broken), anything else FAILED with the error."""
     if isinstance(error, Interrupted):
-        return "KILLED", {STATE: "INTERRUPTED", INTERRUPTED: str(error)}
-    if isinstance(error, KeyboardInterrupt):
+        state, tags = "INTERRUPTED", {INTERRUPTED: str(error)}
+    elif isinstance(error, KeyboardInterrupt):
         hint = resume_command(overrides.split(), run_id)
-        return "KILLED", {STATE: "INTERRUPTED", INTERRUPTED: f"interrupted (Ctrl-C); resume with: {hint}"}  # fmt: skip
-    if type(error).__name__ == "TrialPruned":
-        return "KILLED", {STATE: "PRUNED"}
-    return "FAILED", {STATE: "FAILED", ERROR: f"{type(error).__name__}: {error}"}
+        state, tags = "INTERRUPTED", {INTERRUPTED: f"interrupted (Ctrl-C); resume with: {hint}"}
+    elif type(error).__name__ == "TrialPruned":
+        state, tags = "PRUNED", {}
+    else:
+        state, tags = "FAILED", {ERROR: f"{type(error).__name__}: {error}"}
+    return STATUS[state], {STATE: state, **tags}
 
 
 def stale_reason(
@@ -78,7 +87,7 @@ def stale_reason(
 def interrupted_note(reason: str, tags: dict[str, str], run_id: str) -> str:
     """The samexp.interrupted tag of a stale run: why, and the command that continues it."""
     per_node = int(_number(tags.get(PER_NODE)) or 1)
-    command = resume_command(tags.get("overrides", "").split(), run_id, per_node)
+    command = resume_command(tags.get(OVERRIDES, "").split(), run_id, per_node)
     return f"{reason}; resume with: {command}"
 
 

@@ -26,7 +26,15 @@ from samexp.config.checks import NON_NEGATIVE, POSITIVE, because
 from samexp.config.errors import ConfigValueError, SamexpError
 from samexp.config.options import option
 from samexp.server.client import use_credentials
-from samexp.tracking.lease import LEASE, LeaseLost, Leases
+from samexp.tracking.lease import LeaseLost, Leases
+from samexp.tracking.names import (
+    EXPERIMENT,
+    EXPERIMENT_KIND,
+    GIT_COMMIT,
+    LEASE,
+    OVERRIDES,
+    PARENT_ENV,
+)
 from samexp.tracking.states import (
     INTERRUPTED,
     RESUMPTIONS,
@@ -42,10 +50,6 @@ from samexp.tracking.store_lock import sqlite_path, store_lock
 
 log = logging.getLogger(__name__)
 
-PARENT_ENV = "SAMEXP_PARENT_RUN_ID"
-# MLflow 3's UI opens an experiment of this kind on its training runs, not on GenAI traces
-# (MLflow 3.17 decides by its sidebar switch instead: the link `make ui` prints sets it)
-EXPERIMENT_KIND = ("mlflow.experimentKind", "custom_model_development")
 PACKAGES = (
     "samexp",
     "torch",
@@ -69,7 +73,7 @@ class Tracker:
         tracking_uri: str,  # conf/tracking/mlflow.yaml: the sqlite store under paths.mlruns
         artifact_root: str,  # used when the experiment is created
         enabled: bool = True,
-        experiment: str = "samexp",
+        experiment: str = EXPERIMENT,
         run_name: str
         | None = None,  # default: <adapter>-<dataset>-<model>, e.g. lora-r8-rings-vit_b
         max_images: Annotated[int, because(NON_NEGATIVE, "comparison images logged per run")] = 16,
@@ -157,7 +161,7 @@ class Tracker:
             _forget_active_run()  # the run is another process's now: its state is not ours to end
             raise
         except BaseException as e:
-            status, end_tags = ending(e, run.data.tags.get("overrides", ""), self.run_id)
+            status, end_tags = ending(e, run.data.tags.get(OVERRIDES, ""), self.run_id)
             try:
                 mlflow.set_tags({k: _param_value(v) for k, v in end_tags.items()})
                 mlflow.end_run(status)
@@ -420,7 +424,7 @@ def flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
 
 def provenance(overrides: list[str]) -> dict[str, str]:
     """Where a run came from: git commit and dirty flag, package versions, the command-line overrides."""
-    tags = {"overrides": " ".join(overrides)}
+    tags = {OVERRIDES: " ".join(overrides)}
     repo = Path(__file__).resolve().parents[2]
     try:
         sha = subprocess.run(
@@ -430,7 +434,7 @@ def provenance(overrides: list[str]) -> dict[str, str]:
             ["git", "status", "--porcelain"], cwd=repo, capture_output=True, text=True, check=True
         ).stdout.strip()
         tags["git_commit"] = sha
-        tags["mlflow.source.git.commit"] = sha
+        tags[GIT_COMMIT] = sha
         tags["git_dirty"] = str(bool(dirty)).lower()
     except (OSError, subprocess.CalledProcessError):
         tags["git_commit"] = "unknown"

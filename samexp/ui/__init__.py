@@ -22,14 +22,13 @@ from samexp.config.errors import SamexpError
 from samexp.config.paths import default_tracking_uri
 from samexp.server import mlflow_server
 from samexp.server.procs import HOST, require_free, stop_group
+from samexp.tracking.names import EXPERIMENT, PORT, REST_API
 from samexp.tracking.store_lock import sqlite_path
 
 log = logging.getLogger("samexp.ui")
 
-PORT = 5000
 TIMEOUT_S = 180.0  # 34 s measured on 2 cores with 4 workers; one worker starts sooner
 ML = "workflowType=machine_learning"  # MLflow 3.17's UI picks runs or GenAI pages by this
-EXPERIMENT = "samexp"  # tracking.experiment's default
 
 
 def parser() -> argparse.ArgumentParser:
@@ -53,7 +52,7 @@ def link(port: int, experiment: str) -> str:
     base = f"http://{HOST}:{port}/"
     query = urllib.parse.urlencode({"experiment_name": experiment})
     try:
-        with urllib.request.urlopen(f"{base}api/2.0/mlflow/experiments/get-by-name?{query}", timeout=10) as answer:  # fmt: skip
+        with urllib.request.urlopen(f"{base}{REST_API}/experiments/get-by-name?{query}", timeout=10) as answer:  # fmt: skip
             found = json.load(answer)["experiment"]["experiment_id"]
     except (urllib.error.URLError, OSError, KeyError, ValueError):
         return f"{base}#/experiments?{ML}"

@@ -22,7 +22,7 @@ from optuna.distributions import CategoricalDistribution, FloatDistribution
 from optuna.trial import TrialState
 
 from hydra_plugins.samexp_optuna_sweeper.config import PRUNERS, SAMPLERS
-from hydra_plugins.samexp_optuna_sweeper.report import log_study, write_plots
+from hydra_plugins.samexp_optuna_sweeper.report import log_study
 from hydra_plugins.samexp_optuna_sweeper.workers import (
     INTERRUPTED,
     RETRY_OF,
@@ -30,7 +30,9 @@ from hydra_plugins.samexp_optuna_sweeper.workers import (
     Heartbeat,
     open_storage,
 )
+from samexp.sweeps.callback import plot_objective
 from samexp.sweeps.pruning import trial_id
+from samexp.tracking.sweep_parent import Parent
 from tests.conftest import REPO
 
 C, P, F = TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL
@@ -288,16 +290,16 @@ def test_the_study_is_logged_to_the_sweeps_parent_run(app):
     sweep(app, "hydra.sweeper.n_trials=4",
           env={"SAMEXP_PARENT_RUN_ID": parent, "SAMEXP_TRACKING_URI": uri})  # fmt: skip
     run = client.get_run(parent)
-    study = study_of(app)
     assert run.data.params == {"study.name": "toy", "study.storage": storage_of(app)}
     assert run.data.tags["study.n_trials"] == "4"
-    assert run.data.metrics["study/best_value"] == pytest.approx(study.best_value)
-    logged = {a.path for a in client.list_artifacts(parent, "study")}
-    assert logged == {
-        "study/trials.csv",
-        "study/optimization_history.png",
-        "study/param_importances.png",
-        "study/slice.png",
+    # the trial table, the best trial and the objective against each parameter are the sweep
+    # callback's one summary (tests/sweeps/test_sweep_parent.py): the study adds no second
+    assert run.data.metrics == {}
+    logged = {a.path for a in client.list_artifacts(parent)}
+    assert logged == {"sweep"}
+    assert {a.path for a in client.list_artifacts(parent, "sweep")} == {
+        "sweep/optimization_history.png",
+        "sweep/param_importances.png",
     }
     assert run.info.status == "RUNNING"  # the parent run belongs to the callback: left open
 
@@ -307,25 +309,24 @@ def test_plots_that_need_more_trials_are_skipped_not_fatal(tmp_path):
 
     study = optuna.create_study()
     study.optimize(lambda t: t.suggest_float("x", 0, 1), n_trials=1)
-    csv = tmp_path / "trials.csv"
-    study.trials_dataframe().to_csv(csv)
     client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path}/mlflow.db")
     run_id = client.create_run(client.create_experiment("s")).info.run_id
-    log_study(study, csv, tracking_uri=f"sqlite:///{tmp_path}/mlflow.db", run_id=run_id,
-              storage="memory")  # fmt: skip
-    logged = {a.path for a in client.list_artifacts(run_id, "study")}
-    assert logged == {"study/trials.csv", "study/optimization_history.png", "study/slice.png"}
+    log_study(study, Parent(client, run_id), storage="memory")  # importances need two trials
+    logged = {a.path for a in client.list_artifacts(run_id, "sweep")}
+    assert logged == {"sweep/optimization_history.png"}
 
 
 def test_a_numeric_choice_is_plotted_as_numbers_without_matplotlibs_categorical_notice(
     tmp_path, caplog
 ):
-    # a LoRA rank is a categorical of numbers: Optuna's own slice plot handed matplotlib strings
-    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
-    study.optimize(lambda t: float(t.suggest_categorical("adapter.rank", [2, 4, 8])), n_trials=4)
+    # a LoRA rank is a categorical of numbers, and the trial table holds it as the override's
+    # text: matplotlib would take "2", "4", "8" for categories (Optuna's slice plot did so)
+    import pandas as pd
+
+    table = pd.DataFrame({"param.adapter.rank": ["2", "8", "4", "2"], "val/iou": [0.5, 0.7, 0.6, 0.4]})  # fmt: skip
     with caplog.at_level(logging.INFO):
-        written = write_plots(study, tmp_path)
-    assert tmp_path / "slice.png" in written
+        written = plot_objective(table, "param.adapter.rank", "val/iou", tmp_path)
+    assert written == tmp_path / "val_iou_vs_adapter.rank.png" and written.is_file()
     assert [r.getMessage() for r in caplog.records if r.name.startswith("matplotlib")] == []
 
 

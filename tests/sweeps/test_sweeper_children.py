@@ -10,9 +10,12 @@ import pytest
 from mlflow.tracking import MlflowClient
 from optuna.trial import TrialState
 
-from hydra_plugins.samexp_optuna_sweeper.children import PARENT_ENV, URI_ENV, mirror
+from hydra_plugins.samexp_optuna_sweeper.children import mirror
 from hydra_plugins.samexp_optuna_sweeper.workers import ERROR, SURPLUS
-from samexp.sweeps.callback import KEY_TAG, find_or_create_parent, summarize
+from samexp.sweeps.callback import summarize
+from samexp.tracking.names import PARENT_ENV, URI_ENV
+from samexp.tracking.names import SWEEP_KEY as KEY_TAG
+from samexp.tracking.sweep_parent import Parent, find_or_create_parent
 
 
 @pytest.fixture
@@ -133,10 +136,10 @@ def test_a_worker_waits_for_an_older_parent_whose_create_lands_after_its_own(sto
 def test_the_latest_summary_of_a_parent_replaces_every_count(store):
     client, experiment, parent = store
     run_id = child(client, experiment, parent, 0)
-    assert summarize(client, parent, "best/val/iou")["RUNNING"] == 1
+    assert summarize(Parent(client, parent), "best/val/iou")["RUNNING"] == 1
     client.set_tag(run_id, "samexp.state", "COMPLETE")
     client.set_terminated(run_id, "FINISHED")
-    summarize(client, parent, "best/val/iou")
+    summarize(Parent(client, parent), "best/val/iou")
     metrics = client.get_run(parent).data.metrics
     assert metrics["sweep/running"] == 0 and metrics["sweep/complete"] == 1
 
@@ -148,7 +151,7 @@ def ending(store, interrupted: str | None) -> str:
 
     client, _, parent = store
     callback = MlflowSweepCallback()
-    callback.client, callback.parent_id = client, parent
+    callback.parent = Parent(client, parent)
     config = OmegaConf.create({"objective": "best/val/iou", "hydra": {"sweeper": {}}})
     callback.on_multirun_end(config, interrupted=interrupted)
     return client.get_run(parent).info.status
