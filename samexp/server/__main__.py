@@ -11,6 +11,7 @@ from pathlib import Path
 from samexp.config.console import command_output
 from samexp.config.errors import SamexpError
 from samexp.server import client, control, postgres
+from samexp.tracking.names import PASSWORD_ENV, USERNAME_ENV
 
 log = logging.getLogger("samexp.server")
 
@@ -45,7 +46,7 @@ def report(server: control.Server | None, data: Path | None) -> int:
     found_here = server.credentials == client.credentials_file()
     log.info(
         "credentials %s (0600): PostgreSQL's pgpass format; its user %s and password log in to "
-        "MLflow too (browser, `MLFLOW_TRACKING_USERNAME` / `MLFLOW_TRACKING_PASSWORD`)\n"
+        f"MLflow too (browser, `{USERNAME_ENV}` / `{PASSWORD_ENV}`)\n"
         "  this machine: %s\n"
         "  a worker machine: copy the file there (`scp -p`, keep it 0600), `export PGPASSFILE=<the "
         "copy>`, and tunnel both ports: ssh -fN -L %d:%s:%d -L %d:%s:%d <this host>",
