@@ -2,7 +2,8 @@
 
 Every option group (each `@option` schema in samexp.config.options), every settings dataclass
 (samexp.config.schema.SETTINGS and the root Config), the yaml files that ship in samexp/conf/ and the
-schemas of the other commands (predict, evaluate, export) become `reference/configuration.md`.
+schemas of the other commands (predict, evaluate, export) and of the sweeper become
+`reference/configuration.md`. Accepted values are the checks each field's `Annotated` type declares.
 `render()` is the whole generator; the mkdocs hook below only adds its text as a page.
 """
 
@@ -23,10 +24,12 @@ from omegaconf import MISSING
 
 import samexp
 from hydra_plugins.samexp_optuna_sweeper.config import PRUNERS, SAMPLERS, SamexpOptunaSweeperConf
+from hydra_plugins.samexp_optuna_sweeper.sweeper import OptunaSweeper
+from samexp.config.checks import checks_of
 from samexp.config.options import groups, load_all, options
 from samexp.config.schema import SETTINGS, Config, TrialConfig
 from samexp.evaluate.saved import EvaluateConfig
-from samexp.export import ExportConfig
+from samexp.export import ExportConfig, export
 from samexp.predict.config import PredictConfig
 
 PAGE = "reference/configuration.md"
@@ -86,8 +89,7 @@ def type_name(hint: Any) -> str:
     return re.sub(r"<class '(\w+)'>", r"\1", text)
 
 
-def accepted(f: dataclasses.Field, hint: Any) -> str:
-    check = f.metadata.get("check")
+def accepted(check: Any, hint: Any) -> str:
     parts = []
     if check is not None:
         parts.append(f"{check} ({check.why})" if check.why else str(check))
@@ -130,7 +132,8 @@ def rows(schema: type, prefix: str = "") -> Iterator[tuple[str, str, str, str, s
         if dataclasses.is_dataclass(hint):
             yield from rows(hint, f"{prefix}{f.name}.")
             continue
-        yield (f"{prefix}{f.name}", type_name(hint), as_yaml(default_of(f)), accepted(f, hint),
+        check = checks_of(schema).get(f.name)
+        yield (f"{prefix}{f.name}", type_name(hint), as_yaml(default_of(f)), accepted(check, hint),
                notes.get(f.name, ""))  # fmt: skip
 
 
@@ -243,19 +246,20 @@ def root_section() -> list[str]:
 
 def commands_section() -> list[str]:
     out = ["## Other commands", ""]
-    for command, schema, yaml_file in (
-        ("python -m samexp.predict", PredictConfig, "predict.yaml"),
-        ("python -m samexp.evaluate", EvaluateConfig, "evaluate.yaml"),
-        ("python -m samexp.export", ExportConfig, None),
+    for command, schema, source, yaml_file in (
+        ("python -m samexp.predict", PredictConfig, PredictConfig, "predict.yaml"),
+        ("python -m samexp.evaluate", EvaluateConfig, EvaluateConfig, "evaluate.yaml"),
+        ("python -m samexp.export", ExportConfig, export, None),
     ):
-        out += [f"### `{command}`", "", f"`{schema.__module__}.{schema.__qualname__}`.", ""]
-        out += [*table(schema), ""]
+        out += [f"### `{command}`", "", f"`{source.__module__}.{source.__qualname__}`"
+                f"{'' if source is schema else ' (its signature)'}.", ""]  # fmt: skip
+        out += [*table(schema, comments(source)), ""]
         if yaml_file:
             out += yaml_block(conf_dir() / yaml_file)
     out += ["## The Optuna sweeper {#sweeper}", "",
             "`hydra/sweeper=samexp_optuna` (what `hparams_search=lora_rank_lr` picks), set with "
             "`hydra.sweeper.<key>=...`: `hydra_plugins/samexp_optuna_sweeper/config.py`.", "",
-            *table(SamexpOptunaSweeperConf), ""]  # fmt: skip
+            *table(SamexpOptunaSweeperConf, comments(OptunaSweeper.__init__)), ""]  # fmt: skip
     picks = [e for e in default_of(SamexpOptunaSweeperConf.__dataclass_fields__["defaults"])
              if isinstance(e, dict)]  # fmt: skip
     chosen = ", ".join(f"`{k}={v}`" for e in picks for k, v in e.items())

@@ -9,6 +9,10 @@ from typing import Any
 
 from hydra.core.config_store import ConfigStore
 
+from samexp.config.options import schema
+
+from .sweeper import OptunaSweeper
+
 # The usual arguments are listed so they can be overridden without `+` (the nodes are structs).
 SAMPLERS = {
     "tpe": {
@@ -55,31 +59,15 @@ PRUNERS = {
 
 
 @dataclass
-class SamexpOptunaSweeperConf:
+class SamexpOptunaSweeperConf(schema(OptunaSweeper)):
+    """OptunaSweeper's arguments (its signature: the one place their defaults are written) and
+    Hydra's keys for building it."""
+
     defaults: list[Any] = field(
         default_factory=lambda: ["_self_", {"sampler": "tpe"}, {"pruner": "median"}]
     )
-    _target_: str = "hydra_plugins.samexp_optuna_sweeper.sweeper.OptunaSweeper"
     # sampler and pruner arrive as configs: the sweeper hands the pruner's config to every job
     _recursive_: bool = False
-
-    study_name: str | None = None  # None: "samexp"; name each study, or sweeps share one
-    storage: str | None = "sqlite:///mlruns/optuna.db"  # None: in memory, no resume, no pruning
-    direction: str = "maximize"  # or "minimize"; the job's return value is the objective
-    # trials with a result (complete, pruned, or failed by the job's own error) the study should
-    # hold; a rerun resumes, and every worker on the study stops when it holds them
-    n_trials: int = 20
-    n_jobs: int = 1  # trials asked and launched together (in parallel with hydra/launcher=joblib)
-    sampler: Any = None  # hydra/sweeper/sampler: tpe (seed 0), random, gp; null: Optuna's default
-    pruner: Any = None  # hydra/sweeper/pruner: median, percentile, ..., nop; null: never prune
-    # key -> Hydra sweep syntax: choice(2,4,8), range(1,10,step=2), interval(1e-5,1e-2),
-    # tag(log, interval(1e-5,1e-2)), int(interval(1,10)); command-line sweeps add or override
-    params: dict[str, str] = field(default_factory=dict)
-    # several sweeps (workers) may share a study: each records a heartbeat for its running trials
-    # every heartbeat_interval seconds; a RUNNING trial without one for grace_period seconds
-    # belongs to a worker that is gone, and any worker fails it and queues it to run once more
-    heartbeat_interval: int = 10
-    grace_period: int = 60
 
 
 def register() -> None:

@@ -14,8 +14,10 @@ import contextlib
 import logging
 import time
 import warnings
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from types import MappingProxyType
+from typing import Annotated, Any, Literal
 
 import optuna
 from hydra.core.plugins import Plugins
@@ -25,7 +27,9 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from optuna.trial import FrozenTrial, Trial, TrialState
 
-from samexp.config.errors import Interrupted
+from samexp.config.checks import AT_LEAST_1, NON_NEGATIVE, because
+from samexp.config.errors import ConfigValueError, Interrupted
+from samexp.config.options import settings
 from samexp.sweeps.pruning import trial_id
 from samexp.tracking.store_lock import store_lock
 from samexp.training.stop import SIGNALS as STOP_SIGNALS
@@ -50,30 +54,34 @@ from .workers import (
 log = logging.getLogger(__name__)
 
 
+@settings("hydra.sweeper", target=True)  # its signature is `hydra/sweeper=samexp_optuna`'s schema
 class OptunaSweeper(Sweeper):
     def __init__(
         self,
-        study_name: str | None,
-        storage: str | None,
-        direction: str,
-        n_trials: int,
-        n_jobs: int,
-        sampler: Any,
-        pruner: Any,
-        params: DictConfig | None,
-        heartbeat_interval: int = 10,
-        grace_period: int = 60,
+        study_name: str | None = None,  # None: "samexp"; name each study, or sweeps share one
+        # None: in memory, no resume, no pruning
+        storage: str | None = "sqlite:///mlruns/optuna.db",
+        direction: Literal["maximize", "minimize"] = "maximize",  # of the job's return value
+        # trials with a result (complete, pruned, or failed by the job's own error) the study
+        # should hold; a rerun resumes, and every worker on the study stops when it holds them
+        n_trials: Annotated[int, NON_NEGATIVE] = 20,
+        # trials asked and launched together (in parallel with hydra/launcher=joblib)
+        n_jobs: Annotated[int, AT_LEAST_1] = 1,
+        sampler: Any = None,  # hydra/sweeper/sampler: tpe (seed 0), random, gp; null: Optuna's default
+        pruner: Any = None,  # hydra/sweeper/pruner: median, percentile, ..., nop; null: never prune
+        # key -> Hydra sweep syntax: choice(2,4,8), range(1,10,step=2), interval(1e-5,1e-2),
+        # tag(log, interval(1e-5,1e-2)), int(interval(1,10)); command-line sweeps add or override
+        params: Mapping[str, str] = MappingProxyType({}),
+        # several sweeps (workers) may share a study: each records a heartbeat for its running
+        # trials every heartbeat_interval seconds; a RUNNING trial without one for grace_period
+        # seconds belongs to a worker that is gone, and any worker fails it and queues it again
+        heartbeat_interval: Annotated[int, because(AT_LEAST_1, "seconds")] = 10,
+        grace_period: Annotated[int, because(AT_LEAST_1, "seconds")] = 60,
     ) -> None:
-        if direction not in ("maximize", "minimize"):
-            raise ValueError(f"hydra.sweeper.direction={direction}: use maximize or minimize")
-        if n_trials < 0 or n_jobs < 1:
-            raise ValueError(
-                f"hydra.sweeper.n_trials={n_trials}, n_jobs={n_jobs}: need n_trials >= 0, n_jobs >= 1"
-            )
-        if not 1 <= heartbeat_interval < grace_period:
-            raise ValueError(
+        if heartbeat_interval >= grace_period:  # each in its range: checked by @settings
+            raise ConfigValueError(
                 f"hydra.sweeper.heartbeat_interval={heartbeat_interval}, grace_period="
-                f"{grace_period}: need 1 <= heartbeat_interval < grace_period (seconds)"
+                f"{grace_period}: need heartbeat_interval < grace_period (seconds)"
             )
         self.study_name = study_name or "samexp"
         self.storage = absolute_sqlite(storage)
@@ -82,7 +90,7 @@ class OptunaSweeper(Sweeper):
         self.n_jobs = n_jobs
         self.sampler_cfg = _plain(sampler)
         self.pruner_cfg = _plain(pruner) or None
-        self.params = _plain(params) or {}
+        self.params = dict(_plain(params) or {})
         self.heartbeat_interval = heartbeat_interval
         self.grace_period = grace_period
         self.rdb: optuna.storages.RDBStorage | None = None  # None: in memory, one process

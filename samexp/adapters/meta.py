@@ -18,7 +18,7 @@ from omegaconf.errors import OmegaConfBaseException
 
 from samexp.adapters.base import Adapter
 from samexp.adapters.registry import registered
-from samexp.config.checks import out_of_range
+from samexp.config.checks import checks_of, out_of_range
 from samexp.config.errors import SamexpError, UntrustedFileError
 from samexp.config.options import Option, by_target, options
 
@@ -151,13 +151,11 @@ def _builder(target: Any, arch: str, path: str | Path) -> Option:
             refuse(path, "base._target_", f"{_show(target)} is not a samexp model; known: {known}")
         return entry
     for entry in models.values():
-        check = next(
-            (f.metadata.get("check") for f in fields(entry.schema) if f.name == "arch"), None
-        )
+        check = checks_of(entry.schema).get("arch")
         if check is not None and check.allows(arch):
             return entry
-    archs = [c for o in models.values() for f in fields(o.schema) if f.name == "arch"
-             for c in getattr(f.metadata.get("check"), "choices", ())]  # fmt: skip
+    archs = [c for o in models.values()
+             for c in getattr(checks_of(o.schema).get("arch"), "choices", ())]  # fmt: skip
     refuse(path, "base.arch", f"unknown architecture {_show(arch)}; known: {', '.join(archs)}")
 
 

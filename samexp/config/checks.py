@@ -1,17 +1,21 @@
-"""Allowed values, declared on a dataclass field beside its default and checked in one place.
+"""Allowed values, declared one way: in the type, `Annotated[int, Range(low=1)]` (or a `Literal`),
+beside the default, on a signature's argument or a dataclass's field alike; checked in one place.
 
-Config files (`samexp.config.schema.validate`) and adapter files (`samexp.adapters.meta`) share these,
-so a value out of range gets the same words whichever file it came from.
+Config files (`samexp.config.schema.validate`), the commands' settings and adapter files
+(`samexp.adapters.meta`) share these, so a value out of range gets the same words wherever it came
+from.
 """
 
 from __future__ import annotations
 
 import difflib
+import functools
 import math
 import re
+import typing
 from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import dataclass, field, fields, replace
-from typing import Any
+from dataclasses import dataclass, fields, replace
+from typing import Annotated, Any, Literal
 
 
 @dataclass(frozen=True)
@@ -76,11 +80,6 @@ class OneOf:
 Check = Range | Pattern | OneOf
 
 
-def checked(default: Any, check: Check, why: str = "") -> Any:
-    """A dataclass field whose value `validate` checks against `check` (`why` joins the message)."""
-    return field(default=default, metadata={"check": replace(check, why=why) if why else check})
-
-
 def because(check: Check, why: str) -> Check:
     """`check`, saying why in its message: `Annotated[int, because(AT_LEAST_1, "epochs")]`."""
     return replace(check, why=why)
@@ -89,19 +88,41 @@ def because(check: Check, why: str) -> Check:
 AT_LEAST_1 = Range(low=1)
 NON_NEGATIVE = Range(low=0)
 POSITIVE = Range(low=0, open_low=True)
+UNIT = Range(0, 1)  # a probability, a threshold on a score in [0, 1]
+Seed = Annotated[int, because(NON_NEGATIVE, "numpy takes no negative seed")]
+
+
+def check_in(hint: Any) -> Check | None:
+    """The check a type declares: the `Range`, `Pattern` or `OneOf` of `Annotated[...]`, or the
+    choices of a `Literal[...]`."""
+    if typing.get_origin(hint) is Annotated:
+        hint, *extras = typing.get_args(hint)
+        found = next((e for e in extras if isinstance(e, Range | Pattern | OneOf)), None)
+        return found if found is not None else check_in(hint)
+    if typing.get_origin(hint) is Literal:
+        return OneOf(typing.get_args(hint))
+    return None
+
+
+@functools.cache
+def checks_of(schema: type) -> dict[str, Check]:
+    """Each field of the dataclass `schema` that declares a check, with it."""
+    hints = typing.get_type_hints(schema, include_extras=True)
+    found = {f.name: check_in(hints.get(f.name)) for f in fields(schema)}
+    return {name: check for name, check in found.items() if check is not None}
 
 
 def out_of_range(schema: type, values: Mapping[str, Any]) -> Iterator[tuple[str, Any, str]]:
     """(field, value, "must be ...") for each value that fails the check its field declares;
     fields absent from `values`, or None, pass. Config files and adapter files share it."""
-    for f in fields(schema):
-        check, value = f.metadata.get("check"), values.get(f.name)
-        if check is None or value is None or check.allows(value):
+    for name, check in checks_of(schema).items():
+        value = values.get(name)
+        if value is None or check.allows(value):
             continue
         why = f" ({check.why})" if check.why else ""
         # inf passes every one-sided bound as written, so say what it breaks
         finite = "a finite number " if isinstance(value, float) and math.isinf(value) else ""
-        yield f.name, value, f"must be {finite}{check}{why}"
+        yield name, value, f"must be {finite}{check}{why}"
 
 
 def declared(schema: type) -> list[str]:

@@ -4,7 +4,8 @@ function turns its signature into the typed schema Hydra checks `conf/<group>/<n
 The signature is the single definition of every argument: its type, its default and, through
 `Annotated[int, Range(low=1)]`, the values it accepts. The yaml holds only what differs. The same
 registry is the allow-list for files that name code (adapter metadata): a name or `_target_` is
-accepted only when an option here carries it.
+accepted only when an option here carries it. `settings` gives the same to what is no option: a
+command's arguments (`python -m samexp.export`), the sweeper's, the automatic mask generator's.
 
 Written here rather than taken from hydra-zen's `builds(populate_full_signature=True)`: the ranges
 must reach both config validation and adapter-file validation (hydra-zen drops `Annotated`
@@ -29,7 +30,7 @@ from typing import Annotated, Any, Literal, TypeVar, Union
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING
 
-from samexp.config.checks import Check, OneOf, Pattern, Range, out_of_range
+from samexp.config.checks import check_in, checks_of, out_of_range
 from samexp.config.errors import ConfigValueError
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -74,25 +75,25 @@ def target_of(obj: Callable[..., Any]) -> str:
     return f"{obj.__module__}.{obj.__qualname__}"
 
 
-def option(group: str, name: str, *, provided: Iterable[str] = (),
-           checks: Mapping[str, Check] | None = None) -> Callable[[F], F]:  # fmt: skip
-    """Register `obj` as `<group>=<name>`: its signature (minus `provided`) becomes the schema.
-
-    `checks` adds ranges to arguments whose annotation cannot carry them (third-party code).
-    """
+def option(group: str, name: str, *, provided: Iterable[str] = ()) -> Callable[[F], F]:
+    """Register `obj` as `<group>=<name>`: its signature (minus `provided`) becomes the schema."""
 
     def add(obj: F) -> F:
-        entry = register(obj, group, name, provided=provided, checks=checks)
-        return _checking_calls(obj, entry)
+        entry = register(obj, group, name, provided=provided)
+        checked = _checking_calls(obj, entry.schema, entry.group)
+        if checked is not obj:  # a function: the registry calls the checking one
+            _OPTIONS[group][name] = replace(entry, obj=checked)
+        return checked
 
     return add
 
 
 def register(obj: Callable[..., Any], group: str, name: str, *, provided: Iterable[str] = (),
-             checks: Mapping[str, Check] | None = None) -> Option:  # fmt: skip
-    """`option` for code samexp does not own (torch.optim.AdamW)."""
+             hints: Mapping[str, Any] | None = None) -> Option:  # fmt: skip
+    """`option` for code samexp does not own (torch.optim.AdamW): `hints` gives an argument the
+    `Annotated` type its own signature cannot carry, e.g. `{"lr": Annotated[float, POSITIVE]}`."""
     provided = tuple(provided)
-    entry = Option(group, name, obj, schema_of_signature(obj, provided, checks or {}), provided)
+    entry = Option(group, name, obj, schema_of_signature(obj, provided, hints), provided)
     known = _OPTIONS.setdefault(group, {}).get(name)
     if known is not None and known.target != entry.target:
         raise TypeError(f"option {group}={name} is already {known.target}")
@@ -127,10 +128,31 @@ def load_all() -> None:
         importlib.import_module(module_name)
 
 
-def _checking_calls(obj: F, entry: Option) -> F:
+def settings(where: str, *, provided: Iterable[str] = (), hints: Mapping[str, Any] | None = None,
+             target: bool = False) -> Callable[[F], F]:  # fmt: skip
+    """`obj`'s signature as the typed schema of the settings at `where` (a command's config, or a
+    node such as `hydra.sweeper`), like an option's but outside the option registry: `schema(obj)`
+    returns it, and every call refuses a value outside a declared range naming `where.<argument>`.
+    `target` adds the `_target_` Hydra instantiates it by."""
+
+    def add(obj: F) -> F:
+        made = schema_of_signature(obj, tuple(provided), hints, target=target)
+        checked = _checking_calls(obj, made, where)
+        checked.__config_schema__ = made  # type: ignore[attr-defined]
+        return checked
+
+    return add
+
+
+def schema(obj: Callable[..., Any]) -> type:
+    """The schema `@settings` generated from `obj`'s signature."""
+    return obj.__config_schema__  # type: ignore[attr-defined]
+
+
+def _checking_calls(obj: F, schema: type, where: str) -> F:
     """`obj` refusing, on every call, a value outside the range its signature declares: the same
     rule, in the same words, for a config, an adapter file and a direct Python call."""
-    if not any("check" in f.metadata for f in fields(entry.schema)):
+    if not checks_of(schema):
         return obj
     function = obj.__init__ if inspect.isclass(obj) else obj
     signature = inspect.signature(function)
@@ -138,8 +160,9 @@ def _checking_calls(obj: F, entry: Option) -> F:
     @functools.wraps(function)
     def checked(*args: Any, **kwargs: Any) -> Any:
         given = signature.bind_partial(*args, **kwargs).arguments
-        problems = [f"{entry.group}.{name}={value!r}: {problem}"
-                    for name, value, problem in out_of_range(entry.schema, given)]  # fmt: skip
+        prefix = f"{where}." if where else ""
+        problems = [f"{prefix}{name}={value!r}: {problem}"
+                    for name, value, problem in out_of_range(schema, given)]  # fmt: skip
         if problems:
             raise ConfigValueError("; ".join(problems))
         return function(*args, **kwargs)
@@ -147,44 +170,45 @@ def _checking_calls(obj: F, entry: Option) -> F:
     if inspect.isclass(obj):
         obj.__init__ = checked
         return obj
-    _OPTIONS[entry.group][entry.name] = replace(entry, obj=checked)
     return checked  # type: ignore[return-value]
 
 
 # --- schema from a signature -----------------------------------------------------------------
-def schema_of_signature(obj: Callable[..., Any], provided: tuple[str, ...],
-                        checks: Mapping[str, Check]) -> type:  # fmt: skip
+def schema_of_signature(obj: Callable[..., Any], provided: tuple[str, ...] = (),
+                        hints: Mapping[str, Any] | None = None, *, target: bool = True) -> type:  # fmt: skip
+    """A dataclass with one field per argument of `obj` (less `provided`): its type as near as
+    OmegaConf can check it, its default, and its check kept in the type (`Annotated[int, Range]`,
+    read by `checks.checks_of`). `hints` replaces the annotations of code samexp does not own."""
     function = obj.__init__ if inspect.isclass(obj) else obj
-    hints = typing.get_type_hints(function, include_extras=True)
+    annotations = {**typing.get_type_hints(function, include_extras=True), **(hints or {})}
     parameters = list(inspect.signature(obj).parameters.values())
-    unknown = set(provided) - {p.name for p in parameters}
+    unknown = (set(provided) | set(hints or {})) - {p.name for p in parameters}
     if unknown:
-        raise TypeError(f"{obj.__qualname__} has no argument {sorted(unknown)} to be provided")
-    specs: list[tuple[str, Any, Any]] = [("_target_", str, field(default=target_of(obj)))]
+        raise TypeError(f"{obj.__qualname__} has no argument {sorted(unknown)}")
+    specs: list[tuple[str, Any, Any]] = []
+    if target:
+        specs.append(("_target_", str, field(default=target_of(obj))))
     for p in parameters:
         if p.name in provided or p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD):
             continue
-        kind, found = config_type(hints.get(p.name, Any))
-        check = checks.get(p.name) or found
-        metadata = {"check": check} if check is not None else {}
-        specs.append((p.name, kind, _field(obj, p, metadata)))
+        specs.append((p.name, config_type(annotations.get(p.name, Any)), _field(obj, p)))
     name = "".join(part[:1].upper() + part[1:] for part in obj.__name__.split("_")) + "Config"
     schema = make_dataclass(name, specs)
     schema.__module__ = obj.__module__  # where its definition is, in OmegaConf's messages
     return schema
 
 
-def config_type(hint: Any) -> tuple[Any, Check | None]:
-    """The nearest type OmegaConf can check (Any where it cannot), and the check `Annotated` or
-    `Literal` carries."""
-    check = None
-    if typing.get_origin(hint) is Annotated:
-        hint, *extras = typing.get_args(hint)
-        check = next((e for e in extras if isinstance(e, Range | Pattern | OneOf)), None)
+def config_type(hint: Any) -> Any:
+    """The nearest type OmegaConf can check (Any where it cannot), still carrying the check
+    `Annotated` or `Literal` declares."""
+    check = check_in(hint)
+    while typing.get_origin(hint) is Annotated:
+        hint = typing.get_args(hint)[0]
     if typing.get_origin(hint) is Literal:
-        choices = typing.get_args(hint)
-        return type(choices[0]), OneOf(choices)
-    return _sanitised(hint), check
+        kind = type(typing.get_args(hint)[0])
+    else:
+        kind = _sanitised(hint)
+    return kind if check is None else Annotated[kind, check]
 
 
 def _sanitised(hint: Any) -> Any:
@@ -211,20 +235,20 @@ def _sanitised(hint: Any) -> Any:
     return Any
 
 
-def _field(obj: Callable[..., Any], p: inspect.Parameter, metadata: dict) -> Any:
+def _field(obj: Callable[..., Any], p: inspect.Parameter) -> Any:
     if p.default is inspect.Parameter.empty:
-        return field(default=MISSING, metadata=metadata)
+        return field(default=MISSING)
     value = p.default
     if isinstance(value, tuple | list):
         items = list(value)
-        return field(default_factory=lambda: list(items), metadata=metadata)
-    if isinstance(value, dict):
+        return field(default_factory=lambda: list(items))
+    if isinstance(value, Mapping):  # a MappingProxyType: the immutable default of a signature
         mapping = dict(value)
-        return field(default_factory=lambda: dict(mapping), metadata=metadata)
+        return field(default_factory=lambda: dict(mapping))
     if value is not None and not isinstance(value, (*PRIMITIVE, enum.Enum)):
         raise TypeError(f"{obj.__qualname__}({p.name}={value!r}): a config default must be a "
                         "plain value, a list or None")  # fmt: skip
-    return field(default=value, metadata=metadata)
+    return field(default=value)
 
 
 def _default_of(f: Any) -> Any:

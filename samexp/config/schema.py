@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, is_dataclass
 from enum import Enum
-from typing import Any
+from typing import Annotated, Any
 
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, DictConfig, OmegaConf
@@ -23,14 +23,15 @@ from samexp.config.checks import (
     POSITIVE,
     Pattern,
     Range,
-    checked,
+    Seed,
+    because,
     closest,
     declared,
     out_of_range,
     unknown_keys,
 )
 from samexp.config.errors import ConfigValueError
-from samexp.config.options import by_target, groups, load_all, options
+from samexp.config.options import groups, load_all, options
 from samexp.training.divergence import MAX_NONFINITE_STEPS
 
 # the metrics `run()` returns, by name: <stage>/test/<metric>[/<category>], best/val/<monitor>,
@@ -70,41 +71,54 @@ class Device(str, Enum):
 
 
 # --- the settings the runner reads (no constructor of their own) -----------------------------
+BatchSize = Annotated[int, because(AT_LEAST_1, "images per batch")]
+# the folder holding the datasets (rings/, ...), for a run and `python -m samexp.evaluate`
+DATA_ROOT = "${oc.env:SAMEXP_DATA,${paths.root}/data}"
+
+
 @dataclass
 class TrainerConfig:
-    epochs: int = checked(10, AT_LEAST_1, "passes over the train split")
+    epochs: Annotated[int, because(AT_LEAST_1, "passes over the train split")] = 10
     # stop after this many optimizer steps, whatever the epochs
-    max_steps: int | None = checked(None, AT_LEAST_1, "or null for no limit")
-    batch_size: int = checked(2, AT_LEAST_1, "images per batch")
-    seed: int = checked(0, NON_NEGATIVE, "numpy takes no negative seed")  # ${seed} in conf/
+    max_steps: Annotated[int | None, because(AT_LEAST_1, "or null for no limit")] = None
+    batch_size: BatchSize = 2
+    seed: Seed = 0  # ${seed} in conf/
     device: Device = Device.auto
     # DataLoader workers; default (null): 0 on CPU, min(8, cores // 2) on CUDA
-    num_workers: int | None = checked(None, NON_NEGATIVE, "0 loads in the main process")
+    num_workers: Annotated[int | None, because(NON_NEGATIVE, "0 loads in the main process")] = None
     # decoded, resized samples of un-augmented splits kept in memory
-    sample_cache_gb: float = checked(2.0, NON_NEGATIVE, "0 turns the cache off")
-    eval_every: int = checked(1, AT_LEAST_1, "epochs between evaluations on the val split")
+    sample_cache_gb: Annotated[float, because(NON_NEGATIVE, "0 turns the cache off")] = 2.0
+    eval_every: Annotated[
+        int, because(AT_LEAST_1, "epochs between evaluations on the val split")
+    ] = 1
     multimask_output: bool = False  # train on SAM's 3 masks, back-propagating the min-loss one
     # optimizer step every N batches (effective batch = N × batch_size)
-    grad_accum_steps: int = checked(1, AT_LEAST_1, "batches per optimizer step")
-    grad_clip: float | None = checked(None, POSITIVE, "max global grad norm, or null")
+    grad_accum_steps: Annotated[int, because(AT_LEAST_1, "batches per optimizer step")] = 1
+    grad_clip: Annotated[float | None, because(POSITIVE, "max global grad norm, or null")] = None
     # carved (seeded) from train when the dataset has no val split; 0: no validation split, so
     # no model selection (fixed epochs, test evaluated once)
-    val_fraction: float = checked(0.2, Range(0, 1, open_high=True), "share of train held out")
+    val_fraction: Annotated[
+        float, because(Range(0, 1, open_high=True), "share of train held out")
+    ] = 0.2
     # eval metric for early stopping / best epoch / plateau schedule: iou or dice, or the
     # per-category iou/<category>
-    monitor: str = checked("iou", Pattern(r"(iou|dice)(/.+)?", "iou, dice, iou/<category> or dice/<category>"))  # fmt: skip
+    monitor: Annotated[str, Pattern(r"(iou|dice)(/.+)?", "iou, dice, iou/<category> or dice/<category>")] = "iou"  # fmt: skip
     monitor_mode: Mode = Mode.max
     # stop after this many evaluations without improvement (needs a validation split)
-    patience: int | None = checked(None, AT_LEAST_1, "evaluations without improvement, or null")
+    patience: Annotated[
+        int | None, because(AT_LEAST_1, "evaluations without improvement, or null")
+    ] = None
     restore_best: bool = True  # evaluate on test (and save) the best validation epoch's weights
     # a step whose loss or gradient is not finite is skipped; this many in a row (or a whole
     # epoch of them) stop the run as diverged
-    max_nonfinite_steps: int = checked(
-        MAX_NONFINITE_STEPS, AT_LEAST_1, "skipped non-finite steps in a row"
-    )
+    max_nonfinite_steps: Annotated[
+        int, because(AT_LEAST_1, "skipped non-finite steps in a row")
+    ] = MAX_NONFINITE_STEPS
     # write a training checkpoint (weights, optimizer, every RNG) every N epochs, and always when
     # stopped by SIGINT/SIGTERM; 0: only then
-    checkpoint_every: int = checked(1, NON_NEGATIVE, "epochs; 0 writes one only on a signal")
+    checkpoint_every: Annotated[
+        int, because(NON_NEGATIVE, "epochs; 0 writes one only on a signal")
+    ] = 1
     # continue an interrupted run in place: its MLflow run id, or `last` for the newest
     # interrupted run of this experiment; only trainer.epochs may differ from its config
     resume: str | None = None
@@ -158,13 +172,13 @@ class Config:
     # the run's one seed: trainer.seed and model.seed are `${seed}` in conf/, so `seed=1` moves
     # the RNGs, a random model's init and the carved validation split together (each can be set
     # alone); a held-out test split follows each file's path, never a seed
-    seed: int = checked(0, NON_NEGATIVE, "numpy takes no negative seed")
+    seed: Seed = 0
     paths: PathsConfig = field(default_factory=PathsConfig)
     # folder holding the datasets (rings/, ...)
-    data_root: str = "${oc.env:SAMEXP_DATA,${paths.root}/data}"
+    data_root: str = DATA_ROOT
     output_dir: str | None = None  # default: Hydra's run folder (outputs/<date>/<time>)
     # the metric `python -m samexp` returns (sweepers optimise it)
-    objective: str = checked("final/test/iou", Pattern(OBJECTIVE, OBJECTIVES))
+    objective: Annotated[str, Pattern(OBJECTIVE, OBJECTIVES)] = "final/test/iou"
 
 
 # the groups whose schema is one of the dataclasses above; every other group is made of options
@@ -180,15 +194,6 @@ def register_configs() -> None:
 
 
 register_configs()
-
-
-def schema_of(group: str, node: Any) -> type | None:
-    """The dataclass a composed group node was built from (None for a node no schema describes)."""
-    if group in SETTINGS:
-        return SETTINGS[group]
-    target = node.get("_target_") if isinstance(node, DictConfig) else None
-    entry = by_target(group, target)
-    return entry.schema if entry is not None else None
 
 
 def owner_of(schema: type, where: str = "") -> str:
@@ -224,20 +229,41 @@ def undeclared(cfg: DictConfig, prefix: str = "") -> list[str]:
     return problems
 
 
+def outside_ranges(node: Any, prefix: str = "") -> list[str]:
+    """`key=value: must be ...` for every value, at any depth, outside the range its schema
+    declares: of a composed config (each node typed by its schema: an option's, trainer's, a
+    command's) or of a settings object (`PredictConfig(...)` from Python)."""
+    if isinstance(node, DictConfig):
+        if node._is_missing() or node._is_none():
+            return []
+        schema, values = OmegaConf.get_type(node), node
+        children = {k: node._get_node(k) for k in node.keys() if f"{prefix}{k}" != "hydra"}
+    elif is_dataclass(node) and not isinstance(node, type):
+        schema, values = type(node), vars(node)
+        children = vars(node)
+    else:
+        return []
+    problems = []
+    if is_dataclass(schema):
+        problems += [f"{prefix}{name}={value!r}: {problem}"
+                     for name, value, problem in out_of_range(schema, values)]  # fmt: skip
+    for key, child in children.items():
+        problems += outside_ranges(child, f"{prefix}{key}.")
+    return problems
+
+
+def refuse_outside_ranges(node: Any, prefix: str = "") -> None:
+    """`outside_ranges`, all in one line: what every command does before it builds anything."""
+    problems = outside_ranges(node, prefix)
+    if problems:
+        raise ConfigValueError("; ".join(problems))
+
+
 def validate(cfg: DictConfig) -> None:
     """Every declared range and pattern, checked before anything is built: a value that makes no
     sense (epochs=-1, val_fraction=1.5, monitor=loss) stops the run naming the key and what it
     accepts, rather than a traceback an epoch later or a silently wrong result."""
-    problems = []
-    for group in dict.fromkeys((*SETTINGS, *groups(), "eval_prompt")):
-        node = cfg.get(group)
-        schema = schema_of("prompt" if group == "eval_prompt" else group, node)
-        if schema is None or node is None:
-            continue
-        for name, value, problem in out_of_range(schema, node):
-            problems.append(f"{group}.{name}={value!r}: {problem}")
-    for name, value, problem in out_of_range(Config, cfg):
-        problems.append(f"{name}={value!r}: {problem}")
+    problems = outside_ranges(cfg)
     problems += undeclared(cfg)  # added by `+group.key=value`
     best = f"best/val/{cfg.trainer.monitor}"
     if cfg.objective.startswith("best/val/") and cfg.objective != best:

@@ -16,11 +16,19 @@ from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, DictConfig, OmegaConf
 from torch.utils.data import DataLoader
 
-from samexp.config.checks import AT_LEAST_1, NON_NEGATIVE, checked, out_of_range
+from samexp.config.checks import Seed
 from samexp.config.devices import resolve_device
 from samexp.config.errors import SamexpError
 from samexp.config.instantiate import build
-from samexp.config.schema import Device, PathsConfig
+from samexp.config.schema import (
+    DATA_ROOT,
+    BatchSize,
+    Config,
+    Device,
+    PathsConfig,
+    TrainerConfig,
+    refuse_outside_ranges,
+)
 from samexp.data.base import collate
 from samexp.data.splits import TEST_FILES
 from samexp.evaluate.compare import compared, log_comparisons, per_image
@@ -36,6 +44,9 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class EvaluateConfig:
+    """What `evaluate_saved` receives: the one definition of the command's settings (a run's own
+    where they mean the same: batch size, seed, data root)."""
+
     dataset: Any = MISSING  # any dataset option: dataset=coco dataset.root=...
     prompt: Any = MISSING  # the prompts both models get (evaluation: no randomness)
     tracking: Any = MISSING
@@ -44,10 +55,10 @@ class EvaluateConfig:
     weights: str | None = None  # or a local adapter.safetensors
     checkpoint: str | None = None  # the official base checkpoint, if not in the cache
     split: str = "test"  # which split of the dataset: test, val or train
-    batch_size: int = checked(2, AT_LEAST_1, "images per batch")
-    seed: int = checked(0, NON_NEGATIVE, "numpy takes no negative seed")  # the prompts' seed
+    batch_size: BatchSize = TrainerConfig.batch_size
+    seed: Seed = Config.seed  # the prompts' seed
     device: Device = Device.auto
-    data_root: str = "${oc.env:SAMEXP_DATA,${paths.root}/data}"
+    data_root: str = DATA_ROOT
     output_dir: str | None = None  # default: Hydra's run folder
 
 
@@ -55,8 +66,7 @@ ConfigStore.instance().store(name="evaluate_schema", node=EvaluateConfig)
 
 
 def evaluate_saved(cfg: DictConfig, out: Path) -> dict[str, float]:
-    for key, value, problem in out_of_range(EvaluateConfig, cfg):
-        raise SamexpError(f"{key}={value}: {problem}")
+    refuse_outside_ranges(cfg)  # its own keys', the dataset's, the prompt's, tracking's
     device = resolve_device(cfg.device, key="device")
     base, adapter, meta = load_finetuned(cfg.run_id, cfg.weights, cfg.tracking.tracking_uri,
                                          cfg.checkpoint)  # fmt: skip

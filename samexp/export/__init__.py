@@ -18,19 +18,18 @@ import json
 import logging
 import sys
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 from hydra.core.config_store import ConfigStore
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 from safetensors import SafetensorError
 from safetensors.torch import save_file
 
-import samexp.config.paths  # noqa: F401  (registers ${samexp_home:}, used by ExportConfig)
 from samexp.config.atomic import atomic_path
 from samexp.config.cli import hydra_main
 from samexp.config.errors import SamexpError, WeightsWriteError
+from samexp.config.options import schema, settings
 from samexp.models.build import BaseModel
 from samexp.prompts.class_tokens import MODULE as CLASS_PROMPTS
 from samexp.tracking.finetuned import load_finetuned
@@ -38,20 +37,16 @@ from samexp.tracking.finetuned import load_finetuned
 log = logging.getLogger("samexp.export")
 
 
-@dataclass
-class ExportConfig:
-    run_id: str | None = None
-    weights: str | None = None  # a local adapter.safetensors instead of a run
-    tracking_uri: str = "sqlite:///${samexp_home:}/mlruns/mlflow.db"  # where runs go (paths.py)
-    checkpoint: str | None = None  # the base model's checkpoint, if not in the cache
-    out: str = "sam_finetuned.pth"
-
-
-ConfigStore.instance().store(name="export_schema", node=ExportConfig)
-
-
-def export(run_id: str | None = None, weights: str | None = None, out: str = "sam_finetuned.pth",
-           tracking_uri: str | None = None, checkpoint: str | None = None) -> Path:  # fmt: skip
+@settings("")
+def export(
+    run_id: str | None = None,  # an MLflow run that logged weights/adapter.safetensors
+    weights: str | None = None,  # or a local adapter.safetensors
+    out: str = "sam_finetuned.pth",
+    tracking_uri: str | None = None,  # where runs go; default: the store under the paths root
+    checkpoint: str | None = None,  # the base model's checkpoint, if not in the cache
+) -> Path:
+    """Write the fine-tuned model to `out` as a plain SAM checkpoint (the command's arguments: its
+    signature is the schema `python -m samexp.export` composes)."""
     path = Path(out)
     _check_out(path)
     base, adapter, meta = load_finetuned(run_id, weights, tracking_uri, checkpoint)
@@ -135,10 +130,14 @@ def how_to_load(base: BaseModel, path: Path) -> str:
     return f"sam = {sam}; sam.load_state_dict(torch.load({str(path)!r}, weights_only=True))"
 
 
+ExportConfig = schema(export)
+ConfigStore.instance().store(name="export_schema", node=ExportConfig)
+
+
 @hydra_main(config_path=None, config_name="export_schema")
 def main(cfg: DictConfig) -> None:
     try:
-        export(cfg.run_id, cfg.weights, cfg.out, cfg.tracking_uri, cfg.checkpoint)
+        export(**OmegaConf.to_container(cfg))
     except SamexpError as e:
         log.error("%s", e)
         sys.exit(2)

@@ -26,7 +26,7 @@ from segment_anything.modeling import (
     TwoWayTransformer,
 )
 
-from samexp.config.checks import AT_LEAST_1, NON_NEGATIVE, because
+from samexp.config.checks import AT_LEAST_1, NON_NEGATIVE, Seed
 from samexp.config.errors import CheckpointError
 from samexp.config.options import option, target_of
 from samexp.models.resolution import check_encoder_size, resize_encoder
@@ -35,7 +35,6 @@ log = logging.getLogger(__name__)
 
 OfficialArch = Literal["vit_b", "vit_l", "vit_h"]
 OFFICIAL_ARCHS: tuple[str, ...] = get_args(OfficialArch)
-Seed = Annotated[int, because(NON_NEGATIVE, "numpy takes no negative seed")]
 # run the image encoder at this input size (e.g. 512: ~4x less encoder work); None: native.
 # check_encoder_size says which sizes fit the model
 EncoderSize = int | None

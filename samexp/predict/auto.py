@@ -14,37 +14,18 @@ from pycocotools import mask as mask_utils
 from segment_anything import SamAutomaticMaskGenerator
 from segment_anything.modeling import Sam
 
-from samexp.config.errors import SamexpError
-from samexp.predict.config import AutoConfig, AutoOutput
+from samexp.config.schema import refuse_outside_ranges
+from samexp.predict.config import AutoConfig
 from samexp.predict.outputs import mask_stats, paint, write_json, write_mask, write_rgb
 
 log = logging.getLogger(__name__)
 
 
-def check_auto(cfg: AutoConfig) -> None:
-    """Refuse knobs SamAutomaticMaskGenerator would misread, before any model is built."""
-    for key in ("points_per_side", "points_per_batch"):
-        if getattr(cfg, key) < 1:
-            raise SamexpError(f"auto.{key}={getattr(cfg, key)} must be >= 1")
-    if cfg.max_side is not None and cfg.max_side < 64:
-        raise SamexpError(f"auto.max_side={cfg.max_side} must be at least 64 pixels (or null)")
-    for key in ("pred_iou_thresh", "stability_score_thresh", "box_nms_thresh"):
-        if not 0.0 <= getattr(cfg, key) <= 1.0:
-            raise SamexpError(f"auto.{key}={getattr(cfg, key)} must be in [0, 1]")
-
-
 def mask_generator(sam: Sam, cfg: AutoConfig) -> SamAutomaticMaskGenerator:
-    check_auto(cfg)
-    return SamAutomaticMaskGenerator(
-        sam,
-        points_per_side=cfg.points_per_side,
-        points_per_batch=cfg.points_per_batch,
-        pred_iou_thresh=cfg.pred_iou_thresh,
-        stability_score_thresh=cfg.stability_score_thresh,
-        box_nms_thresh=cfg.box_nms_thresh,
-        min_mask_region_area=cfg.min_mask_region_area,
-        output_mode=AutoOutput(cfg.output_mode).value,
-    )
+    """The stock generator on `sam` with `cfg`'s arguments, refused (naming `auto.<key>`) when
+    one is outside its range, before it runs."""
+    refuse_outside_ranges(cfg, "auto.")
+    return SamAutomaticMaskGenerator(sam, **cfg.generator_arguments())
 
 
 def generate(generator: SamAutomaticMaskGenerator, image: np.ndarray,

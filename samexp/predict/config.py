@@ -1,14 +1,23 @@
 """Typed schema of `python -m samexp.predict` (conf/predict.yaml extends it): a typo or a wrong type
-stops the command before any model is built, with OmegaConf's message naming the key."""
+stops the command before any model is built, with OmegaConf's message naming the key, and a value
+out of its declared range (`Annotated`) with `refuse_outside_ranges`'s.
+
+`PredictConfig` is the one object `predict()` receives, so this dataclass is its signature: each
+default is written here once. The automatic-mask settings are `SamAutomaticMaskGenerator`'s own
+signature (Meta's defaults, chosen for vit_h), plus `max_side`; predict and the demo share them.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from enum import Enum
-from typing import Any
+from typing import Annotated, Any, Literal
 
 from hydra.core.config_store import ConfigStore
+from segment_anything import SamAutomaticMaskGenerator
 
+from samexp.config.checks import AT_LEAST_1, NON_NEGATIVE, UNIT, Range, because
+from samexp.config.options import schema_of_signature
 from samexp.config.schema import AttentionKernel, Device
 
 
@@ -16,11 +25,6 @@ class PredictMode(str, Enum):
     prompt = "prompt"  # the user's boxes / points, through SamPredictor
     auto = "auto"  # everything in the image, through SamAutomaticMaskGenerator
     classes = "classes"  # every learned class, no prompt (a run trained with prompt=class_tokens)
-
-
-class AutoOutput(str, Enum):
-    binary_mask = "binary_mask"  # one PNG per mask
-    coco_rle = "coco_rle"  # one JSON of COCO RLEs per image
 
 
 @dataclass
@@ -37,7 +41,7 @@ class PromptConfig:
 
 @dataclass
 class OverlayConfig:
-    alpha: float = 0.5
+    alpha: Annotated[float, UNIT] = 0.5
     # RGB palette, cycled per mask
     colors: list[list[int]] = field(
         default_factory=lambda: [
@@ -53,29 +57,45 @@ class OverlayConfig:
     )
 
 
-@dataclass
-class AutoConfig:
-    """SamAutomaticMaskGenerator's knobs (its defaults, chosen by Meta for vit_h)."""
+# the ranges SamAutomaticMaskGenerator's annotations cannot carry (its signature is the schema)
+GENERATOR_RANGES = {
+    "points_per_side": Annotated[int, AT_LEAST_1],  # never None: no point_grids here
+    # each prompt holds 3 full-size logit maps until filtered: on a 15-megapixel photo 64 take
+    # ~11 GB; lower it to bound memory
+    "points_per_batch": Annotated[
+        int, because(AT_LEAST_1, "prompts decoded together; fewer: less memory")
+    ],
+    "pred_iou_thresh": Annotated[float, UNIT],
+    "stability_score_thresh": Annotated[float, UNIT],
+    "box_nms_thresh": Annotated[float, UNIT],
+    "crop_nms_thresh": Annotated[float, UNIT],
+    "crop_n_layers": Annotated[int, NON_NEGATIVE],
+    "crop_n_points_downscale_factor": Annotated[int, AT_LEAST_1],
+    # binary_mask: one PNG per mask; coco_rle: one JSON of COCO RLEs per image
+    "output_mode": Literal["binary_mask", "coco_rle"],
+}
+GeneratorConfig = schema_of_signature(SamAutomaticMaskGenerator, ("model", "point_grids"),
+                                      GENERATOR_RANGES, target=False)  # fmt: skip
 
-    points_per_side: int = 32
-    pred_iou_thresh: float = 0.88
-    stability_score_thresh: float = 0.95
-    box_nms_thresh: float = 0.7
-    min_mask_region_area: int = 0
-    output_mode: AutoOutput = AutoOutput.binary_mask
-    # prompts decoded together: each holds 3 full-size logit maps in memory until filtered, so
-    # on a 15-megapixel photo 64 of them take ~11 GB; lower it to bound memory
-    points_per_batch: int = 64
+
+@dataclass
+class AutoConfig(GeneratorConfig):
+    """SamAutomaticMaskGenerator's arguments, and the size it runs at."""
+
     # generate on a copy whose longest side is at most this (then masks are scaled back to the
     # photo): SAM sees 1024 px anyway, and every mask of a 4000 px photo costs 16x the pixels
-    max_side: int | None = None
+    max_side: Annotated[int | None, because(Range(low=64), "pixels, or null")] = None
+
+    def generator_arguments(self) -> dict[str, Any]:
+        """The keyword arguments of SamAutomaticMaskGenerator (all but `max_side`)."""
+        return {k: v for k, v in asdict(self).items() if k != "max_side"}
 
 
 @dataclass
 class PredictConfig:
     run_id: str | None = None  # an MLflow run that logged weights/adapter.safetensors
     weights: str | None = None  # or a local adapter.safetensors
-    tracking_uri: str = "sqlite:///${samexp_home:}/mlruns/mlflow.db"  # where runs go (paths.py)
+    tracking_uri: str | None = None  # where runs go; default: the store under the paths root
     checkpoint: str | None = None  # the official base checkpoint, if not in the cache
     image: str | None = None  # one image ...
     images: str | None = None  # ... or a folder of them

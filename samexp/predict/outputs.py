@@ -20,9 +20,7 @@ POSITIVE = (0, 200, 0)  # foreground points
 NEGATIVE = (220, 0, 0)  # background points
 
 
-def check_palette(colors: Sequence[Sequence[int]], alpha: float) -> None:
-    if not 0.0 <= alpha <= 1.0:
-        raise SamexpError(f"overlay.alpha={alpha} must be in [0, 1]")
+def check_palette(colors: Sequence[Sequence[int]]) -> None:
     if not colors or any(len(c) != 3 or not all(0 <= v <= 255 for v in c) for c in colors):
         raise SamexpError(
             f"overlay.colors={[list(c) for c in colors]} must be a non-empty list of [r, g, b] "

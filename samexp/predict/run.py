@@ -17,13 +17,13 @@ from tqdm.contrib.logging import logging_redirect_tqdm
 
 from samexp.config.devices import resolve_device
 from samexp.config.errors import DatasetError, SamexpError
-from samexp.config.schema import AttentionKernel, Device
+from samexp.config.schema import AttentionKernel, Device, refuse_outside_ranges
 from samexp.data.base import IMAGE_EXTENSIONS, check_fits, read_image_rgb
 from samexp.data.files import require_complete
 from samexp.data.orientation import displayed_shape, image_header
 from samexp.data.pairing import index_images
 from samexp.models.attention import choose_kernel, set_attention
-from samexp.predict.auto import check_auto, generate, mask_generator, write_auto
+from samexp.predict.auto import generate, mask_generator, write_auto
 from samexp.predict.classes import learned_classes, predict_classes, write_class_list, write_classes
 from samexp.predict.config import PredictConfig, PredictMode
 from samexp.predict.outputs import check_palette, write_json
@@ -76,7 +76,8 @@ def ready(sam: Sam, attention: str | AttentionKernel, device: torch.device) -> S
 def _check(cfg: PredictConfig) -> PromptFile | Prompts | None:
     """Everything that can be wrong before a model is built; the prompts in prompt mode (one
     set for every image, or a file of them per image)."""
-    check_palette(cfg.overlay.colors, cfg.overlay.alpha)
+    refuse_outside_ranges(cfg)  # every declared range: overlay.alpha, auto.*, ...
+    check_palette(cfg.overlay.colors)
     p = cfg.prompt
     mode = PredictMode(cfg.mode)
     given = any(v is not None for v in (p.box, p.boxes, p.points, p.labels))
@@ -88,8 +89,6 @@ def _check(cfg: PredictConfig) -> PromptFile | Prompts | None:
         return load_prompt_file(cfg.prompts)  # its entries' problems: said with their bounds
     if mode is PredictMode.prompt:
         return parse_prompts(p.box, p.boxes, p.points, p.labels)
-    if mode is PredictMode.auto:
-        check_auto(cfg.auto)
     if cfg.compare:
         raise SamexpError("compare=true needs mode=prompt (the comparison uses your prompts)")
     if given:

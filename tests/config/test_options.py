@@ -23,7 +23,7 @@ import samexp.adapters
 from samexp.adapters.base import trainable_parameters
 from samexp.adapters.io import load_adapter, save_adapter
 from samexp.config import options as registry
-from samexp.config.checks import OneOf, Range
+from samexp.config.checks import OneOf, Range, checks_of
 from samexp.config.errors import ConfigValueError
 from samexp.config.options import options
 from samexp.config.schema import SETTINGS, validate
@@ -149,16 +149,15 @@ def test_schema_generation_refuses_a_default_no_config_can_hold():
         return layer
 
     with pytest.raises(TypeError, match="a config default must be a plain value"):
-        registry.schema_of_signature(build, (), {})
+        registry.schema_of_signature(build)
 
 
 def test_checks_come_from_annotated_and_literal():
     def build(rank: Annotated[int, Range(low=1)] = 2, mode: Literal["a", "b"] = "a"):
         return rank, mode
 
-    schema = registry.schema_of_signature(build, (), {})
-    checks = {f: schema.__dataclass_fields__[f].metadata.get("check") for f in ("rank", "mode")}
-    assert checks == {"rank": Range(low=1), "mode": OneOf(("a", "b"))}
+    assert checks_of(registry.schema_of_signature(build)) == {"rank": Range(low=1),
+                                                              "mode": OneOf(("a", "b"))}  # fmt: skip
 
 
 # --- docs/adding-an-option.md's recipe: a throwaway adapter, one module and one yaml -----------
