@@ -70,6 +70,10 @@ class Interrupted(Exception):
         self.where, self.resume_hint = where, resume_hint
         super().__init__(f"interrupted at {where} ({signal_name}); resume with: {resume_hint}")
 
+    def resumable(self, hint: str) -> Interrupted:
+        """The same stop, now saying how to go on (the runner knows the command; training not)."""
+        return type(self)(self.signal_name, self.exit_code, self.where, hint)
+
     def __reduce__(self):
         # a job in another process (submitit, a cluster) sends it back pickled: rebuilt from the
         # four fields, not from the one message an Exception would pickle

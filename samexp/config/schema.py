@@ -122,6 +122,11 @@ class TrainerConfig:
     # continue an interrupted run in place: its MLflow run id, or `last` for the newest
     # interrupted run of this experiment; only trainer.epochs may differ from its config
     resume: str | None = None
+    # under torchrun, the ranks agree on a stop request (SIGTERM, Ctrl-C) every N optimizer steps
+    # and at each epoch's end: one all-reduce every N steps instead of one per step
+    stop_check_every: Annotated[
+        int, because(AT_LEAST_1, "optimizer steps between the ranks' stop checks")
+    ] = 10
     attention: AttentionKernel = AttentionKernel.auto
     precision: Precision = Precision.fp32
     checkpointing: bool = (

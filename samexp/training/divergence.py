@@ -3,9 +3,18 @@ when they keep coming, with advice in the user's words."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import logging
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING, Any, TypedDict
 
 from samexp.config.errors import TrainingDiverged
+from samexp.training.parts import Part
+
+if TYPE_CHECKING:
+    from samexp.training.loop import Loop
+
+log = logging.getLogger(__name__)
 
 # skipped non-finite steps in a row that end a run as diverged (trainer.max_nonfinite_steps)
 MAX_NONFINITE_STEPS = 20
@@ -56,3 +65,57 @@ class NonFiniteGuard:
             f"step {step}, loss {loss:.4g}); they were skipped and no weights were saved. "
             f"Try: {', or '.join(hints)}"
         )
+
+
+class GuardState(TypedDict, total=False):
+    """NonFiniteGuard's counters, less its limit (which the config sets)."""
+
+    skipped: int
+    in_a_row: int
+    epoch_steps: int
+    epoch_skipped: int
+    last_loss_finite: bool
+
+
+class Divergence(Part):
+    """The guard as a training part: counts each optimizer step, logs the skipped ones with the
+    epoch's figures, and ends a diverged run (its count logged first, `log(metrics, step)`)."""
+
+    key, State = "guard", GuardState
+
+    def __init__(self, limit: int = MAX_NONFINITE_STEPS,
+                 log_fn: Callable[[dict[str, float], int], None] | None = None) -> None:  # fmt: skip
+        self.guard, self.log_fn = NonFiniteGuard(limit), log_fn
+
+    def epoch_start(self, loop: Loop) -> None:
+        if not loop.skip:  # not the epoch a resume continues
+            self.guard.new_epoch()
+
+    def step_end(self, loop: Loop) -> None:
+        self.guard.record(loop.stepped, loop.step_finite)
+        self._judge(loop)
+
+    def epoch_end(self, loop: Loop) -> None:
+        loop.metrics["train/skipped_nonfinite"] = self.guard.skipped
+        if self.guard.epoch_skipped:
+            log.warning("epoch %d: skipped %d of %d optimizer steps with a non-finite loss or "
+                        "gradient", loop.epoch, self.guard.epoch_skipped, self.guard.epoch_steps)  # fmt: skip
+        self._judge(loop, end_of_epoch=True)
+
+    def fit_end(self, loop: Loop) -> None:
+        self._judge(loop, end_of_run=True)
+
+    def _judge(self, loop: Loop, **when: bool) -> None:
+        what = self.guard.verdict(loop.epoch, **when)
+        if what is None:
+            return
+        if self.log_fn is not None:
+            self.log_fn({"train/skipped_nonfinite": self.guard.skipped}, loop.epoch)
+        raise self.guard.fail(what, loop.epoch, loop.step, loop.loss.item(), loop.lr, loop.amp.name)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {k: v for k, v in asdict(self.guard).items() if k != "limit"}
+
+    def load_state_dict(self, state: dict[str, Any], loop: Loop) -> None:
+        for key, value in state.items():
+            setattr(self.guard, key, value)

@@ -1,14 +1,16 @@
-"""The training loop, top to bottom: predict, loss, (accumulate, clip) step; evaluate once per epoch,
-keep the best weights, stop early. Tracking and evaluation reach the loop as plain callables, so
-the loop never imports mlflow.
+"""The training loop, one page, the steps in the order they happen (nanoGPT's `train.py`):
+forward under autocast, loss, backward (gradients accumulated over a window, synced by DDP on its
+last batch), optimizer step; the epoch's figures; then the parts. Everything else a run needs
+(stop requests, divergence, validation and early stopping, logging, heartbeat, pruning,
+checkpoints) is a part called at fixed points (samexp/training/parts.py).
 """
 
 from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Callable
-from contextlib import nullcontext
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import asdict, dataclass
 
 import torch
@@ -18,13 +20,13 @@ from torch.utils.data import DataLoader, DistributedSampler
 from tqdm.auto import tqdm
 
 from samexp.adapters.base import trainable_parameters
+from samexp.data.base import Batch
 from samexp.models.seam import upscale
 from samexp.prompts.base import PromptStrategy
 from samexp.training.distributed import ONE_PROCESS, World, any_rank, gather
-from samexp.training.divergence import MAX_NONFINITE_STEPS, NonFiniteGuard
 from samexp.training.evaluation import predict
 from samexp.training.losses import SamLoss
-from samexp.training.monitor import Monitor
+from samexp.training.parts import Part, Parts
 from samexp.training.precision import MixedPrecision, mixed_precision
 from samexp.training.schedulers import Schedule
 from samexp.training.state import EpochProgress, TrainState, capture_rng, restore_rng
@@ -33,13 +35,215 @@ log = logging.getLogger(__name__)
 
 
 @dataclass
+class Setup:
+    """What trains and how: the model, its data, prompts and loss, the optimizer and schedule,
+    and the few settings of the step itself. Everything else is a part."""
+
+    sam: Sam
+    loader: DataLoader
+    prompt: PromptStrategy
+    loss_fn: SamLoss
+    optimizer: torch.optim.Optimizer
+    device: torch.device
+    epochs: int
+    max_steps: int | None = None
+    seed: int = 0  # the prompt generator's
+    multimask_output: bool = False
+    grad_accum_steps: int = 1
+    grad_clip: float | None = None
+    schedule: Schedule | None = None
+    precision: MixedPrecision | None = None
+    encoder: Callable | None = None  # image embeddings from a cache instead of the encoder
+    world: World = ONE_PROCESS
+
+
+@dataclass
 class FitResult:
     steps: int
     epochs: int
     last_loss: float
-    best_epoch: int
-    best_value: float
     stopped_early: bool
+
+
+def fit(setup: Setup, parts: Sequence[Part] = (), resume: TrainState | None = None) -> FitResult:
+    """Train `setup.sam`; `resume` goes on from a checkpoint exactly (the epoch in progress draws
+    its batches in the same order, skips those already trained, every RNG where it was)."""
+    loop = Loop(setup, Parts(parts), resume)
+    s, amp, first = setup, loop.amp, loop.first_epoch
+    loop.parts.fit_start(loop)  # a stop asked before the first step ends here
+    for loop.epoch in range(first, s.epochs + 1):
+        loop.start_epoch()
+        loop.parts.epoch_start(loop)
+        for i, batch in loop.batches():
+            batch = batch.to(s.device)
+            with loop.accumulating(i):  # DDP all-reduces on a window's last backward only
+                with amp.autocast():
+                    passes = loop.model(batch, loop.generator)
+                loss, loss_parts = training_loss(s.sam, s.loss_fn, passes, batch.masks)
+                finite = bool(torch.isfinite(loss))
+                # a non-finite loss would poison the window's gradients: no backward; under DDP
+                # every rank must take part, and the window is skipped on all of them
+                if finite or s.world.distributed:
+                    amp.backward(loss / s.grad_accum_steps)
+            loop.record(i, loss, loss_parts, finite)
+            if loop.epoch_ends_here or i % s.grad_accum_steps == 0:
+                loop.optimizer_step()
+                loop.parts.step_end(loop)  # divergence, heartbeat, stop request
+            if loop.out_of_steps:
+                break
+        loop.end_epoch()  # the epoch's train figures, summed over every rank
+        loop.parts.epoch_end(loop)  # divergence; validation, best weights, early stop
+        loop.schedule.step("epoch")
+        loop.parts.after_epoch(loop)  # log, heartbeat, pruning, checkpoint, stop request
+        if loop.last:
+            break
+    loop.parts.fit_end(loop)  # a run that ends on a non-finite loss diverged
+    return FitResult(loop.step, loop.epoch, loop.mean_loss, loop.stopped_early)
+
+
+class Loop:
+    """Where training is, shared with its parts: what they read (epoch, step, metrics, the model
+    and optimizer) and the flags they set (`improved`, `stopped_early`)."""
+
+    def __init__(self, setup: Setup, parts: Parts, resume: TrainState | None) -> None:
+        self.setup, self.parts, self.sam, self.world = setup, parts, setup.sam, setup.world
+        self.epochs, self.device, self.optimizer = setup.epochs, setup.device, setup.optimizer
+        self.amp = setup.precision or mixed_precision("fp32", setup.device)
+        self.schedule = setup.schedule or Schedule(None, "step")
+        self.generator = torch.Generator().manual_seed(setup.seed)
+        self.params = list(trainable_parameters(setup.sam).values())
+        self.model = _StepModel(setup.sam, setup.prompt, setup.multimask_output, setup.encoder)
+        if (
+            setup.world.distributed
+        ):  # gradients all-reduced by DDP; frozen or unused params are fine
+            self.model = DistributedDataParallel(self.model, find_unused_parameters=True)
+        self.epoch = self.step = 0
+        self.first_epoch, self.progress, self.resume = 1, EpochProgress(), resume
+        self.metrics: dict[str, float] = {}
+        self.loss, self.mean_loss, self.lr = torch.zeros(()), math.nan, self.optimizer.param_groups[0]["lr"]  # fmt: skip
+        self.stepped, self.step_finite, self.window_finite = False, True, True
+        self.epoch_ends_here = False
+        self.improved = self.stopped_early = False
+        self.skip, self.epoch_rng, self.bar = 0, None, None
+        if resume is not None:
+            self._restore(resume)
+
+    @property
+    def out_of_steps(self) -> bool:
+        return self.setup.max_steps is not None and self.step >= self.setup.max_steps
+
+    @property
+    def last(self) -> bool:
+        """Whether the epoch just ended is the run's last."""
+        return self.out_of_steps or self.stopped_early or self.epoch == self.epochs
+
+    @property
+    def where(self) -> str:
+        return f"epoch {self.epoch} step {self.step}"
+
+    def start_epoch(self) -> None:
+        loader = self.setup.loader
+        self.sam.train()
+        self.skip = self.progress.batches_done  # > 0 only in the epoch a resume continues
+        if not self.skip:
+            self.progress = EpochProgress()
+        if isinstance(loader.sampler, DistributedSampler):
+            loader.sampler.set_epoch(self.epoch)  # this epoch's order, the same on every rank
+        self.epoch_rng = _rng_of(loader)  # the data order of this epoch is drawn from it
+        self.window_finite, self.epoch_ends_here = True, False
+        self.optimizer.zero_grad(set_to_none=True)
+
+    def batches(self) -> Iterator[tuple[int, Batch]]:
+        """This epoch's batches, numbered from 1; in the epoch a resume continues, those trained
+        before the interruption are drawn again in order (the data order stays), not trained."""
+        loader = self.setup.loader
+        self.bar = tqdm(loader, desc=f"epoch {self.epoch}/{self.epochs}", leave=False)
+        for i, batch in enumerate(self.bar, start=1):
+            if i <= self.skip:
+                if i == self.skip:
+                    restore_rng(self.resume.rng, self.generator)
+                continue
+            self.epoch_ends_here = i == len(loader)
+            yield i, batch
+
+    def accumulating(self, i: int) -> AbstractContextManager:
+        ends_window = self.epoch_ends_here or i % self.setup.grad_accum_steps == 0
+        if self.world.distributed and not ends_window:
+            return self.model.no_sync()
+        return nullcontext()
+
+    def record(self, i: int, loss: torch.Tensor, parts: dict[str, torch.Tensor], finite: bool) -> None:  # fmt: skip
+        """The batch's loss into the epoch's running sums (finite ones only)."""
+        self.loss = loss
+        if finite:
+            self.progress.seen += 1
+            for name, value in {"loss": loss, **{f"loss/{k}": v for k, v in parts.items()}}.items():  # fmt: skip
+                self.progress.sums[name] = self.progress.sums.get(name, 0.0) + float(value.detach())
+        self.window_finite &= finite
+        self.progress.batches_done = i
+        self.bar.set_postfix(loss=f"{loss.item():.4f}", lr=f"{self.lr:.2e}")
+
+    def optimizer_step(self) -> None:
+        """Step on the window's accumulated gradients if every rank's are finite, clipped."""
+        self.window_finite = not any_rank(not self.window_finite, self.world)
+        norm = _optimizer_step(self.optimizer, self.params, self.amp, self.setup.grad_clip,
+                               self.window_finite)  # fmt: skip
+        self.optimizer.zero_grad(set_to_none=True)
+        self.stepped = norm is not None
+        if norm is not None:
+            self.progress.norms.append(norm)
+        self.schedule.step("step")
+        self.step += 1
+        self.lr = self.optimizer.param_groups[0]["lr"]
+        # what the parts read: whether the window's losses were finite on every rank
+        self.step_finite, self.window_finite = self.window_finite, True
+
+    def end_epoch(self) -> None:
+        sums, seen = _over_ranks(self.progress, self.world)
+        self.mean_loss = sums["loss"] / seen if seen else math.nan
+        self.metrics = {f"train/{k}": v / max(seen, 1) for k, v in sums.items()}
+        self.metrics["train/loss"] = self.mean_loss
+        if self.progress.norms:  # per optimizer step, not per micro-batch
+            self.metrics["train/grad_norm"] = sum(self.progress.norms) / len(self.progress.norms)
+        self.metrics["train/lr"] = self.optimizer.param_groups[0]["lr"]
+        self.progress = EpochProgress()
+
+    def snapshot(self, complete: bool) -> TrainState:
+        """The state to go on from: at the end of `epoch` (`complete`), or inside it (its data
+        order as it was at its start, so the batches are drawn again)."""
+        return TrainState(
+            epoch=self.epoch, epoch_complete=complete, step=self.step,
+            params={n: p.detach().cpu().clone() for n, p in trainable_parameters(self.sam).items()},
+            optimizer=self.optimizer.state_dict(),
+            scheduler=self.schedule.scheduler.state_dict() if self.schedule.scheduler is not None else None,
+            scaler=self.amp.scaler.state_dict(), rng=capture_rng(self.generator),
+            loader_rng=_rng_of(self.setup.loader) if complete else self.epoch_rng,
+            progress=EpochProgress(**asdict(self.progress)), parts=self.parts.state_dict(),
+        )  # fmt: skip
+
+    def _restore(self, state: TrainState) -> None:
+        """Put the model, optimizer, schedule, scaler, parts and data order where `state` left
+        them (the RNGs follow once the skipped batches are drawn)."""
+        trainable = trainable_parameters(self.sam)
+        with torch.no_grad():
+            for name, value in state.params.items():
+                trainable[name].copy_(value)
+        self.optimizer.load_state_dict(state.optimizer)
+        if self.schedule.scheduler is not None and state.scheduler is not None:
+            self.schedule.scheduler.load_state_dict(state.scheduler)
+        if state.scaler:
+            self.amp.scaler.load_state_dict(state.scaler)
+        self.parts.load_state_dict(state.parts, self)
+        loader = self.setup.loader
+        if loader.generator is not None and state.loader_rng is not None:
+            loader.generator.set_state(state.loader_rng)
+        self.step, self.epoch, self.progress = state.step, state.epoch, state.progress
+        self.first_epoch = state.epoch + 1 if state.epoch_complete else state.epoch
+        if state.epoch_complete:
+            restore_rng(state.rng, self.generator)
+            self.progress = EpochProgress()
+        self.lr = self.optimizer.param_groups[0]["lr"]
+        log.info("resuming after %s", state.where)
 
 
 def training_loss(
@@ -76,198 +280,6 @@ def _optimizer_step(optimizer: torch.optim.Optimizer, params: list[torch.Tensor]
     return float(norm)
 
 
-class StopRequested(Exception):
-    """A stop was asked for (a signal): raised after the step in progress, with its checkpoint written."""
-
-    def __init__(self, state: TrainState) -> None:
-        super().__init__(state.where)
-        self.state = state
-
-
-def fit(
-    sam: Sam,
-    loader: DataLoader,
-    prompt: PromptStrategy,
-    loss_fn: SamLoss,
-    optimizer: torch.optim.Optimizer,
-    *,
-    device: torch.device,
-    epochs: int,
-    max_steps: int | None = None,
-    seed: int = 0,
-    multimask_output: bool = False,
-    grad_accum_steps: int = 1,
-    grad_clip: float | None = None,
-    schedule: Schedule | None = None,
-    monitor: Monitor | None = None,
-    eval_every: int = 1,
-    evaluate_fn: Callable[[int], dict[str, float]] | None = None,
-    log_fn: Callable[[dict[str, float], int], None] = lambda metrics, step: None,
-    report_fn: Callable[[float, int], None] | None = None,
-    encoder: Callable | None = None,
-    precision: MixedPrecision | None = None,
-    max_nonfinite_steps: int = MAX_NONFINITE_STEPS,
-    resume: TrainState | None = None,
-    checkpoint: Callable[[TrainState, bool], None] | None = None,
-    checkpoint_every: int = 1,
-    stop_requested: Callable[[], bool] = lambda: False,
-    world: World = ONE_PROCESS,
-) -> FitResult:
-    """`report_fn(value, epoch)` receives the monitored metric after each evaluation (a sweep's
-    pruning hook; it may raise to stop the trial). Raises TrainingDiverged when the loss or the
-    gradients stay non-finite (see NonFiniteGuard).
-
-    `checkpoint(state, is_best)` is called after every `checkpoint_every` epochs (0: never) and
-    when `stop_requested()` turns true, which is checked after each optimizer step; then
-    StopRequested is raised. `resume` continues from such a state exactly: the epoch in progress
-    draws its batches in the same order, skips those already trained, and goes on with every RNG
-    where it was.
-    """
-    amp = precision or mixed_precision("fp32", device)
-    generator = torch.Generator().manual_seed(seed)
-    schedule = schedule or Schedule(None, "step")
-    params = list(trainable_parameters(sam).values())
-    guard = NonFiniteGuard(max_nonfinite_steps)
-    step, epoch, mean_loss, stop, loss = 0, 0, math.nan, False, torch.zeros(())
-    progress = EpochProgress()
-    step_model = _StepModel(sam, prompt, multimask_output, encoder)
-    if world.distributed:  # gradients all-reduced by DDP; frozen or unused parameters are fine
-        step_model = DistributedDataParallel(step_model, find_unused_parameters=True)
-    if resume is not None:
-        _restore(resume, sam, optimizer, schedule, amp, monitor, guard, loader, device)
-        step, epoch, progress = resume.step, resume.epoch, resume.progress
-        if resume.epoch_complete:
-            restore_rng(resume.rng, generator)
-            progress = EpochProgress()
-        log.info("resuming after %s", resume.where)
-
-    def snapshot(complete: bool, loader_rng: torch.Tensor | None) -> TrainState:
-        return TrainState(
-            epoch=epoch, epoch_complete=complete, step=step,
-            params={n: p.detach().cpu().clone() for n, p in trainable_parameters(sam).items()},
-            optimizer=optimizer.state_dict(),
-            scheduler=schedule.scheduler.state_dict() if schedule.scheduler is not None else None,
-            scaler=amp.scaler.state_dict(), rng=capture_rng(generator), loader_rng=loader_rng,
-            monitor=monitor.progress() if monitor is not None else {},
-            best_params=monitor.best_state if monitor is not None else {},
-            guard={k: v for k, v in asdict(guard).items() if k != "limit"},
-            progress=EpochProgress(**asdict(progress)),
-        )  # fmt: skip
-
-    def stop_here(complete: bool, loader_rng: torch.Tensor | None) -> None:
-        state = snapshot(complete, loader_rng)
-        if checkpoint is not None:
-            checkpoint(state, False)
-        raise StopRequested(state)
-
-    def stop_if_diverged(**when: bool) -> None:
-        what = guard.verdict(epoch, **when)
-        if what is not None:
-            log_fn({"train/skipped_nonfinite": guard.skipped}, epoch)
-            raise guard.fail(what, epoch, step, loss.item(), optimizer.param_groups[0]["lr"],
-                             amp.name)  # fmt: skip
-
-    if stop_requested():  # asked before the first step: nothing trained yet, a checkpoint at 0
-        stop_here(complete=True, loader_rng=_rng_of(loader))
-    first = epoch + 1 if resume is None or resume.epoch_complete else epoch
-    for epoch in range(first, epochs + 1):
-        sam.train()
-        skip = progress.batches_done  # > 0 only in the epoch a resume continues
-        if not skip:
-            progress = EpochProgress()
-            guard.new_epoch()
-        if isinstance(loader.sampler, DistributedSampler):
-            loader.sampler.set_epoch(epoch)  # this epoch's order, the same on every rank
-        epoch_rng = _rng_of(loader)  # the data order of this epoch is drawn from it
-        window_finite = True  # every loss of the current accumulation window was finite
-        optimizer.zero_grad(set_to_none=True)
-        bar = tqdm(loader, desc=f"epoch {epoch}/{epochs}", leave=False)
-        for i, batch in enumerate(bar, start=1):
-            if i <= skip:  # trained before the interruption: drawn again in order, not again
-                if i == skip:
-                    restore_rng(resume.rng, generator)
-                continue
-            batch = batch.to(device)
-            ends_window = i % grad_accum_steps == 0 or i == len(loader)
-            # DDP all-reduces on the backward that ends a window, never inside it
-            syncing = (
-                step_model.no_sync() if world.distributed and not ends_window else nullcontext()
-            )
-            with syncing:
-                with amp.autocast():
-                    passes = step_model(batch, generator)
-                loss, parts = training_loss(sam, loss_fn, passes, batch.masks)
-                finite = bool(torch.isfinite(loss))
-                # a non-finite loss would poison the window's gradients: no backward; under DDP
-                # every rank must take part, and the window is skipped on all of them below
-                if finite or world.distributed:
-                    amp.backward(loss / grad_accum_steps)
-            if finite:
-                progress.seen += 1
-                for name, value in {"loss": loss, **{f"loss/{k}": v for k, v in parts.items()}}.items():  # fmt: skip
-                    progress.sums[name] = progress.sums.get(name, 0.0) + float(value.detach())
-            window_finite &= finite
-            progress.batches_done = i
-            if ends_window:
-                window_finite = not any_rank(not window_finite, world)
-                norm = _optimizer_step(optimizer, params, amp, grad_clip, window_finite)
-                optimizer.zero_grad(set_to_none=True)
-                guard.record(norm is not None, window_finite)
-                if norm is not None:
-                    progress.norms.append(norm)
-                schedule.step("step")
-                step += 1
-                window_finite = True
-                stop_if_diverged()
-                if stop_requested() and i < len(loader):
-                    stop_here(complete=False, loader_rng=epoch_rng)
-            bar.set_postfix(loss=f"{loss.item():.4f}", lr=f"{optimizer.param_groups[0]['lr']:.2e}")
-            if max_steps is not None and step >= max_steps:
-                break
-        sums, seen = _over_ranks(progress, world)
-        mean_loss = sums["loss"] / seen if seen else math.nan
-        epoch_metrics = {f"train/{k}": v / max(seen, 1) for k, v in sums.items()}
-        epoch_metrics["train/loss"] = mean_loss
-        if progress.norms:  # per optimizer step, not per micro-batch
-            epoch_metrics["train/grad_norm"] = sum(progress.norms) / len(progress.norms)
-        epoch_metrics["train/skipped_nonfinite"] = guard.skipped
-        epoch_metrics["train/lr"] = optimizer.param_groups[0]["lr"]
-        progress = EpochProgress()
-        if guard.epoch_skipped:
-            log.warning("epoch %d: skipped %d of %d optimizer steps with a non-finite loss or "
-                        "gradient", epoch, guard.epoch_skipped, guard.epoch_steps)  # fmt: skip
-        stop_if_diverged(end_of_epoch=True)
-        done = max_steps is not None and step >= max_steps
-        improved = False
-        if evaluate_fn is not None and (epoch % eval_every == 0 or epoch == epochs or done):
-            eval_metrics = evaluate_fn(epoch)
-            epoch_metrics.update(eval_metrics)
-            if monitor is not None:
-                value = eval_metrics.get(monitor.name, math.nan)
-                improved = monitor.improved(value)
-                stop = monitor.update(value, epoch, sam)
-                schedule.step("metric", value)
-        schedule.step("epoch")
-        log.info("epoch %d: %s", epoch, ", ".join(f"{k}={v:.4f}" for k, v in epoch_metrics.items()))
-        log_fn(epoch_metrics, epoch)
-        if report_fn is not None and monitor is not None and monitor.name in epoch_metrics:
-            report_fn(epoch_metrics[monitor.name], epoch)
-        if stop:
-            log.info("early stop: %s did not improve for %d evaluations (best %.4f at epoch %d)",
-                     monitor.name, monitor.stale, monitor.best, monitor.best_epoch)  # fmt: skip
-        last = done or stop or epoch == epochs
-        if checkpoint is not None and checkpoint_every and (epoch % checkpoint_every == 0 or last):
-            checkpoint(snapshot(complete=True, loader_rng=_rng_of(loader)), improved)
-        if stop_requested() and not last:
-            stop_here(complete=True, loader_rng=_rng_of(loader))
-        if last:
-            break
-    stop_if_diverged(end_of_run=True)
-    best_epoch = monitor.best_epoch if monitor is not None else epoch
-    best_value = monitor.best if monitor is not None else math.nan
-    return FitResult(step, epoch, mean_loss, best_epoch, best_value, stop)
-
-
 class _StepModel(torch.nn.Module):
     """The prompted forward of one batch as a module, so DistributedDataParallel can wrap it
     (training never goes through `Sam.forward`, which is no_grad)."""
@@ -295,25 +307,3 @@ def _over_ranks(progress: EpochProgress, world: World) -> tuple[dict[str, float]
 
 def _rng_of(loader: DataLoader) -> torch.Tensor | None:
     return loader.generator.get_state() if loader.generator is not None else None
-
-
-def _restore(state: TrainState, sam: Sam, optimizer: torch.optim.Optimizer, schedule: Schedule,
-             amp: MixedPrecision, monitor: Monitor | None, guard: NonFiniteGuard,
-             loader: DataLoader, device: torch.device) -> None:  # fmt: skip
-    """Put the model, optimizer, schedule, scaler, monitor, guard and data order where `state`
-    left them (the RNGs follow once the skipped batches are drawn)."""
-    trainable = trainable_parameters(sam)
-    with torch.no_grad():
-        for name, value in state.params.items():
-            trainable[name].copy_(value)
-    optimizer.load_state_dict(state.optimizer)
-    if schedule.scheduler is not None and state.scheduler is not None:
-        schedule.scheduler.load_state_dict(state.scheduler)
-    if state.scaler:
-        amp.scaler.load_state_dict(state.scaler)
-    if monitor is not None:
-        monitor.resume(state.monitor, {n: t.to(device) for n, t in state.best_params.items()})
-    for key, value in state.guard.items():
-        setattr(guard, key, value)
-    if loader.generator is not None and state.loader_rng is not None:
-        loader.generator.set_state(state.loader_rng)

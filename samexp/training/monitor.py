@@ -3,9 +3,11 @@ weights it keeps (restored for the final test when `trainer.restore_best`)."""
 
 from __future__ import annotations
 
+import logging
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, TypedDict
 
 import torch
 from segment_anything.modeling import Sam
@@ -13,6 +15,12 @@ from segment_anything.modeling import Sam
 from samexp.adapters.base import trainable_parameters
 from samexp.config.errors import ConfigValueError
 from samexp.training.evaluation import metric_safe
+from samexp.training.parts import Part
+
+if TYPE_CHECKING:
+    from samexp.training.loop import Loop
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -56,6 +64,57 @@ class Monitor:
         with torch.no_grad():
             for name, value in self.best_state.items():
                 params[name].copy_(value)
+
+
+class MonitorState(TypedDict, total=False):
+    """The monitor's record (empty when the run evaluates without one)."""
+
+    best: float
+    best_epoch: int
+    stale: int
+    best_params: dict[str, torch.Tensor]
+
+
+class Validation(Part):
+    """Evaluate every `every` epochs (and the last one), let the monitor keep the best weights,
+    step a plateau schedule and stop early; `evaluate(epoch)` returns `val/...` figures."""
+
+    key, State = "monitor", MonitorState
+
+    def __init__(self, evaluate: Callable[[int], dict[str, float]], monitor: Monitor | None = None,
+                 every: int = 1) -> None:  # fmt: skip
+        self.evaluate, self.monitor, self.every = evaluate, monitor, every
+
+    def epoch_end(self, loop: Loop) -> None:
+        loop.improved = False
+        if loop.epoch % self.every and loop.epoch != loop.epochs and not loop.out_of_steps:
+            return
+        figures = self.evaluate(loop.epoch)
+        loop.metrics.update(figures)
+        monitor = self.monitor
+        if monitor is None:
+            return
+        value = figures.get(monitor.name, math.nan)
+        loop.improved = monitor.improved(value)
+        loop.stopped_early = monitor.update(value, loop.epoch, loop.sam)
+        loop.schedule.step("metric", value)
+        if loop.stopped_early:
+            log.info("early stop: %s did not improve for %d evaluations (best %.4f at epoch %d)",
+                     monitor.name, monitor.stale, monitor.best, monitor.best_epoch)  # fmt: skip
+
+    def state_dict(self) -> dict[str, Any]:
+        if self.monitor is None:
+            return {}
+        return {**self.monitor.progress(), "best_params": self.monitor.best_state}
+
+    def load_state_dict(self, state: dict[str, Any], loop: Loop) -> None:
+        if self.monitor is not None:
+            best = {n: t.to(loop.device) for n, t in state.get("best_params", {}).items()}
+            self.monitor.resume(state, best)
+
+    @staticmethod
+    def weights_in(state: dict[str, Any]) -> dict[str, torch.Tensor]:
+        return state.get("best_params", {})
 
 
 def check_monitor(

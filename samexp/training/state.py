@@ -1,8 +1,9 @@
 """Everything training needs to go on exactly where it stopped, in one file written atomically.
 
 A checkpoint holds the trainable tensors, the optimizer, LR-schedule and grad-scaler states, every
-RNG (torch, CUDA, numpy, python, the prompt generator, the data order), the monitor's best value
-and weights, the non-finite guard and the running sums of a half-done epoch. It is saved with
+RNG (torch, CUDA, numpy, python, the prompt generator, the data order), the running sums of a
+half-done epoch, and the state of every training part that keeps one (the monitor's best value and
+weights, the non-finite guard, ...), each checked against the type its part declares. It is saved with
 `torch.save` and read back with `torch.load(weights_only=True)`: tensors, numbers, strings, lists
 and dicts only, so a hostile file can carry values but never code.
 """
@@ -12,9 +13,10 @@ from __future__ import annotations
 import random
 import types
 import typing
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, fields, is_dataclass
 from pathlib import Path
-from typing import Any, NotRequired, TypedDict
+from typing import TYPE_CHECKING, Any, NotRequired, TypedDict
 
 import numpy as np
 import torch
@@ -22,15 +24,10 @@ import torch
 from samexp.config.atomic import atomic_path
 from samexp.config.errors import SamexpError, UntrustedFileError
 
-FORMAT = 1  # bumped when the layout changes; an older file is refused, not misread
+if TYPE_CHECKING:
+    from samexp.training.parts import Part
 
-
-class MonitorProgress(TypedDict, total=False):
-    """The monitor's record (empty when the run has no validation split)."""
-
-    best: float
-    best_epoch: int
-    stale: int
+FORMAT = 2  # bumped when the layout changes; an older file is refused, not misread
 
 
 class RngStates(TypedDict):
@@ -41,17 +38,6 @@ class RngStates(TypedDict):
     python: tuple[int, list[int], float | None]
     prompt: torch.Tensor
     cuda: NotRequired[list[torch.Tensor]]
-
-
-class GuardState(TypedDict, total=False):
-    """The non-finite guard's counters (samexp.training.divergence.NonFiniteGuard, less its limit, which
-    the config sets)."""
-
-    skipped: int
-    in_a_row: int
-    epoch_steps: int
-    epoch_skipped: int
-    last_loss_finite: bool
 
 
 class OptimizerState(TypedDict):
@@ -84,10 +70,10 @@ class TrainState:
     # the data order's generator: at the start of `epoch` when it is half done (its batches are
     # drawn again and skipped), else as it is now
     loader_rng: torch.Tensor | None
-    monitor: MonitorProgress
-    best_params: dict[str, torch.Tensor]
-    guard: GuardState
     progress: EpochProgress = field(default_factory=EpochProgress)
+    # what each training part keeps (samexp.training.parts), by its key: the monitor's best
+    # value and weights, the non-finite guard's counters, ...
+    parts: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     @property
     def where(self) -> str:
@@ -131,8 +117,10 @@ def save_state(state: TrainState, path: Path) -> Path:
     return path
 
 
-def load_state(path: Path, trainable: dict[str, torch.Tensor]) -> TrainState:
-    """The state in `path`, refused unless its tensors fit `trainable` (the model built now)."""
+def load_state(path: Path, trainable: dict[str, torch.Tensor],
+               kept: Mapping[str, Part] | None = None) -> TrainState:  # fmt: skip
+    """The state in `path`, refused unless its tensors fit `trainable` (the model built now) and
+    it holds, for each part in `kept` (by key), the state that part declares."""
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # a truncated file, or one carrying objects weights_only refuses
@@ -151,11 +139,26 @@ def load_state(path: Path, trainable: dict[str, torch.Tensor]) -> TrainState:
         if problem is not None:
             raise UntrustedFileError(f"{path}: checkpoint field {problem}; the file is damaged "
                                      "or was not written by samexp")  # fmt: skip
+    kept = dict(kept or {})
+    if set(payload["parts"]) != set(kept):
+        raise SamexpError(
+            f"{path} was written by a run whose training parts were {sorted(payload['parts'])}, "
+            f"this one has {sorted(kept)}; resume with the config of the interrupted run"
+        )
+    for key, part in kept.items():
+        problem = _misfit(payload["parts"][key], part.State or dict[str, Any], f"parts.{key}")
+        if problem is not None:
+            raise UntrustedFileError(f"{path}: checkpoint field {problem}; the file is damaged "
+                                     "or was not written by samexp")  # fmt: skip
     payload["progress"] = EpochProgress(**payload["progress"])
     state = TrainState(**payload)
-    for name, tensors in (("params", state.params), ("best_params", state.best_params)):
-        _check_fits(path, name, tensors, trainable, partial=name == "best_params")
-    _check_finite(path, state)
+    _check_fits(path, "params", state.params, trainable, partial=False)
+    weights = {"params": state.params}
+    for key, part in kept.items():
+        held = part.weights_in(state.parts[key])
+        _check_fits(path, f"parts.{key}", held, trainable, partial=True)
+        weights[f"parts.{key}"] = held
+    _check_finite(path, state, weights)
     return state
 
 
@@ -216,12 +219,11 @@ def _found(value: Any, hint: Any, where: str) -> str:
     return f"{where} is {type(value).__name__}, expected {expected}"
 
 
-def _check_finite(path: Path, state: TrainState) -> None:
+def _check_finite(path: Path, state: TrainState, weights: dict[str, dict[str, torch.Tensor]]) -> None:  # fmt: skip
     """No NaN or inf in the weights or the optimizer's moments: training skips non-finite steps,
     so a checkpoint it wrote never holds one; a file that does is damaged, and resuming from it
     would diverge at once and be blamed on the learning rate."""
-    tensors = {**{f"params.{k}": v for k, v in state.params.items()},
-               **{f"best_params.{k}": v for k, v in state.best_params.items()},
+    tensors = {**{f"{where}.{k}": v for where, held in weights.items() for k, v in held.items()},
                **{f"optimizer.state[{i}].{k}": v for i, s in state.optimizer["state"].items()
                   for k, v in s.items() if isinstance(v, torch.Tensor)}}  # fmt: skip
     for name, tensor in tensors.items():

@@ -1,5 +1,7 @@
 """SIGINT, SIGTERM and SIGHUP as requests: the run stops after its current optimizer step,
-checkpoints and says how to resume. A second Ctrl-C stops at once (someone who presses it twice
+checkpoints and says how to resume. One type carries a stop from the signal to the user:
+StopRequests notes the signal (its handler does nothing else), is the training part that acts on
+it, and raises `Interrupted`, which the runner completes with the resume command. A second Ctrl-C stops at once (someone who presses it twice
 means it).
 
 SIGHUP is a dropped SSH session (or a closed terminal): the run is stopped as for SIGTERM, not
@@ -15,8 +17,15 @@ import os
 import signal
 import threading
 from types import FrameType, TracebackType
+from typing import TYPE_CHECKING
 
 from samexp.config.errors import Interrupted
+from samexp.training.distributed import any_rank
+from samexp.training.parts import Part
+
+if TYPE_CHECKING:
+    from samexp.training.checkpoint import Checkpointing
+    from samexp.training.loop import Loop
 
 log = logging.getLogger(__name__)
 
@@ -27,12 +36,51 @@ SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 IGNORE_LATE_STOPS = False
 
 
-class StopRequests:
-    """While entered (in the main thread), the signals set `received` instead of killing."""
+class StopRequests(Part):
+    """While entered (in the main thread), the signals set `received` instead of killing; as a
+    training part it stops after the optimizer step in progress (checkpointed by `checkpoint`),
+    at the end of an epoch, or before the first step.
 
-    def __init__(self) -> None:
+    Under torchrun every rank must stop at the same step, so the ranks agree with one all-reduce,
+    but only every `every` optimizer steps and at each epoch's end, never on every step."""
+
+    def __init__(self, checkpoint: Checkpointing | None = None, every: int = 1) -> None:
         self.received: signal.Signals | None = None
+        self.checkpoint, self.every = checkpoint, every
         self._previous: dict[int, object] = {}
+        self._said = False
+
+    def fit_start(self, loop: Loop) -> None:
+        if self._asked(loop):  # before the first step: nothing trained yet, a checkpoint at 0
+            self._stop(loop, complete=True)
+
+    def step_end(self, loop: Loop) -> None:
+        # the epoch's last step is left to after_epoch, which checkpoints the finished epoch
+        if loop.step % self.every == 0 and not loop.epoch_ends_here and self._asked(loop):
+            self._stop(loop, complete=False)
+
+    def after_epoch(self, loop: Loop) -> None:
+        if not loop.last and self._asked(loop):
+            self._stop(loop, complete=True)
+
+    def _asked(self, loop: Loop) -> bool:
+        asked = any_rank(self.received is not None, loop.world)
+        if asked and not self._said:  # said here, not in the handler (see _handle)
+            self._said = True
+            log.warning("%s: stopping after the current optimizer step to write a checkpoint "
+                        "(Ctrl-C again to stop at once)", self.signal_name)  # fmt: skip
+        return asked
+
+    def _stop(self, loop: Loop, complete: bool) -> None:
+        if self.checkpoint is not None:
+            self.checkpoint.now(loop, complete)
+        # a rank stopping for another one's signal exits as a SIGTERM would
+        raise Interrupted(self.signal_name, self.exit_code or 128 + signal.SIGTERM, loop.where, "")
+
+    @property
+    def signal_name(self) -> str:
+        # another rank's signal: this one stops with it, and says so
+        return self.received.name if self.received is not None else "another rank's stop request"
 
     def __enter__(self) -> StopRequests:
         if threading.current_thread() is threading.main_thread():
@@ -66,13 +114,10 @@ class StopRequests:
         if signum == signal.SIGHUP:
             detach_terminal()
         if self.received is None:
+            # Nothing is logged from here: the signal may land in the middle of a log write, and
+            # writing to the same stream from inside it fails ("reentrant call"). The training
+            # part says it when it acts on the request, at the end of the step in progress.
             self.received = signal.Signals(signum)
-            # Not logged from here: the signal may land in the middle of a log write, and writing
-            # to the same stream from inside it fails ("reentrant call", a traceback on the
-            # console). A thread waits for the handler's lock instead, and says it at once.
-            threading.Thread(target=log.warning, daemon=True, args=(
-                "%s: stopping after the current optimizer step to write a checkpoint (Ctrl-C "
-                "again to stop at once)", self.received.name)).start()  # fmt: skip
 
 
 def detach_terminal() -> None:

@@ -35,7 +35,7 @@ from samexp.training.monitor import check_monitor
 from samexp.training.state import load_state, save_state
 from tests.conftest import REPO, compose_config, data_root
 from tests.data.test_coco import _shapes_coco
-from tests.tracking.test_resume import _signal_after_steps, _tiny_state
+from tests.tracking.test_resume import KEPT, _signal_after_steps, _tiny_state
 
 # 6 rings images to train in batches of 2: 3 optimizer steps an epoch
 SETTING = ["model=tiny", "adapter=decoder", "trainer.batch_size=2", "trainer.epochs=2",
@@ -126,7 +126,7 @@ def checkpoint(s: Scene, change: Callable[[dict], None]) -> str:
     change(payload)
     torch.save(payload, path)
     with pytest.raises(SamexpError) as refused:
-        load_state(path, {"w": torch.zeros(2, 3)})
+        load_state(path, {"w": torch.zeros(2, 3)}, KEPT)
     return str(refused.value)
 
 
@@ -139,7 +139,7 @@ def wrong_typed_rng(s: Scene) -> str:
 
 
 def guard_key_that_is_no_counter(s: Scene) -> str:
-    return checkpoint(s, lambda p: p["guard"].update(limit=10**9))  # would lift the config's limit
+    return checkpoint(s, lambda p: p["parts"]["guard"].update(limit=10**9))  # would lift the config's limit
 
 
 def nan_weights(s: Scene) -> str:
@@ -205,7 +205,7 @@ CASES = [
     ),
     pytest.param(
         guard_key_that_is_no_counter,
-        r"last\.pt: checkpoint field guard lacks keys \[\] or has unknown \['limit'\]",
+        r"last\.pt: checkpoint field parts\.guard lacks keys \[\] or has unknown \['limit'\]",
         id="last-pt-guard-sets-its-limit",
     ),
     pytest.param(

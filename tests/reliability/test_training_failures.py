@@ -18,11 +18,11 @@ from samexp.config.errors import SamexpError, TrainingDiverged
 from samexp.data.base import collate
 from samexp.data.folder import FolderDataset
 from samexp.prompts.box import BoxPrompt
-from samexp.training.loop import fit
 from samexp.training.losses import SamLoss
 from tests.config.test_cli import samexp
 from tests.conftest import data_root
 from tests.predict.test_cli import one_error_line
+from tests.training.fitting import fit_with
 from tests.training.test_loop import _decoder_model
 
 TINY = ("model=tiny", "adapter=decoder", "trainer.device=cpu")
@@ -47,8 +47,8 @@ def _fit_with(loss_fn, shapes_root, **kwargs):
                         collate_fn=collate)  # fmt: skip
     optimizer = torch.optim.SGD(list(trainable_parameters(sam).values()), lr=0.1)
     logged: list[dict] = []
-    result = fit(sam, loader, BoxPrompt(jitter=0), loss_fn, optimizer, device=torch.device("cpu"),
-                 log_fn=lambda m, step: logged.append(m), **kwargs)  # fmt: skip
+    result = fit_with(sam, loader, BoxPrompt(jitter=0), loss_fn, optimizer,
+                      log_fn=lambda m, step: logged.append(m), **kwargs)  # fmt: skip
     return sam, result, logged
 
 

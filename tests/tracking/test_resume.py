@@ -20,6 +20,8 @@ from safetensors.torch import load_file
 from samexp.config.errors import Interrupted, SamexpError, UntrustedFileError
 from samexp.runner import run
 from samexp.training import loop as train
+from samexp.training.divergence import Divergence
+from samexp.training.monitor import Monitor, Validation
 from samexp.training.state import EpochProgress, TrainState, load_state, save_state
 from tests.conftest import REPO, compose_config, data_root
 
@@ -122,18 +124,24 @@ def _tiny_state() -> TrainState:
         scheduler={"last_epoch": 5, "base_lrs": [1e-4]}, scaler={},
         rng={"torch": torch.get_rng_state(), "numpy": ["MT19937", torch.arange(624), 3, 0, 0.0],
              "python": [3, list(range(625)), None], "prompt": torch.Generator().get_state()},
-        loader_rng=torch.Generator().get_state(), monitor={"best": 0.5, "best_epoch": 1, "stale": 0},
-        best_params={"w": weight * 2}, guard={"skipped": 1, "in_a_row": 0},
+        loader_rng=torch.Generator().get_state(),
         progress=EpochProgress(batches_done=2, seen=2, sums={"loss": 1.5}, norms=[0.1, math.nan]),
+        parts={"monitor": {"best": 0.5, "best_epoch": 1, "stale": 0, "best_params": {"w": weight * 2}},
+               "guard": {"skipped": 1, "in_a_row": 0}},
     )  # fmt: skip
+
+
+# the parts whose state the checkpoint above holds (a run with validation)
+KEPT = {"monitor": Validation(lambda epoch: {}, Monitor("val/iou")), "guard": Divergence()}
 
 
 def test_a_checkpoint_round_trips_every_state(tmp_path):
     state = _tiny_state()
-    loaded = load_state(save_state(state, tmp_path / "last.pt"), {"w": torch.zeros(2, 3)})
+    loaded = load_state(save_state(state, tmp_path / "last.pt"), {"w": torch.zeros(2, 3)}, KEPT)
     assert loaded.where == "epoch 2 step 5" and loaded.progress.sums == {"loss": 1.5}
     assert torch.equal(loaded.params["w"], state.params["w"])
-    assert torch.equal(loaded.best_params["w"], state.best_params["w"])
+    assert torch.equal(loaded.parts["monitor"]["best_params"]["w"], state.parts["monitor"]["best_params"]["w"])  # fmt: skip
+    assert loaded.parts["guard"] == {"skipped": 1, "in_a_row": 0}
     assert loaded.optimizer["param_groups"][0]["betas"] == (0.9, 0.999)
     assert torch.equal(loaded.rng["torch"], state.rng["torch"])
 
@@ -141,9 +149,13 @@ def test_a_checkpoint_round_trips_every_state(tmp_path):
 def test_a_checkpoint_that_does_not_fit_the_model_is_refused(tmp_path):
     path = save_state(_tiny_state(), tmp_path / "last.pt")
     with pytest.raises(UntrustedFileError, match=r"params.w: \[2, 3\] torch.float32 does not fit"):
-        load_state(path, {"w": torch.zeros(3, 3)})
+        load_state(path, {"w": torch.zeros(3, 3)}, KEPT)
     with pytest.raises(SamexpError, match="does not fit the model built now"):
-        load_state(path, {"v": torch.zeros(2, 3)})
+        load_state(path, {"v": torch.zeros(2, 3)}, KEPT)
+    with pytest.raises(
+        SamexpError, match=r"training parts were \['guard', 'monitor'\], this one has \['guard'\]"
+    ):
+        load_state(path, {"w": torch.zeros(2, 3)}, {"guard": Divergence()})
 
 
 class _Payload:

@@ -17,9 +17,10 @@ from samexp.data.splits import DatasetSplits
 from samexp.models.build import build_tiny
 from samexp.prompts.box import BoxPrompt
 from samexp.training.evaluation import evaluate
-from samexp.training.loop import fit, training_loss
+from samexp.training.loop import training_loss
 from samexp.training.losses import SamLoss
 from samexp.training.monitor import Monitor
+from tests.training.fitting import fit_with
 
 
 def _decoder_model():
@@ -31,8 +32,8 @@ def _decoder_model():
 def _fit(sam, dataset, batch_size, **kwargs):
     loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, collate_fn=collate)
     optimizer = torch.optim.SGD(list(trainable_parameters(sam).values()), lr=kwargs.pop("lr", 0.1))
-    return fit(sam, loader, BoxPrompt(jitter=0), SamLoss(DiceLoss(sigmoid=True)), optimizer,
-               device=torch.device("cpu"), **kwargs)  # fmt: skip
+    return fit_with(sam, loader, BoxPrompt(jitter=0), SamLoss(DiceLoss(sigmoid=True)), optimizer,
+                    **kwargs)  # fmt: skip
 
 
 def test_gradient_accumulation_matches_one_larger_batch(shapes_root):

@@ -18,9 +18,9 @@ from samexp.data.folder import FolderDataset
 from samexp.models.build import build_tiny
 from samexp.prompts.box import BoxPrompt
 from samexp.runner import run
-from samexp.training.loop import fit
 from samexp.training.losses import SamLoss
 from tests.conftest import IMG_SIZE
+from tests.training.fitting import fit_with
 
 
 @pytest.mark.slow
@@ -67,7 +67,7 @@ def test_decoder_fine_tuning_changes_the_mask_decoder_and_leaves_both_encoders_b
         generator=torch.Generator().manual_seed(0),
     )
     optimizer = torch.optim.AdamW(trainable_parameters(base.sam).values(), lr=1e-3)
-    result = fit(
+    result = fit_with(
         base.sam,
         loader,
         BoxPrompt(),
