@@ -12,8 +12,8 @@ from omegaconf import DictConfig
 
 import samexp.config.schema  # noqa: F401  (registers the schemas)
 from samexp.config.cli import hydra_main
+from samexp.config.distributed import first_to_fail, stop, world_from_env
 from samexp.config.errors import Interrupted, SamexpError
-from samexp.training.distributed import first_to_fail, stop, world_from_env
 
 log = logging.getLogger("samexp")
 

@@ -17,7 +17,9 @@ from omegaconf import DictConfig, OmegaConf
 from torch.utils.data import DataLoader
 
 from samexp.adapters.base import Adapter, parameter_counts, trainable_parameters
+from samexp.config import distributed
 from samexp.config.devices import resolve_device
+from samexp.config.distributed import World
 from samexp.config.errors import Interrupted, SamexpError
 from samexp.config.instantiate import build
 from samexp.config.schema import validate
@@ -42,9 +44,7 @@ from samexp.tracking.resume import (
     run_to_resume,
 )
 from samexp.tracking.tracker import Tracker, flatten, provenance, scratch_dir
-from samexp.training import distributed
 from samexp.training.checkpoint import Checkpointing
-from samexp.training.distributed import World
 from samexp.training.divergence import Divergence
 from samexp.training.evaluation import EvalResult, evaluate
 from samexp.training.loop import Setup, fit

@@ -40,16 +40,7 @@ PIPELINE, ITS_ENTRY = "samexp.runner", "samexp.__main__"
 
 # Climbs known today, each waiting for a move in a file another change of issue 24 is rewriting.
 # Listed, not ignored: a new climb fails, and so does an entry here once its climb is gone.
-PENDING = {
-    ("samexp.config.schema", "samexp.training.divergence"):
-        "trainer.max_nonfinite_steps's default (MAX_NONFINITE_STEPS) belongs in config",
-    ("samexp.data.loading", "samexp.training.distributed"):
-        "World/ShardBatches are the floor of one-process-or-many: distributed.py beside "
-        "config/devices.py",
-    ("samexp.models.cached_encoder", "samexp.training.distributed"): "as data.loading",
-    ("samexp.data.loading", "samexp.training.stop"):
-        "the stop signals (SIGNALS) its workers ignore belong below data",
-}  # fmt: skip
+PENDING: dict[tuple[str, str], str] = {}
 
 
 def layer_of(module: str) -> int | None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+import signal
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -54,6 +55,10 @@ class WeightsWriteError(SamexpError):
             f"cannot write the trained weights to {path} ({reason}; "
             f"{needed_bytes / 1e6:.1f} MB needed{free})"
         )
+
+
+# the signals that ask a run to stop (samexp.training.stop), ignored by DataLoader workers
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
 
 class Interrupted(Exception):

@@ -32,7 +32,6 @@ from samexp.config.checks import (
 )
 from samexp.config.errors import ConfigValueError
 from samexp.config.options import groups, load_all, options
-from samexp.training.divergence import MAX_NONFINITE_STEPS
 
 # the metrics `run()` returns, by name: <stage>/test/<metric>[/<category>], best/val/<monitor>,
 # best/epoch and the train/ counts
@@ -41,6 +40,10 @@ OBJECTIVE = (r"(baseline|final|delta)/test/(iou|dice)(/.+)?|best/(epoch|val/(iou
 OBJECTIVES = ("a metric the run returns: final/test/iou, final/test/dice, delta/test/<metric>, "
               "baseline/test/<metric>, <stage>/test/<metric>/<category>, best/val/<monitor>, "
               "best/epoch, train/steps")  # fmt: skip
+
+
+# skipped non-finite steps in a row that end a run as diverged (trainer.max_nonfinite_steps)
+MAX_NONFINITE_STEPS = 20
 
 
 class Mode(str, Enum):

@@ -10,11 +10,11 @@ import signal
 import torch
 from torch.utils.data import DataLoader, DistributedSampler
 
+from samexp.config.distributed import ONE_PROCESS, ShardBatches, World
+from samexp.config.errors import STOP_SIGNALS
 from samexp.data.base import collate
 from samexp.data.memo import WORKER_CONTEXT, describe, memoize
 from samexp.data.splits import DatasetSplits
-from samexp.training.distributed import ONE_PROCESS, ShardBatches, World
-from samexp.training.stop import SIGNALS as STOP_SIGNALS
 
 log = logging.getLogger(__name__)
 

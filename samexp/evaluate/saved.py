@@ -18,6 +18,7 @@ from torch.utils.data import DataLoader
 
 from samexp.config.checks import Seed
 from samexp.config.devices import resolve_device
+from samexp.config.distributed import ONE_PROCESS, ShardBatches
 from samexp.config.errors import SamexpError
 from samexp.config.instantiate import build
 from samexp.config.schema import (
@@ -36,7 +37,6 @@ from samexp.prompts.class_tokens import EveryClass, attach_class_prompts, class_
 from samexp.tracking.finetuned import build_base, load_finetuned, run_file
 from samexp.tracking.names import EVALUATES
 from samexp.tracking.tracker import Tracker, flatten
-from samexp.training.distributed import ONE_PROCESS, ShardBatches
 from samexp.training.evaluation import evaluate
 
 log = logging.getLogger(__name__)

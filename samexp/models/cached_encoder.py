@@ -14,10 +14,10 @@ from segment_anything.modeling import Sam
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
+from samexp.config import distributed
+from samexp.config.distributed import World
 from samexp.models.embedding_cache import EmbeddingCache, cache_key
 from samexp.models.seam import encode
-from samexp.training import distributed
-from samexp.training.distributed import World
 
 
 class CachedEncoder:

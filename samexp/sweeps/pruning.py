@@ -14,8 +14,8 @@ from typing import TYPE_CHECKING, Any
 
 from hydra.utils import instantiate
 
+from samexp.config.distributed import World, any_rank, broadcast
 from samexp.server.client import use_credentials
-from samexp.training.distributed import World, any_rank, broadcast
 
 if TYPE_CHECKING:
     from samexp.sweeps.late_trial import LateTrial

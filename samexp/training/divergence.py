@@ -9,15 +9,13 @@ from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any, TypedDict
 
 from samexp.config.errors import TrainingDiverged
+from samexp.config.schema import MAX_NONFINITE_STEPS
 from samexp.training.parts import Part
 
 if TYPE_CHECKING:
     from samexp.training.loop import Loop
 
 log = logging.getLogger(__name__)
-
-# skipped non-finite steps in a row that end a run as diverged (trainer.max_nonfinite_steps)
-MAX_NONFINITE_STEPS = 20
 
 
 @dataclass

@@ -13,11 +13,11 @@ from segment_anything.modeling import Sam
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
+from samexp.config.distributed import ONE_PROCESS, World, gather
 from samexp.data.base import Batch
 from samexp.models.seam import decode, encode, encoder_trains, to_original
 from samexp.prompts.base import PromptStrategy
 from samexp.training import metrics
-from samexp.training.distributed import ONE_PROCESS, World, gather
 
 
 def predict(

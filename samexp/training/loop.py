@@ -20,10 +20,10 @@ from torch.utils.data import DataLoader, DistributedSampler
 from tqdm.auto import tqdm
 
 from samexp.adapters.base import trainable_parameters
+from samexp.config.distributed import ONE_PROCESS, World, any_rank, gather
 from samexp.data.base import Batch
 from samexp.models.seam import upscale
 from samexp.prompts.base import PromptStrategy
-from samexp.training.distributed import ONE_PROCESS, World, any_rank, gather
 from samexp.training.evaluation import predict
 from samexp.training.losses import SamLoss
 from samexp.training.parts import Part, Parts

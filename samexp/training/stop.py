@@ -19,8 +19,9 @@ import threading
 from types import FrameType, TracebackType
 from typing import TYPE_CHECKING
 
+from samexp.config.distributed import any_rank
+from samexp.config.errors import STOP_SIGNALS as SIGNALS
 from samexp.config.errors import Interrupted
-from samexp.training.distributed import any_rank
 from samexp.training.parts import Part
 
 if TYPE_CHECKING:
@@ -29,7 +30,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 # Set by the command line (samexp.__main__), whose process ends right after a stop: there a late
 # SIGTERM or SIGHUP is ignored (see StopRequests.__exit__). A library caller, and every process
 # started afterwards (dispositions are inherited), gets the handlers back as they were.

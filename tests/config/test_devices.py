@@ -7,9 +7,9 @@ import pytest
 import torch
 
 from samexp.config import devices
+from samexp.config.distributed import World, start
 from samexp.config.errors import SamexpError
 from samexp.models.attention import resolve_kernel
-from samexp.training.distributed import World, start
 from samexp.training.precision import mixed_precision
 
 MPS = torch.device("mps")

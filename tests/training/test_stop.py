@@ -11,8 +11,8 @@ from types import SimpleNamespace
 
 import pytest
 
+from samexp.config.distributed import ONE_PROCESS
 from samexp.config.errors import Interrupted
-from samexp.training.distributed import ONE_PROCESS
 from samexp.training.stop import StopRequests
 
 

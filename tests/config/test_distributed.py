@@ -15,7 +15,7 @@ import torch
 from mlflow.tracking import MlflowClient
 from safetensors.torch import load_file
 
-from samexp.training.distributed import ShardBatches, World
+from samexp.config.distributed import ShardBatches, World
 from tests.conftest import REPO, data_root
 
 # deterministic prompts, no validation split: what differs between 1 and 2 processes is only
@@ -189,7 +189,7 @@ def test_rank_0s_pruning_verdict_stops_every_rank_at_the_same_epoch(tmp_path):
 def test_a_process_leaves_its_process_group_before_it_exits(tmp_path: Path):
     import torch.distributed as dist
 
-    from samexp.training.distributed import stop
+    from samexp.config.distributed import stop
 
     stop()  # none yet: nothing to do
     dist.init_process_group("gloo", init_method=f"file://{tmp_path}/store", rank=0, world_size=1)
