@@ -84,7 +84,9 @@ class Tracker:
         stale_after_s: Annotated[float, because(POSITIVE, "seconds without a heartbeat")] = STALE_S,
         # a live run says so at most this often, from inside its epochs (training steps and
         # evaluation), so an epoch longer than stale_after_s never looks dead
-        heartbeat_s: Annotated[float, because(POSITIVE, "seconds between heartbeats")] = HEARTBEAT_S,
+        heartbeat_s: Annotated[
+            float, because(POSITIVE, "seconds between heartbeats")
+        ] = HEARTBEAT_S,
     ) -> None:
         self.enabled = enabled
         self.tracking_uri = tracking_uri

@@ -10,8 +10,8 @@ from samexp.tracking import names
 from tests.conftest import REPO
 
 SOURCES = (REPO / "samexp", REPO / "hydra_plugins")
-# the runner is being rewritten (issue 24, item 1) and still spells the two Optuna tags of a
-# trial's run; remove it from here when it imports them from samexp.tracking.names
+
+
 def modules() -> Iterator[tuple[str, ast.Module]]:
     for root in SOURCES:
         for path in sorted(root.rglob("*.py")):
