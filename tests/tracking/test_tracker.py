@@ -8,6 +8,7 @@ import logging
 import os
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 import time
@@ -131,11 +132,13 @@ def _client(tracker: Tracker) -> MlflowClient:
     return MlflowClient(tracking_uri=tracker.tracking_uri)
 
 
-@pytest.fixture
-def killed_run(tmp_path: Path) -> str:
-    """A run whose process was SIGKILLed mid-run: it never ended, MLflow still says RUNNING."""
+@pytest.fixture(scope="module")
+def killed_store(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
+    """A store holding a run whose process was SIGKILLed mid-run, and that run's id: made once
+    (a process importing MLflow takes seconds), copied by each test that reconciles it."""
+    home = tmp_path_factory.mktemp("killed")
     process = subprocess.Popen(
-        [sys.executable, "-c", DOOMED, f"sqlite:///{tmp_path}/mlflow.db", str(tmp_path / "art")],
+        [sys.executable, "-c", DOOMED, f"sqlite:///{home}/mlflow.db", str(home / "art")],
         cwd=REPO,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -147,6 +150,17 @@ def killed_run(tmp_path: Path) -> str:
     finally:
         os.kill(process.pid, signal.SIGKILL)
         process.wait(timeout=30)
+    return home / "mlflow.db", run_id
+
+
+@pytest.fixture
+def killed_run(tmp_path: Path, killed_store: tuple[Path, str]) -> str:
+    """A run whose process was SIGKILLed mid-run, in this test's own copy of the store: it never
+    ended, MLflow still says RUNNING."""
+    store, run_id = killed_store
+    with contextlib.closing(sqlite3.connect(store)) as source:
+        with contextlib.closing(sqlite3.connect(tmp_path / "mlflow.db")) as copy:
+            source.backup(copy)
     assert MlflowClient(f"sqlite:///{tmp_path}/mlflow.db").get_run(run_id).info.status == "RUNNING"
     return run_id
 
@@ -162,6 +176,23 @@ def test_a_run_records_its_host_pid_and_a_heartbeat_the_tracker_refreshes(tmp_pa
         tracker.heartbeat()
         beat = _client(tracker).get_run(tracker.run_id).data.tags["samexp.heartbeat"]
     assert abs(int(beat) - time.time()) < 60
+
+
+def test_heartbeats_are_time_based_one_per_heartbeat_s_however_often_training_calls(tmp_path: Path):
+    """Training calls heartbeat() after every optimizer step: the store sees one per heartbeat_s,
+    and a long epoch keeps the run alive (before, one came per epoch: an epoch longer than
+    stale_after_s made a live run look dead)."""
+    tracker = _tracker(tmp_path, heartbeat_s=3600.0)
+    with tracker.start_run("r", params={}, tags={}):
+        tracker.heartbeat()
+        _client(tracker).set_tag(tracker.run_id, "samexp.heartbeat", "1000")
+        tracker.heartbeat()  # within heartbeat_s of the last: not written
+        assert _client(tracker).get_run(tracker.run_id).data.tags["samexp.heartbeat"] == "1000"
+        tracker._last_beat -= 3600.0  # an hour on
+        tracker.heartbeat()
+        beat = _client(tracker).get_run(tracker.run_id).data.tags["samexp.heartbeat"]
+    assert abs(int(beat) - time.time()) < 60
+    assert _tracker(tmp_path, stale_after_s=100.0).heartbeat_s == 25.0  # never rarer than that
 
 
 def test_a_heartbeat_the_store_refuses_is_a_warning_not_a_failure(tmp_path: Path, caplog):

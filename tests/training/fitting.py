@@ -12,11 +12,11 @@ from samexp.training.reporting import LogEpochs
 
 def fit_with(sam, loader, prompt, loss_fn, optimizer, *, evaluate_fn=None, monitor=None,
              log_fn=None, max_nonfinite_steps=MAX_NONFINITE_STEPS, eval_every=1,
-             **setup) -> FitResult:  # fmt: skip
-    parts = [Divergence(max_nonfinite_steps, log_fn)]
+             parts=(), **setup) -> FitResult:  # fmt: skip
+    kept = [Divergence(max_nonfinite_steps, log_fn)]
     if evaluate_fn is not None:
-        parts.append(Validation(evaluate_fn, monitor, eval_every))
+        kept.append(Validation(evaluate_fn, monitor, eval_every))
     if log_fn is not None:
-        parts.append(LogEpochs(log_fn))
+        kept.append(LogEpochs(log_fn))
     setup.setdefault("device", torch.device("cpu"))
-    return fit(Setup(sam, loader, prompt, loss_fn, optimizer, **setup), parts)
+    return fit(Setup(sam, loader, prompt, loss_fn, optimizer, **setup), [*kept, *parts])

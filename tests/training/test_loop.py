@@ -20,6 +20,7 @@ from samexp.training.evaluation import evaluate
 from samexp.training.loop import training_loss
 from samexp.training.losses import SamLoss
 from samexp.training.monitor import Monitor
+from samexp.training.reporting import Heartbeat
 from tests.training.fitting import fit_with
 
 
@@ -74,6 +75,14 @@ def test_early_stopping_waits_patience_evaluations_and_restores_the_best_epoch(s
     for name, value in trainable_parameters(sam).items():
         assert torch.equal(value, snapshots[2][name])
     assert not all(torch.equal(snapshots[2][n], snapshots[5][n]) for n in snapshots[2])
+
+
+def test_the_heartbeat_is_called_after_every_optimizer_step_not_once_an_epoch(shapes_root):
+    data = FolderDataset(str(shapes_root), "train", img_size=256)
+    beats = []
+    _fit(_decoder_model(), data, batch_size=2, epochs=1, max_steps=3,
+         parts=[Heartbeat(lambda: beats.append(1))])  # fmt: skip
+    assert len(beats) == 3 + 1  # three steps, then the epoch's end
 
 
 def test_min_mode_monitor_prefers_lower_values():
