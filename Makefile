@@ -33,8 +33,8 @@ install: $(STAMP)  ## .venv with samexp and its tools (TORCH=cpu: CPU-only PyTor
 test: $(STAMP)  ## the whole suite, slow end-to-end tests included (what CI runs); TEST_WORKERS=1 for one process
 	$(BIN)/pytest -q -n $(TEST_WORKERS) --dist loadgroup --durations=10
 
-test-fast: $(STAMP)  ## what to run while you work (~1 min): skips the tests marked slow
-	$(BIN)/pytest -q -m "not slow"
+test-fast: $(STAMP)  ## what to run while you work (under a minute): the unit tests, none marked slow
+	$(BIN)/pytest -q -n $(TEST_WORKERS) --dist loadgroup -m "not slow"
 
 smoke: $(STAMP)  ## offline run on the tiny random SAM, about a minute on CPU
 	$(BIN)/python -m samexp experiment=smoke

@@ -9,6 +9,7 @@ import os
 import sqlite3
 import warnings
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
@@ -27,22 +28,30 @@ IMG_SIZE = 256  # the tiny model's input size; small keeps the real-data tests f
 # The repo lives next to shared/ (e.g. /work/main and /work/shared; CI clones beside ../shared).
 DEFAULT_DATA = REPO.parent / "shared" / "datasets"
 
+# One thread per test process, and per process it starts (CLI, torchrun, sweep workers, servers):
+# the tiny model's operations are too small to split across cores, and with torch's default of a
+# thread per core, two xdist workers on 2 cores wait on each other's threads (tenfold slower on a
+# busy machine). Set OMP_NUM_THREADS to choose another count.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
+
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Under pytest-xdist (`make test`: `-n 2 --dist loadgroup`) the tests that share a
-    package-scoped fixture (a training run, the demo's server) go to one worker, which builds it
-    once instead of once per worker."""
+    """Under pytest-xdist (`make test`, `make test-fast`: `-n 2 --dist loadgroup`) the tests that
+    share a session- or package-scoped fixture (the tiny training runs below, the demo's server)
+    go to one worker, which builds it once instead of once per worker."""
     for item in items:
-        package = item.path.parent.name
-        if package in SHARED_FIXTURE_PACKAGES:
-            item.add_marker(pytest.mark.xdist_group(package))
+        group = SHARED_FIXTURE_PACKAGES.get(item.path.parent.name)
+        if group:
+            item.add_marker(pytest.mark.xdist_group(group))
     # xdist hands out single tests in collection order: one of minutes collected last runs alone
     # on one core while the other idles, so the modules of the longest ones go first (whole, so
     # their module fixtures are still built once)
     items.sort(key=lambda item: item.path.name not in LONGEST_MODULES)  # stable
 
 
-SHARED_FIXTURE_PACKAGES = ("app", "predict")
+# the packages whose tests read `tiny_lora_run` / `tiny_decoder_run`
+SHARED_FIXTURE_PACKAGES = dict.fromkeys(("app", "predict", "evaluate", "export"), "tiny_runs")
 # `make test`'s --durations: a server and two sweep workers (2 min), torchrun jobs, benchmarks
 LONGEST_MODULES = ("test_server.py", "test_distributed.py", "test_sweeps.py", "test_submitit.py",
                    "test_bench.py", "test_resume.py")  # fmt: skip
@@ -185,3 +194,51 @@ def write_shapes_dataset(
 @pytest.fixture(scope="session")
 def shapes_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return write_shapes_dataset(tmp_path_factory.mktemp("shapes"), {"train": 8, "test": 4})
+
+
+@dataclass(frozen=True)
+class TinyRun:
+    """A finished tiny training run on the rings, in a store of its own under `home`."""
+
+    home: Path  # mlruns/ (the store and its artifacts) and out/ (the weights)
+    run_id: str
+    tracking_uri: str
+    metrics: dict[str, float]
+
+    @property
+    def weights(self) -> Path:
+        return self.home / "out" / "adapter.safetensors"
+
+
+# two optimizer steps; the high learning rate makes the fine-tuned model differ visibly from the
+# zero-shot one
+TINY_RUN = ("model=tiny", "trainer.epochs=1", "trainer.max_steps=2", "optim.lr=1e-2")
+
+
+def train_tiny(home: Path, *overrides: str) -> TinyRun:
+    from samexp import runner
+
+    cfg = compose_config([f"data_root={data_root()}",
+                          f"tracking.tracking_uri=sqlite:///{home}/mlruns/mlflow.db",
+                          f"tracking.artifact_root={home}/mlruns/artifacts",
+                          f"output_dir={home}/out", *TINY_RUN, *overrides])  # fmt: skip
+    done = runner.run(cfg)
+    return TinyRun(home, done.run_id, cfg.tracking.tracking_uri, done.metrics)
+
+
+@pytest.fixture(scope="session")
+def tiny_lora_run(rings_root: Path, tmp_path_factory: pytest.TempPathFactory) -> TinyRun:
+    """One real tiny LoRA run, trained once a session: the prediction, demo and export tests read
+    it (none adds a run to its store, which the demo's run picker lists)."""
+    return train_tiny(
+        tmp_path_factory.mktemp("tiny-lora-run"), "adapter=lora", "trainer.device=cpu"
+    )
+
+
+@pytest.fixture(scope="session")
+def tiny_decoder_run(rings_root: Path, tmp_path_factory: pytest.TempPathFactory) -> TinyRun:
+    """One real tiny decoder run without a validation split (the evaluate tests reproduce its test
+    figures and hold out its test split), trained once a session for them and the export tests."""
+    return train_tiny(
+        tmp_path_factory.mktemp("tiny-decoder-run"), "adapter=decoder", "trainer.val_fraction=0"
+    )

@@ -14,18 +14,15 @@ from pathlib import Path
 import pytest
 import torch
 
-from samexp import runner
 from samexp.adapters.decoder import DecoderAdapter
 from samexp.adapters.io import save_adapter
 from samexp.adapters.lora import LoraAdapter
 from samexp.models.build import build_tiny
 from samexp.prompts.class_tokens import attach_class_prompts
 from tests.app.page import free_port
-from tests.conftest import REPO, compose_config, data_root
+from tests.conftest import REPO, TinyRun
 
 CLASSES = ["ring", "stone"]
-TRAIN = ("model=tiny", "adapter=lora", "trainer.epochs=1", "trainer.max_steps=2", "optim.lr=1e-2",
-         "trainer.device=cpu")  # fmt: skip
 STARTUP_S = 120  # gradio's import and first page build, on a busy 2-core CI machine
 
 
@@ -67,15 +64,9 @@ class Store:
 
 
 @pytest.fixture(scope="package")
-def store(tmp_path_factory: pytest.TempPathFactory) -> Store:
-    """One real tiny LoRA run on the rings data, in a store of its own."""
-    home = tmp_path_factory.mktemp("app-home")
-    cfg = compose_config([f"data_root={data_root()}",
-                          f"tracking.tracking_uri=sqlite:///{home}/mlruns/mlflow.db",
-                          f"tracking.artifact_root={home}/mlruns/artifacts",
-                          f"output_dir={home}/out", *TRAIN])  # fmt: skip
-    done = runner.run(cfg)
-    return Store(cfg.tracking.tracking_uri, done.run_id, home)
+def store(tiny_lora_run: TinyRun) -> Store:
+    """The session's real tiny LoRA run on the rings data, in a store of its own."""
+    return Store(tiny_lora_run.tracking_uri, tiny_lora_run.run_id, tiny_lora_run.home)
 
 
 @dataclass

@@ -12,6 +12,9 @@ from gradio_client.exceptions import AppError
 
 from tests.app.conftest import App, Store
 
+# end to end: a training run, then `python -m samexp.app` started as a server (seconds of imports)
+pytestmark = pytest.mark.slow
+
 
 @pytest.fixture(scope="module")
 def client(app: App) -> Client:

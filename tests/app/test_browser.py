@@ -21,7 +21,7 @@ from tests.app.page import (
 )
 from tests.conftest import REPO
 
-pytestmark = pytest.mark.browser
+pytestmark = [pytest.mark.browser, pytest.mark.slow]  # a server and a browser
 
 ARTIFACTS = Path(os.environ.get("SAMEXP_TEST_ARTIFACTS", REPO / "test-artifacts"))
 

@@ -14,6 +14,9 @@ from mlflow.tracking import MlflowClient
 from tests.conftest import REPO, data_root
 
 VIT_B_URL = "https://dl.fbaipublicfiles.com/segment_anything/sam_vit_b_01ec64.pth"
+# every test starts `python -m samexp` (seconds of imports each); tests/reliability/test_first_hour.py
+# checks the same messages in-process, in the fast suite
+pytestmark = pytest.mark.slow
 
 
 def samexp(
@@ -80,7 +83,6 @@ def test_missing_dataset_root_exits_2_with_one_line_saying_how_to_set_it(tmp_pat
     assert "Traceback" not in output(result)
 
 
-@pytest.mark.slow
 def test_offline_vit_b_without_a_checkpoint_exits_2_saying_where_to_get_it(tmp_path):
     cache = tmp_path / "cache"
     result = samexp(
@@ -102,7 +104,6 @@ def test_offline_vit_b_without_a_checkpoint_exits_2_saying_where_to_get_it(tmp_p
     assert not cache.exists() or not any(cache.iterdir()), "nothing is fetched offline"
 
 
-@pytest.mark.slow
 def test_tiny_decoder_run_exits_0_and_records_its_overrides(rings_root, tmp_path):
     result = samexp(
         tmp_path,

@@ -7,6 +7,7 @@ trained and reloadable without an edit anywhere else.
 
 from __future__ import annotations
 
+import functools
 import inspect
 import sys
 import textwrap
@@ -17,7 +18,7 @@ import pytest
 import torch
 from hydra.core.config_store import ConfigStore
 from hydra.errors import ConfigCompositionException
-from omegaconf import OmegaConf
+from omegaconf import DictConfig, OmegaConf
 
 import samexp.adapters
 from samexp.adapters.base import trainable_parameters
@@ -46,8 +47,15 @@ def _own_keys(group: str, name: str) -> dict:
     return raw
 
 
+@functools.cache
+def _composed(group: str, name: str) -> DictConfig:
+    """The group's node as `group=name` composes it: once per yaml for the three tests that read
+    it (each test only reads it)."""
+    return compose_config([f"{group}={name}", "data_root=/data"])[group]
+
+
 def _option_of(group: str, name: str) -> registry.Option:
-    node = compose_config([f"{group}={name}", "data_root=/data"])[group]
+    node = _composed(group, name)
     entry = registry.by_target(group, node._target_)
     assert entry is not None, f"conf/{group}/{name}.yaml builds {node._target_}, not an option"
     return entry
@@ -62,7 +70,7 @@ def test_every_option_group_has_its_yamls():
 @pytest.mark.parametrize(("group", "name"), YAMLS)
 def test_every_yaml_composes_against_the_schema_generated_from_its_code(group, name):
     entry = _option_of(group, name)
-    node = compose_config([f"{group}={name}", "data_root=/data"])[group]
+    node = _composed(group, name)
     assert OmegaConf.get_type(node) is entry.schema
     assert set(node) == {"_target_", *entry.arguments()}
 
@@ -84,7 +92,7 @@ def test_every_yaml_writes_only_what_differs_from_the_code(group, name):
 @pytest.mark.parametrize(("group", "name"), YAMLS)
 def test_a_composed_option_holds_the_codes_defaults_where_its_yaml_is_silent(group, name):
     entry = _option_of(group, name)
-    node = compose_config([f"{group}={name}", "data_root=/data"])[group]
+    node = _composed(group, name)
     own = _own_keys(group, name)
     signature = inspect.signature(entry.obj).parameters
     for key in entry.arguments():
@@ -220,6 +228,7 @@ def test_a_new_adapter_is_one_module_and_one_yaml_typed_and_range_checked(throwa
         validate(bad)
 
 
+@pytest.mark.slow  # a training run
 def test_a_new_adapter_trains_its_parameters_and_reloads_from_its_file(
     throwaway, tmp_path, make_config
 ):

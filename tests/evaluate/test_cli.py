@@ -13,24 +13,15 @@ from mlflow.tracking import MlflowClient
 
 from samexp.config.errors import SamexpError
 from samexp.evaluate.saved import evaluate_saved
-from tests.conftest import CONF_DIR, REPO, data_root
+from tests.conftest import CONF_DIR, REPO, TinyRun, data_root
 from tests.data.test_labelmap import write_labelmap
 
 
 @pytest.fixture(scope="module")
-def saved_run(tmp_path_factory):
-    """A tiny decoder run on the rings: its MLflow store, run id, weights and metrics."""
-    from samexp.runner import run
-    from tests.conftest import compose_config
-
-    tmp = tmp_path_factory.mktemp("saved")
-    uri = f"sqlite:///{tmp}/mlflow.db"
-    cfg = compose_config([f"data_root={data_root()}", f"tracking.tracking_uri={uri}",
-                          f"tracking.artifact_root={tmp}/art", f"output_dir={tmp}/out",
-                          "model=tiny", "adapter=decoder", "trainer.epochs=1", "trainer.max_steps=2",
-                          "trainer.val_fraction=0", "optim.lr=1e-2"])  # fmt: skip
-    result = run(cfg)
-    return {"uri": uri, "tmp": tmp, "run_id": result.run_id, "metrics": result.metrics}
+def saved_run(tiny_decoder_run: TinyRun):
+    """The session's tiny decoder run on the rings: its MLflow store, run id, weights and metrics."""
+    run = tiny_decoder_run
+    return {"uri": run.tracking_uri, "tmp": run.home, "run_id": run.run_id, "metrics": run.metrics}
 
 
 def _config(saved, *overrides: str):

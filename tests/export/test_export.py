@@ -25,16 +25,10 @@ BOXES = torch.tensor([[30.0, 40, 200, 220], [10, 10, 120, 90]])
 
 @pytest.fixture(scope="module", params=["lora", "decoder"])
 def trained(request, tmp_path_factory):
-    from samexp.runner import run
-    from tests.conftest import compose_config, data_root
-
+    """The session's tiny run of that adapter; the exports go to a folder of their own."""
+    run = request.getfixturevalue(f"tiny_{request.param}_run")
     tmp = tmp_path_factory.mktemp(f"export-{request.param}")
-    cfg = compose_config([
-        f"data_root={data_root()}", "model=tiny", f"adapter={request.param}", "trainer.epochs=1",
-        "trainer.max_steps=2", "optim.lr=1e-2", "trainer.val_fraction=0",
-        f"tracking.tracking_uri=sqlite:///{tmp}/mlflow.db", f"tracking.artifact_root={tmp}/art", f"output_dir={tmp}/out",
-    ])  # fmt: skip
-    return {"run_id": run(cfg).run_id, "uri": cfg.tracking.tracking_uri, "tmp": tmp}
+    return {"run_id": run.run_id, "uri": run.tracking_uri, "tmp": tmp}
 
 
 def _logits(sam) -> torch.Tensor:

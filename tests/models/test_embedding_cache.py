@@ -199,6 +199,7 @@ def _concurrent_worker(root: str, worker: int) -> None:
                 raise AssertionError(f"worker {worker} read a wrong tensor for key {i}")
 
 
+@pytest.mark.slow  # two spawned interpreters importing torch: seconds
 def test_two_processes_writing_the_same_keys_leave_only_whole_files(tmp_path: Path):
     ctx = mp.get_context("spawn")
     procs = [ctx.Process(target=_concurrent_worker, args=(str(tmp_path), w)) for w in range(2)]

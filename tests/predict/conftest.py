@@ -1,5 +1,6 @@
-"""One real tiny LoRA training run on the rings data, shared by the prediction tests: its MLflow
-run id, tracking URI and local weights; the rings test images are the inputs."""
+"""The session's tiny LoRA training run on the rings data (tests/conftest.py `tiny_lora_run`), as the
+prediction tests read it: its MLflow run id, tracking URI and local weights; the rings test images
+are the inputs."""
 
 from __future__ import annotations
 
@@ -13,17 +14,13 @@ import pytest
 import torch
 from segment_anything import SamPredictor
 
-from samexp import runner
 from samexp.config.schema import Device
 from samexp.data.base import read_image_rgb
 from samexp.predict import PredictConfig, predict
 from samexp.predict.config import AutoConfig, OverlayConfig, PromptConfig
 from samexp.tracking.finetuned import load_finetuned
-from tests.conftest import compose_config, data_root
+from tests.conftest import TinyRun
 
-# the high learning rate makes the fine-tuned model differ visibly from the zero-shot one
-TRAIN = ("model=tiny", "adapter=lora", "trainer.epochs=1", "trainer.max_steps=2", "optim.lr=1e-2",
-         "trainer.device=cpu")  # fmt: skip
 # inside both test images (1024×1024 and 740×740), around the rings
 BOX = [60.0, 300.0, 700.0, 650.0]
 
@@ -52,20 +49,10 @@ class Trained:
 
 
 @pytest.fixture(scope="package")
-def trained(rings_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Trained:
-    tmp = tmp_path_factory.mktemp("predict-run")
-    cfg = compose_config(
-        [
-            f"data_root={data_root()}",
-            f"tracking.tracking_uri=sqlite:///{tmp}/mlruns/mlflow.db",
-            f"tracking.artifact_root={tmp}/mlruns/artifacts",
-            f"output_dir={tmp}/out",
-            *TRAIN,
-        ]
-    )
-    done = runner.run(cfg)
+def trained(rings_root: Path, tiny_lora_run: TinyRun) -> Trained:
     images = sorted((rings_root / "test" / "images").glob("*.jpg"))
-    return Trained(done.run_id, cfg.tracking.tracking_uri, tmp / "out" / "adapter.safetensors", images)  # fmt: skip
+    run = tiny_lora_run
+    return Trained(run.run_id, run.tracking_uri, run.weights, images)
 
 
 def read_mask(path: Path) -> np.ndarray:

@@ -23,7 +23,9 @@ KNOBS = {"points_per_side": 4, "pred_iou_thresh": 0.0, "stability_score_thresh":
 
 @pytest.fixture(scope="module")
 def outputs(trained: Trained, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    """The rings test folder predicted once per output mode."""
+    """The rings test folder predicted once per output mode. Automatic masks of both photos in both
+    modes take seconds, so the tests that read them are `slow`; test_max_side_... and the knob checks
+    keep auto mode in the fast suite."""
     out = {}
     for mode in ("coco_rle", "binary_mask"):
         out[mode] = tmp_path_factory.mktemp(mode)
@@ -36,6 +38,7 @@ def anns(folder: Path, image: Path) -> list[dict]:
     return json.loads((folder / f"{image.stem}_auto.json").read_text())
 
 
+@pytest.mark.slow
 def test_coco_rle_decodes_to_masks_of_the_image_size_with_the_json_areas(trained, outputs):
     for image in trained.images:
         h, w = read_image_rgb(image, orient=True).shape[:2]
@@ -53,6 +56,7 @@ def test_coco_rle_decodes_to_masks_of_the_image_size_with_the_json_areas(trained
             assert {"predicted_iou", "stability_score"} <= set(r)
 
 
+@pytest.mark.slow
 def test_auto_masks_are_the_stock_generators_on_the_fine_tuned_model(trained, outputs):
     base, adapter, _ = load_finetuned(weights=str(trained.weights))
     adapter.merge(base.sam)
@@ -65,6 +69,7 @@ def test_auto_masks_are_the_stock_generators_on_the_fine_tuned_model(trained, ou
     assert [r["predicted_iou"] for r in written] == pytest.approx([e["predicted_iou"] for e in expected], abs=1e-6)  # fmt: skip
 
 
+@pytest.mark.slow
 def test_binary_mask_mode_writes_one_png_per_mask_equal_to_the_rle(trained, outputs):
     image = trained.images[0]
     rle, png = anns(outputs["coco_rle"], image), anns(outputs["binary_mask"], image)
@@ -76,6 +81,7 @@ def test_binary_mask_mode_writes_one_png_per_mask_equal_to_the_rle(trained, outp
         assert p["area"] == r["area"]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("mode", ["coco_rle", "binary_mask"])
 def test_auto_overlay_is_coloured_where_the_masks_are_and_indexed(trained, outputs, mode):
     image = trained.images[1]
@@ -113,6 +119,7 @@ def test_max_side_generates_on_a_smaller_copy_and_scales_every_mask_back_to_the_
         assert got["point_coords"][0] == pytest.approx([c * 4 for c in want["point_coords"][0]])
 
 
+@pytest.mark.slow
 def test_points_per_batch_bounds_memory_without_changing_the_masks(
     trained: Trained, outputs, tmp_path: Path
 ):

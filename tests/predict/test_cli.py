@@ -52,6 +52,7 @@ def test_prompted_run_writes_masks_overlay_json_and_index_into_its_run_folder(tr
     assert f"{image.name} (1024×1024): 2 masks" in output(result)  # the per-image summary
 
 
+@pytest.mark.slow
 def test_both_image_and_images_exits_2_with_one_line(trained, tmp_path):
     image = trained.images[0]
     result = samexp_predict(tmp_path, f"weights={trained.weights}", f"image={image}",

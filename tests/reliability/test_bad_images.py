@@ -202,6 +202,7 @@ _NON_UTF8 = textwrap.dedent("""
 """)
 
 
+@pytest.mark.slow  # a fresh interpreter importing torch: seconds
 def test_a_file_name_that_is_not_utf8_loads_and_is_named_printably(tmp_path) -> None:
     write_shapes_dataset(tmp_path, {"train": 1})
     for side, ext in (("images", b".jpg"), ("masks", b".png")):

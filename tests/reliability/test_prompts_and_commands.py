@@ -5,8 +5,8 @@ A NaN compares false with every bound, so it used to pass the bounds check: pred
 and then failed drawing the box. Every prompt now passes one check of its numbers
 (`samexp.predict.prompts.coordinates`) wherever it enters: the command line, a prompts file, a
 click on the demo page, the demo's /segment API. Each row names the path, what is given there and
-the message shown now; command-line rows run the command as users do (a subprocess), the others
-call the same handlers in-process.
+the message shown now; command-line rows run the command as users do (a subprocess: `slow`, but
+for the demo's, which is refused before its imports), the others call the same handlers in-process.
 """
 
 from __future__ import annotations
@@ -174,7 +174,8 @@ def nested(depth: int) -> list:
 CASES = [
     # non-finite prompts, wherever they enter
     pytest.param(lambda env: predict_cli(env, "prompt.box=[nan,0,10,10]"),
-                 f"prompt.box=[nan, 0, 10, 10] {BOX}", id="predict CLI: NaN in prompt.box"),
+                 f"prompt.box=[nan, 0, 10, 10] {BOX}", id="predict CLI: NaN in prompt.box",
+                 marks=pytest.mark.slow),  # a subprocess importing torch: seconds
     pytest.param(prompt(points=[[1, math.inf]]), f"prompt.points[0]=[1, inf] {POINT}",
                  id="predict: inf in prompt.points"),
     pytest.param(prompt(boxes=[[0, 0, 10, 10], [-math.inf, 0, 5, 5]]),
@@ -208,7 +209,7 @@ CASES = [
     # commands pointed where they cannot work
     pytest.param(export_cli_to_the_out_folder,
                  "out={out} is a folder: give the file to write, e.g. out={out}/sam_finetuned.pth",
-                 id="export CLI: out= a folder"),
+                 id="export CLI: out= a folder", marks=pytest.mark.slow),
     pytest.param(export_to(lambda env: env.image / "sam.pth"),
                  "out={inputs}/img.png/sam.pth: {inputs}/img.png is a file, not a folder",
                  id="export: out= under a file"),

@@ -132,6 +132,10 @@ def _client(tracker: Tracker) -> MlflowClient:
     return MlflowClient(tracking_uri=tracker.tracking_uri)
 
 
+# the tests that copy `killed_store` go to one xdist worker, which makes it once
+KILLED_STORE = pytest.mark.xdist_group("killed_store")
+
+
 @pytest.fixture(scope="module")
 def killed_store(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
     """A store holding a run whose process was SIGKILLed mid-run, and that run's id: made once
@@ -301,6 +305,7 @@ def test_an_artifact_downloads_and_a_missing_one_is_a_one_line_error(tmp_path: P
     assert "\n" not in str(caught.value)
 
 
+@KILLED_STORE
 def test_a_killed_process_s_run_is_reconciled_as_interrupted_with_its_resume_command(
     tmp_path: Path, killed_run: str
 ):
@@ -335,6 +340,7 @@ def test_a_stale_runs_resume_command_launches_it_as_it_was_launched(monkeypatch,
     )
 
 
+@KILLED_STORE
 def test_starting_a_run_reconciles_stale_runs_but_never_a_live_process_s(
     tmp_path: Path, killed_run: str, caplog
 ):
@@ -357,6 +363,7 @@ def test_starting_a_run_reconciles_stale_runs_but_never_a_live_process_s(
     ]
 
 
+@KILLED_STORE
 def test_resuming_a_killed_process_s_run_reopens_it_without_reconciling_it(
     tmp_path: Path, killed_run: str
 ):

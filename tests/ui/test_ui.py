@@ -8,6 +8,8 @@ import socket
 import subprocess
 import sys
 
+import pytest
+
 from samexp import ui
 from samexp.server import mlflow_server
 
@@ -32,6 +34,7 @@ def test_the_link_opens_the_experiment_list_on_runs_while_no_server_answers():
     assert ui.link(port, "samexp") == f"http://127.0.0.1:{port}/#/experiments?workflowType=machine_learning"  # fmt: skip
 
 
+@pytest.mark.slow  # a fresh interpreter importing MLflow's server: seconds
 def test_the_servers_environment_silences_starlettes_wsgi_notice_only():
     # the module `mlflow ui` and `mlflow server` import in every worker, which warns
     done = subprocess.run([sys.executable, "-c", "import mlflow.server.fastapi_app"],
