@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from hydra.utils import get_class
 from mkdocs.structure.files import File
 from omegaconf import MISSING
 
@@ -265,8 +266,14 @@ def commands_section() -> list[str]:
     chosen = ", ".join(f"`{k}={v}`" for e in picks for k, v in e.items())
     out += [f"Its defaults list fills in {chosen}, replacing the `null` above.", ""]
     for kind, nodes in (("sampler", SAMPLERS), ("pruner", PRUNERS)):
-        out += [f"### `hydra/sweeper/{kind}=<choice>`", ""]
-        out += [f"- `{name}`: {as_yaml(node)}" for name, node in nodes.items()]
+        out += [f"### `hydra/sweeper/{kind}=<choice>`", "",
+                f"Each choice builds an Optuna class whose signature is its schema: every argument "
+                f"is a key (`hydra.sweeper.{kind}.<argument>=...`) at Optuna's own default except "
+                "the ones samexp sets (why: `hydra_plugins/samexp_optuna_sweeper/config.py`).", "",
+                "| choice | builds | samexp sets |", "|---|---|---|"]  # fmt: skip
+        for name, node in nodes.items():
+            changed = ", ".join(f"`{k}: {as_yaml(v).strip('`')}`" for k, v in preset_changes(node))
+            out.append(f"| `{name}` | `{node._target_}` | {cell(changed) or '*(nothing)*'} |")
         out.append("")
     launchers = sorted((conf_dir() / "hydra" / "launcher").glob("*.yaml"))
     if launchers:
@@ -274,6 +281,13 @@ def commands_section() -> list[str]:
         for path in launchers:
             out += [f"### `hydra/launcher={path.stem}`", "", *yaml_block(path)]
     return out
+
+
+def preset_changes(node: Any) -> list[tuple[str, Any]]:
+    """(argument, value) where a sampler or pruner preset differs from its class's signature."""
+    arguments = inspect.signature(get_class(node._target_)).parameters.values()
+    return [(a.name, getattr(node, a.name)) for a in arguments
+            if getattr(node, a.name) != a.default]  # fmt: skip
 
 
 def render() -> str:

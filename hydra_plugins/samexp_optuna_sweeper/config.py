@@ -8,53 +8,51 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from hydra.core.config_store import ConfigStore
+from hydra.utils import get_class
 
-from samexp.config.options import schema
+from samexp.config.options import schema, schema_of_signature
 
 from .sweeper import OptunaSweeper
 
-# The usual arguments are listed so they can be overridden without `+` (the nodes are structs).
+
+def preset(target: str, **differs: Any) -> Any:
+    """The node that builds the Optuna class `target` (its public name): the class's signature is
+    the schema, so every argument is typed, at Optuna's own default, and can be overridden without
+    `+`; `differs` is what samexp sets otherwise."""
+    return schema_of_signature(get_class(target), target=target)(**differs)
+
+
+# Only what differs from Optuna's defaults, each with why.
+SEED = 0  # a sweep proposes the same points when run again; a resumed study offsets it (sweeper.py)
 SAMPLERS = {
-    "tpe": {
-        "_target_": "optuna.samplers.TPESampler",
-        "seed": 0,
-        "n_startup_trials": 10,  # random trials before TPE models the results
-        "multivariate": False,
-        # trials of one batch (n_jobs > 1) count each other as running, so they spread out
-        "constant_liar": True,
-    },
-    "random": {"_target_": "optuna.samplers.RandomSampler", "seed": 0},
-    "gp": {"_target_": "optuna.samplers.GPSampler", "seed": 0, "n_startup_trials": 10},
+    "tpe": preset(
+        "optuna.samplers.TPESampler",
+        seed=SEED,
+        # each parameter modelled alone, as samexp's sweeps always were (Optuna >= 5 picks
+        # multivariate TPE for one objective)
+        multivariate=False,
+        # trials of one batch (n_jobs > 1) count each other as running, so they spread out;
+        # Optuna's default since 5, written because optuna 4 (False) is still allowed
+        constant_liar=True,
+    ),
+    "random": preset("optuna.samplers.RandomSampler", seed=SEED),
+    "gp": preset("optuna.samplers.GPSampler", seed=SEED),
+}
+# when median and percentile may first prune: sooner than Optuna's defaults, for samexp's sweeps
+# hold tens of trials of a few epochs each (hparams_search=lora_rank_lr: 20)
+PATIENCE = {
+    "n_startup_trials": 3,  # trials that finish before any is pruned
+    "n_warmup_steps": 1,  # every trial runs its first epoch (step 0) before it can be pruned
 }
 PRUNERS = {
-    "median": {
-        "_target_": "optuna.pruners.MedianPruner",
-        "n_startup_trials": 3,  # trials that finish before any is pruned
-        "n_warmup_steps": 1,  # epochs each trial runs before it can be pruned
-        "interval_steps": 1,
-    },
-    "percentile": {
-        "_target_": "optuna.pruners.PercentilePruner",
-        "percentile": 25.0,
-        "n_startup_trials": 3,
-        "n_warmup_steps": 1,
-        "interval_steps": 1,
-    },
-    "successive_halving": {
-        "_target_": "optuna.pruners.SuccessiveHalvingPruner",
-        "min_resource": "auto",
-        "reduction_factor": 4,
-        "min_early_stopping_rate": 0,
-    },
-    "hyperband": {
-        "_target_": "optuna.pruners.HyperbandPruner",
-        "min_resource": 1,
-        "max_resource": "auto",
-        "reduction_factor": 3,
-    },
+    "median": preset("optuna.pruners.MedianPruner", **PATIENCE),
+    # Optuna has no default: keep the trials in the top 25th percentile at each step
+    "percentile": preset("optuna.pruners.PercentilePruner", percentile=25.0, **PATIENCE),
+    "successive_halving": preset("optuna.pruners.SuccessiveHalvingPruner"),
+    "hyperband": preset("optuna.pruners.HyperbandPruner"),
     # set hydra.sweeper.pruner.lower and/or .upper
-    "threshold": {"_target_": "optuna.pruners.ThresholdPruner", "lower": None, "upper": None},
-    "nop": {"_target_": "optuna.pruners.NopPruner"},
+    "threshold": preset("optuna.pruners.ThresholdPruner"),
+    "nop": preset("optuna.pruners.NopPruner"),
 }
 
 

@@ -67,7 +67,7 @@ class OptunaSweeper(Sweeper):
         n_trials: Annotated[int, NON_NEGATIVE] = 20,
         # trials asked and launched together (in parallel with hydra/launcher=joblib)
         n_jobs: Annotated[int, AT_LEAST_1] = 1,
-        sampler: Any = None,  # hydra/sweeper/sampler: tpe (seed 0), random, gp; null: Optuna's default
+        sampler: Any = None,  # hydra/sweeper/sampler: tpe, random, gp (config.py); null: Optuna's default
         pruner: Any = None,  # hydra/sweeper/pruner: median, percentile, ..., nop; null: never prune
         # key -> Hydra sweep syntax: choice(2,4,8), range(1,10,step=2), interval(1e-5,1e-2),
         # tag(log, interval(1e-5,1e-2)), int(interval(1,10)); command-line sweeps add or override

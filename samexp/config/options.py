@@ -175,19 +175,23 @@ def _checking_calls(obj: F, schema: type, where: str) -> F:
 
 # --- schema from a signature -----------------------------------------------------------------
 def schema_of_signature(obj: Callable[..., Any], provided: tuple[str, ...] = (),
-                        hints: Mapping[str, Any] | None = None, *, target: bool = True) -> type:  # fmt: skip
+                        hints: Mapping[str, Any] | None = None, *,
+                        target: bool | str = True) -> type:  # fmt: skip
     """A dataclass with one field per argument of `obj` (less `provided`): its type as near as
     OmegaConf can check it, its default, and its check kept in the type (`Annotated[int, Range]`,
-    read by `checks.checks_of`). `hints` replaces the annotations of code samexp does not own."""
+    read by `checks.checks_of`). `hints` replaces the annotations of code samexp does not own.
+    `target` adds the `_target_` that builds `obj`; a str is the name to write (a library's public
+    `optuna.samplers.TPESampler` rather than the private module that defines it)."""
     function = obj.__init__ if inspect.isclass(obj) else obj
-    annotations = {**typing.get_type_hints(function, include_extras=True), **(hints or {})}
+    annotations = {**_annotations(function), **(hints or {})}
     parameters = list(inspect.signature(obj).parameters.values())
     unknown = (set(provided) | set(hints or {})) - {p.name for p in parameters}
     if unknown:
         raise TypeError(f"{obj.__qualname__} has no argument {sorted(unknown)}")
     specs: list[tuple[str, Any, Any]] = []
     if target:
-        specs.append(("_target_", str, field(default=target_of(obj))))
+        name = target if isinstance(target, str) else target_of(obj)
+        specs.append(("_target_", str, field(default=name)))
     for p in parameters:
         if p.name in provided or p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD):
             continue
@@ -196,6 +200,24 @@ def schema_of_signature(obj: Callable[..., Any], provided: tuple[str, ...] = (),
     schema = make_dataclass(name, specs)
     schema.__module__ = obj.__module__  # where its definition is, in OmegaConf's messages
     return schema
+
+
+def _annotations(function: Callable[..., Any]) -> dict[str, Any]:
+    """`function`'s argument types; in code samexp does not own, a type its module imports only
+    for type checkers (Optuna's `Callable[[int], int]`) is Any: nothing a config can hold."""
+    try:
+        return typing.get_type_hints(function, include_extras=True)
+    except NameError:
+        found = {}
+        for name, hint in getattr(function, "__annotations__", {}).items():
+            holder = types.SimpleNamespace(__annotations__={name: hint})
+            try:
+                found.update(
+                    typing.get_type_hints(holder, function.__globals__, include_extras=True)
+                )
+            except NameError:
+                found[name] = Any
+        return found
 
 
 def config_type(hint: Any) -> Any:

@@ -5,6 +5,8 @@ parallel batches through the joblib launcher lose nothing."""
 
 from __future__ import annotations
 
+import dataclasses
+import inspect
 import json
 import logging
 import os
@@ -17,7 +19,7 @@ from pathlib import Path
 import optuna
 import pytest
 import yaml
-from hydra.utils import instantiate
+from hydra.utils import get_class, instantiate
 from optuna.distributions import CategoricalDistribution, FloatDistribution
 from optuna.trial import TrialState
 
@@ -334,7 +336,23 @@ def test_a_numeric_choice_is_plotted_as_numbers_without_matplotlibs_categorical_
 def test_every_sampler_and_pruner_option_instantiates(group, options):
     for name, node in options.items():
         if name == "threshold":  # needs a bound from the user
-            node = {**node, "upper": 1.0}
+            node = dataclasses.replace(node, upper=1.0)
         built = instantiate(node)
         base = optuna.samplers.BaseSampler if group == "sampler" else optuna.pruners.BasePruner
         assert isinstance(built, base), name
+
+
+@pytest.mark.parametrize("options", [SAMPLERS, PRUNERS])
+def test_a_preset_holds_every_argument_of_its_optuna_class_at_optunas_default_or_samexps(options):
+    # the class's signature is the schema: any argument is overridden without `+`, and a preset
+    # writes only what samexp changes (TPE's seed, median's patience); the rest is Optuna's own
+    changed = {"tpe": {"seed", "multivariate", "constant_liar"}, "random": {"seed"},
+               "gp": {"seed"}, "median": {"n_startup_trials", "n_warmup_steps"},
+               "percentile": {"percentile", "n_startup_trials", "n_warmup_steps"}}  # fmt: skip
+    for name, node in options.items():
+        arguments = inspect.signature(get_class(node._target_)).parameters.values()
+        names = [a.name for a in arguments]
+        assert [f.name for f in dataclasses.fields(node)] == ["_target_", *names], name
+        different = {a.name for a in arguments if getattr(node, a.name) != a.default}
+        assert different <= changed.get(name, set()), name
+        assert not node._target_.split(".")[-2].startswith("_"), "a public name: " + node._target_
