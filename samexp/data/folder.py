@@ -26,7 +26,7 @@ from torch.utils.data import Dataset
 
 from samexp.config.checks import Range, because
 from samexp.config.errors import DatasetError
-from samexp.config.options import option
+from samexp.config.options import option, settings
 from samexp.config.paths import dataset_name
 from samexp.data.base import (
     Sample,
@@ -61,6 +61,8 @@ class _Empty:
 
 
 MASK_THRESHOLD = 127  # a mask pixel brighter than this is foreground (JPEG noise stays under)
+# its range, declared once: the dataset option and a direct FolderDataset(...) call check it alike
+MaskThreshold = Annotated[int, because(Range(0, 254), "a mask pixel counts above it")]
 
 
 @dataclass(frozen=True)
@@ -75,6 +77,7 @@ class _Pair:
         return np.unpackbits(self.mask_bits, count=h * w).reshape(h, w).astype(bool)
 
 
+@settings("dataset")  # a call out of range is refused in the words of `dataset=folder`'s config
 class FolderDataset(Dataset[Sample]):
     """One split of a folder dataset; one instance (K=1) per image."""
 
@@ -83,17 +86,13 @@ class FolderDataset(Dataset[Sample]):
         root: str,
         split: str,
         img_size: int,
-        mask_threshold: Annotated[
-            int, because(Range(0, 254), "a mask pixel counts above it")
-        ] = MASK_THRESHOLD,
+        mask_threshold: MaskThreshold = MASK_THRESHOLD,
         images_dir: str = "images",
         masks_dir: str = "masks",
         mask_suffix: str = "",
         image_suffix: str = "",
         role: str | None = None,  # train, val or test: names the split's key in refusals
     ) -> None:
-        if not 0 <= mask_threshold < 255:
-            raise DatasetError(f"mask_threshold must be in [0, 254], got {mask_threshold}")
         if img_size <= 0:
             raise DatasetError(f"img_size must be positive, got {img_size}")
         self.root = Path(root)
@@ -270,9 +269,7 @@ def folder_splits(
     test_split: str | None = "test",  # null: held out of train by test_fraction
     val_split: str | None = None,
     test_fraction: TestFraction = None,  # share held out as test when there is no test split
-    mask_threshold: Annotated[
-        int, because(Range(0, 254), "a mask pixel counts above it")
-    ] = MASK_THRESHOLD,
+    mask_threshold: MaskThreshold = MASK_THRESHOLD,
     # under each split's folder; with {split}, under the root: images/{split}, {split}annot
     images_dir: str = "images",
     masks_dir: str = "masks",

@@ -13,7 +13,7 @@ import torch
 from PIL import Image, ImageOps
 from torch.utils.data import DataLoader
 
-from samexp.config.errors import DatasetError
+from samexp.config.errors import ConfigValueError, DatasetError
 from samexp.data import base
 from samexp.data.base import collate
 from samexp.data.folder import FolderDataset
@@ -223,6 +223,18 @@ def test_mask_below_threshold_counts_as_empty(tmp_path: Path, write_pair: WriteP
     cv2.imwrite(str(mask_path), np.full((30, 40), 127, dtype=np.uint8))
     dataset = FolderDataset(str(tmp_path), "train", img_size=64)
     assert dataset.summary() == {"loaded": 1, "skipped_empty_mask": 1, "skipped_unreadable": 0}
+
+
+@pytest.mark.parametrize("threshold", [-1, 255, 300])
+def test_a_direct_call_refuses_a_mask_threshold_out_of_range_in_the_configs_words(
+    tmp_path: Path, write_pair: WritePair, threshold: int
+) -> None:
+    # the range is declared once, in the signature: `dataset.mask_threshold=300` on the command
+    # line and FolderDataset(..., mask_threshold=300) in Python stop with the same words
+    write_pair("a")
+    with pytest.raises(ConfigValueError) as err:
+        FolderDataset(str(tmp_path), "train", img_size=64, mask_threshold=threshold)
+    assert str(err.value).startswith(f"dataset.mask_threshold={threshold}: must be in [0, 254]")
 
 
 def test_all_masks_empty_is_an_error(tmp_path: Path, write_pair: WritePair) -> None:
