@@ -21,6 +21,7 @@ from samexp.adapters.registry import registered
 from samexp.config.checks import checks_of, out_of_range
 from samexp.config.errors import SamexpError, UntrustedFileError
 from samexp.config.options import Option, by_target, options
+from samexp.prompts.class_tokens import TokensPerClass
 
 META_KEY = "samexp"  # the safetensors metadata entry that holds the JSON
 # a model builder's arguments that say where its weights come from: the reader's choice
@@ -45,7 +46,7 @@ class ClassPromptsMeta:
     """Learned class prompts (prompt=class_tokens): the class names, in token order."""
 
     classes: list[str] = MISSING
-    tokens: int = MISSING  # per class
+    tokens: TokensPerClass = MISSING  # per class: the range prompt=class_tokens declares
 
 
 @dataclass
@@ -82,15 +83,13 @@ def parse_meta(text: str, path: str | Path) -> dict[str, Any]:
 
 
 def check_class_prompts(value: Any, path: str | Path) -> dict[str, Any]:
-    """A non-empty list of distinct class names and a token count of at least 1."""
+    """A non-empty list of distinct class names and a token count in its declared range."""
     spec = typed(ClassPromptsMeta, _mapping(value, "class_prompts", path), "class_prompts", path)
     classes = spec.get("classes")
     if classes is None or spec.get("tokens") is None:
         refuse(path, "class_prompts", "needs both classes and tokens")
     if not classes or len(set(classes)) != len(classes):
         refuse(path, "class_prompts.classes", "must be distinct names, at least one")
-    if spec["tokens"] < 1:
-        refuse(path, "class_prompts.tokens", f"{spec['tokens']} must be >= 1")
     return spec
 
 

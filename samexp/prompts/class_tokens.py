@@ -32,6 +32,8 @@ from samexp.prompts.base import PromptStrategy
 log = logging.getLogger(__name__)
 
 MODULE = "class_prompts"  # the attribute of the Sam that holds them; their tensors' name prefix
+# declared once: the option's argument and an adapter file's class_prompts.tokens (adapters/meta.py)
+TokensPerClass = Annotated[int, because(AT_LEAST_1, "sparse tokens per class")]
 
 
 class ClassPrompts(nn.Module):
@@ -70,7 +72,7 @@ class ClassTokenPrompt(PromptStrategy):
 
     def __init__(
         self,
-        tokens_per_class: Annotated[int, because(AT_LEAST_1, "sparse tokens per class")] = 4,
+        tokens_per_class: TokensPerClass = 4,
     ) -> None:
         self.tokens_per_class = tokens_per_class
         self.module: ClassPrompts | None = None

@@ -27,8 +27,10 @@ from safetensors.torch import load_file, save_file
 
 from samexp.adapters.io import META_KEY, load_adapter, save_adapter
 from samexp.adapters.lora import LoraAdapter
-from samexp.config.errors import SamexpError
+from samexp.adapters.meta import check_class_prompts
+from samexp.config.errors import ConfigValueError, SamexpError, UntrustedFileError
 from samexp.models.build import build_tiny
+from samexp.prompts.class_tokens import ClassTokenPrompt
 from samexp.tracking.finetuned import load_finetuned
 from tests.conftest import REPO
 
@@ -122,6 +124,10 @@ def invalid_json(f: Crafted) -> None:
     f.text = '{"adapter": {"kind": "lora",'
 
 
+def no_class_prompt_tokens(f: Crafted) -> None:
+    f.meta["class_prompts"] = {"classes": ["ring"], "tokens": 0}
+
+
 TENSOR = "image_encoder.blocks.0.attn.qkv.lora_A.0.weight"  # first_tensor of the tiny LoRA file
 # (how the file is forged, the key the one-line error must name)
 CASES = [
@@ -137,6 +143,7 @@ CASES = [
     pytest.param(wrong_shape, TENSOR, id="tensor-of-wrong-shape"),
     pytest.param(wrong_dtype, TENSOR, id="tensor-of-wrong-dtype"),
     pytest.param(invalid_json, f"metadata key {META_KEY}", id="invalid-json-metadata"),
+    pytest.param(no_class_prompt_tokens, "class_prompts.tokens", id="class-prompts-of-no-token"),
 ]
 # Every row is refused by the loader (in-process, below). Both CLIs reach the loader the same way
 # whatever the row, so three kinds go through them: one refused before anything is built (code
@@ -223,6 +230,18 @@ def test_a_crafted_adapter_file_is_refused_in_one_line_and_touches_nothing(
     assert not (files / "out").exists() and not crafted.marker.exists()
     assert snapshot(files) == before  # the victim file too: neither emptied nor rewritten
     assert SECRET not in output  # an interpolation is never resolved
+
+
+def test_a_files_token_count_is_held_to_the_range_prompt_class_tokens_declares():
+    # one declaration (TokensPerClass): a file's class_prompts.tokens and the option's
+    # tokens_per_class are refused in the same words
+    with pytest.raises(UntrustedFileError) as from_file:
+        check_class_prompts({"classes": ["ring"], "tokens": 0}, "x.safetensors")
+    with pytest.raises(ConfigValueError) as from_config:
+        ClassTokenPrompt(tokens_per_class=0)
+    words = "must be >= 1 (sparse tokens per class)"
+    assert str(from_file.value) == f"x.safetensors: metadata key class_prompts.tokens: 0 {words}"
+    assert str(from_config.value) == f"prompt.tokens_per_class=0: {words}"
 
 
 def test_saved_metadata_names_the_adapter_by_kind_not_by_import_path(saved):
