@@ -139,11 +139,12 @@ class _Environment:
         if not world.is_main:  # rank 0 tells the story; the others speak up only for warnings
             logging.getLogger("samexp").setLevel(logging.WARNING)
         device = distributed.start(world, resolve_device(tc.device))
+        amp = mixed_precision(_enum_value(tc.precision), device)  # refused before anything is built
         # rank 0 alone talks to MLflow; the others learn the run id from it
         tracker = build(cfg.tracking, **({} if world.is_main else {"enabled": False}))
         out = Path(distributed.broadcast(str(_output_dir(cfg)), world))  # one folder for all ranks
-        return cls(world, device, mixed_precision(_enum_value(tc.precision), device), tracker,
-                   OmegaConf.to_container(cfg, resolve=True), out, _overrides())  # fmt: skip
+        return cls(world, device, amp, tracker, OmegaConf.to_container(cfg, resolve=True), out,
+                   _overrides())  # fmt: skip
 
     def run_to_resume(self, resume: str | None) -> str | None:
         if not self.world.is_main:

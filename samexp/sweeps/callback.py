@@ -104,10 +104,12 @@ def summarize(parent: Parent, objective: str, mode: str = "max") -> dict[str, in
     if done.empty:
         return counts
     best = done.loc[done[objective].idxmax() if mode == "max" else done[objective].idxmin()]
+    # tags, not params: the best moves as a study grows (a resumed study, another worker), and
+    # MLflow refuses to change a param, which would leave the previous best's values standing
     store.record(parent.client, parent.run_id,
                  metrics={objective: float(best[objective])},  # the best trial's value
-                 tags={BEST_RUN: best["run_id"]},
-                 params={f"best.{column[6:]}": best[column] for column in swept})  # fmt: skip
+                 tags={BEST_RUN: best["run_id"],
+                       **{f"best.{column[6:]}": best[column] for column in swept}})  # fmt: skip
     log.info("sweep best: %s = %.4f (%s)", objective, best[objective], best["run_name"])
     return counts
 

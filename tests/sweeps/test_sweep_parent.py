@@ -11,7 +11,7 @@ from mlflow.tracking import MlflowClient
 
 from hydra_plugins.samexp_optuna_sweeper.report import write_results
 from samexp.sweeps.callback import summarize
-from samexp.tracking.names import OVERRIDES, PARENT, PARENT_ENV, STATE, URI_ENV
+from samexp.tracking.names import OVERRIDES, PARENT, STATE
 from samexp.tracking.sweep_parent import Parent
 
 RANKS = {2: 0.5, 4: 0.7, 8: 0.6}  # adapter.rank -> val/iou of its trial
@@ -25,15 +25,10 @@ def artifacts(client: MlflowClient, run_id: str, folder: str | None = None) -> s
 
 
 @pytest.fixture
-def parent(tmp_path: Path, monkeypatch) -> tuple[MlflowClient, str]:
+def parent(tmp_path: Path, store) -> tuple[MlflowClient, str]:
     """An Optuna study of three trials and its MLflow parent with a finished child per trial,
     summarized as a sweep ends: the sweeper's results first, then the callback's summary."""
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    client = MlflowClient(tracking_uri=uri)
-    experiment = client.create_experiment("samexp", artifact_location=tmp_path.as_uri())
-    parent = client.create_run(experiment, run_name="study").info.run_id
-    monkeypatch.setenv(PARENT_ENV, parent)
-    monkeypatch.setenv(URI_ENV, uri)
+    client, experiment, parent = store
     study = optuna.create_study(study_name="toy", direction="maximize")
     for number, (rank, iou) in enumerate(RANKS.items()):
         trial = optuna.trial.create_trial(
@@ -66,8 +61,9 @@ def test_a_sweeps_parent_has_one_best_trial(parent):
     best = max(RANKS, key=RANKS.get)
     assert run.data.metrics["val/iou"] == pytest.approx(RANKS[best])
     assert [k for k in run.data.metrics if "best" in k] == []  # no second best value
-    assert {k: v for k, v in run.data.params.items() if "best" in k} == {"best.adapter.rank": str(best)}  # fmt: skip
-    assert [k for k in run.data.tags if "best" in k] == ["best_run_id"]
+    assert {k: v for k, v in run.data.tags.items() if k.startswith("best.")} == {"best.adapter.rank": str(best)}  # fmt: skip
+    assert [k for k in run.data.tags if "best" in k and not k.startswith("best.")] == ["best_run_id"]  # fmt: skip
+    assert [k for k in run.data.params if "best" in k] == []  # the best is tagged, never a param
     assert client.get_run(run.data.tags["best_run_id"]).data.metrics["val/iou"] == RANKS[best]
     # what only the study knows: which study, where it is stored, how many trials it counts
     assert run.data.params["study.name"] == "toy" and run.data.tags["study.n_trials"] == "3"

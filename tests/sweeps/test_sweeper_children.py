@@ -3,31 +3,15 @@ workers of one study share one parent run, and its per-state counts are the late
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import optuna
-import pytest
 from mlflow.tracking import MlflowClient
 from optuna.trial import TrialState
 
 from hydra_plugins.samexp_optuna_sweeper.children import mirror
 from hydra_plugins.samexp_optuna_sweeper.workers import ERROR, SURPLUS
 from samexp.sweeps.callback import summarize
-from samexp.tracking.names import PARENT_ENV, URI_ENV
 from samexp.tracking.names import SWEEP_KEY as KEY_TAG
 from samexp.tracking.sweep_parent import Parent, find_or_create_parent
-
-
-@pytest.fixture
-def store(tmp_path: Path, monkeypatch) -> tuple[MlflowClient, str, str]:
-    """An MLflow store with a sweep's parent run, exported as samexp's sweep callback does."""
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    client = MlflowClient(tracking_uri=uri)
-    experiment = client.create_experiment("samexp", artifact_location=tmp_path.as_uri())
-    parent = client.create_run(experiment, run_name="study").info.run_id
-    monkeypatch.setenv(PARENT_ENV, parent)
-    monkeypatch.setenv(URI_ENV, uri)
-    return client, experiment, parent
 
 
 def child(client: MlflowClient, experiment: str, parent: str, number: int) -> str:

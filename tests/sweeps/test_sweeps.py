@@ -65,8 +65,8 @@ def test_a_2x2_grid_is_four_child_runs_under_one_parent_with_the_sweep_summary(t
     # the parent holds the best child's swept params and objective, the table and the plots
     best = max(children, key=lambda c: c.data.metrics["best/val/iou"])
     assert parent.data.metrics["best/val/iou"] == pytest.approx(best.data.metrics["best/val/iou"])
-    assert parent.data.params["best.adapter.rank"] == best.data.params["adapter.rank"]
-    assert "best.model" not in parent.data.params  # not swept: context, not a result
+    assert parent.data.tags["best.adapter.rank"] == best.data.params["adapter.rank"]
+    assert "best.model" not in parent.data.tags  # not swept: context, not a result
     assert parent.data.metrics["sweep/complete"] == 4
     artifacts = {a.path for a in client.list_artifacts(parent.info.run_id, "sweep")}
     assert {
@@ -116,6 +116,8 @@ def test_an_optuna_study_persists_and_a_second_invocation_resumes_it_to_five_tri
     }
     assert all(by_trial[str(t.number)] == pytest.approx(t.value) for t in trials)
     assert parents[0].data.metrics["best/val/iou"] == pytest.approx(study(tmp_path).best_value)
+    best = max(trials, key=lambda t: t.value)  # the second part's best, when it moved
+    assert parents[0].data.tags["best.adapter.rank"] == str(best.params["adapter.rank"])
 
 
 def test_pruned_trials_are_recorded_as_pruned_in_the_study_and_in_mlflow(tmp_path):
