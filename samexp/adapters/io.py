@@ -22,6 +22,7 @@ from samexp.adapters.meta import META_KEY, adapter_from_spec, parse_meta
 from samexp.config.atomic import atomic_path
 from samexp.config.errors import SamexpError, UntrustedFileError, WeightsWriteError
 from samexp.models.build import BaseModel
+from samexp.prompts.class_tokens import MODULE as CLASS_PROMPTS
 from samexp.prompts.class_tokens import attach_class_prompts, class_prompts_of
 
 __all__ = ["META_KEY", "load_adapter", "read_adapter_meta", "save_adapter"]
@@ -110,10 +111,20 @@ def load_adapter(path: str | Path, base: BaseModel) -> Adapter:
         adapter.apply(base.sam)
     except SamexpError as e:  # e.g. a target_modules regex that matches nothing in this model
         raise UntrustedFileError(f"{path}: metadata {e}") from None
+    tensors = _read_tensors(path)  # as large as the file, no more: read before building from it
     if "class_prompts" in meta:
         spec = meta["class_prompts"]
+        # the prompts are built from the metadata's counts: held to the tensor the file really
+        # carries first, so a forged count (10**9 tokens) is refused, never allocated
+        held = tensors.get(f"{CLASS_PROMPTS}.tokens")
+        wanted = (len(spec["classes"]), spec["tokens"], base.sam.prompt_encoder.embed_dim)
+        if held is None or tuple(held.shape) != wanted:
+            found = "no such tensor" if held is None else _described(held)
+            raise UntrustedFileError(
+                f"{path}: metadata key class_prompts says {wanted[0]} classes x {wanted[1]} "
+                f"tokens x {wanted[2]}, the file's {CLASS_PROMPTS}.tokens is {found}"
+            )
         attach_class_prompts(base.sam, spec["classes"], spec["tokens"])
-    tensors = _read_tensors(path)
     if meta["tensors"] is not None and meta["tensors"] != len(tensors):
         raise UntrustedFileError(
             f"{path}: metadata key tensors: says {meta['tensors']}, the file holds {len(tensors)}"

@@ -128,6 +128,11 @@ def no_class_prompt_tokens(f: Crafted) -> None:
     f.meta["class_prompts"] = {"classes": ["ring"], "tokens": 0}
 
 
+def a_billion_class_prompt_tokens(f: Crafted) -> None:
+    # built from these counts, the prompts would take 10**9 x 32 floats: held to the file first
+    f.meta["class_prompts"] = {"classes": ["ring"], "tokens": 10**9}
+
+
 TENSOR = "image_encoder.blocks.0.attn.qkv.lora_A.0.weight"  # first_tensor of the tiny LoRA file
 # (how the file is forged, the key the one-line error must name)
 CASES = [
@@ -144,6 +149,11 @@ CASES = [
     pytest.param(wrong_dtype, TENSOR, id="tensor-of-wrong-dtype"),
     pytest.param(invalid_json, f"metadata key {META_KEY}", id="invalid-json-metadata"),
     pytest.param(no_class_prompt_tokens, "class_prompts.tokens", id="class-prompts-of-no-token"),
+    pytest.param(
+        a_billion_class_prompt_tokens,
+        "metadata key class_prompts says 1 classes x 1000000000",
+        id="class-prompts-count-the-file-lacks",
+    ),
 ]
 # Every row is refused by the loader (in-process, below). Both CLIs reach the loader the same way
 # whatever the row, so three kinds go through them: one refused before anything is built (code
