@@ -1,6 +1,6 @@
 """`python -m samexp`, except that rank FAIL_RANK fails as training starts, alone: the way a
 corrupt file in its shard or an out-of-memory on its GPU would. FAIL_WITH picks a samexp error
-(one line) or a bug (a traceback). Launched by torchrun from tests/training/test_distributed.py."""
+(one line) or a bug (a traceback). Launched by torchrun from tests/config/test_distributed.py."""
 
 import os
 import runpy

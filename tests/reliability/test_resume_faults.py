@@ -139,7 +139,8 @@ def wrong_typed_rng(s: Scene) -> str:
 
 
 def guard_key_that_is_no_counter(s: Scene) -> str:
-    return checkpoint(s, lambda p: p["parts"]["guard"].update(limit=10**9))  # would lift the config's limit
+    # a limit read from the file would lift the config's
+    return checkpoint(s, lambda p: p["parts"]["guard"].update(limit=10**9))
 
 
 def nan_weights(s: Scene) -> str:
