@@ -83,6 +83,7 @@ def test_automatic_masks_and_learned_classes_reuse_the_prompt_tabs_embedding(
     assert "encoder cached" in line
 
 
+@pytest.mark.slow  # a vit_b/vit_t build, a 1024 px photo or a fresh interpreter: seconds
 def test_automatic_masks_of_a_large_photo_encode_its_1024_px_copy_once_per_model(
     decoder_file: Path,
 ):

@@ -79,6 +79,7 @@ def test_stock_sam_predictor_runs_on_the_exported_model(trained, rings_root):
     assert masks.shape == (1, *image.shape[:2]) and scores.shape == (1,)
 
 
+@pytest.mark.slow  # a vit_b/vit_t build, a 1024 px photo or a fresh interpreter: seconds
 def test_lora_export_of_an_official_arch_loads_with_sam_model_registry(tmp_path):
     base = build_official("vit_b", pretrained=False)
     adapter = LoraAdapter(rank=4)

@@ -36,6 +36,7 @@ def test_checkpoint_of_another_arch_is_refused(tmp_path):
         build_official(arch="vit_b", checkpoint=str(path))
 
 
+@pytest.mark.slow  # a vit_b/vit_t build, a 1024 px photo or a fresh interpreter: seconds
 def test_official_loads_a_local_checkpoint_and_records_its_sha(tmp_path):
     random_b = build_official(arch="vit_b", pretrained=False, seed=3)
     path = tmp_path / "my_vit_b.pth"

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 
+import pytest
 import torch
 
 import samexp.models.checkpointing as ckpt
@@ -109,6 +110,7 @@ def test_disable_checkpointing_restores_the_plain_forward():
     assert not any(is_checkpointed(b) for b in sam.image_encoder.blocks)
 
 
+@pytest.mark.slow  # a vit_b/vit_t build, a 1024 px photo or a fresh interpreter: seconds
 def test_vit_t_checkpointing_covers_every_tinyvit_block_with_identical_gradients(
     vit_t, monkeypatch
 ):

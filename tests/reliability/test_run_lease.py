@@ -18,9 +18,9 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from samexp.tracking.tracker import Tracker
+from tests.config.test_distributed import _command, _ranks
 from tests.conftest import REPO
 from tests.tracking.test_resume import _start, _wait_for
-from tests.config.test_distributed import _command, _ranks
 
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("run_lease")]  # one worker per story
 

@@ -117,10 +117,12 @@ def reaped(tmp_path_factory) -> dict:
     return {"study": study, "stale": stale, "live": live, "dead": dead, "orphan": orphan}
 
 
+@pytest.mark.slow  # a vit_b/vit_t build, a 1024 px photo or a fresh interpreter: seconds
 def test_a_trial_whose_worker_still_beats_is_left_running(reaped):
     assert reaped["study"].trials[reaped["live"].number].state == TrialState.RUNNING
 
 
+@pytest.mark.slow  # a vit_b/vit_t build, a 1024 px photo or a fresh interpreter: seconds
 def test_a_trial_whose_worker_stopped_beating_is_failed_once(reaped):
     assert reaped["study"].trials[reaped["dead"].number].state == TrialState.FAIL
     assert reaped["stale"].count(reaped["dead"].number) == 1

@@ -305,6 +305,7 @@ def test_an_artifact_downloads_and_a_missing_one_is_a_one_line_error(tmp_path: P
     assert "\n" not in str(caught.value)
 
 
+@pytest.mark.slow  # a vit_b/vit_t build, a 1024 px photo or a fresh interpreter: seconds
 @KILLED_STORE
 def test_a_killed_process_s_run_is_reconciled_as_interrupted_with_its_resume_command(
     tmp_path: Path, killed_run: str
@@ -340,6 +341,7 @@ def test_a_stale_runs_resume_command_launches_it_as_it_was_launched(monkeypatch,
     )
 
 
+@pytest.mark.slow  # a vit_b/vit_t build, a 1024 px photo or a fresh interpreter: seconds
 @KILLED_STORE
 def test_starting_a_run_reconciles_stale_runs_but_never_a_live_process_s(
     tmp_path: Path, killed_run: str, caplog
@@ -363,6 +365,7 @@ def test_starting_a_run_reconciles_stale_runs_but_never_a_live_process_s(
     ]
 
 
+@pytest.mark.slow  # a vit_b/vit_t build, a 1024 px photo or a fresh interpreter: seconds
 @KILLED_STORE
 def test_resuming_a_killed_process_s_run_reopens_it_without_reconciling_it(
     tmp_path: Path, killed_run: str
