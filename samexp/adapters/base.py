@@ -11,7 +11,6 @@ from abc import ABC, abstractmethod
 from typing import Any
 
 import torch
-from segment_anything.modeling import Sam
 from torch import nn
 
 
@@ -19,7 +18,7 @@ class Adapter(ABC):
     kind: str = "adapter"
 
     @abstractmethod
-    def apply(self, sam: Sam) -> None:
+    def apply(self, sam: nn.Module) -> None:
         """Freeze / inject in place so that exactly this adapter's parameters require grad."""
 
     def spec(self) -> dict[str, Any]:
@@ -34,13 +33,13 @@ class Adapter(ABC):
         """Short name for run names, e.g. `lora-r8`."""
         return self.kind
 
-    def merge(self, sam: Sam) -> None:
+    def merge(self, sam: nn.Module) -> None:
         """Fold trained deltas into base weights (no-op for adapters that train weights directly)."""
 
-    def unmerge(self, sam: Sam) -> None:
+    def unmerge(self, sam: nn.Module) -> None:
         """Undo `merge`."""
 
-    def plain_state_dict(self, sam: Sam) -> dict[str, torch.Tensor]:
+    def plain_state_dict(self, sam: nn.Module) -> dict[str, torch.Tensor]:
         """The adapted model as a stock SAM state dict (what `sam_model_registry[...]` loads)."""
         return {k: v.detach().clone() for k, v in sam.state_dict().items()}
 

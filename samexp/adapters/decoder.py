@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from segment_anything.modeling import Sam
+from torch import nn
 
 from samexp.adapters.base import Adapter, freeze, unfreeze
 from samexp.adapters.registry import register_adapter
+from samexp.models.roles import roles
 
 
 @register_adapter
@@ -15,11 +16,12 @@ class DecoderAdapter(Adapter):
     def __init__(self, train_prompt_encoder: bool = False) -> None:
         self.train_prompt_encoder = train_prompt_encoder
 
-    def apply(self, sam: Sam) -> None:
-        freeze(sam)
-        unfreeze(sam.mask_decoder)
+    def apply(self, model: nn.Module) -> None:
+        found = roles(model)  # the parts by role, as each model family names them
+        freeze(model)
+        unfreeze(model.get_submodule(found.mask_decoder))
         if self.train_prompt_encoder:
-            unfreeze(sam.prompt_encoder)
+            unfreeze(model.get_submodule(found.prompt_encoder))
 
     def hparams(self) -> dict:
         return {"train_prompt_encoder": self.train_prompt_encoder}

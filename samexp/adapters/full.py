@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from segment_anything.modeling import Sam
+from torch import nn
 
 from samexp.adapters.base import Adapter, unfreeze
 from samexp.adapters.registry import register_adapter
@@ -12,5 +12,5 @@ from samexp.adapters.registry import register_adapter
 class FullAdapter(Adapter):
     kind = "full"
 
-    def apply(self, sam: Sam) -> None:
-        unfreeze(sam)
+    def apply(self, model: nn.Module) -> None:
+        unfreeze(model)

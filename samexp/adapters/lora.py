@@ -1,9 +1,10 @@
 """LoRA in peft's shape, kept to ~100 lines instead of depending on peft (which pulls in transformers
 and, on SAM's fused `qkv` Linear, can only adapt q, k and v together; the ring study adapted q and v).
 
-The default targets are every encoder attention's fused qkv: SAM ViT's
-`image_encoder.blocks.N.attn.qkv` and MobileSAM TinyViT's `image_encoder.layers.L.blocks.N.attn.qkv`
-(stages 1-3; stage 0 is convolutions). The two lay q, k and v out differently (`qkv_rows`).
+Targets are roles, never classes (samexp.models.roles): by default every image-encoder attention's
+q, k and v projections, of which `qkv_parts` get a delta, wherever the model's family says they sit
+(SAM's ViT stacks them in one fused Linear, MobileSAM's TinyViT interleaves them head by head).
+What cannot be adapted as configured (an attention of a class no family describes) is refused.
 """
 
 from __future__ import annotations
@@ -13,17 +14,13 @@ import re
 from typing import Annotated
 
 import torch
-from segment_anything.modeling import Sam
-from segment_anything.modeling.image_encoder import Attention as VitAttention
 from torch import nn
 
 from samexp.adapters.base import Adapter, freeze
 from samexp.adapters.registry import register_adapter
 from samexp.config.checks import AT_LEAST_1, POSITIVE, Range
 from samexp.config.errors import SamexpError
-from samexp.models.mobile import tiny_vit
-
-QKV_PARTS = ("q", "k", "v")
+from samexp.models.roles import QKV_PARTS, Roles, Rows, roles
 
 
 class LoraLinear(nn.Module):
@@ -40,7 +37,7 @@ class LoraLinear(nn.Module):
         rank: int,
         alpha: float,
         dropout: float = 0.0,
-        out_slices: list[slice | torch.Tensor] | None = None,
+        out_slices: list[Rows] | None = None,
     ) -> None:
         super().__init__()
         self.base = base
@@ -48,7 +45,7 @@ class LoraLinear(nn.Module):
         self.scaling = alpha / rank
         self.dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
         self.out_slices = out_slices or [slice(0, base.out_features)]
-        rows = [_rows(part) for part in self.out_slices]
+        rows = [_part_rows(part) for part in self.out_slices]
         self.part_sizes = [len(r) for r in rows]
         self.lora_A = nn.ModuleList(nn.Linear(base.in_features, rank, bias=False) for _ in rows)
         self.lora_B = nn.ModuleList(nn.Linear(rank, len(r), bias=False) for r in rows)
@@ -88,30 +85,10 @@ class LoraLinear(nn.Module):
             self.merged = False
 
 
-def _rows(part: slice | torch.Tensor) -> torch.Tensor:
+def _part_rows(part: Rows) -> torch.Tensor:
     if isinstance(part, slice):
         return torch.arange(part.start, part.stop)
     return torch.as_tensor(part, dtype=torch.long).flatten()
-
-
-def qkv_rows(attention: nn.Module) -> dict[str, slice | torch.Tensor] | None:
-    """Where q, k and v sit among the outputs of an encoder attention's fused `qkv` Linear; None
-    for a module that has no such layout.
-
-    SAM's ViT stacks them, [q | k | v], each `dim` wide (its forward reshapes to (..., 3, heads,
-    -1)); TinyViT interleaves them head by head, [q0 k0 v0 | q1 k1 v1 | ...], each head key_dim,
-    key_dim and d wide (its forward views (..., heads, -1) and splits [key_dim, key_dim, d]).
-    """
-    if isinstance(attention, VitAttention):
-        d = attention.qkv.in_features
-        return {p: slice(i * d, (i + 1) * d) for i, p in enumerate(QKV_PARTS)}
-    tv = tiny_vit()
-    if tv is not None and isinstance(attention, tv.Attention):
-        kd, d = attention.key_dim, attention.d
-        heads = torch.arange(attention.num_heads)[:, None] * (2 * kd + d)
-        spans = {"q": (0, kd), "k": (kd, kd), "v": (2 * kd, d)}
-        return {p: (heads + start + torch.arange(n)).flatten() for p, (start, n) in spans.items()}
-    return None
 
 
 @register_adapter
@@ -123,11 +100,11 @@ class LoraAdapter(Adapter):
         rank: Annotated[int, AT_LEAST_1] = 8,
         alpha: Annotated[float, POSITIVE] = 8.0,
         dropout: Annotated[float, Range(0, 1, open_high=True)] = 0.0,
-        # regex matched against full module names (peft's check_target_module_exists); the default
-        # is every encoder attention's fused qkv, in SAM's ViT and in MobileSAM's TinyViT
-        target_modules: str = r"image_encoder\.(layers\.\d+\.)?blocks\.\d+\.attn\.qkv",
-        # on an encoder attention's fused qkv Linear, which of q/k/v get a LoRA delta (the ring
-        # study: q and v)
+        # regex matched against full module names (peft's check_target_module_exists); unset: the
+        # role "image-encoder attention projections", whatever the model family names them
+        target_modules: str | None = None,
+        # of an image-encoder attention's q, k and v, which get a LoRA delta (the ring study: q and
+        # v), wherever its family says they sit (one fused qkv Linear in SAM and MobileSAM)
         qkv_parts: tuple[str, ...] | list[str] = ("q", "v"),
     ) -> None:
         bad = [p for p in qkv_parts if p not in QKV_PARTS]
@@ -136,7 +113,8 @@ class LoraAdapter(Adapter):
                 f"adapter.qkv_parts must be a non-empty subset of {QKV_PARTS}, got {list(qkv_parts)}"
             )
         try:
-            re.compile(target_modules)
+            if target_modules is not None:
+                re.compile(target_modules)
         except re.error as e:
             raise SamexpError(
                 f"adapter.target_modules={target_modules!r} is not a regular expression ({e})"
@@ -145,42 +123,84 @@ class LoraAdapter(Adapter):
         self.target_modules = target_modules
         self.qkv_parts = [p for p in QKV_PARTS if p in qkv_parts]
 
-    def apply(self, sam: Sam) -> None:
-        freeze(sam)
-        targets = [
-            (name, m)
-            for name, m in sam.named_modules()
-            if isinstance(m, nn.Linear) and re.fullmatch(self.target_modules, name)
-        ]
-        if not targets:
-            linears = [n for n, m in sam.named_modules() if isinstance(m, nn.Linear)]
-            raise SamexpError(
-                f"adapter.target_modules={self.target_modules!r} matches no Linear layer. "
-                f"Examples of names: {linears[:3] + linears[-2:]}"
+    def apply(self, model: nn.Module) -> None:
+        found = roles(model)
+        targets = {name: self._rows(name, found) for name in self._targets(model, found)}
+        freeze(model)  # after every target is known: a refused model is left as it was
+        for name, rows in targets.items():
+            parent, _, attr = name.rpartition(".")
+            linear = LoraLinear(
+                model.get_submodule(name), self.rank, self.alpha, self.dropout, rows
             )
-        for name, linear in targets:
-            parent_name, _, attr = name.rpartition(".")
-            parent = sam.get_submodule(parent_name)
-            parts = self._parts(parent, attr)
-            setattr(parent, attr, LoraLinear(linear, self.rank, self.alpha, self.dropout, parts))
+            setattr(model.get_submodule(parent), attr, linear)
 
-    def _parts(self, parent: nn.Module, attr: str) -> list[slice | torch.Tensor] | None:
-        """On an encoder attention's fused qkv only the chosen parts get a delta; other layers get
-        a full one."""
-        layout = qkv_rows(parent) if attr == "qkv" else None
-        return None if layout is None else [layout[p] for p in self.qkv_parts]
+    def _targets(self, model: nn.Module, found: Roles) -> list[str]:
+        """The Linear layers to wrap: the attention projections holding `qkv_parts`, or the regex's."""
+        if self.target_modules is not None:
+            names = [
+                n
+                for n, m in model.named_modules()
+                if isinstance(m, nn.Linear) and re.fullmatch(self.target_modules, n)
+            ]
+            if not names:
+                linears = [n for n, m in model.named_modules() if isinstance(m, nn.Linear)]
+                raise SamexpError(
+                    f"adapter.target_modules={self.target_modules!r} matches no Linear layer. "
+                    f"Examples of names: {linears[:3] + linears[-2:]}"
+                )
+            return names
+        if found.unknown_attention:
+            more = len(found.unknown_attention) - 1
+            self._refuse(found.unknown_attention[0] + (f" and {more} more" if more else ""))
+        if not found.attention:
+            encoder = model.get_submodule(found.image_encoder)
+            raise SamexpError(
+                f"LoRA targets the image encoder's attention projections, and {found.image_encoder} "
+                f"({type(encoder).__name__}) has none: name the Linear layers to adapt with "
+                "adapter.target_modules=<regex>"
+            )
+        linears = [
+            lin for a in found.attention for p, (lin, _) in a.parts.items() if p in self.qkv_parts
+        ]
+        return list(dict.fromkeys(linears))  # a fused projection holds several parts: wrapped once
 
-    def merge(self, sam: Sam) -> None:
+    def _rows(self, name: str, found: Roles) -> list[Rows] | None:
+        """The output rows of Linear `name` that get a delta: on an attention projection, those of
+        the chosen parts; on any other layer, all of them (None)."""
+        unknown = found.unknown_attention_holding(name)
+        if unknown is not None:
+            self._refuse(unknown)
+        parts = found.parts_on(name)
+        if parts is None:
+            return None
+        rows = [parts[p] for p in self.qkv_parts if p in parts]
+        if not rows:
+            raise SamexpError(
+                f"LoRA cannot adapt {name}: it computes {'/'.join(parts)} of its attention, none of "
+                f"adapter.qkv_parts={self.qkv_parts}; add the part to qkv_parts or leave it out of "
+                "adapter.target_modules"
+            )
+        return None if any(r is None for r in rows) else rows
+
+    def _refuse(self, attention: str) -> None:
+        raise SamexpError(
+            f"LoRA cannot adapt {attention}: no model family describes how this attention's "
+            f"projections split into q, k and v, so adapter.qkv_parts={self.qkv_parts} cannot be "
+            "honoured; describe its class in its family module (samexp.models.roles."
+            "register_family), or name other layers with adapter.target_modules=<regex>"
+        )
+
+    def merge(self, sam: nn.Module) -> None:
         for m in sam.modules():
             if isinstance(m, LoraLinear):
                 m.merge()
 
-    def unmerge(self, sam: Sam) -> None:
+    def unmerge(self, sam: nn.Module) -> None:
         for m in sam.modules():
             if isinstance(m, LoraLinear):
                 m.unmerge()
 
-    def plain_state_dict(self, sam: Sam) -> dict[str, torch.Tensor]:
+    def plain_state_dict(self, sam: nn.Module) -> dict[str, torch.Tensor]:
         """LoRA folded into the base weights under their original names, LoRA tensors dropped: the
         stock builder loads it and runs at the base model's speed."""
         wrapped = [name for name, m in sam.named_modules() if isinstance(m, LoraLinear)]

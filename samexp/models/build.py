@@ -25,11 +25,14 @@ from segment_anything.modeling import (
     Sam,
     TwoWayTransformer,
 )
+from segment_anything.modeling.common import LayerNorm2d, MLPBlock
+from segment_anything.modeling.image_encoder import Attention
 
 from samexp.config.checks import AT_LEAST_1, NON_NEGATIVE, Seed
 from samexp.config.errors import CheckpointError
 from samexp.config.options import option, target_of
 from samexp.models.resolution import check_encoder_size, resize_encoder
+from samexp.models.roles import Family, class_name, register_family, stacked_qkv
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +42,20 @@ OFFICIAL_ARCHS: tuple[str, ...] = get_args(OfficialArch)
 # check_encoder_size says which sizes fit the model
 EncoderSize = int | None
 OFFICIAL_IMG_SIZE, OFFICIAL_PATCH_SIZE = 1024, 16  # what segment_anything's `_build_sam` hard-codes
+
+# the roles adapters target (samexp.models.roles): the ViT's attention stacks q, k and v in its
+# fused qkv (its forward reshapes the output to (..., 3, heads, -1))
+register_family(
+    [class_name(Sam)],
+    Family(
+        image_encoder="image_encoder",
+        prompt_encoder="prompt_encoder",
+        mask_decoder="mask_decoder",
+        attention={class_name(Attention): stacked_qkv},
+        mlps=(class_name(MLPBlock),),
+        norms=(class_name(LayerNorm2d),),
+    ),
+)
 
 
 @dataclass

@@ -22,13 +22,38 @@ import types
 import warnings
 from typing import Literal
 
+import torch
 from torch import nn
 
 from samexp.config.errors import SamexpError
 from samexp.config.options import option, target_of
 from samexp.models.build import OFFICIAL_IMG_SIZE, BaseModel, EncoderSize, Seed, load_or_init
+from samexp.models.roles import Family, Rows, register_family
 
 TINY_VIT_MODULE = "mobile_sam.modeling.tiny_vit_sam"
+
+
+def _interleaved_qkv(attention: nn.Module) -> dict[str, tuple[str, Rows]]:
+    """TinyViT's fused qkv interleaves q, k and v head by head, [q0 k0 v0 | q1 k1 v1 | ...], each
+    head key_dim, key_dim and d wide (its forward views (..., heads, -1) and splits [kd, kd, d])."""
+    kd, d = attention.key_dim, attention.d
+    heads = torch.arange(attention.num_heads)[:, None] * (2 * kd + d)
+    spans = {"q": (0, kd), "k": (kd, kd), "v": (2 * kd, d)}
+    return {p: ("qkv", (heads + s + torch.arange(n)).flatten()) for p, (s, n) in spans.items()}
+
+
+# the roles adapters target (samexp.models.roles), named without importing mobile_sam
+register_family(
+    ["mobile_sam.modeling.sam.Sam"],
+    Family(
+        image_encoder="image_encoder",
+        prompt_encoder="prompt_encoder",
+        mask_decoder="mask_decoder",
+        attention={f"{TINY_VIT_MODULE}.Attention": _interleaved_qkv},
+        mlps=(f"{TINY_VIT_MODULE}.Mlp",),
+        norms=(f"{TINY_VIT_MODULE}.LayerNorm2d", "mobile_sam.modeling.common.LayerNorm2d"),
+    ),
+)
 
 
 def tiny_vit() -> types.ModuleType | None:

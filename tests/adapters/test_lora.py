@@ -9,7 +9,7 @@ from torch import nn
 from samexp.adapters.lora import LoraAdapter, LoraLinear
 from samexp.config.errors import SamexpError
 from samexp.models.build import build_tiny
-from tests.models.conftest import randomize_lora_b
+from tests.models.conftest import randomize_lora_b, tiny_with_unknown_attention
 
 
 def _trained_lora(parts=("q", "v")) -> LoraLinear:
@@ -66,6 +66,55 @@ def test_lora_adapter_wraps_every_encoder_qkv_with_q_and_v_parts(tiny):
         (0, dim),
         (2 * dim, 3 * dim),
     ]
+
+
+def _vit_heads(attn, qkv_out: torch.Tensor) -> torch.Tensor:
+    """q, k, v split exactly as segment_anything's Attention.forward splits its fused projection."""
+    b, h, w, _ = qkv_out.shape
+    return qkv_out.reshape(b, h * w, 3, attn.num_heads, -1).unbind(2)
+
+
+@pytest.mark.parametrize("parts", [("q",), ("k",), ("v",), ("q", "v"), ("q", "k", "v")])
+def test_tiny_vit_lora_delta_reaches_exactly_the_configured_parts(tiny, parts):
+    LoraAdapter(rank=2, qkv_parts=list(parts)).apply(tiny.sam)
+    randomize_lora_b(tiny.sam)
+    for block in tiny.sam.image_encoder.blocks:
+        attn = block.attn
+        x = torch.randn(1, 4, 4, attn.qkv.base.in_features)
+        adapted, base = _vit_heads(attn, attn.qkv(x)), _vit_heads(attn, attn.qkv.base(x))
+        for name, new, old in zip("qkv", adapted, base, strict=True):
+            changed = (new - old).abs().amax(dim=(0, 1, 3))  # per head
+            assert torch.all(changed > 0) if name in parts else torch.all(changed == 0), name
+
+
+def _refused_in_one_line(adapter: LoraAdapter, sam: nn.Module) -> str:
+    before = {n: p.requires_grad for n, p in sam.named_parameters()}
+    with pytest.raises(SamexpError) as e:
+        adapter.apply(sam)
+    assert "\n" not in str(e.value)
+    assert not any(isinstance(m, LoraLinear) for m in sam.modules()), "nothing may be wrapped"
+    assert {n: p.requires_grad for n, p in sam.named_parameters()} == before, "nor frozen"
+    return str(e.value)
+
+
+def test_an_attention_of_unknown_class_is_refused_naming_it_never_adapted_whole():
+    message = _refused_in_one_line(LoraAdapter(rank=2), tiny_with_unknown_attention())
+    assert message.startswith("LoRA cannot adapt image_encoder.blocks.0.attn (PairedAttention):")
+    assert "adapter.qkv_parts=['q', 'v'] cannot be honoured" in message
+    assert "adapter.target_modules" in message  # what to do instead
+
+
+def test_a_regex_reaching_into_an_unknown_attention_is_refused_as_well():
+    adapter = LoraAdapter(rank=2, target_modules=r"image_encoder\.blocks\.\d+\.attn\.qkv")
+    message = _refused_in_one_line(adapter, tiny_with_unknown_attention())
+    assert "image_encoder.blocks.0.attn (PairedAttention)" in message
+
+
+def test_an_image_encoder_without_attention_is_refused_naming_the_role_it_lacks(tiny):
+    for block in tiny.sam.image_encoder.blocks:
+        block.attn = nn.Identity()
+    message = _refused_in_one_line(LoraAdapter(rank=2), tiny.sam)
+    assert "image_encoder (ImageEncoderViT) has none" in message
 
 
 def test_whole_model_merge_matches_unmerged_within_1e_5(tiny):

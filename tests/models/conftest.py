@@ -31,3 +31,23 @@ def encoder_images() -> tuple[torch.Tensor, list[tuple[int, int]]]:
     g = torch.Generator().manual_seed(0)
     images = torch.randint(0, 256, (1, 3, 256, 256), generator=g, dtype=torch.uint8)
     return images, [(256, 192)]
+
+
+class PairedAttention(torch.nn.Module):
+    """An attention of a class no model family describes: a fused qkv whose layout is unknowable."""
+
+    def __init__(self, dim: int) -> None:
+        super().__init__()
+        self.qkv = torch.nn.Linear(dim, 3 * dim)
+        self.proj = torch.nn.Linear(dim, dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.proj(self.qkv(x)[..., : x.shape[-1]])
+
+
+def tiny_with_unknown_attention() -> torch.nn.Module:
+    """The tiny SAM whose first encoder block attends with `PairedAttention`."""
+    sam = build_tiny(seed=0).sam
+    block = sam.image_encoder.blocks[0]
+    block.attn = PairedAttention(block.attn.qkv.in_features)
+    return sam
