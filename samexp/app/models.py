@@ -1,5 +1,5 @@
-"""The two models the demo compares, zero-shot SAM and the fine-tuned one, behind stock
-`SamPredictor`s whose image embeddings are kept per image: the encoder (>95% of SAM's compute) runs
+"""The two models the demo compares, zero-shot SAM and the fine-tuned one, behind predict's
+`Predictor`s (samexp's one image pipeline) whose image embeddings are kept per image: the encoder (>95% of SAM's compute) runs
 once per image and model, so every further box, point or tab answers in decoder time.
 
 When the adapter left the image encoder untouched (a decoder fine-tune), both models share one
@@ -16,12 +16,12 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from segment_anything import SamPredictor
 from segment_anything.modeling import Sam
 
 from samexp.config.devices import resolve_device
-from samexp.data.base import check_fits
+from samexp.data.frame import Frame, check_fits
 from samexp.models.embedding_cache import EmbeddingCache
+from samexp.predict.predictor import Predictor
 from samexp.predict.run import ready
 from samexp.prompts.class_tokens import class_prompts_of
 from samexp.tracking.finetuned import build_base, load_finetuned
@@ -37,8 +37,8 @@ def digest(image: np.ndarray) -> str:
     return h.hexdigest()
 
 
-class CachedPredictor(SamPredictor):
-    """`SamPredictor` whose `set_image` restores a kept embedding instead of encoding again.
+class CachedPredictor(Predictor):
+    """predict's `Predictor` whose `set_image` restores a kept embedding instead of encoding again.
 
     Everything built on SamPredictor (prompts, SamAutomaticMaskGenerator, the class prompts)
     goes through `set_image`, so all of them share the cache: samexp's in-memory embedding cache,
@@ -55,16 +55,12 @@ class CachedPredictor(SamPredictor):
     ) -> None:
         """`key`: the image's `digest`, when the caller has it (hashing a photo takes milliseconds)."""
         h, w = image.shape[:2]
-        check_fits("the image", h, w, self.transform.target_length)  # every tab encodes here
+        size = self.model.image_encoder.img_size
+        check_fits("the image", h, w, size)  # every tab encodes here
         key = f"{key or digest(image)}:{image_format}"
         features = self.embeddings.get(key, device=self.device)
         if features is not None:
-            # the sizes follow from the image, as SamPredictor.set_image derives them
-            self.original_size = (h, w)
-            self.input_size = self.transform.get_preprocess_shape(
-                h, w, self.transform.target_length
-            )
-            self.features, self.is_image_set = features, True
+            self.hold(Frame.of(h, w, size), features)  # the frame follows from the image's size
             self.last_encode_s = 0.0
             return
         start = time.perf_counter()

@@ -1,8 +1,9 @@
-"""What every dataset format hands to training: SAM-framed samples, batches, and the resize/pad/read helpers.
+"""What every dataset format hands to training: SAM-framed samples, batches, and the read helpers.
 
 SAM sees an image whose longest side is its input size S, zero-padded bottom/right to S×S
-(`ResizeLongestSide` geometry). Targets are kept twice: in that frame for the loss, and at the
-original resolution for metrics, so scores are comparable with any other tool. Images are used
+(`samexp.data.frame`: the one image pipeline, which predict and the demo use too). Targets are
+kept twice: in that frame for the loss, and at the original resolution for metrics, so scores
+are comparable with any other tool. Images are used
 as displayed, i.e. with their EXIF orientation applied (phone photos store pixels sideways;
 see `samexp.data.orientation`).
 """
@@ -17,10 +18,10 @@ from os import PathLike
 import cv2
 import numpy as np
 import torch
-from segment_anything.utils.transforms import ResizeLongestSide
 
 from samexp.config.errors import DatasetError
 from samexp.data.files import check_pixels, read_image_bytes, shown
+from samexp.data.frame import pad_to_square, resize_mask_longest_side, to_model_input
 from samexp.data.orientation import apply_orientation, exif_orientation
 
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"})
@@ -93,49 +94,6 @@ def collate(samples: list[Sample]) -> Batch:
     )
 
 
-def _resize(array: np.ndarray, size: int) -> np.ndarray:
-    """One resize for images and masks alike, so both land on exactly the same grid."""
-    h, w = array.shape[:2]
-    new_h, new_w = ResizeLongestSide.get_preprocess_shape(h, w, size)
-    # INTER_AREA averages when shrinking (no aliasing on 1920 px photos); LINEAR when enlarging.
-    interpolation = cv2.INTER_AREA if new_h * new_w < h * w else cv2.INTER_LINEAR
-    return cv2.resize(array, (new_w, new_h), interpolation=interpolation)
-
-
-def check_fits(name: str, height: int, width: int, size: int) -> None:
-    """Refuse an image whose shorter side SAM's resize to `size` px would round to 0 pixels
-    (wider than 2·size : 1, e.g. 20000×1 at 1024): torchvision and OpenCV fail on it deep inside."""
-    if min(ResizeLongestSide.get_preprocess_shape(height, width, size)) < 1:
-        raise DatasetError(
-            f"{name} is {width}×{height} pixels: at the model's {size} px input its shorter side "
-            f"would be 0 pixels; crop or pad it to a side ratio of at most {2 * size}:1"
-        )
-
-
-def resize_longest_side(image: np.ndarray, size: int) -> np.ndarray:
-    """H×W×3 uint8 -> h×w×3 uint8 with max(h, w) == size, aspect ratio kept (SAM's geometry)."""
-    return _resize(image, size)
-
-
-def resize_mask_longest_side(mask: np.ndarray, size: int) -> np.ndarray:
-    """H×W bool -> h×w bool on the same grid as `resize_longest_side`.
-
-    Resized as float and cut at 0.5 (pixel at least half covered), rather than nearest
-    neighbour, which drops or shifts thin structures such as ring bands.
-    """
-    return _resize(mask.astype(np.float32), size) >= 0.5
-
-
-def pad_to_square(t: torch.Tensor, size: int) -> torch.Tensor:
-    """Zero-pad the last two dims at the bottom/right to size×size (where SAM expects padding)."""
-    h, w = t.shape[-2:]
-    if h > size or w > size:
-        raise ValueError(f"cannot pad {h}×{w} to {size}×{size}: resize first")
-    out = t.new_zeros(*t.shape[:-2], size, size)
-    out[..., :h, :w] = t
-    return out
-
-
 def make_sample(
     name: str,
     image_path: str,
@@ -168,17 +126,16 @@ def make_sample(
         if keep.any():
             image_rgb, masks = aug_image, aug_masks[keep]
             categories = [c for c, k in zip(categories, keep, strict=True) if k]
-    resized = resize_longest_side(image_rgb, img_size)
+    image, frame = to_model_input(image_rgb, img_size)  # the pipeline predict and the demo use
     resized_masks = np.stack([resize_mask_longest_side(m, img_size) for m in masks])
-    image = torch.from_numpy(np.ascontiguousarray(resized)).permute(2, 0, 1)
     return Sample(
         name=name,
         image_path=image_path,
-        image=pad_to_square(image, img_size),
+        image=image,
         masks=pad_to_square(torch.from_numpy(resized_masks), img_size),
         gt_masks=torch.from_numpy(np.ascontiguousarray(masks)),
-        input_size=(resized.shape[0], resized.shape[1]),
-        original_size=(image_rgb.shape[0], image_rgb.shape[1]),
+        input_size=frame.input_size,
+        original_size=frame.original_size,
         categories=categories,
     )
 

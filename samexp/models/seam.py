@@ -113,10 +113,3 @@ def upscale(sam: Sam, low_res: torch.Tensor) -> torch.Tensor:
     """Low-res logits to the padded input frame (S×S), where training compares them to the masks."""
     size = sam.image_encoder.img_size
     return F.interpolate(low_res, (size, size), mode="bilinear", align_corners=False)
-
-
-def to_original(
-    sam: Sam, low_res: torch.Tensor, input_size: tuple[int, int], original_size: tuple[int, int]
-) -> torch.Tensor:
-    """Logits of one image's instances (N×C×h×w) at the image's original resolution (N×C×H×W)."""
-    return sam.postprocess_masks(low_res, input_size, original_size)

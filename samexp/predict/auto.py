@@ -17,15 +17,18 @@ from segment_anything.modeling import Sam
 from samexp.config.schema import refuse_outside_ranges
 from samexp.predict.config import AutoConfig
 from samexp.predict.outputs import mask_stats, paint, write_json, write_mask, write_rgb
+from samexp.predict.predictor import Predictor
 
 log = logging.getLogger(__name__)
 
 
 def mask_generator(sam: Sam, cfg: AutoConfig) -> SamAutomaticMaskGenerator:
     """The stock generator on `sam` with `cfg`'s arguments, refused (naming `auto.<key>`) when
-    one is outside its range, before it runs."""
+    one is outside its range, before it runs; its images go through samexp's `Predictor`."""
     refuse_outside_ranges(cfg, "auto.")
-    return SamAutomaticMaskGenerator(sam, **cfg.generator_arguments())
+    generator = SamAutomaticMaskGenerator(sam, **cfg.generator_arguments())
+    generator.predictor = Predictor(sam)
+    return generator
 
 
 def generate(generator: SamAutomaticMaskGenerator, image: np.ndarray,

@@ -14,17 +14,17 @@ from typing import Any
 import cv2
 import numpy as np
 import torch
-from segment_anything import SamPredictor
 
 from samexp.config.errors import SamexpError
 from samexp.models.seam import Prompts, decode
 from samexp.predict.outputs import colour, mask_stats, paint, write_image, write_json, write_rgb
+from samexp.predict.predictor import Predictor
 from samexp.prompts.class_tokens import ClassPrompts, class_prompts_of
 
 BACKGROUND = "_background_"  # id 0 in classes.txt, as LabelMe names it
 
 
-def learned_classes(predictor: SamPredictor) -> ClassPrompts:
+def learned_classes(predictor: Predictor) -> ClassPrompts:
     module = class_prompts_of(predictor.model)
     if module is None:
         raise SamexpError(
@@ -35,7 +35,7 @@ def learned_classes(predictor: SamPredictor) -> ClassPrompts:
 
 
 @torch.no_grad()
-def predict_classes(predictor: SamPredictor, image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def predict_classes(predictor: Predictor, image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """H×W class ids (0: none; k: class k-1) and each class's predicted IoU, for an RGB image.
 
     A pixel takes the class with the highest logit among those above SAM's mask threshold.
@@ -45,14 +45,14 @@ def predict_classes(predictor: SamPredictor, image: np.ndarray) -> tuple[np.ndar
 
 
 @torch.no_grad()
-def decode_classes(predictor: SamPredictor) -> tuple[np.ndarray, np.ndarray]:
+def decode_classes(predictor: Predictor) -> tuple[np.ndarray, np.ndarray]:
     """`predict_classes` through the decoder only, on the image `predictor` holds."""
     module = learned_classes(predictor)
     sam = predictor.model
     k = len(module.classes)
     owner = torch.zeros(k, dtype=torch.long, device=predictor.device)
     low_res, iou = decode(sam, predictor.features, owner, Prompts(sparse=module.tokens))
-    logits = sam.postprocess_masks(low_res, predictor.input_size, predictor.original_size)[:, 0]
+    logits = predictor.frame.logits(low_res)[:, 0]
     best, index = logits.max(0)
     ids = torch.where(best > sam.mask_threshold, index + 1, 0)
     return ids.cpu().numpy(), iou[:, 0].float().cpu().numpy()

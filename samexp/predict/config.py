@@ -22,7 +22,7 @@ from samexp.config.schema import AttentionKernel, Device
 
 
 class PredictMode(str, Enum):
-    prompt = "prompt"  # the user's boxes / points, through SamPredictor
+    prompt = "prompt"  # the user's boxes / points, through the Predictor (SamPredictor's API)
     auto = "auto"  # everything in the image, through SamAutomaticMaskGenerator
     classes = "classes"  # every learned class, no prompt (a run trained with prompt=class_tokens)
 

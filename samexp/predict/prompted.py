@@ -1,5 +1,6 @@
-"""Prompt mode: the stock `SamPredictor` on the fine-tuned model (one embedding per image, all
-prompts decoded as one batch), and the files each image gets: masks, overlay, JSON, comparison."""
+"""Prompt mode: the `Predictor` (stock `SamPredictor`'s interface over samexp's one image
+pipeline) on the fine-tuned model (one embedding per image, all prompts decoded as one batch),
+and the files each image gets: masks, overlay, JSON, comparison."""
 
 from __future__ import annotations
 
@@ -9,7 +10,6 @@ from typing import Any
 
 import numpy as np
 import torch
-from segment_anything import SamPredictor
 
 from samexp.predict.outputs import (
     draw_prompts,
@@ -19,6 +19,7 @@ from samexp.predict.outputs import (
     write_mask,
     write_rgb,
 )
+from samexp.predict.predictor import Predictor
 from samexp.predict.prompts import Prompts
 from samexp.tracking.viz import titled_strip
 
@@ -37,7 +38,7 @@ class Prediction:
 
 @torch.no_grad()
 def predict_prompts(
-    predictor: SamPredictor, image: np.ndarray, prompts: Prompts, multimask: bool = False
+    predictor: Predictor, image: np.ndarray, prompts: Prompts, multimask: bool = False
 ) -> Prediction:
     """All prompts of one H×W×3 RGB image through `predictor` (its model already on its device)."""
     predictor.set_image(image)
@@ -45,20 +46,15 @@ def predict_prompts(
 
 
 @torch.no_grad()
-def decode_prompts(
-    predictor: SamPredictor, prompts: Prompts, multimask: bool = False
-) -> Prediction:
+def decode_prompts(predictor: Predictor, prompts: Prompts, multimask: bool = False) -> Prediction:
     """The prompts through the decoder only, on the image `predictor` holds (set_image first)."""
-    size, device = predictor.original_size, predictor.device
+    frame, device = predictor.frame, predictor.device
     boxes = coords = labels = None
     if prompts.boxes is not None:
-        raw = torch.as_tensor(prompts.boxes, dtype=torch.float, device=device)
-        boxes = predictor.transform.apply_boxes_torch(raw, size)
+        boxes = frame.boxes(torch.as_tensor(prompts.boxes, dtype=torch.float, device=device))
     if prompts.points is not None:
         raw = torch.as_tensor(prompts.points, dtype=torch.float, device=device)
-        coords = predictor.transform.apply_coords_torch(raw, size)[None].expand(
-            prompts.count, -1, -1
-        )
+        coords = frame.points(raw)[None].expand(prompts.count, -1, -1)
         labels = torch.as_tensor(prompts.labels, device=device)[None].expand(prompts.count, -1)
     masks, iou, _ = predictor.predict_torch(coords, labels, boxes, multimask_output=multimask)
     return Prediction(masks.cpu().numpy(), iou.float().cpu().numpy())

@@ -1,5 +1,6 @@
 """The prediction pipeline: check inputs -> build the fine-tuned model once -> each image through the
-stock segment_anything API -> files under `out/` and a `predictions.json` index."""
+segment_anything API over samexp's one image pipeline -> files under `out/` and a
+`predictions.json` index."""
 
 from __future__ import annotations
 
@@ -10,7 +11,6 @@ from typing import Any
 
 import numpy as np
 import torch
-from segment_anything import SamPredictor
 from segment_anything.modeling import Sam
 from tqdm.auto import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
@@ -18,8 +18,9 @@ from tqdm.contrib.logging import logging_redirect_tqdm
 from samexp.config.devices import resolve_device
 from samexp.config.errors import DatasetError, SamexpError
 from samexp.config.schema import AttentionKernel, Device, refuse_outside_ranges
-from samexp.data.base import IMAGE_EXTENSIONS, check_fits, read_image_rgb
+from samexp.data.base import IMAGE_EXTENSIONS, read_image_rgb
 from samexp.data.files import require_complete
+from samexp.data.frame import check_fits
 from samexp.data.orientation import displayed_shape, image_header
 from samexp.data.pairing import index_images
 from samexp.models.attention import choose_kernel, set_attention
@@ -27,6 +28,7 @@ from samexp.predict.auto import generate, mask_generator, write_auto
 from samexp.predict.classes import learned_classes, predict_classes, write_class_list, write_classes
 from samexp.predict.config import PredictConfig, PredictMode
 from samexp.predict.outputs import check_palette, write_json
+from samexp.predict.predictor import Predictor
 from samexp.predict.prompt_file import PromptFile, load_prompt_file
 from samexp.predict.prompted import predict_prompts, write_prompted
 from samexp.predict.prompts import Prompts, fit_images, parse_prompts
@@ -113,7 +115,7 @@ def _auto_step(cfg: PredictConfig, sam: Sam, out: Path, style: dict) -> Step:
 
 
 def _classes_step(sam: Sam, out: Path, style: dict) -> Step:
-    predictor = SamPredictor(sam)
+    predictor = Predictor(sam)
     classes = learned_classes(predictor).classes
     write_class_list(out, classes)
 
@@ -127,9 +129,9 @@ def _classes_step(sam: Sam, out: Path, style: dict) -> Step:
 
 def _prompt_step(cfg: PredictConfig, fitted: dict[Path, Prompts], sam: Sam, meta: dict,
                  out: Path, style: dict) -> Step:  # fmt: skip
-    predictor = SamPredictor(sam)
+    predictor = Predictor(sam)
     device = next(sam.parameters()).device
-    zero_shot = SamPredictor(ready(build_base(meta, cfg.checkpoint).sam, cfg.attention, device)) if cfg.compare else None  # fmt: skip
+    zero_shot = Predictor(ready(build_base(meta, cfg.checkpoint).sam, cfg.attention, device)) if cfg.compare else None  # fmt: skip
 
     def step(path: Path, image: np.ndarray) -> tuple[list[Path], list[float]]:
         prompts = fitted.get(path)

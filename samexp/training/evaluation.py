@@ -15,7 +15,8 @@ from tqdm.auto import tqdm
 
 from samexp.config.distributed import ONE_PROCESS, World, gather
 from samexp.data.base import Batch
-from samexp.models.seam import decode, encode, encoder_trains, to_original
+from samexp.data.frame import Frame
+from samexp.models.seam import decode, encode, encoder_trains
 from samexp.prompts.base import PromptStrategy
 from samexp.training import metrics
 
@@ -162,8 +163,9 @@ def evaluate(
         low_res = select_best(*passes[-1]).float()
         for i, name in enumerate(batch.names):
             index = torch.nonzero(batch.instance_image == i).flatten()
-            logits = to_original(sam, low_res[index], batch.input_sizes[i], batch.original_sizes[i])
-            pred = (logits[:, 0] > sam.mask_threshold).cpu()
+            # back to the photo's pixels as predict and the demo do (`samexp.data.frame`)
+            frame = Frame(batch.images.shape[-1], batch.input_sizes[i], batch.original_sizes[i])
+            pred = frame.masks(low_res[index], sam.mask_threshold)[:, 0].cpu()
             target = torch.stack([batch.gt_masks[j] for j in index.tolist()])
             ious, dices = metrics.iou(pred, target), metrics.dice(pred, target)
             counts = _pixel_counts(pred, target) if prompt.promptless else [{}] * len(index)

@@ -7,12 +7,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from segment_anything import SamPredictor
 
 from samexp.app import answers
 from samexp.app.models import load_pair
 from samexp.config.errors import SamexpError
-from samexp.predict.prompted import predict_prompts
 from samexp.predict.prompts import parse_prompts
 from samexp.tracking.finetuned import load_finetuned
 from tests.app.conftest import CLASSES
@@ -62,9 +62,14 @@ def test_the_fine_tuned_answer_is_what_the_stock_predictor_gives_for_the_same_we
     ours = answers.segment(pair, photo, BOX).predictions["fine-tuned"]
     base, adapter, _ = load_finetuned(weights=str(lora_file))
     adapter.merge(base.sam)
-    stock = predict_prompts(SamPredictor(base.sam.eval()), photo, BOX)
-    np.testing.assert_array_equal(ours.masks, stock.masks)
-    np.testing.assert_allclose(ours.scores, stock.scores, rtol=1e-5)
+    # stock segment_anything end to end: its own resize, box transform, decoder and upsampling
+    stock = SamPredictor(base.sam.eval())
+    stock.set_image(photo)
+    box = stock.transform.apply_boxes_torch(torch.as_tensor(BOX.boxes, dtype=torch.float),
+                                            stock.original_size)  # fmt: skip
+    masks, scores, _ = stock.predict_torch(None, None, box, multimask_output=False)
+    np.testing.assert_array_equal(ours.masks, masks.numpy())
+    np.testing.assert_allclose(ours.scores, scores.numpy(), rtol=1e-5)
 
 
 def test_automatic_masks_and_learned_classes_reuse_the_prompt_tabs_embedding(

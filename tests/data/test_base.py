@@ -1,4 +1,5 @@
-"""Specifications for the shared data layer: reading, SAM's resize/pad geometry, samples and batches."""
+"""Specifications for the shared data layer: reading, samples and batches (the resize/pad geometry:
+test_frame.py)."""
 
 from __future__ import annotations
 
@@ -11,15 +12,7 @@ import torch
 from PIL import Image, ImageOps
 
 from samexp.config.errors import DatasetError
-from samexp.data.base import (
-    Batch,
-    collate,
-    make_sample,
-    pad_to_square,
-    read_image_rgb,
-    resize_longest_side,
-    resize_mask_longest_side,
-)
+from samexp.data.base import Batch, collate, make_sample, read_image_rgb
 from samexp.data.orientation import apply_orientation, exif_orientation, mask_orientation
 
 
@@ -125,55 +118,6 @@ def test_mask_orientation_mismatch_names_stored_and_displayed_sizes() -> None:
     assert "img/i.jpg" in message and "lab/m.png" in message and "label" in message
     assert "40×30 (W×H) as stored" in message and "30×40 as displayed" in message
     assert "41×30" in message
-
-
-@pytest.mark.parametrize("shape", [(243, 208), (1080, 1920), (30, 40), (256, 256), (100, 7)])
-def test_resize_makes_longest_side_exactly_size_and_keeps_aspect(shape: tuple[int, int]) -> None:
-    h, w = shape
-    image = np.zeros((h, w, 3), dtype=np.uint8)
-    out = resize_longest_side(image, 256)
-    assert max(out.shape[:2]) == 256 and out.shape[2] == 3 and out.dtype == np.uint8
-    assert abs(out.shape[0] - h * 256 / max(h, w)) <= 1
-    assert abs(out.shape[1] - w * 256 / max(h, w)) <= 1
-
-
-def test_resized_mask_lands_on_the_same_grid_as_the_image() -> None:
-    image = np.zeros((243, 208, 3), dtype=np.uint8)
-    mask = np.zeros((243, 208), dtype=bool)
-    assert resize_mask_longest_side(mask, 256).shape == resize_longest_side(image, 256).shape[:2]
-
-
-def test_resized_mask_is_bool_and_keeps_a_thin_band_when_enlarging() -> None:
-    mask = np.zeros((30, 40), dtype=bool)
-    mask[10, :] = True  # one pixel high: nearest-neighbour-free resizing must not lose it
-    out = resize_mask_longest_side(mask, 256)
-    assert out.dtype == bool
-    assert out.any(axis=0).all()
-
-
-def test_resized_mask_keeps_area_fraction_when_shrinking() -> None:
-    mask = np.zeros((1080, 1920), dtype=bool)
-    mask[200:800, 300:1500] = True
-    out = resize_mask_longest_side(mask, 256)
-    assert out.mean() == pytest.approx(mask.mean(), abs=0.01)
-
-
-def test_pad_to_square_zero_pads_bottom_right_and_keeps_content_and_dtype() -> None:
-    t = torch.full((3, 5, 7), 9, dtype=torch.uint8)
-    out = pad_to_square(t, 8)
-    assert out.shape == (3, 8, 8) and out.dtype == torch.uint8
-    assert (out[:, :5, :7] == 9).all()
-    assert (out[:, 5:, :] == 0).all() and (out[:, :, 7:] == 0).all()
-
-
-def test_pad_to_square_works_for_bool_masks() -> None:
-    out = pad_to_square(torch.ones(2, 4, 3, dtype=torch.bool), 6)
-    assert out.dtype == torch.bool and out.sum() == 2 * 4 * 3
-
-
-def test_pad_to_square_refuses_input_larger_than_size() -> None:
-    with pytest.raises(ValueError, match="resize first"):
-        pad_to_square(torch.zeros(1, 9, 3), 8)
 
 
 def _sample(name: str, shape: tuple[int, int], k: int, img_size: int = 64):
