@@ -127,10 +127,22 @@ def test_points_per_batch_bounds_memory_without_changing_the_masks(
     trained.predict(tmp_path, image=str(image), mode="auto",
                     auto={**KNOBS, "points_per_batch": 3, "output_mode": "coco_rle"})  # fmt: skip
     batched, whole = anns(tmp_path, image), anns(outputs["coco_rle"], image)
-    assert [a["segmentation"] for a in batched] == [a["segmentation"] for a in whole]
-    # the scores are sums over other batch shapes: equal up to float rounding, not bit for bit
+    # the decoder's sums run over batches of another shape: logits equal up to float rounding,
+    # so a pixel whose logit sits within rounding of the threshold may flip (stock
+    # SamAutomaticMaskGenerator does the same: 2 pixels of ring_test_2 between 3 and 64 points a
+    # batch). The same masks, then, up to such pixels: a few on their edges, never a mask more
+    # or less, the scores equal up to rounding.
+    assert len(batched) == len(whole)
     for got, want in zip(batched, whole, strict=True):
-        assert got == {**want, **{k: pytest.approx(want[k], abs=1e-6) for k in SCORES}}
+        a, b = mask_utils.decode(got["segmentation"]), mask_utils.decode(want["segmentation"])
+        flipped = int((a != b).sum())
+        assert flipped <= 8 and flipped <= 1e-3 * max(int(b.sum()), 1), (flipped, int(b.sum()))
+        edges = cv2.morphologyEx(b, cv2.MORPH_GRADIENT, np.ones((3, 3), np.uint8)).astype(bool)
+        assert not ((a != b) & ~edges).any()  # flips only where the mask meets the background
+        for k in SCORES:
+            assert got[k] == pytest.approx(want[k], abs=1e-6)
+        same = [k for k in want if k not in (*SCORES, "segmentation", "area", "bbox")]
+        assert {k: got[k] for k in same} == {k: want[k] for k in same}  # its point, its crop
 
 
 SCORES = ("predicted_iou", "stability_score")
