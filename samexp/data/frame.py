@@ -45,16 +45,12 @@ def check_fits(name: str, height: int, width: int, size: int) -> None:
         )
 
 
-def _resize(array: np.ndarray, size: int) -> np.ndarray:
-    """One resize for images and masks alike, so both land on exactly the same grid."""
+def resize_longest_side(array: np.ndarray, size: int) -> np.ndarray:
+    """H×W(×3) -> h×w(×3) with max(h, w) == size, aspect ratio kept (SAM's geometry): one resize
+    for images and masks alike, so both land on exactly the same grid."""
     h, w = input_shape(*array.shape[:2], size)
     resized = Image.fromarray(np.ascontiguousarray(array)).resize((w, h), Image.BILINEAR)
     return np.array(resized)  # a writable copy: torch refuses read-only arrays
-
-
-def resize_longest_side(image: np.ndarray, size: int) -> np.ndarray:
-    """H×W×3 uint8 -> h×w×3 uint8 with max(h, w) == size, aspect ratio kept (SAM's geometry)."""
-    return _resize(image, size)
 
 
 def resize_mask_longest_side(mask: np.ndarray, size: int) -> np.ndarray:
@@ -63,7 +59,7 @@ def resize_mask_longest_side(mask: np.ndarray, size: int) -> np.ndarray:
     Resized as float and cut at 0.5 (pixel at least half covered), rather than nearest
     neighbour, which drops or shifts thin structures such as ring bands.
     """
-    return _resize(mask.astype(np.float32), size) >= 0.5
+    return resize_longest_side(mask.astype(np.float32), size) >= 0.5
 
 
 def pad_to_square(t: torch.Tensor, size: int) -> torch.Tensor:

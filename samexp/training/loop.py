@@ -86,7 +86,7 @@ def fit(setup: Setup, parts: Sequence[Part] = (), resume: TrainState | None = No
                 if finite or s.world.distributed:
                     amp.backward(loss / s.grad_accum_steps)
             loop.record(i, loss, loss_parts, finite)
-            if loop.epoch_ends_here or i % s.grad_accum_steps == 0:
+            if loop.ends_window(i):
                 loop.optimizer_step()
                 loop.parts.step_end(loop)  # divergence, heartbeat, stop request
             if loop.out_of_steps:
@@ -113,9 +113,8 @@ class Loop:
         self.generator = torch.Generator().manual_seed(setup.seed)
         self.params = list(trainable_parameters(setup.sam).values())
         self.model = _StepModel(setup.sam, setup.prompt, setup.multimask_output, setup.encoder)
-        if (
-            setup.world.distributed
-        ):  # gradients all-reduced by DDP; frozen or unused params are fine
+        # gradients all-reduced by DDP; frozen or unused parameters are fine
+        if setup.world.distributed:
             self.model = DistributedDataParallel(self.model, find_unused_parameters=True)
         self.epoch = self.step = 0
         self.first_epoch, self.progress, self.resume = 1, EpochProgress(), resume
@@ -166,9 +165,12 @@ class Loop:
             self.epoch_ends_here = i == len(loader)
             yield i, batch
 
+    def ends_window(self, i: int) -> bool:
+        """Whether batch `i` is the last of its accumulation window (or of the epoch)."""
+        return self.epoch_ends_here or i % self.setup.grad_accum_steps == 0
+
     def accumulating(self, i: int) -> AbstractContextManager:
-        ends_window = self.epoch_ends_here or i % self.setup.grad_accum_steps == 0
-        if self.world.distributed and not ends_window:
+        if self.world.distributed and not self.ends_window(i):
             return self.model.no_sync()
         return nullcontext()
 
