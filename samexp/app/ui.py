@@ -66,17 +66,7 @@ def build(page: Page) -> gr.Blocks:
                 classes_image = gr.Image(label="fine-tuned, no prompt", interactive=False,
                                          format="png")  # fmt: skip
                 classes_line = gr.Markdown()
-        with gr.Row(visible=False):  # the API's own inputs and outputs (gradio_client)
-            api_in = [gr.File(type="filepath", label="image"),
-                      gr.Textbox(label="box", info="[x0, y0, x1, y1] in image pixels, or empty"),
-                      gr.Textbox(label="points", info="[[x, y], ...] or empty"),
-                      gr.Textbox(label="labels", info="[1, 0, ...]: 1 positive, 0 negative"),
-                      gr.Textbox(label="run_id", info="empty: the app's run"),
-                      gr.Textbox(label="weights", info="or an adapter file on the server"),
-                      gr.Number(value=0.5, label="alpha")]  # fmt: skip
-            api_out = [gr.Image(format="png", label="zero_shot"),
-                       gr.Image(format="png", label="fine_tuned"), gr.JSON(label="info")]  # fmt: skip
-            api_button = gr.Button()
+        _api(page)
 
         run_outputs = [tab, status, gallery, classes_note, message]
         image_outputs = [tab, canvas, zero, tuned, picked, message]
@@ -96,5 +86,20 @@ def build(page: Page) -> gr.Blocks:
                        [auto_zero, auto_tuned, message])  # fmt: skip
         segment_classes.click(answered(3)(page.promptless), [tab, alpha],
                               [classes_image, classes_line, message])  # fmt: skip
-        api_button.click(api_errors(page.api_segment), api_in, api_out, api_name="segment")
     return blocks
+
+
+def _api(page: Page) -> None:
+    """The API's own hidden inputs and outputs (gradio_client's `segment`), inside the Blocks."""
+    with gr.Row(visible=False):
+        api_in = [gr.File(type="filepath", label="image"),
+                  gr.Textbox(label="box", info="[x0, y0, x1, y1] in image pixels, or empty"),
+                  gr.Textbox(label="points", info="[[x, y], ...] or empty"),
+                  gr.Textbox(label="labels", info="[1, 0, ...]: 1 positive, 0 negative"),
+                  gr.Textbox(label="run_id", info="empty: the app's run"),
+                  gr.Textbox(label="weights", info="or an adapter file on the server"),
+                  gr.Number(value=0.5, label="alpha")]  # fmt: skip
+        api_out = [gr.Image(format="png", label="zero_shot"),
+                   gr.Image(format="png", label="fine_tuned"), gr.JSON(label="info")]  # fmt: skip
+        api_button = gr.Button()
+    api_button.click(api_errors(page.api_segment), api_in, api_out, api_name="segment")
