@@ -25,7 +25,8 @@ TORCH ?=
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --upgrade --quiet pip
-	$(BIN)/pip install --quiet -e '.[dev]' $(if $(TORCH),--extra-index-url https://download.pytorch.org/whl/$(TORCH))
+	@# SAM2_BUILD_CUDA=0: sam2 is a source distribution; never compile its optional CUDA extension
+	SAM2_BUILD_CUDA=0 $(BIN)/pip install --quiet -e '.[dev]' $(if $(TORCH),--extra-index-url https://download.pytorch.org/whl/$(TORCH))
 	touch $(STAMP)
 
 install: $(STAMP)  ## .venv with samexp and its tools (TORCH=cpu: CPU-only PyTorch, no 6.9 GB of CUDA wheels)

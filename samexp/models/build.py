@@ -131,10 +131,13 @@ def load_or_init(
     mirror: str | None,
     download: bool,
     seed: int,
+    unwrap: str | None = None,
+    archs: str = "vit_b/vit_l/vit_h/vit_t",
 ) -> BaseModel:
     """`construct()`'s model (built with no weights) with the checkpoint of `arch` resolved and
     loaded strictly, or with its random init seeded by `seed` (`pretrained=False`). `target` is
-    the registered builder that rebuilds it."""
+    the registered builder that rebuilds it. `unwrap` names the key a family's file keeps its
+    state dict under (SAM 2: "model"); `archs` are the models a misfit file is pointed to."""
     if not pretrained:
         with local_rng(seed):
             sam = construct()
@@ -148,10 +151,8 @@ def load_or_init(
     )
     with local_rng():  # the random init is overwritten, but drawing it would move the run's RNG
         sam = construct()
-    state = load_state_dict(resolved.path)
-    hint = (
-        "Is it a checkpoint of another architecture? Set model=vit_b/vit_l/vit_h/vit_t to match it."
-    )
+    state = load_state_dict(resolved.path, unwrap)
+    hint = f"Is it a checkpoint of another architecture? Set model={archs} to match it."
     try:
         missing, unexpected = sam.load_state_dict(state, strict=False)
     except RuntimeError as e:  # shape mismatches

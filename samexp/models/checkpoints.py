@@ -1,7 +1,9 @@
-"""Official SAM and MobileSAM checkpoints: where they come from, and finding, fetching and verifying them.
+"""Official SAM, MobileSAM and SAM 2.1 checkpoints: where they come from, and finding, fetching and
+verifying them.
 
 Lookup order is explicit path, cache, mirror, official URL. A file only enters the cache after its
-SHA-256 matched the published one, so a half-finished download is never mistaken for weights.
+SHA-256 matched the published one (or, for a file whose publisher gives no hash, its size matched),
+so a half-finished download is never mistaken for weights.
 """
 
 from __future__ import annotations
@@ -32,12 +34,13 @@ _PROGRESS = {"unit": "B", "unit_scale": True, "unit_divisor": 1024, "disable": N
 
 @dataclass(frozen=True)
 class CheckpointSpec:
-    """One published SAM checkpoint; its sha256 is what makes a local copy trustworthy."""
+    """One published SAM checkpoint; its sha256 is what makes a local copy trustworthy. Where the
+    publisher gives none (None: SAM 2.1) only its size can be checked, and the log says so."""
 
     arch: str
     filename: str
     url: str
-    sha256: str
+    sha256: str | None
     size_bytes: int
 
 
@@ -81,7 +84,26 @@ CHECKPOINTS: dict[str, CheckpointSpec] = {
         sha256="6dbb90523a35330fedd7f1d3dfc66f995213d81b29a5ca8108dbcdd4e37d6c2f",
         size_bytes=40728226,
     ),
+    # SAM 2.1: the URLs of upstream's checkpoints/download_ckpts.sh. Meta publishes no hash for
+    # them (none in the script, the package or the file names), so they are checked by size.
+    **{
+        f"sam2.1_hiera_{size}": CheckpointSpec(
+            arch=f"sam2.1_hiera_{size}",
+            filename=f"sam2.1_hiera_{name}.pt",
+            url=f"https://dl.fbaipublicfiles.com/segment_anything_2/092824/sam2.1_hiera_{name}.pt",
+            sha256=None,
+            size_bytes=size_bytes,
+        )
+        for size, name, size_bytes in (
+            ("t", "tiny", 156008466),
+            ("s", "small", 184416285),
+            ("b+", "base_plus", 323606802),
+            ("l", "large", 898083611),
+        )
+    },
 }
+_SIZE_ONLY = "size only: Meta publishes no SHA-256 for SAM 2.1 files"
+_said_size_only: set[str] = set()
 
 
 def sha256_file(path: str | os.PathLike[str]) -> str:
@@ -136,7 +158,7 @@ def resolve_checkpoint(
     if cached.is_file():
         sha = _known_sha(cached)
         problem = f"The cached checkpoint {cached} is corrupt or partial: delete it and run again."
-        _check_sha(sha, spec, verify, problem)
+        _check(sha, cached.stat().st_size, spec, verify, problem)
         _remember_sha(cached, sha, spec)
         return ResolvedCheckpoint(cached, sha)
 
@@ -163,8 +185,11 @@ def resolve_checkpoint(
     return ResolvedCheckpoint(cached, sha)
 
 
-def load_state_dict(path: str | os.PathLike[str]) -> dict[str, torch.Tensor]:
-    """Read a checkpoint's tensors onto the CPU; `weights_only` means a file can never run code."""
+def load_state_dict(
+    path: str | os.PathLike[str], unwrap: str | None = None
+) -> dict[str, torch.Tensor]:
+    """Read a checkpoint's tensors onto the CPU; `weights_only` means a file can never run code.
+    `unwrap`: the key the state dict sits under (SAM 2's files are `{"model": state_dict}`)."""
     if not Path(path).is_file():
         raise CheckpointError(f"Checkpoint file {path} does not exist.")
     try:
@@ -175,6 +200,13 @@ def load_state_dict(path: str | os.PathLike[str]) -> dict[str, torch.Tensor]:
             f"{path} is not a readable PyTorch checkpoint ({type(exc).__name__}: {first_line}). "
             "Was the download cut short? Delete it and fetch it again."
         ) from exc
+    if unwrap is not None:
+        if not isinstance(state, dict) or unwrap not in state:
+            raise CheckpointError(
+                f"{path} has no {unwrap!r} entry: this model's checkpoints are saved as "
+                f"torch.save({{{unwrap!r}: state_dict}}, path)."
+            )
+        state = state[unwrap]
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise CheckpointError(
             f"{path} holds a {type(state).__name__} that is not a state dict (name -> tensor); "
@@ -190,7 +222,7 @@ def _resolve_explicit(path: Path, spec: CheckpointSpec | None, verify: bool) -> 
             "model.checkpoint unset to use the official weights."
         )
     sha = _known_sha(path)
-    if verify and spec is not None and sha != spec.sha256:
+    if verify and spec is not None and not _verified(sha, path.stat().st_size, spec):
         # A user's own fine-tuned full checkpoint is a legitimate input: news, not an error.
         log.info("%s is not the official SAM %s file; using it as given.", path, spec.arch)
     return ResolvedCheckpoint(path, sha)
@@ -219,22 +251,35 @@ def _stream_into(
     Each writer gets its own temp name and `os.replace` is atomic, so two processes fetching at
     once both end with a complete file instead of interleaved bytes.
     """
-    digest = hashlib.sha256()
+    digest, size = hashlib.sha256(), 0
     with atomic_path(dest) as tmp:
         with open(tmp, "wb") as out, tqdm(total=total, desc=dest.name, **_PROGRESS) as bar:
             while chunk := source.read(_CHUNK):
                 out.write(chunk)
                 digest.update(chunk)
+                size += len(chunk)
                 bar.update(len(chunk))
         problem = f"{origin} is not the official {spec.filename}; nothing was saved."
-        _check_sha(digest.hexdigest(), spec, verify, problem)
+        _check(digest.hexdigest(), size, spec, verify, problem)
     return digest.hexdigest()
 
 
-def _check_sha(actual: str, spec: CheckpointSpec, verify: bool, problem: str) -> None:
-    if actual == spec.sha256:
+def _verified(sha: str, size: int, spec: CheckpointSpec) -> bool:
+    """Whether a file is the published one: its SHA-256, or its size where none is published."""
+    return sha == spec.sha256 if spec.sha256 is not None else size == spec.size_bytes
+
+
+def _check(sha: str, size: int, spec: CheckpointSpec, verify: bool, problem: str) -> None:
+    if spec.sha256 is None and spec.filename not in _said_size_only:
+        _said_size_only.add(spec.filename)
+        log.info("%s checked by %s", spec.filename, _SIZE_ONLY)
+    if _verified(sha, size, spec):
         return
-    message = f"{problem}\n  expected SHA-256: {spec.sha256}\n  actual SHA-256:   {actual}"
+    if spec.sha256 is None:
+        message = (f"{problem}\n  expected size: {spec.size_bytes} bytes ({_SIZE_ONLY})"
+                   f"\n  actual size:   {size} bytes")  # fmt: skip
+    else:
+        message = f"{problem}\n  expected SHA-256: {spec.sha256}\n  actual SHA-256:   {sha}"
     if verify:
         raise CheckpointError(message)
     log.warning("%s\n(verify=False: using it anyway)", message)
@@ -258,9 +303,9 @@ def _known_sha(path: Path) -> str:
 
 def _remember_sha(path: Path, sha: str, spec: CheckpointSpec) -> None:
     """Write the sidecar for a verified file, so the next run skips hashing gigabytes."""
-    if sha != spec.sha256:
-        return  # only verified files earn a sidecar
     stat = path.stat()
+    if not _verified(sha, stat.st_size, spec):
+        return  # only verified files earn a sidecar
     record = json.dumps({"sha256": sha, "size": stat.st_size, "mtime_ns": stat.st_mtime_ns})
     try:
         # A plain write is enough: a torn sidecar fails to parse and the file is simply rehashed.
@@ -273,7 +318,9 @@ def _not_fetched_message(spec: CheckpointSpec, url: str, cached: Path, reason: s
     lines = [
         f"The SAM {spec.arch} checkpoint could not be fetched: {reason}",
         f"  official URL:     {spec.url}",
-        f"  expected SHA-256: {spec.sha256}",
+        f"  expected SHA-256: {spec.sha256}"
+        if spec.sha256
+        else f"  expected size:    {spec.size_bytes} bytes ({_SIZE_ONLY})",
     ]
     if url != spec.url:
         lines.append(f"  tried mirror:     {url}")
