@@ -29,6 +29,7 @@ from torch.utils.data import ConcatDataset, DataLoader, Dataset
 from samexp.config.schema import TrainerConfig
 from samexp.data.base import Sample, collate
 from samexp.data.folder import FolderDataset
+from samexp.data.frame import Pipeline
 from samexp.data.memo import WORKER_CONTEXT, MemoDataset
 
 BATCH = 2  # the trainer's default batch size
@@ -91,7 +92,7 @@ def main() -> None:
         if not (root / "train").is_dir():
             root = write_photos(Path(tmp.name), 10, (1080, 1440))
     dataset = ConcatDataset(
-        [FolderDataset(str(root), split, args.img_size) for split in ("train", "test")]
+        [FolderDataset(str(root), split, Pipeline(args.img_size)) for split in ("train", "test")]
     )
     budget = int(TrainerConfig.sample_cache_gb * 2**30)
     memo = MemoDataset(dataset, budget)

@@ -214,7 +214,7 @@ class _Data:
     def build(cls, cfg: DictConfig, m: _Model, env: _Environment) -> _Data:
         tc = cfg.trainer
         augment = build(cfg.augment, _convert_="all") if cfg.get("augment") else None
-        splits: DatasetSplits = build(cfg.dataset, img_size=m.base.img_size)
+        splits: DatasetSplits = build(cfg.dataset, pipeline=m.base.pipeline, _convert_="object")
         loaded = splits.summary()  # before carving: the skip counts of the files as read
         splits = splits.carve_val(tc.val_fraction, tc.seed)
         summary = {**loaded, **splits.summary()}  # ...and the sizes actually used

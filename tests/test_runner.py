@@ -24,6 +24,7 @@ from samexp import runner
 from samexp.adapters.io import load_adapter
 from samexp.data.base import Batch, collate
 from samexp.data.folder import FolderDataset
+from samexp.data.frame import Pipeline
 from samexp.models.build import BaseModel, build_tiny
 from samexp.models.seam import decode, encode
 from samexp.prompts.box import BoxPrompt
@@ -109,7 +110,7 @@ def decoder_run(rings_root, tmp_path_factory: pytest.TempPathFactory) -> Finishe
 
 
 def _test_batch() -> Batch:
-    ds = FolderDataset(str(data_root() / "rings"), "test", img_size=IMG_SIZE)
+    ds = FolderDataset(str(data_root() / "rings"), "test", pipeline=Pipeline(IMG_SIZE))
     return collate([ds[i] for i in range(len(ds))])
 
 
@@ -236,7 +237,7 @@ def test_logged_adapter_weights_reload_onto_a_fresh_base_with_identical_predicti
     assert not torch.allclose(logits, _low_res_logits(build_tiny(seed=0), batch), atol=1e-4)
 
     loader = DataLoader(
-        FolderDataset(str(data_root() / "rings"), "test", img_size=IMG_SIZE),
+        FolderDataset(str(data_root() / "rings"), "test", pipeline=Pipeline(IMG_SIZE)),
         batch_size=done.cfg.trainer.batch_size,
         collate_fn=collate,
     )

@@ -15,6 +15,7 @@ from samexp import runner
 from samexp.config.errors import SamexpError
 from samexp.data import loading
 from samexp.data.folder import folder_splits
+from samexp.data.frame import Pipeline
 from samexp.data.memo import MemoDataset
 from samexp.data.splits import DatasetSplits
 from tests.conftest import IMG_SIZE
@@ -25,7 +26,7 @@ CPU, CUDA = torch.device("cpu"), torch.device("cuda")
 @pytest.fixture
 def splits(shapes_root: Path) -> DatasetSplits:
     """8 shapes: 6 train, 2 carved for validation; 4 test."""
-    return folder_splits("shapes", str(shapes_root), IMG_SIZE).carve_val(0.25, seed=0)
+    return folder_splits("shapes", str(shapes_root), Pipeline(IMG_SIZE)).carve_val(0.25, seed=0)
 
 
 @pytest.mark.parametrize(("cores", "expected"), [(2, 1), (16, 8), (64, 8), (1, 0)])

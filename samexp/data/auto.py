@@ -8,15 +8,16 @@ import logging
 from samexp.config.errors import DatasetError
 from samexp.config.options import option, options
 from samexp.data.detect import detect
+from samexp.data.frame import Pipeline
 from samexp.data.splits import DatasetSplits, TestFraction, TrainLimit
 
 logger = logging.getLogger(__name__)
 
 
-@option("dataset", "auto", provided=("img_size",))
+@option("dataset", "auto", provided=("pipeline",))
 def auto_splits(
     root: str,
-    img_size: int,
+    pipeline: Pipeline,
     name: str | None = None,  # in run names; null: the root folder's name
     test_fraction: TestFraction = None,  # share held out as test when there is no test split
     prefer: str | None = None,  # the format to read when the folder reads as several
@@ -41,4 +42,4 @@ def auto_splits(
         )
     given = {"name": name, "test_fraction": test_fraction, "limit": limit}
     given = {k: v for k, v in given.items() if k in accepted}
-    return factory.obj(root=str(reading.root), img_size=img_size, **reading.arguments, **given)
+    return factory.obj(root=str(reading.root), pipeline=pipeline, **reading.arguments, **given)

@@ -1,7 +1,8 @@
 """What every dataset format hands to training: SAM-framed samples, batches, and the read helpers.
 
-SAM sees an image whose longest side is its input size S, zero-padded bottom/right to S×S
-(`samexp.data.frame`: the one image pipeline, which predict and the demo use too). Targets are
+SAM sees an image whose longest side is its input size S, zero-padded bottom/right to S×S; SAM 2
+sees it stretched to S×S. The model's `samexp.data.frame.Pipeline` says which, and datasets are
+given it (the one image pipeline, which predict and the demo use too). Targets are
 kept twice: in that frame for the loss, and at the original resolution for metrics, so scores
 are comparable with any other tool. Images are used
 as displayed, i.e. with their EXIF orientation applied (phone photos store pixels sideways;
@@ -21,7 +22,7 @@ import torch
 
 from samexp.config.errors import DatasetError
 from samexp.data.files import check_pixels, read_image_bytes, shown
-from samexp.data.frame import pad_to_square, resize_mask_longest_side, to_model_input
+from samexp.data.frame import Pipeline
 from samexp.data.orientation import apply_orientation, exif_orientation
 
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"})
@@ -33,10 +34,10 @@ class Sample:
 
     name: str  # file stem, unique within the split
     image_path: str
-    image: torch.Tensor  # uint8 3×S×S RGB, longest side S, zero-padded bottom/right
+    image: torch.Tensor  # uint8 3×S×S RGB, longest side S, zero-padded (or stretched to S×S)
     masks: torch.Tensor  # bool K×S×S, same frame as `image`
     gt_masks: torch.Tensor  # bool K×H×W at the original resolution (metrics use these)
-    input_size: tuple[int, int]  # (h, w) of the resized image before padding
+    input_size: tuple[int, int]  # (h, w) of the resized image before padding; (S, S) stretched
     original_size: tuple[int, int]  # (H, W)
     categories: list[str] = dataclasses.field(
         default_factory=list
@@ -94,12 +95,25 @@ def collate(samples: list[Sample]) -> Batch:
     )
 
 
+def model_pipeline(pipeline: object) -> Pipeline:
+    """`pipeline`, checked to be the model's input geometry rather than a bare side: a dataset
+    built by hand with `img_size=64` (the argument before SAM 2) is told what it takes now, and
+    one built through Hydra without `_convert_="object"` (which turns the dataclass into a
+    config node) fails here rather than deep inside a resize."""
+    if not isinstance(pipeline, Pipeline):
+        raise DatasetError(
+            f"a dataset takes the model's input geometry, samexp.data.frame.Pipeline(size) "
+            f"(the model's `.pipeline`), got {pipeline!r}"
+        )
+    return pipeline
+
+
 def make_sample(
     name: str,
     image_path: str,
     image_rgb: np.ndarray,
     masks: np.ndarray,
-    img_size: int,
+    pipeline: Pipeline,
     categories: list[str] | None = None,
     transform: Callable[[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]] | None = None,
 ) -> Sample:
@@ -126,13 +140,12 @@ def make_sample(
         if keep.any():
             image_rgb, masks = aug_image, aug_masks[keep]
             categories = [c for c, k in zip(categories, keep, strict=True) if k]
-    image, frame = to_model_input(image_rgb, img_size)  # the pipeline predict and the demo use
-    resized_masks = np.stack([resize_mask_longest_side(m, img_size) for m in masks])
+    image, frame = pipeline.image(image_rgb)  # the pipeline predict and the demo use
     return Sample(
         name=name,
         image_path=image_path,
         image=image,
-        masks=pad_to_square(torch.from_numpy(resized_masks), img_size),
+        masks=pipeline.masks(masks),  # the same geometry as the image: targets on its grid
         gt_masks=torch.from_numpy(np.ascontiguousarray(masks)),
         input_size=frame.input_size,
         original_size=frame.original_size,

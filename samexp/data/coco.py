@@ -20,10 +20,11 @@ from samexp.config.checks import NON_NEGATIVE, because
 from samexp.config.errors import DatasetError
 from samexp.config.options import option
 from samexp.config.paths import dataset_name
-from samexp.data.base import Sample, make_sample, read_image_rgb
+from samexp.data.base import Sample, make_sample, model_pipeline, read_image_rgb
 from samexp.data.bounds import say_clipped
 from samexp.data.coco_json import CocoImage, read_coco
 from samexp.data.coco_layout import CocoFile, find_layout
+from samexp.data.frame import Pipeline
 from samexp.data.orientation import apply_orientation
 from samexp.data.splits import (
     DatasetSplits,
@@ -51,10 +52,8 @@ class CocoDataset(Dataset[Sample]):
 
     SKIPS: tuple[str, ...] = _SKIPS  # summary() counters
 
-    def __init__(self, images: list[CocoImage], img_size: int, label: str = "coco") -> None:
-        if img_size <= 0:
-            raise DatasetError(f"img_size must be positive, got {img_size}")
-        self.img_size = img_size
+    def __init__(self, images: list[CocoImage], pipeline: Pipeline, label: str = "coco") -> None:
+        self.pipeline = model_pipeline(pipeline)
         self.transform = None  # training augmentation, set by the runner on the train split only
         self._images = [im for im in images if im.rles]
         self._skips = [(kind, im.name, reason) for im in images for kind, reason in im.skips]
@@ -109,7 +108,7 @@ class CocoDataset(Dataset[Sample]):
         image = apply_orientation(read_image_rgb(im.path), im.orientation)
         masks = mask_utils.decode(im.rles).transpose(2, 0, 1).astype(bool)  # H×W×K -> K×H×W
         return make_sample(
-            im.name, str(im.path), image, masks, self.img_size,
+            im.name, str(im.path), image, masks, self.pipeline,
             categories=list(im.categories), transform=self.transform,
         )  # fmt: skip
 
@@ -127,11 +126,11 @@ def _owners(images: list[CocoImage]) -> list[int]:
     return owners
 
 
-@option("dataset", "coco", provided=("img_size",))
+@option("dataset", "coco", provided=("pipeline",))
 def coco_splits(
     name: str | None,  # in run names; null: the root folder's name
     root: str,
-    img_size: int,
+    pipeline: Pipeline,
     # the COCO file under the root; null: found (coco_layout). `{split}` makes it one per split:
     # annotations/instances_{split}.json
     annotations: str | None = None,
@@ -181,7 +180,7 @@ def coco_splits(
             return None
         images = read_coco(file.annotations, file.images_dir, cats, min_area, group_by,
                            root=base, missing_images=missing_images)  # fmt: skip
-        return CocoDataset(images, img_size, f"{name} {split}")
+        return CocoDataset(images, pipeline, f"{name} {split}")
 
     held_out = layout.test is None  # the train file holds the test images until assemble
     return DatasetSplits.assemble(

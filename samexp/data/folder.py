@@ -31,9 +31,11 @@ from samexp.config.paths import dataset_name
 from samexp.data.base import (
     Sample,
     make_sample,
+    model_pipeline,
     read_image_rgb,
 )
 from samexp.data.files import shown
+from samexp.data.frame import Pipeline
 from samexp.data.orientation import apply_orientation, image_header, mask_orientation
 from samexp.data.pairing import MASK_EXTENSIONS, find_pairs, listing, read_mask_gray
 from samexp.data.split_folders import split_roles
@@ -85,7 +87,7 @@ class FolderDataset(Dataset[Sample]):
         self,
         root: str,
         split: str,
-        img_size: int,
+        pipeline: Pipeline,
         mask_threshold: MaskThreshold = MASK_THRESHOLD,
         images_dir: str = "images",
         masks_dir: str = "masks",
@@ -93,11 +95,9 @@ class FolderDataset(Dataset[Sample]):
         image_suffix: str = "",
         role: str | None = None,  # train, val or test: names the split's key in refusals
     ) -> None:
-        if img_size <= 0:
-            raise DatasetError(f"img_size must be positive, got {img_size}")
         self.root = Path(root)
         self.split = split
-        self.img_size = img_size
+        self.pipeline = model_pipeline(pipeline)
         self.mask_threshold = mask_threshold
         self.skipped: list[tuple[str, str]] = []  # (name, why) for empty masks
         self.transform = None  # training augmentation, set by the runner on the train split only
@@ -239,7 +239,7 @@ class FolderDataset(Dataset[Sample]):
             str(pair.image_path),
             image,
             pair.mask()[None],
-            self.img_size,
+            self.pipeline,
             transform=self.transform,
         )
 
@@ -260,11 +260,11 @@ def _levels(gray: np.ndarray) -> list[int]:
     ]
 
 
-@option("dataset", "folder", provided=("img_size",))
+@option("dataset", "folder", provided=("pipeline",))
 def folder_splits(
     name: str | None,  # in run names; null: the root folder's name
     root: str,
-    img_size: int,
+    pipeline: Pipeline,
     train_split: str = "train",  # ".": the root itself
     test_split: str | None = "test",  # null: held out of train by test_fraction
     val_split: str | None = None,
@@ -283,7 +283,7 @@ def folder_splits(
 
     def load(split: str) -> FolderDataset:
         return FolderDataset(
-            root, split, img_size, mask_threshold, images_dir, masks_dir, mask_suffix,
+            root, split, pipeline, mask_threshold, images_dir, masks_dir, mask_suffix,
             image_suffix, roles.get(split),
         )  # fmt: skip
 

@@ -28,10 +28,17 @@ from samexp.config.errors import DatasetError
 from samexp.config.limits import check_instances
 from samexp.config.options import option
 from samexp.config.paths import dataset_name
-from samexp.data.base import Sample, decode_unchanged, make_sample, read_image_rgb
+from samexp.data.base import (
+    Sample,
+    decode_unchanged,
+    make_sample,
+    model_pipeline,
+    read_image_rgb,
+)
 from samexp.data.classes import LabelClasses, label_classes
 from samexp.data.colours import colours_to_ids
 from samexp.data.files import open_image, read_image_bytes, shown
+from samexp.data.frame import Pipeline
 from samexp.data.orientation import apply_orientation, image_header, mask_orientation
 from samexp.data.pairing import find_pairs, listing
 from samexp.data.split_folders import SPLIT, split_roles
@@ -91,7 +98,7 @@ class LabelMapDataset(Dataset[Sample]):
         self,
         root: str,
         split: str,
-        img_size: int,
+        pipeline: Pipeline,
         classes: LabelClasses | None = None,  # default: the root's class list, background [0]
         images_dir: str = "images",
         labels_dir: str = "labels",
@@ -100,11 +107,10 @@ class LabelMapDataset(Dataset[Sample]):
         split_files: str | None = None,  # `ImageSets/Segmentation/{split}.txt`: the split's names
         role: str | None = None,  # train, val or test: names the split's key in refusals
     ) -> None:
-        if img_size <= 0:
-            raise DatasetError(f"img_size must be positive, got {img_size}")
         if min_area < 0:
             raise DatasetError(f"min_area must be ≥ 0 pixels, got {min_area}")
-        self.root, self.split, self.img_size, self.min_area = Path(root), split, img_size, min_area
+        self.root, self.split, self.min_area = Path(root), split, min_area
+        self.pipeline = model_pipeline(pipeline)
         classes = classes if classes is not None else label_classes(self.root)
         self._label_classes = classes  # what `read_label` reads colour labels by
         self.classes_path, self.classes, self._known = classes.path, classes.targets, classes.known
@@ -218,17 +224,17 @@ class LabelMapDataset(Dataset[Sample]):
             str(item.image_path),
             read_image_rgb(item.image_path, orient=True),
             np.stack([label == i for i in item.class_ids]),
-            self.img_size,
+            self.pipeline,
             categories=[self.classes[i] for i in item.class_ids],
             transform=self.transform,
         )
 
 
-@option("dataset", "labelmap", provided=("img_size",))
+@option("dataset", "labelmap", provided=("pipeline",))
 def labelmap_splits(
     name: str | None,  # in run names; null: the root folder's name
     root: str,
-    img_size: int,
+    pipeline: Pipeline,
     train_split: str = "train",  # ".": the root itself
     test_split: str | None = "test",  # null: held out of train by test_fraction
     val_split: str | None = None,
@@ -262,7 +268,7 @@ def labelmap_splits(
 
     def load(split: str) -> LabelMapDataset:
         return LabelMapDataset(
-            root, split, img_size, classes, images_dir, labels_dir, min_area, label_suffix,
+            root, split, pipeline, classes, images_dir, labels_dir, min_area, label_suffix,
             split_files, roles.get(split),
         )  # fmt: skip
 

@@ -29,6 +29,7 @@ from samexp.data.bounds import Reach, note_outside
 from samexp.data.coco import CocoDataset
 from samexp.data.coco_json import CocoImage
 from samexp.data.files import open_image, shown
+from samexp.data.frame import Pipeline
 from samexp.data.orientation import (
     annotation_frame,
     apply_orientation,
@@ -75,7 +76,7 @@ class LabelmeDataset(CocoDataset):
             image = apply_orientation(np.asarray(embedded.convert("RGB")), im.orientation)
         masks = mask_utils.decode(im.rles).transpose(2, 0, 1).astype(bool)
         return make_sample(
-            im.name, str(im.path), image, masks, self.img_size,
+            im.name, str(im.path), image, masks, self.pipeline,
             categories=list(im.categories), transform=self.transform,
         )  # fmt: skip
 
@@ -291,10 +292,10 @@ def _split_folder(base: Path, split: str | None) -> Path | None:
     return None
 
 
-@option("dataset", "labelme", provided=("img_size",))
+@option("dataset", "labelme", provided=("pipeline",))
 def labelme_splits(
     root: str,
-    img_size: int,
+    pipeline: Pipeline,
     name: str | None = None,  # in run names; default: the root folder's name
     train_split: str = "train",  # `.`: the root itself (JSONs beside images, no split folders)
     val_split: str | None = "val",  # also valid/validation/dev; absent: carved from train
@@ -327,6 +328,6 @@ def labelme_splits(
     folders = {s: f for s, f in found.items() if f is not None}
     read = {s: read_labelme(f, base, min_area, missing_images) for s, f in folders.items()}
     _keep(read, categories)
-    parts = {s: LabelmeDataset(images, img_size, f"{name} {s}") for s, images in read.items()}
+    parts = {s: LabelmeDataset(images, pipeline, f"{name} {s}") for s, images in read.items()}
     return DatasetSplits.assemble(name, base, parts["train"], parts.get("test"), parts.get("val"),
                                   limit, test_fraction)  # fmt: skip

@@ -28,6 +28,7 @@ from samexp.data.base import IMAGE_EXTENSIONS, Sample, make_sample, read_image_r
 from samexp.data.bounds import Reach
 from samexp.data.coco import CocoDataset
 from samexp.data.files import shown
+from samexp.data.frame import Pipeline
 from samexp.data.orientation import displayed_shape, image_header
 from samexp.data.segmentation import polygons_rle
 from samexp.data.split_folders import evaluated_splits
@@ -182,15 +183,15 @@ class YoloDataset(CocoDataset):
         im = self._images[index]
         masks = mask_utils.decode(im.rles).transpose(2, 0, 1).astype(bool)  # H×W×K -> K×H×W
         return make_sample(
-            im.name, str(im.path), read_image_rgb(im.path, orient=True), masks, self.img_size,
+            im.name, str(im.path), read_image_rgb(im.path, orient=True), masks, self.pipeline,
             categories=list(im.categories), transform=self.transform,
         )  # fmt: skip
 
 
-@option("dataset", "yolo", provided=("img_size",))
+@option("dataset", "yolo", provided=("pipeline",))
 def yolo_splits(
     root: str,
-    img_size: int,
+    pipeline: Pipeline,
     name: str | None = None,  # in run names; default: the root folder's name
     # under root: `names`, optionally `train:`/`val:`/`test:` folders; null: the export has none
     # (names from classes.txt / classes.names / obj.names in the root, else the ids are the names)
@@ -231,7 +232,7 @@ def yolo_splits(
         if images is None:
             return None
         labels = labels_folder(images, base.resolve())
-        return YoloDataset(read_yolo_split(images, classes, labels), img_size, f"{name} {split}")
+        return YoloDataset(read_yolo_split(images, classes, labels), pipeline, f"{name} {split}")
 
     return DatasetSplits.assemble(name, base, dataset(train, "train"), dataset(test, "test"),
                                   dataset(val, "val"), limit, test_fraction)  # fmt: skip

@@ -71,7 +71,7 @@ def evaluate_saved(cfg: DictConfig, out: Path) -> dict[str, float]:
     base, adapter, meta = load_finetuned(cfg.run_id, cfg.weights, cfg.tracking.tracking_uri,
                                          cfg.checkpoint)  # fmt: skip
     zero_shot = build_base(meta, cfg.checkpoint)
-    splits = build(cfg.dataset, img_size=base.img_size)
+    splits = build(cfg.dataset, pipeline=base.pipeline, _convert_="object")
     if cfg.run_id and splits.held_out is not None:  # the images that run held out, not retrained on
         listed = run_file(cfg.run_id, TEST_FILES, cfg.tracking.tracking_uri,
                           missing="it was logged before samexp kept its test files")  # fmt: skip

@@ -12,6 +12,7 @@ from omegaconf.errors import ValidationError
 
 from samexp.adapters.base import Adapter
 from samexp.config.paths import samexp_home
+from samexp.data.frame import Pipeline
 from samexp.data.splits import DatasetSplits
 from samexp.models.build import BaseModel
 from samexp.prompts.base import PromptStrategy
@@ -78,7 +79,7 @@ def test_every_dataset_option_composes_and_names_a_callable_factory(name):
 
 def test_rings_dataset_option_loads_its_splits(rings_root: Path):
     cfg = compose_config(["dataset=rings", f"data_root={rings_root.parent}"])
-    splits = instantiate(cfg.dataset, img_size=256)
+    splits = instantiate(cfg.dataset, pipeline=Pipeline(256), _convert_="object")
     assert isinstance(splits, DatasetSplits) and len(splits.train) == 8 and len(splits.test) == 2
 
 

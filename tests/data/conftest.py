@@ -10,17 +10,18 @@ import numpy as np
 import pytest
 
 from samexp.data.folder import FolderDataset
+from samexp.data.frame import Pipeline
 from tests.conftest import IMG_SIZE
 
 
 @pytest.fixture(scope="session")
 def rings_train(rings_root: Path) -> FolderDataset:
-    return FolderDataset(str(rings_root), "train", img_size=IMG_SIZE)
+    return FolderDataset(str(rings_root), "train", pipeline=Pipeline(IMG_SIZE))
 
 
 @pytest.fixture(scope="session")
 def rings_test(rings_root: Path) -> FolderDataset:
-    return FolderDataset(str(rings_root), "test", img_size=IMG_SIZE)
+    return FolderDataset(str(rings_root), "test", pipeline=Pipeline(IMG_SIZE))
 
 
 @pytest.fixture

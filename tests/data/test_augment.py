@@ -9,6 +9,7 @@ import torch
 from samexp.config.errors import SamexpError
 from samexp.data.augment import Augment
 from samexp.data.base import make_sample
+from samexp.data.frame import Pipeline
 
 
 def _pair():
@@ -67,14 +68,14 @@ def test_instances_cropped_away_are_dropped_and_never_all():
         return img[:16, :26], m[:, :16, :26]
 
     sample = make_sample(
-        "x", "x.png", image, masks, 64, categories=["a", "b"], transform=crop_to_top_left
+        "x", "x.png", image, masks, Pipeline(64), categories=["a", "b"], transform=crop_to_top_left
     )
     assert len(sample.masks) == 1 and sample.categories == ["a"]
 
     def crop_to_nothing(img, m):
         return img[30:, :5], m[:, 30:, :5]
 
-    sample = make_sample("x", "x.png", image, masks, 64, transform=crop_to_nothing)
+    sample = make_sample("x", "x.png", image, masks, Pipeline(64), transform=crop_to_nothing)
     assert len(sample.masks) == 2 and sample.original_size == (40, 60)  # fell back to un-augmented
 
 

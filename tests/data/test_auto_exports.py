@@ -16,6 +16,7 @@ import pytest
 from samexp.config.errors import DatasetError
 from samexp.config.instantiate import build
 from samexp.data.detect import detect
+from samexp.data.frame import Pipeline
 from samexp.data.inspect import inspect_counts
 from samexp.data.splits import DatasetSplits
 from tests.conftest import IMG_SIZE, compose_config
@@ -219,7 +220,7 @@ LAYOUTS = [
 
 
 def _load(overrides: list[str]) -> DatasetSplits:
-    return build(compose_config(overrides).dataset, img_size=IMG_SIZE)
+    return build(compose_config(overrides).dataset, pipeline=Pipeline(IMG_SIZE), _convert_="object")
 
 
 def _counts(splits: DatasetSplits) -> tuple[int, int, int]:

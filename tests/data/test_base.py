@@ -13,6 +13,7 @@ from PIL import Image, ImageOps
 
 from samexp.config.errors import DatasetError
 from samexp.data.base import Batch, collate, make_sample, read_image_rgb
+from samexp.data.frame import Pipeline
 from samexp.data.orientation import apply_orientation, exif_orientation, mask_orientation
 
 
@@ -120,11 +121,15 @@ def test_mask_orientation_mismatch_names_stored_and_displayed_sizes() -> None:
     assert "41×30" in message
 
 
-def _sample(name: str, shape: tuple[int, int], k: int, img_size: int = 64):
+PADDED = Pipeline(64)  # SAM's geometry: longest side 64, zero-padded bottom/right
+
+
+def _sample(name: str, shape: tuple[int, int], k: int, pipeline: Pipeline = PADDED):
+    """A grey image whose K masks all cover its top-left quarter."""
     image = np.full((*shape, 3), 200, dtype=np.uint8)
     masks = np.zeros((k, *shape), dtype=bool)
     masks[:, : shape[0] // 2, : shape[1] // 2] = True
-    return make_sample(name, f"/data/{name}.png", image, masks, img_size)
+    return make_sample(name, f"/data/{name}.png", image, masks, pipeline)
 
 
 def test_make_sample_frames_image_and_masks_like_sam() -> None:
@@ -138,14 +143,28 @@ def test_make_sample_frames_image_and_masks_like_sam() -> None:
     assert (s.image[:, h:, :] == 0).all() and not s.masks[:, h:, :].any()
 
 
+def test_a_stretching_pipeline_resizes_image_and_masks_to_the_full_square() -> None:
+    s = _sample("a", (60, 90), k=1, pipeline=Pipeline(64, stretch=True))  # SAM 2's geometry
+    assert s.image.shape == (3, 64, 64) and s.masks.shape == (1, 64, 64)
+    assert s.input_size == (64, 64) and s.original_size == (60, 90)
+    assert s.gt_masks.shape == (1, 60, 90)  # metrics still compare at the original resolution
+    assert (s.image == 200).all()  # no zero padding: the image fills the whole square
+    # the image's top-left quarter is the square's, not the 43-row band padding would keep
+    assert s.masks[0, :32, :32].all() and s.masks[0].sum() == 32 * 32
+
+
 def test_make_sample_rejects_masks_of_another_size_naming_the_image() -> None:
     with pytest.raises(DatasetError, match="/data/x.png"):
-        make_sample("x", "/data/x.png", np.zeros((30, 40, 3), np.uint8), np.ones((1, 30, 41)), 64)
+        make_sample(
+            "x", "/data/x.png", np.zeros((30, 40, 3), np.uint8), np.ones((1, 30, 41)), PADDED
+        )
 
 
 def test_make_sample_rejects_zero_instances() -> None:
     with pytest.raises(DatasetError, match="K ≥ 1"):
-        make_sample("x", "/data/x.png", np.zeros((30, 40, 3), np.uint8), np.ones((0, 30, 40)), 64)
+        make_sample(
+            "x", "/data/x.png", np.zeros((30, 40, 3), np.uint8), np.ones((0, 30, 40)), PADDED
+        )
 
 
 def test_collate_flattens_instances_in_image_order_and_keeps_original_sizes() -> None:

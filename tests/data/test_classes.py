@@ -11,6 +11,7 @@ import pytest
 
 from samexp.config.errors import DatasetError
 from samexp.data.classes import find_classes_file, label_classes, read_class_table, read_classes
+from samexp.data.frame import Pipeline
 from samexp.data.labelmap import labelmap_splits
 from tests.data.test_labelmap import LAYOUT, write_labelmap
 
@@ -41,7 +42,7 @@ def warnings_of(caplog: pytest.LogCaptureFixture) -> list[str]:
 
 
 def categories(root: Path, **kwargs) -> set[str]:
-    splits = labelmap_splits("pets", str(root), img_size=64, **kwargs)
+    splits = labelmap_splits("pets", str(root), pipeline=Pipeline(64), **kwargs)
     return {c for sample in splits.train for c in sample.categories}
 
 
@@ -224,7 +225,7 @@ def test_default_background_id_naming_a_class_warns_once_with_the_override(
 ) -> None:
     write(root / "classes.txt", "0 Sky\n1 cat\n2 dog\n3 bird\n")  # CamVid: 0 is a class
     with caplog.at_level(logging.WARNING):
-        labelmap_splits("camvid", str(root), img_size=64)  # train and test: one warning
+        labelmap_splits("camvid", str(root), pipeline=Pipeline(64))  # train and test: one warning
     (warning,) = warnings_of(caplog)
     assert "leaves out class 0 'Sky'" in warning and "dataset.background_ids=[]" in warning
 

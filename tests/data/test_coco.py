@@ -18,6 +18,7 @@ from samexp.config.errors import DatasetError, SamexpError
 from samexp.data.base import collate
 from samexp.data.coco import CocoDataset, coco_splits
 from samexp.data.coco_json import read_coco
+from samexp.data.frame import Pipeline
 from samexp.data.views import SampleDataset
 from tests.conftest import IMG_SIZE
 
@@ -105,7 +106,9 @@ def tiny_coco(tmp_path: Path) -> Path:
 
 
 def _dataset(annotations: Path, **kwargs) -> CocoDataset:
-    return CocoDataset(read_coco(annotations, annotations.parent / "images", **kwargs), IMG_SIZE)
+    return CocoDataset(
+        read_coco(annotations, annotations.parent / "images", **kwargs), Pipeline(IMG_SIZE)
+    )
 
 
 # --- decoding --------------------------------------------------------------------------------
@@ -236,7 +239,7 @@ def test_the_category_filter_may_name_a_supercategory_or_a_category_when_groupin
 def test_group_by_accepts_category_or_supercategory_only(tmp_path: Path) -> None:
     match = r"dataset.group_by='super': must be one of category, supercategory"
     with pytest.raises(SamexpError, match=match):
-        coco_splits("coco", str(_many(tmp_path, 4)), IMG_SIZE, group_by="super")
+        coco_splits("coco", str(_many(tmp_path, 4)), Pipeline(IMG_SIZE), group_by="super")
 
 
 def test_min_area_skips_smaller_instances_and_counts_them(tiny_coco: Path) -> None:
@@ -270,11 +273,13 @@ def _parts(splits) -> tuple[set[str], set[str]]:
 
 def test_one_file_holds_out_test_fraction_by_path_and_adding_images_moves_none(tmp_path) -> None:
     root = str(_many(tmp_path, 12))
-    train, test = _parts(coco_splits("coco", root, IMG_SIZE, test_fraction=0.3))
+    train, test = _parts(coco_splits("coco", root, Pipeline(IMG_SIZE), test_fraction=0.3))
     assert test and train and train.isdisjoint(test)
     assert train | test == {f"img{i:02d}" for i in range(12)}
     _many(tmp_path, 40)  # the same 12 files and 28 more
-    grown_train, grown_test = _parts(coco_splits("coco", root, IMG_SIZE, test_fraction=0.3))
+    grown_train, grown_test = _parts(
+        coco_splits("coco", root, Pipeline(IMG_SIZE), test_fraction=0.3)
+    )
     assert test <= grown_test and train <= grown_train
 
 
@@ -282,7 +287,7 @@ def test_one_file_without_a_test_fraction_holds_out_the_default_share_and_says_s
     tmp_path, caplog
 ) -> None:
     with caplog.at_level(logging.WARNING, logger="samexp.data.splits"):
-        splits = coco_splits("coco", str(_many(tmp_path, 10)), IMG_SIZE)
+        splits = coco_splits("coco", str(_many(tmp_path, 10)), Pipeline(IMG_SIZE))
     assert splits.held_out == 0.2 and len(splits.test) >= 1 and splits.val is None
     assert "has no test split: holding out 20%" in caplog.text
 
@@ -292,7 +297,7 @@ def test_a_held_out_test_split_counts_the_skips_of_its_own_images(tmp_path) -> N
     anns = [_ann(100 + i, i, 1, [_rect_polygon(10, 20, 10, 20)]) for i in range(6)]  # 6, 7 bare
     anns += [_ann(200 + i, i, 1, _uncompressed_rle(CROWD_A), iscrowd=1) for i in range(6)]
     _write(tmp_path, images, anns)
-    splits = coco_splits("coco", str(tmp_path), IMG_SIZE, test_fraction=0.5)
+    splits = coco_splits("coco", str(tmp_path), Pipeline(IMG_SIZE), test_fraction=0.5)
     summary = splits.summary()
     assert summary["train/loaded"] + summary["test/loaded"] == 6
     assert summary["train/skipped_no_instances"] + summary["test/skipped_no_instances"] == 2
@@ -301,28 +306,28 @@ def test_a_held_out_test_split_counts_the_skips_of_its_own_images(tmp_path) -> N
 
 def test_one_file_with_a_single_usable_image_is_an_error(tmp_path: Path) -> None:
     with pytest.raises(DatasetError, match=r"1 image\(s\) in all, too few to hold out a test"):
-        coco_splits("coco", str(_many(tmp_path, 1)), IMG_SIZE)
+        coco_splits("coco", str(_many(tmp_path, 1)), Pipeline(IMG_SIZE))
 
 
 def test_val_size_is_the_deprecated_name_of_test_fraction(tmp_path: Path, caplog) -> None:
     root = str(_many(tmp_path, 12))
     with caplog.at_level(logging.WARNING, logger="samexp.data.coco"):
-        old = coco_splits("coco", root, IMG_SIZE, val_size=0.3)
+        old = coco_splits("coco", root, Pipeline(IMG_SIZE), val_size=0.3)
     assert "dataset.val_size is deprecated: it is dataset.test_fraction now" in caplog.text
-    assert _parts(old) == _parts(coco_splits("coco", root, IMG_SIZE, test_fraction=0.3))
+    assert _parts(old) == _parts(coco_splits("coco", root, Pipeline(IMG_SIZE), test_fraction=0.3))
 
 
 @pytest.mark.parametrize("key", ["test_fraction", "val_size"])
 def test_a_held_out_share_outside_0_1_is_an_error_naming_the_key(tmp_path, key: str) -> None:
     with pytest.raises(SamexpError, match=rf"dataset.{key}=1.5: must be in \(0, 1\)"):
-        coco_splits("coco", str(_many(tmp_path, 4)), IMG_SIZE, **{key: 1.5})
+        coco_splits("coco", str(_many(tmp_path, 4)), Pipeline(IMG_SIZE), **{key: 1.5})
 
 
 def test_pre_split_layout_is_detected_and_its_val_part_is_the_test_split(tmp_path: Path) -> None:
     _many(tmp_path / "train", 3)
     _many(tmp_path / "val", 2)
     _write_image(tmp_path / "images" / "decoy.png")  # single-layout files are ignored
-    splits = coco_splits("coco", str(tmp_path), IMG_SIZE)
+    splits = coco_splits("coco", str(tmp_path), Pipeline(IMG_SIZE))
     assert (len(splits.train), len(splits.test), splits.val) == (3, 2, None)
     assert splits.test[0].image_path == str(tmp_path / "val" / "images" / "img00.png")
     assert splits.summary()["test/loaded"] == 2 and "train/skipped_crowd" in splits.summary()
@@ -331,13 +336,15 @@ def test_pre_split_layout_is_detected_and_its_val_part_is_the_test_split(tmp_pat
 def test_pre_split_train_and_val_with_test_split_null_keep_val_for_validation(tmp_path) -> None:
     _many(tmp_path / "train", 6)
     _many(tmp_path / "val", 2)
-    splits = coco_splits("coco", str(tmp_path), IMG_SIZE, test_split=None, test_fraction=0.3)
+    splits = coco_splits(
+        "coco", str(tmp_path), Pipeline(IMG_SIZE), test_split=None, test_fraction=0.3
+    )
     assert len(splits.val) == 2 and len(splits.train) + len(splits.test) == 6
 
 
 def test_a_pre_split_train_part_alone_gets_a_held_out_test_split(tmp_path) -> None:
     _many(tmp_path / "train", 6)
-    splits = coco_splits("coco", str(tmp_path), IMG_SIZE, test_fraction=0.3)
+    splits = coco_splits("coco", str(tmp_path), Pipeline(IMG_SIZE), test_fraction=0.3)
     assert len(splits.train) + len(splits.test) == 6 and splits.val is None
 
 
@@ -345,7 +352,7 @@ def test_a_root_without_annotations_is_an_error_listing_what_is_there(tmp_path: 
     (tmp_path / "photos").mkdir()
     (tmp_path / "notes.json").write_text('{"shapes": []}')
     with pytest.raises(DatasetError, match="no COCO annotations") as err:
-        coco_splits("coco", str(tmp_path), IMG_SIZE)
+        coco_splits("coco", str(tmp_path), Pipeline(IMG_SIZE))
     for said in ("folders here: photos", "JSON files: notes.json", "dataset.annotations="):
         assert said in str(err.value)
 

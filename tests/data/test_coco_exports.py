@@ -12,6 +12,7 @@ import pytest
 from samexp.config.errors import DatasetError, SamexpError
 from samexp.data.coco import CocoDataset, coco_splits
 from samexp.data.coco_json import read_coco
+from samexp.data.frame import Pipeline
 from tests.conftest import IMG_SIZE
 from tests.data.test_coco import CATEGORIES, _ann, _image_entry, _rect_polygon, _write_image
 
@@ -54,7 +55,7 @@ def _roboflow(root: Path, parts: dict[str, int]) -> Path:
 
 def test_roboflow_export_loads_without_overrides_as_train_val_and_test(tmp_path: Path) -> None:
     root = _roboflow(tmp_path, {"train": 3, "valid": 2, "test": 2})
-    splits = coco_splits("rf", str(root), IMG_SIZE)
+    splits = coco_splits("rf", str(root), Pipeline(IMG_SIZE))
     assert (len(splits.train), len(splits.val), len(splits.test)) == (3, 2, 2)
     assert splits.val[0].image_path == str(root / "valid" / "valid0_jpg.rf.0000.png")
     assert splits.summary()["val/loaded"] == 2
@@ -62,23 +63,25 @@ def test_roboflow_export_loads_without_overrides_as_train_val_and_test(tmp_path:
 
 def test_roboflow_placeholder_category_is_not_a_class(tmp_path: Path) -> None:
     root = _roboflow(tmp_path, {"train": 3, "valid": 2, "test": 2})
-    splits = coco_splits("rf", str(root), IMG_SIZE)
+    splits = coco_splits("rf", str(root), Pipeline(IMG_SIZE))
     assert splits.train.class_names == ["blob", "square"]
     with pytest.raises(DatasetError, match=r"\['cat'\] not found; available: blob, square$"):
-        coco_splits("rf", str(root), IMG_SIZE, categories=["cat"])
+        coco_splits("rf", str(root), Pipeline(IMG_SIZE), categories=["cat"])
 
 
 def test_roboflow_placeholders_supercategory_none_is_not_a_class_either(tmp_path) -> None:
     root = _roboflow(tmp_path, {"train": 3, "test": 2})
-    splits = coco_splits("rf", str(root), IMG_SIZE, group_by="supercategory")
+    splits = coco_splits("rf", str(root), Pipeline(IMG_SIZE), group_by="supercategory")
     assert splits.train.class_names == ["shapes-x7k2"]
     with pytest.raises(DatasetError, match=r"\['none'\] not found"):
-        coco_splits("rf", str(root), IMG_SIZE, group_by="supercategory", categories=["none"])
+        coco_splits(
+            "rf", str(root), Pipeline(IMG_SIZE), group_by="supercategory", categories=["none"]
+        )
 
 
 def test_a_roboflow_export_without_a_test_part_is_evaluated_on_valid(tmp_path: Path) -> None:
     root = _roboflow(tmp_path, {"train": 3, "valid": 2})
-    splits = coco_splits("rf", str(root), IMG_SIZE)
+    splits = coco_splits("rf", str(root), Pipeline(IMG_SIZE))
     assert (len(splits.train), len(splits.test), splits.val) == (3, 2, None)
 
 
@@ -86,7 +89,7 @@ def test_valid_is_accepted_as_the_val_part_of_a_pre_split_dataset(tmp_path: Path
     for part, count in {"train": 3, "valid": 2, "test": 1}.items():
         _export(tmp_path / part / "annotations.json", [f"{part}{i}.png" for i in range(count)],
                 tmp_path / part / "images")  # fmt: skip
-    splits = coco_splits("coco", str(tmp_path), IMG_SIZE)
+    splits = coco_splits("coco", str(tmp_path), Pipeline(IMG_SIZE))
     assert (len(splits.train), len(splits.val), len(splits.test)) == (3, 2, 1)
 
 
@@ -203,7 +206,7 @@ def test_every_export_loads_with_the_right_file_for_each_split(tmp_path, caplog,
     write, overrides, kind, (train, val, test) = LAYOUTS[layout]
     write(tmp_path)
     with caplog.at_level(logging.INFO, logger="samexp.data.coco"):
-        splits = coco_splits("x", str(tmp_path), IMG_SIZE, test_fraction=0.3 if test < 0 else None,
+        splits = coco_splits("x", str(tmp_path), Pipeline(IMG_SIZE), test_fraction=0.3 if test < 0 else None,
                              **overrides)  # fmt: skip
     assert f"COCO layout '{kind}'" in caplog.text
     counts = (len(splits.train), len(splits.val) if splits.val else 0, len(splits.test))
@@ -218,7 +221,7 @@ def test_every_export_loads_with_the_right_file_for_each_split(tmp_path, caplog,
 def test_the_log_says_which_file_is_used_for_which_split(tmp_path: Path, caplog) -> None:
     _cvat(tmp_path, {"train": 4, "val": 2}, nested=True)
     with caplog.at_level(logging.INFO):
-        coco_splits("cvat", str(tmp_path), IMG_SIZE)
+        coco_splits("cvat", str(tmp_path), Pipeline(IMG_SIZE))
     said = [r.getMessage() for r in caplog.records]
     assert "cvat: COCO layout 'cvat': train: annotations/instances_train.json (images: " \
            "images/train); val: none; test: annotations/instances_val.json (images: images/val)" \
@@ -229,14 +232,16 @@ def test_the_log_says_which_file_is_used_for_which_split(tmp_path: Path, caplog)
 
 def test_a_test_fraction_keeps_val_for_validation_and_holds_the_test_split_out(tmp_path) -> None:
     _cvat(tmp_path, {"train": 6, "val": 2})
-    splits = coco_splits("cvat", str(tmp_path), IMG_SIZE, test_fraction=0.3)
+    splits = coco_splits("cvat", str(tmp_path), Pipeline(IMG_SIZE), test_fraction=0.3)
     assert len(splits.val) == 2 and len(splits.train) + len(splits.test) == 6
 
 
 def test_a_test_file_left_out_by_test_split_null_is_said(tmp_path: Path, caplog) -> None:
     _roboflow(tmp_path, {"train": 4, "valid": 2, "test": 2})
     with caplog.at_level(logging.INFO, logger="samexp.data.coco"):
-        splits = coco_splits("rf", str(tmp_path), IMG_SIZE, test_split=None, test_fraction=0.3)
+        splits = coco_splits(
+            "rf", str(tmp_path), Pipeline(IMG_SIZE), test_split=None, test_fraction=0.3
+        )
     assert "test/_annotations.coco.json is not used: dataset.test_split=null" in caplog.text
     assert len(splits.val) == 2 and len(splits.train) + len(splits.test) == 4
 
@@ -285,13 +290,13 @@ def test_a_layout_refusal_names_the_override_and_what_exists(tmp_path, case) -> 
     write, overrides, message = REFUSALS[case]
     write(tmp_path)
     with pytest.raises(DatasetError, match=message) as err:
-        coco_splits("x", str(tmp_path), IMG_SIZE, **overrides)
+        coco_splits("x", str(tmp_path), Pipeline(IMG_SIZE), **overrides)
     assert "\n" not in str(err.value)
 
 
 def test_several_cvat_files_are_used_alone_with_the_override_the_refusal_names(tmp_path) -> None:
     _cvat(tmp_path, {"train": 3, "val": 2, "extra": 2})
-    alone = coco_splits("cvat", str(tmp_path), IMG_SIZE, test_fraction=0.5,
+    alone = coco_splits("cvat", str(tmp_path), Pipeline(IMG_SIZE), test_fraction=0.5,
                         annotations="annotations/instances_extra.json")  # fmt: skip
     assert sorted(alone.train.names + alone.test.names) == ["extra0", "extra1"]
 
@@ -299,7 +304,7 @@ def test_several_cvat_files_are_used_alone_with_the_override_the_refusal_names(t
 def test_cvat_export_with_image_sub_folders_loads_without_overrides(tmp_path: Path) -> None:
     names = ["site_a/0001.png", "site_a/0002.png", "site_b/0001.png", "site_b/0003.png"]
     _export(tmp_path / "annotations" / "instances_default.json", names, tmp_path / "images")
-    splits = coco_splits("cvat", str(tmp_path), IMG_SIZE, test_fraction=0.25)
+    splits = coco_splits("cvat", str(tmp_path), Pipeline(IMG_SIZE), test_fraction=0.25)
     names = sorted(splits.train.names + splits.test.names)
     assert names == ["0002", "0003", "site_a__0001.png", "site_b__0001.png"]
 
@@ -322,7 +327,7 @@ def test_a_file_name_escaping_the_root_is_refused_even_when_the_file_exists(tmp_
     _write_image(tmp_path / "outside.png")
     json_path = _export(tmp_path / "data" / "annotations.json", ["../outside.png"], None)
     with pytest.raises(DatasetError, match=r"file_name '../outside.png', which is outside .*data"):
-        coco_splits("coco", str(tmp_path / "data"), IMG_SIZE)
+        coco_splits("coco", str(tmp_path / "data"), Pipeline(IMG_SIZE))
     assert json_path.is_file()
 
 
@@ -333,7 +338,7 @@ def test_a_box_only_file_is_one_error_saying_it_has_boxes_but_no_masks(tmp_path,
     _export(tmp_path / "annotations.json", ["a.png", "b.png"], tmp_path / "images",
             segmentation=[])  # fmt: skip
     with caplog.at_level(logging.WARNING), pytest.raises(DatasetError) as err:
-        coco_splits("boxes", str(tmp_path), IMG_SIZE)
+        coco_splits("boxes", str(tmp_path), Pipeline(IMG_SIZE))
     assert "3 annotations have 3 boxes but no masks" in str(err.value)
     assert "export polygons or masks" in str(err.value) and "\n" not in str(err.value)
     assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
@@ -345,7 +350,7 @@ def test_empty_polygons_among_masks_are_skipped_with_one_warning_per_file(tmp_pa
     data["annotations"] += [_ann(200 + i, 1, 1, []) for i in range(7)]
     json_path.write_text(json.dumps(data))
     with caplog.at_level(logging.WARNING, logger="samexp.data.coco_json"):
-        dataset = CocoDataset(read_coco(json_path, tmp_path / "images"), IMG_SIZE)
+        dataset = CocoDataset(read_coco(json_path, tmp_path / "images"), Pipeline(IMG_SIZE))
     warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
     assert len(warnings) == 1 and "7 annotation(s) have a polygon with fewer" in warnings[0]
     assert dataset.summary()["skipped_bad_polygon"] == 7
@@ -368,14 +373,14 @@ def test_missing_image_files_are_an_error_naming_the_override_by_default(tmp_pat
         r"2 image\(s\) listed .* missing from .*images: c.png, e.png.* dataset.missing_images=skip"
     )
     with pytest.raises(DatasetError, match=match):
-        coco_splits("partial", str(tmp_path), IMG_SIZE)
+        coco_splits("partial", str(tmp_path), Pipeline(IMG_SIZE))
 
 
 def test_missing_images_skip_counts_them_and_warns_once(tmp_path, caplog) -> None:
     json_path = _partial_download(tmp_path)
     with caplog.at_level(logging.WARNING, logger="samexp.data.coco_json"):
         images = read_coco(json_path, tmp_path / "images", missing_images="skip")
-    dataset = CocoDataset(images, IMG_SIZE)
+    dataset = CocoDataset(images, Pipeline(IMG_SIZE))
     assert dataset.names == ["a", "b", "d", "f"]
     summary = dataset.summary()
     assert (summary["loaded"], summary["skipped_missing_image"]) == (4, 2)
@@ -387,7 +392,9 @@ def test_missing_images_skip_counts_them_and_warns_once(tmp_path, caplog) -> Non
 
 def test_missing_images_skip_is_counted_in_the_splits_summary(tmp_path: Path) -> None:
     _partial_download(tmp_path)
-    summary = coco_splits("partial", str(tmp_path), IMG_SIZE, missing_images="skip").summary()
+    summary = coco_splits(
+        "partial", str(tmp_path), Pipeline(IMG_SIZE), missing_images="skip"
+    ).summary()
     assert summary["train/skipped_missing_image"] + summary["test/skipped_missing_image"] == 2
     assert summary["train/loaded"] + summary["test/loaded"] == 4
 
@@ -395,4 +402,4 @@ def test_missing_images_skip_is_counted_in_the_splits_summary(tmp_path: Path) ->
 def test_missing_images_accepts_error_or_skip_only(tmp_path: Path) -> None:
     _partial_download(tmp_path)
     with pytest.raises(SamexpError, match=r"dataset.missing_images='drop': must be one of error"):
-        coco_splits("partial", str(tmp_path), IMG_SIZE, missing_images="drop")
+        coco_splits("partial", str(tmp_path), Pipeline(IMG_SIZE), missing_images="drop")

@@ -16,6 +16,7 @@ from PIL import Image
 
 from samexp.config.errors import DatasetError
 from samexp.data.folder import FolderDataset, folder_splits
+from samexp.data.frame import Pipeline
 from samexp.data.labelmap import LabelMapDataset
 
 SHAPE = (30, 40)  # H×W of every synthetic image
@@ -49,7 +50,7 @@ def test_roboflow_masks_beside_their_images_pair_by_mask_suffix(tmp_path: Path) 
         _image(split / f"{name}.jpg")
         _mask(split / f"{name}_mask.png")
     dataset = FolderDataset(
-        str(tmp_path), "train", 64, images_dir=".", masks_dir=".", mask_suffix="_mask"
+        str(tmp_path), "train", Pipeline(64), images_dir=".", masks_dir=".", mask_suffix="_mask"
     )
     assert dataset.names == ["a_jpg.rf.123", "b_jpg.rf.456"]
     assert dataset[0].image_path.endswith("a_jpg.rf.123.jpg")
@@ -60,13 +61,13 @@ def test_one_folder_without_a_mask_suffix_is_an_error_naming_the_override(tmp_pa
     _image(tmp_path / "train" / "a.jpg")
     _mask(tmp_path / "train" / "a_mask.png")
     with pytest.raises(DatasetError, match="set dataset.mask_suffix"):
-        FolderDataset(str(tmp_path), "train", 64, images_dir=".", masks_dir=".")
+        FolderDataset(str(tmp_path), "train", Pipeline(64), images_dir=".", masks_dir=".")
 
 
 def test_isic_masks_in_their_own_folder_pair_by_mask_suffix(tmp_path: Path) -> None:
     _image(tmp_path / "train" / "images" / "ISIC_0000000.jpg")
     _mask(tmp_path / "train" / "masks" / "ISIC_0000000_segmentation.png")
-    dataset = FolderDataset(str(tmp_path), "train", 64, mask_suffix="_segmentation")
+    dataset = FolderDataset(str(tmp_path), "train", Pipeline(64), mask_suffix="_segmentation")
     assert dataset.names == ["ISIC_0000000"]
 
 
@@ -78,7 +79,7 @@ def test_image_without_its_suffixed_mask_names_the_image_and_the_suffix_tried(
     _image(tmp_path / "train" / "lonely.jpg")
     with pytest.raises(DatasetError, match="lonely.jpg") as err:
         FolderDataset(
-            str(tmp_path), "train", 64, images_dir=".", masks_dir=".", mask_suffix="_mask"
+            str(tmp_path), "train", Pipeline(64), images_dir=".", masks_dir=".", mask_suffix="_mask"
         )
     assert "dataset.mask_suffix='_mask'" in str(err.value)
 
@@ -88,7 +89,7 @@ def test_mask_without_the_suffix_in_a_masks_folder_is_an_error_not_ignored(tmp_p
     _mask(tmp_path / "train" / "masks" / "x_segmentation.png")
     _mask(tmp_path / "train" / "masks" / "stray.png")
     with pytest.raises(DatasetError, match="stray.png") as err:
-        FolderDataset(str(tmp_path), "train", 64, mask_suffix="_segmentation")
+        FolderDataset(str(tmp_path), "train", Pipeline(64), mask_suffix="_segmentation")
     assert "dataset.mask_suffix='_segmentation'" in str(err.value)
 
 
@@ -102,7 +103,7 @@ def test_camvid_colour_labels_pair_and_every_non_void_colour_is_foreground(
     path = tmp_path / "train" / "masks" / "0001TP_006690_L.png"
     path.parent.mkdir(parents=True)
     cv2.imwrite(str(path), colour)
-    dataset = FolderDataset(str(tmp_path), "train", 64, mask_suffix="_L")
+    dataset = FolderDataset(str(tmp_path), "train", Pipeline(64), mask_suffix="_L")
     assert dataset[0].gt_masks[0].sum() == 200
 
 
@@ -119,7 +120,7 @@ def _drive(tmp_path: Path) -> Path:
 
 def test_drive_pairs_by_image_and_mask_suffix_and_reads_gif_masks(tmp_path: Path) -> None:
     dataset = FolderDataset(
-        str(_drive(tmp_path)), "training", 64, masks_dir="1st_manual",
+        str(_drive(tmp_path)), "training", Pipeline(64), masks_dir="1st_manual",
         mask_suffix="_manual1", image_suffix="_training",
     )  # fmt: skip
     assert dataset.names == ["21", "22"]
@@ -131,7 +132,7 @@ def test_image_without_the_image_suffix_is_an_error_naming_it(tmp_path: Path) ->
     _image(_drive(tmp_path) / "training" / "images" / "23_test.tif")
     with pytest.raises(DatasetError, match="23_test.tif") as err:
         FolderDataset(
-            str(tmp_path), "training", 64, masks_dir="1st_manual",
+            str(tmp_path), "training", Pipeline(64), masks_dir="1st_manual",
             mask_suffix="_manual1", image_suffix="_training",
         )  # fmt: skip
     assert "dataset.image_suffix='_training'" in str(err.value)
@@ -142,7 +143,7 @@ def test_truncated_gif_mask_is_an_error_naming_it(tmp_path: Path) -> None:
     gif.write_bytes(gif.read_bytes()[:40])
     with pytest.raises(DatasetError, match="22_manual1.gif"):
         FolderDataset(
-            str(tmp_path), "training", 64, masks_dir="1st_manual",
+            str(tmp_path), "training", Pipeline(64), masks_dir="1st_manual",
             mask_suffix="_manual1", image_suffix="_training",
         )  # fmt: skip
 
@@ -151,7 +152,7 @@ def test_split_placeholder_in_the_image_suffix_pairs_drive_training_and_test(
     tmp_path: Path,
 ) -> None:
     splits = folder_splits(
-        "drive", str(_drive(tmp_path)), 64, train_split="training", masks_dir="1st_manual",
+        "drive", str(_drive(tmp_path)), Pipeline(64), train_split="training", masks_dir="1st_manual",
         mask_suffix="_manual1", image_suffix="_{split}",
     )  # fmt: skip
     assert splits.train.names == ["21", "22"]
@@ -180,7 +181,7 @@ def test_mask_levels_split_by_the_threshold_warn_once_naming_file_values_and_fix
         _image(tmp_path / "train" / "images" / f"{name}.png")
         _levels_mask(tmp_path / "train" / "masks" / name, ext)
     with caplog.at_level(logging.WARNING, logger="samexp.data.folder"):
-        dataset = FolderDataset(str(tmp_path), "train", 64)
+        dataset = FolderDataset(str(tmp_path), "train", Pipeline(64))
     warnings = [r.getMessage() for r in caplog.records if "mask_threshold" in r.getMessage()]
     assert len(warnings) == 1, warnings
     # a JPEG shifts a level by a value or two: 127 may come back as 126
@@ -199,7 +200,7 @@ def test_lowered_threshold_keeps_both_levels_and_does_not_warn(
     _image(tmp_path / "train" / "images" / "a.png")
     _levels_mask(tmp_path / "train" / "masks" / "a", ext)
     with caplog.at_level(logging.WARNING, logger="samexp.data.folder"):
-        dataset = FolderDataset(str(tmp_path), "train", 64, mask_threshold=63)
+        dataset = FolderDataset(str(tmp_path), "train", Pipeline(64), mask_threshold=63)
     assert not [r for r in caplog.records if "mask_threshold" in r.getMessage()]
     assert dataset[0].gt_masks[0].sum() == pytest.approx(10 * 10 + 13 * 18, abs=10)
 
@@ -211,7 +212,7 @@ def test_binary_jpeg_mask_noise_does_not_warn(
     mask = _mask(tmp_path / "train" / "masks" / "a.jpg")
     assert len(np.unique(cv2.imread(str(mask), cv2.IMREAD_GRAYSCALE))) > 2  # really noisy
     with caplog.at_level(logging.WARNING, logger="samexp.data.folder"):
-        FolderDataset(str(tmp_path), "train", 64)
+        FolderDataset(str(tmp_path), "train", Pipeline(64))
     assert not caplog.records
 
 
@@ -223,7 +224,7 @@ def test_zero_one_mask_is_skipped_with_a_hint_naming_the_threshold_that_keeps_it
     _image(tmp_path / "train" / "images" / "ones.png")
     _mask(tmp_path / "train" / "masks" / "ones.png", value=1)
     with caplog.at_level(logging.WARNING, logger="samexp.data.folder"):
-        dataset = FolderDataset(str(tmp_path), "train", 64)
+        dataset = FolderDataset(str(tmp_path), "train", Pipeline(64))
     assert dataset.summary()["skipped_empty_mask"] == 1
     assert any(
         "ones.png" in r.getMessage() and "dataset.mask_threshold=0" in r.getMessage()
@@ -241,7 +242,7 @@ def test_empty_mask_of_scattered_faint_noise_is_skipped_without_a_threshold_hint
     path = tmp_path / "train" / "masks" / "noise.png"
     assert cv2.imwrite(str(path), noise)
     with caplog.at_level(logging.WARNING, logger="samexp.data.folder"):
-        dataset = FolderDataset(str(tmp_path), "train", 64)
+        dataset = FolderDataset(str(tmp_path), "train", Pipeline(64))
     assert dataset.summary()["skipped_empty_mask"] == 1
     messages = [r.getMessage() for r in caplog.records if "noise.png" in r.getMessage()]
     assert messages and "mask_threshold=" not in messages[0]
@@ -275,7 +276,7 @@ def test_masks_of_every_file_type_and_bright_value_load_as_one_object(
     else:
         _mask(path, value)
     with caplog.at_level(logging.WARNING, logger="samexp.data.folder"):
-        dataset = FolderDataset(str(tmp_path), "train", 64)
+        dataset = FolderDataset(str(tmp_path), "train", Pipeline(64))
     assert int(dataset[0].gt_masks[0].sum()) == pytest.approx(15 * 20, abs=6)
     assert not caplog.records
 
@@ -303,12 +304,12 @@ def test_zero_one_masks_say_once_which_threshold_keeps_them_and_it_does(
         _image(tmp_path / "train" / "images" / f"{name}.png")
         _small_values(tmp_path / "train" / "masks" / f"{name}{ext}", (1,), dtype)
     with pytest.raises(DatasetError, match="every mask is empty") as err:
-        FolderDataset(str(tmp_path), "train", 64)
+        FolderDataset(str(tmp_path), "train", Pipeline(64))
     message = str(err.value)
     assert "3 hold only 0 and 1" in message and "set dataset.mask_threshold=0" in message
     assert "class ids" not in message
     assert not [r for r in caplog.records if r.levelno >= logging.WARNING]  # said once, above
-    dataset = FolderDataset(str(tmp_path), "train", 64, mask_threshold=0)
+    dataset = FolderDataset(str(tmp_path), "train", Pipeline(64), mask_threshold=0)
     assert dataset.names == ["a", "b", "c"] and int(dataset[0].gt_masks[0].sum()) == 8 * 26
 
 
@@ -321,7 +322,7 @@ def test_masks_holding_class_ids_say_once_that_they_look_like_ids_and_name_label
         _small_values(tmp_path / "train" / "masks" / f"{name}.png", ids)
     with caplog.at_level(logging.WARNING, logger="samexp.data.folder"):
         with pytest.raises(DatasetError) as err:
-            FolderDataset(str(tmp_path), "train", 64)
+            FolderDataset(str(tmp_path), "train", Pipeline(64))
     message = str(err.value)
     assert "4 hold only small values 0..3" in message and "a.png holds 0, 1, 2" in message
     assert "look like class ids" in message and "dataset=labelmap" in message
@@ -340,7 +341,7 @@ def test_a_few_empty_masks_among_good_ones_are_one_warning_per_split_grouped_by_
     _mask(tmp_path / "train" / "masks" / "black2.png", value=0)
     _small_values(tmp_path / "train" / "masks" / "ones.png", (1,))
     with caplog.at_level(logging.WARNING, logger="samexp.data.folder"):
-        dataset = FolderDataset(str(tmp_path), "train", 64)
+        dataset = FolderDataset(str(tmp_path), "train", Pipeline(64))
     assert dataset.names == ["good1", "good2"]
     assert dataset.summary()["skipped_empty_mask"] == 3
     messages = [r.getMessage() for r in caplog.records]
@@ -380,14 +381,14 @@ def test_split_folders_anywhere_are_written_with_a_split_placeholder(
     for split, names in (("train", ("a", "b")), ("test", ("c",))):
         where = {"root": tmp_path, "split": split}
         _pairs(Path(layout.format(**where)), Path(masks.format(**where)), names)
-    splits = folder_splits(None, str(tmp_path), 64, **overrides)
+    splits = folder_splits(None, str(tmp_path), Pipeline(64), **overrides)
     assert splits.train.names == ["a", "b"] and splits.test.names == ["c"]
     assert splits.name == tmp_path.name
 
 
 def test_split_dot_is_the_root_itself_and_the_test_split_is_held_out(tmp_path: Path) -> None:
     _pairs(tmp_path / "images", tmp_path / "masks", tuple("abcdefghij"))
-    splits = folder_splits("flat", str(tmp_path), 64, train_split=".", test_split=None,
+    splits = folder_splits("flat", str(tmp_path), Pipeline(64), train_split=".", test_split=None,
                            test_fraction=0.3)  # fmt: skip
     assert len(splits.train) + len(splits.test) == 10 and len(splits.test) >= 1
     assert not set(splits.train.names) & set(splits.test.names)
@@ -395,7 +396,7 @@ def test_split_dot_is_the_root_itself_and_the_test_split_is_held_out(tmp_path: P
 
 def test_flat_roboflow_masks_beside_images_with_split_dot(tmp_path: Path) -> None:
     _pairs(tmp_path, tmp_path, ("a", "b", "c"), mask_suffix="_mask")
-    splits = folder_splits("flat", str(tmp_path), 64, train_split=".", test_split=None,
+    splits = folder_splits("flat", str(tmp_path), Pipeline(64), train_split=".", test_split=None,
                            images_dir=".", masks_dir=".", mask_suffix="_mask")  # fmt: skip
     assert sorted(splits.train.names + splits.test.names) == ["a", "b", "c"]
 
@@ -407,7 +408,7 @@ def test_missing_split_lists_the_root_folders_without_calling_them_splits(tmp_pa
     """A VOC-shaped root: no split folders at all."""
     _pairs(tmp_path / "JPEGImages", tmp_path / "SegmentationClass", ("a",))
     with pytest.raises(DatasetError) as err:
-        folder_splits(None, str(tmp_path), 64)
+        folder_splits(None, str(tmp_path), Pipeline(64))
     message = str(err.value)
     assert "split 'train' not found" in message
     assert f"folders in {tmp_path}: JPEGImages, SegmentationClass" in message
@@ -421,7 +422,7 @@ def test_missing_test_split_names_its_key_and_holding_one_out(tmp_path: Path) ->
     _pairs(tmp_path / "train" / "images", tmp_path / "train" / "masks", ("a", "b"))
     with pytest.raises(DatasetError, match="set dataset.test_split=<its name> .or "
                                            "dataset.test_split=null"):  # fmt: skip
-        folder_splits(None, str(tmp_path), 64)
+        folder_splits(None, str(tmp_path), Pipeline(64))
 
 
 @pytest.mark.parametrize(
@@ -436,7 +437,7 @@ def test_missing_folder_lists_the_folders_that_exist_and_names_its_key(
 ) -> None:
     _pairs(tmp_path / "train" / "img", tmp_path / "train" / "gt", ("a",))
     with pytest.raises(DatasetError) as err:
-        cls(str(tmp_path), "train", 64, **kwargs)
+        cls(str(tmp_path), "train", Pipeline(64), **kwargs)
     message = str(err.value)
     assert "does not exist" in message and f"folders in {tmp_path / 'train'}: gt, img" in message
     assert f"set {key} to the folder" in message
@@ -445,7 +446,7 @@ def test_missing_folder_lists_the_folders_that_exist_and_names_its_key(
 def test_missing_templated_folder_lists_its_nearest_existing_parent(tmp_path: Path) -> None:
     _pairs(tmp_path / "images" / "training", tmp_path / "masks" / "training", ("a",))
     with pytest.raises(DatasetError) as err:
-        FolderDataset(str(tmp_path), "train", 64, images_dir="images/{split}",
+        FolderDataset(str(tmp_path), "train", Pipeline(64), images_dir="images/{split}",
                       masks_dir="masks/{split}")  # fmt: skip
     assert f"image folder {tmp_path / 'images' / 'train'} does not exist" in str(err.value)
     assert f"folders in {tmp_path / 'images'}: training" in str(err.value)
@@ -455,7 +456,7 @@ def test_masks_named_with_a_suffix_the_config_lacks_suggest_the_suffix(tmp_path:
     _pairs(tmp_path / "train" / "images", tmp_path / "train" / "masks", ("a", "b"), "_mask")
     with pytest.raises(DatasetError, match="2 of them have a mask named <name>_mask: set "
                                            "dataset.mask_suffix=_mask"):  # fmt: skip
-        FolderDataset(str(tmp_path), "train", 64)
+        FolderDataset(str(tmp_path), "train", Pipeline(64))
 
 
 @pytest.mark.parametrize(
@@ -473,7 +474,7 @@ def test_refusals_name_the_keys_of_their_own_format(
     _pairs(tmp_path / "train", tmp_path / "train", ("a",), mask_suffix="_mask")
     (tmp_path / "classes.txt").write_text("0 background\n1 thing\n")
     with pytest.raises(DatasetError) as err:
-        cls(str(tmp_path), "train", 64, images_dir=".", **kwargs)
+        cls(str(tmp_path), "train", Pipeline(64), images_dir=".", **kwargs)
     message = str(err.value)
     assert all(n in message for n in names), message
     assert not [n for n in not_names if n in message], message

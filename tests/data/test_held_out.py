@@ -12,6 +12,7 @@ import pytest
 
 from samexp.config.errors import DatasetError
 from samexp.data.folder import folder_splits
+from samexp.data.frame import Pipeline
 from samexp.data.held_out import stable_share
 from tests.conftest import write_shapes_dataset
 
@@ -21,7 +22,7 @@ def only_train(tmp_path: Path, n: int, seed: int = 0) -> Path:
 
 
 def held_out(root: Path, **kwargs):
-    return folder_splits(None, str(root), 16, test_split=None, **kwargs)
+    return folder_splits(None, str(root), Pipeline(16), test_split=None, **kwargs)
 
 
 def keys(splits, split: str) -> set[str]:
@@ -80,7 +81,7 @@ REFUSED = [
 def test_a_test_split_that_could_hold_train_images_is_refused(tmp_path, overrides, message) -> None:
     root = write_shapes_dataset(tmp_path / "d", {"train": 3, "test": 2}, size=(8, 8))
     with pytest.raises(DatasetError, match=message):
-        folder_splits(None, str(root), 16, **overrides)
+        folder_splits(None, str(root), Pipeline(16), **overrides)
 
 
 def test_splits_that_share_an_image_file_are_refused_naming_it(tmp_path) -> None:
@@ -89,7 +90,7 @@ def test_splits_that_share_an_image_file_are_refused_naming_it(tmp_path) -> None
         os.symlink(root / "train" / side / "shape0.png", root / "test" / side / "copy.png")
     with pytest.raises(DatasetError, match=r"train and test splits share 1 image file\(s\): "
                                            r"train/images/shape0.png"):  # fmt: skip
-        folder_splits(None, str(root), 16)
+        folder_splits(None, str(root), Pipeline(16))
 
 
 def test_a_later_evaluation_scores_the_files_the_run_held_out(tmp_path, caplog) -> None:

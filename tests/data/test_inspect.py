@@ -10,6 +10,7 @@ import pytest
 from samexp.data.__main__ import main
 from samexp.data.auto import auto_splits
 from samexp.data.detect.values import SAMPLE
+from samexp.data.frame import Pipeline
 from samexp.data.inspect import inspect_text
 from tests.conftest import IMG_SIZE
 from tests.data import exports
@@ -119,7 +120,7 @@ def test_the_command_exits_0_with_the_report_and_2_with_one_line(tmp_path, capsy
 
 def test_dataset_auto_logs_the_overrides_and_loads_with_the_format_factory(rings_root, caplog):
     with caplog.at_level(logging.INFO, logger="samexp.data.auto"):
-        splits = auto_splits(str(rings_root), IMG_SIZE)
+        splits = auto_splits(str(rings_root), Pipeline(IMG_SIZE))
     assert (len(splits.train), len(splits.test), splits.name) == (8, 2, "rings")
     said = [r.getMessage() for r in caplog.records if r.name == "samexp.data.auto"]
     assert any(f"to pin it: dataset=folder dataset.root={rings_root.resolve()}" in m for m in said)
@@ -130,4 +131,4 @@ def test_dataset_auto_refuses_a_format_the_folder_is_not(prefer, rings_root):
     from samexp.config.errors import DatasetError
 
     with pytest.raises(DatasetError, match=f"dataset.prefer={prefer}: .* does not read as"):
-        auto_splits(str(rings_root), IMG_SIZE, prefer=prefer)
+        auto_splits(str(rings_root), Pipeline(IMG_SIZE), prefer=prefer)

@@ -16,6 +16,7 @@ from PIL import Image
 import samexp.data.labelmap as labelmap
 from samexp.config.errors import DatasetError
 from samexp.data.classes import label_classes
+from samexp.data.frame import Pipeline
 from samexp.data.labelmap import LabelMapDataset, labelmap_splits
 from samexp.data.views import SampleDataset
 
@@ -70,7 +71,7 @@ def load(
     root: Path, split: str = "train", *, background_ids=None, ignore_index=255, **kwargs
 ) -> LabelMapDataset:
     classes = label_classes(root, background_ids=background_ids, ignore_index=ignore_index)
-    return LabelMapDataset(str(root), split, img_size=64, classes=classes, **kwargs)
+    return LabelMapDataset(str(root), split, pipeline=Pipeline(64), classes=classes, **kwargs)
 
 
 def label_path(root: Path, name: str, split: str = "train") -> Path:
@@ -230,7 +231,7 @@ def test_without_a_class_list_each_id_is_a_class_named_by_it_with_a_warning(
 ) -> None:
     (root / "classes.txt").unlink()
     with caplog.at_level(logging.WARNING, logger="samexp.data.classes"):
-        splits = labelmap_splits(None, str(root), img_size=64)
+        splits = labelmap_splits(None, str(root), pipeline=Pipeline(64))
     assert (
         f"{root} holds no class list: each id its labels hold is a class named by that id"
         in caplog.text
@@ -247,7 +248,7 @@ def test_without_a_class_list_each_id_is_a_class_named_by_it_with_a_warning(
 def test_a_named_classes_file_that_is_missing_is_an_error_naming_it(root: Path) -> None:
     (root / "classes.txt").unlink()
     with pytest.raises(DatasetError, match="classes file .*nope.txt does not exist"):
-        labelmap_splits(None, str(root), img_size=64, classes_file="nope.txt")
+        labelmap_splits(None, str(root), pipeline=Pipeline(64), classes_file="nope.txt")
 
 
 def test_image_without_label_names_the_image_and_the_labels_folder(root: Path) -> None:
@@ -432,7 +433,7 @@ def test_label_map_exports_load_with_the_overrides_that_describe_them(
     tmp_path: Path, export, overrides: dict, counts: int
 ) -> None:
     export(tmp_path)
-    splits = labelmap_splits(None, str(tmp_path), img_size=64, **overrides)
+    splits = labelmap_splits(None, str(tmp_path), pipeline=Pipeline(64), **overrides)
     parts = [d for d in (splits.train, splits.val, splits.test) if d is not None]
     assert sum(len(d) for d in parts) == counts
     assert splits.train.class_names == ["cat", "dog"]
@@ -448,7 +449,7 @@ def test_label_map_exports_load_with_the_overrides_that_describe_them(
 def test_cvat_colour_labels_become_the_ids_of_the_colour_table(tmp_path: Path) -> None:
     _cvat(tmp_path)
     rgb = np.asarray(Image.open(tmp_path / "SegmentationClass" / "a.png"))
-    sample = labelmap_splits(None, str(tmp_path), 64, train_split="default", test_split=None,
+    sample = labelmap_splits(None, str(tmp_path), Pipeline(64), train_split="default", test_split=None,
                              test_fraction=0.3, images_dir="JPEGImages",
                              labels_dir="SegmentationClass",
                              split_files="ImageSets/Segmentation/{split}.txt")  # fmt: skip
@@ -463,7 +464,7 @@ def _cvat_splits(root: Path, **kwargs):
     overrides = {"train_split": "default", "test_split": None, "images_dir": "JPEGImages",
                  "labels_dir": "SegmentationClass",
                  "split_files": "ImageSets/Segmentation/{split}.txt"}  # fmt: skip
-    return labelmap_splits(None, str(root), 64, **{**overrides, **kwargs})
+    return labelmap_splits(None, str(root), Pipeline(64), **{**overrides, **kwargs})
 
 
 def test_a_colour_the_table_lacks_is_refused_naming_the_file_and_the_colour(tmp_path: Path) -> None:
@@ -496,7 +497,9 @@ def test_a_missing_split_list_names_the_lists_that_exist(tmp_path: Path) -> None
 def test_split_files_without_the_split_placeholder_is_refused(tmp_path: Path) -> None:
     _cvat(tmp_path)
     with pytest.raises(DatasetError, match="must hold {split}"):
-        labelmap_splits(None, str(tmp_path), 64, split_files="ImageSets/Segmentation/default.txt")
+        labelmap_splits(
+            None, str(tmp_path), Pipeline(64), split_files="ImageSets/Segmentation/default.txt"
+        )
 
 
 # --- end to end --------------------------------------------------------------------------------
@@ -504,7 +507,7 @@ def test_split_files_without_the_split_placeholder_is_refused(tmp_path: Path) ->
 
 def test_splits_factory_builds_train_test_and_optional_val(root: Path) -> None:
     shutil.copytree(root / "test", root / "val")
-    splits = labelmap_splits("pets", str(root), img_size=64, val_split="val")
+    splits = labelmap_splits("pets", str(root), pipeline=Pipeline(64), val_split="val")
     assert splits.name == "pets"
     assert len(splits.train) == 3 and len(splits.test) == 2 and len(splits.val) == 2
 

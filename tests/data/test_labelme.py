@@ -14,6 +14,7 @@ from PIL import Image
 
 from samexp.config.errors import DatasetError
 from samexp.data.base import collate
+from samexp.data.frame import Pipeline
 from samexp.data.labelme import labelme_splits
 from samexp.data.splits import DatasetSplits
 from samexp.data.views import SampleDataset
@@ -59,7 +60,7 @@ def _write(folder: Path, name: str, shapes: list, image: bool = True, h: int = H
 
 
 def _splits(root: Path, **options) -> DatasetSplits:
-    return labelme_splits(str(root), IMG_SIZE, "lm", **options)
+    return labelme_splits(str(root), Pipeline(IMG_SIZE), "lm", **options)
 
 
 def _minimal(root: Path) -> None:
@@ -395,7 +396,7 @@ def test_each_layout_loads_and_a_missing_test_split_is_held_out_of_train(
     for file in files:
         folder, _, stem = file.rpartition("/")
         _write(tmp_path / folder, stem, CAT)
-    splits = labelme_splits(root=str(tmp_path), img_size=IMG_SIZE, **options)
+    splits = labelme_splits(root=str(tmp_path), pipeline=Pipeline(IMG_SIZE), **options)
     parts = (splits.train, splits.val, splits.test)
     names = tuple(sorted(p.names) if p is not None else None for p in parts)
     if expected[0] != HELD_OUT:
@@ -410,8 +411,8 @@ def test_a_run_is_named_after_the_root_folder_unless_named(tmp_path: Path) -> No
     root = tmp_path / "bottles"
     for i in range(2):
         _write(root, f"a{i}", CAT)
-    assert labelme_splits(str(root), IMG_SIZE, train_split=".").name == "bottles"
-    assert labelme_splits(str(root), IMG_SIZE, "mine", train_split=".").name == "mine"
+    assert labelme_splits(str(root), Pipeline(IMG_SIZE), train_split=".").name == "bottles"
+    assert labelme_splits(str(root), Pipeline(IMG_SIZE), "mine", train_split=".").name == "mine"
 
 
 # --- __ignore__ and imageData -------------------------------------------------------------------

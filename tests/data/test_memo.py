@@ -13,6 +13,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from samexp.data.base import Sample, collate, make_sample
+from samexp.data.frame import Pipeline
 from samexp.data.memo import WORKER_CONTEXT, MemoDataset, describe, memoize, sample_bytes
 
 SIZE = 32  # SAM frame of the fake samples: 3 KB image + 1 KB masks + gt masks
@@ -46,7 +47,7 @@ class CountingDataset(Dataset[Sample]):
         image = np.random.default_rng(index).integers(0, 256, (*self.shape, 3), dtype=np.uint8)
         masks = np.zeros((1, *self.shape), dtype=bool)
         masks[0, 4 : 10 + index, 5:20] = True
-        return make_sample(f"item{index}", f"/fake/item{index}.png", image, masks, SIZE,
+        return make_sample(f"item{index}", f"/fake/item{index}.png", image, masks, Pipeline(SIZE),
                            transform=self.transform)  # fmt: skip
 
 

@@ -18,6 +18,7 @@ from samexp.config.errors import DatasetError
 from samexp.data.bounds import clipped_line, far_point, reach
 from samexp.data.coco import CocoDataset
 from samexp.data.coco_json import read_coco
+from samexp.data.frame import Pipeline
 from samexp.data.labelme import LabelmeDataset, read_labelme
 from samexp.data.yolo import YoloDataset, read_yolo_split
 from tests.conftest import IMG_SIZE
@@ -84,7 +85,7 @@ def test_a_near_miss_is_clipped_counted_and_said_once_per_split(fmt, tmp_path, c
                 "c": _rect(-past, 30, 20, 40), "d": _rect(5, 5, 15, 15)}  # fmt: skip
     with caplog.at_level(logging.WARNING):
         images = read(tmp_path, polygons)
-        split = dataset(images, IMG_SIZE, "train")
+        split = dataset(images, Pipeline(IMG_SIZE), "train")
     by_name = {im.name: im for im in images}
     decoded = {n: mask_utils.decode(by_name[n].rles[0]) for n in ("a", "b")}
     assert np.array_equal(decoded["a"], decoded["b"])  # the part outside the image is dropped

@@ -13,6 +13,7 @@ from samexp.config.errors import ConfigValueError
 from samexp.config.schema import validate
 from samexp.data.coco import coco_splits
 from samexp.data.folder import folder_splits
+from samexp.data.frame import Pipeline
 from samexp.data.labelmap import labelmap_splits
 from samexp.data.splits import DatasetSplits
 from tests.conftest import compose_config, write_shapes_dataset
@@ -29,7 +30,7 @@ def shapes(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def limited(root: Path, limit: int | None, seed: int = 0, fraction: float = 0.2) -> DatasetSplits:
-    return folder_splits("shapes", str(root), 32, limit=limit).carve_val(fraction, seed)
+    return folder_splits("shapes", str(root), Pipeline(32), limit=limit).carve_val(fraction, seed)
 
 
 def test_limit_keeps_that_many_train_images_and_the_same_seed_keeps_the_same_ones(shapes) -> None:
@@ -54,7 +55,9 @@ def test_limited_train_parts_of_one_seed_are_nested(shapes) -> None:
 
 def test_limit_applies_without_a_carve_and_beside_a_datasets_own_val_split(shapes) -> None:
     assert len(limited(shapes, 4, fraction=0).train) == 4
-    own = folder_splits("shapes", str(shapes), 32, val_split="val", limit=4).carve_val(0.2, 0)
+    own = folder_splits("shapes", str(shapes), Pipeline(32), val_split="val", limit=4).carve_val(
+        0.2, 0
+    )
     assert len(own.train) == 4 and len(own.val) == 2  # the own val split is not carved or cut
 
 
@@ -76,7 +79,7 @@ def test_limit_larger_than_train_warns_and_trains_on_all(
 
 def test_limit_below_1_is_refused_naming_the_key(shapes) -> None:
     with pytest.raises(ConfigValueError, match=r"dataset.limit=0: must be >= 1"):
-        folder_splits("shapes", str(shapes), 32, limit=0)
+        folder_splits("shapes", str(shapes), Pipeline(32), limit=0)
     with pytest.raises(ConfigValueError, match=r"dataset.limit=-2: must be >= 1"):
         validate(compose_config(["dataset=labelmap", "dataset.limit=-2", "data_root=/data"]))
 
@@ -87,9 +90,9 @@ def test_every_format_takes_a_limit(tmp_path: Path, shapes: Path) -> None:
     labelmaps = write_labelmap(tmp_path / "maps", {"train": layout, "test": {"t": (1,)}})
     coco = _many(tmp_path / "coco", TRAIN + 2)
     built = [
-        folder_splits("shapes", str(shapes), 32, limit=3),
-        labelmap_splits("maps", str(labelmaps), 32, limit=3),
-        coco_splits("coco", str(coco), 32, val_size=0.2, limit=3),
+        folder_splits("shapes", str(shapes), Pipeline(32), limit=3),
+        labelmap_splits("maps", str(labelmaps), Pipeline(32), limit=3),
+        coco_splits("coco", str(coco), Pipeline(32), val_size=0.2, limit=3),
     ]
     assert [len(s.carve_val(0.2, seed=0).train) for s in built] == [3, 3, 3]
 
@@ -97,7 +100,7 @@ def test_every_format_takes_a_limit(tmp_path: Path, shapes: Path) -> None:
 def test_a_limited_label_map_split_counts_the_instances_it_keeps(tmp_path: Path) -> None:
     layout = {f"m{i}": (1 + i % 3,) for i in range(TRAIN)}
     root = write_labelmap(tmp_path, {"train": layout, "test": {"t": (1,)}})
-    splits = labelmap_splits("maps", str(root), 32, limit=4).carve_val(0.2, seed=0)
+    splits = labelmap_splits("maps", str(root), Pipeline(32), limit=4).carve_val(0.2, seed=0)
     kept = Counter(c for sample in splits.train for c in sample.categories)
     summary = splits.summary()
     assert summary["train/instances"] == 4
@@ -111,7 +114,7 @@ def test_a_class_the_limit_leaves_without_train_images_is_named_in_a_warning(
 ) -> None:
     layout = {f"m{i}": ((1,) if i < 9 else (2,)) for i in range(TRAIN)}  # one dog among 10
     root = write_labelmap(tmp_path, {"train": layout, "test": {"t": (1, 2)}})
-    splits = labelmap_splits("maps", str(root), 32, limit=2)
+    splits = labelmap_splits("maps", str(root), Pipeline(32), limit=2)
     with caplog.at_level(logging.WARNING, logger="samexp.data.splits"):
         limited = splits.carve_val(0, seed=0)
     assert "dog" not in {c for sample in limited.train for c in sample.categories}

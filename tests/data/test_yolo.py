@@ -12,6 +12,7 @@ import torch
 
 from samexp.config.errors import DatasetError
 from samexp.data.base import collate
+from samexp.data.frame import Pipeline
 from samexp.data.views import SampleDataset
 from samexp.data.yolo import YoloDataset, read_yolo_split, yolo_splits
 from tests.conftest import IMG_SIZE
@@ -74,7 +75,9 @@ def tiny_yolo(tmp_path: Path) -> Path:
 
 
 def _train(root: Path) -> YoloDataset:
-    return YoloDataset(read_yolo_split(root / "images" / "train", ["square", "blob"]), IMG_SIZE)
+    return YoloDataset(
+        read_yolo_split(root / "images" / "train", ["square", "blob"]), Pipeline(IMG_SIZE)
+    )
 
 
 def test_each_image_carries_all_its_polygons_as_masks_named_by_data_yaml(tiny_yolo) -> None:
@@ -101,12 +104,12 @@ def test_an_empty_label_file_is_a_counted_background_image(tmp_path: Path) -> No
 def test_names_may_be_a_mapping_of_class_ids(tmp_path: Path) -> None:
     _write(tmp_path, "train", {"a": _rect(1, 0, 10, 0, 10)}, data_yaml="names: {0: cat, 1: dog}\n")
     _write(tmp_path, "val", {"v": _rect(0, 0, 10, 0, 10)}, data_yaml="names: {0: cat, 1: dog}\n")
-    splits = yolo_splits(str(tmp_path), IMG_SIZE)
+    splits = yolo_splits(str(tmp_path), Pipeline(IMG_SIZE))
     assert splits.train[0].categories == ["dog"] and splits.test[0].categories == ["cat"]
 
 
 def test_train_and_val_only_evaluates_val_as_the_test_split(tiny_yolo) -> None:
-    splits = yolo_splits(str(tiny_yolo), IMG_SIZE, limit=1)
+    splits = yolo_splits(str(tiny_yolo), Pipeline(IMG_SIZE), limit=1)
     assert splits.val is None and splits.test.names == ["v"] and splits.limit == 1
     assert splits.summary()["train/skipped_missing_label"] == 1
 
@@ -119,14 +122,14 @@ def test_a_data_yaml_path_escaping_the_root_is_refused(tmp_path: Path) -> None:
         root, "val", {"v": _rect(0, 0, 10, 0, 10)}, data_yaml=NAMES + "train: ../elsewhere/images\n"
     )
     with pytest.raises(DatasetError, match="outside the dataset root"):
-        yolo_splits(str(root), IMG_SIZE)
+        yolo_splits(str(root), Pipeline(IMG_SIZE))
 
 
 def test_data_yaml_is_read_safely_and_never_runs_code(tmp_path: Path) -> None:
     _write(tmp_path, "train", {"a": _rect(0, 0, 10, 0, 10)},
            data_yaml="names: !!python/object/apply:os.system ['echo hacked']\n")  # fmt: skip
     with pytest.raises(DatasetError, match="not valid YAML"):
-        yolo_splits(str(tmp_path), IMG_SIZE)
+        yolo_splits(str(tmp_path), Pipeline(IMG_SIZE))
 
 
 def test_a_label_file_without_its_image_is_refused_naming_it(tiny_yolo: Path) -> None:
@@ -172,10 +175,10 @@ def test_coordinates_just_past_the_border_are_clipped_not_refused(tmp_path: Path
 def test_missing_data_yaml_or_names_is_refused(tmp_path: Path) -> None:
     _write(tmp_path, "train", {"a": _rect(0, 0, 10, 0, 10)}, data_yaml="nc: 2\n")
     with pytest.raises(DatasetError, match="no 'names' list"):
-        yolo_splits(str(tmp_path), IMG_SIZE)
+        yolo_splits(str(tmp_path), Pipeline(IMG_SIZE))
     (tmp_path / "data.yaml").unlink()
     with pytest.raises(DatasetError, match="data.yaml does not exist"):
-        yolo_splits(str(tmp_path), IMG_SIZE)
+        yolo_splits(str(tmp_path), Pipeline(IMG_SIZE))
 
 
 def test_short_polygons_are_warned_about_once_per_split(tiny_yolo, caplog) -> None:

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from samexp.config.errors import DatasetError
+from samexp.data.frame import Pipeline
 from samexp.data.yolo import read_yolo_split, yolo_splits
 from tests.conftest import IMG_SIZE
 
@@ -112,7 +113,7 @@ LAYOUTS = {
 
 @pytest.mark.parametrize(("files", "options", "expected"), LAYOUTS.values(), ids=LAYOUTS.keys())
 def test_each_exporters_layout_loads_with_its_splits(tmp_path, files, options, expected) -> None:
-    splits = yolo_splits(str(_files(tmp_path, files)), IMG_SIZE, **options)
+    splits = yolo_splits(str(_files(tmp_path, files)), Pipeline(IMG_SIZE), **options)
     if expected != "held out":
         assert _names(splits) == tuple(expected)
         return
@@ -126,7 +127,7 @@ def test_train_and_val_without_a_test_split_hold_out_test_when_asked(tmp_path: P
     files = {"data.yaml": NAMES, **_pairs("images/train", "labels/train", "a", "b", "c", "d"),
              **_pairs("images/val", "labels/val", "v")}  # fmt: skip
     for options in ({"test_split": None}, {"test_fraction": 0.5}):
-        splits = yolo_splits(str(_files(tmp_path, files)), IMG_SIZE, **options)
+        splits = yolo_splits(str(_files(tmp_path, files)), Pipeline(IMG_SIZE), **options)
         assert splits.val.names == ["v"] and splits.held_out is not None
 
 
@@ -167,7 +168,7 @@ def test_class_names_come_from_data_yaml_a_names_file_or_the_ids(
     _files(tmp_path, {**files, "images/train/a.jpg": "", "labels/train/a.txt": dog,
                       "images/test/b.jpg": "", "labels/test/b.txt": dog})  # fmt: skip
     with caplog.at_level(logging.INFO, logger="samexp.data.yolo_layout"):
-        splits = yolo_splits(str(tmp_path), IMG_SIZE, data_yaml=data_yaml)
+        splits = yolo_splits(str(tmp_path), Pipeline(IMG_SIZE), data_yaml=data_yaml)
     assert splits.train[0].categories == splits.test[0].categories == expected
     if not files:
         assert "the classes are named by their ids (0, 1, ...)" in caplog.text
@@ -223,4 +224,4 @@ def test_a_layout_not_found_is_refused_naming_what_exists_and_the_fix(
     tmp_path, files, options, message
 ) -> None:
     with pytest.raises(DatasetError, match=message):
-        yolo_splits(str(_files(tmp_path, files)), IMG_SIZE, **options)
+        yolo_splits(str(_files(tmp_path, files)), Pipeline(IMG_SIZE), **options)

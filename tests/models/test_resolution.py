@@ -19,6 +19,7 @@ from samexp.adapters.io import load_adapter
 from samexp.config.errors import CheckpointError, SamexpError
 from samexp.data.base import collate
 from samexp.data.folder import FolderDataset
+from samexp.data.frame import Pipeline
 from samexp.export import export, how_to_load
 from samexp.models.build import BaseModel, build_official, build_tiny, tiny_sam
 from samexp.models.cached_encoder import CachedEncoder
@@ -254,7 +255,7 @@ def small_run(rings_root, tmp_path_factory: pytest.TempPathFactory) -> SmallRun:
 def _test_logits(sam: Sam) -> torch.Tensor:
     """Low-res logits on the rings test split, read at the model's own input size."""
     size = sam.image_encoder.img_size
-    ds = FolderDataset(str(data_root() / "rings"), "test", img_size=size)
+    ds = FolderDataset(str(data_root() / "rings"), "test", pipeline=Pipeline(size))
     batch = collate([ds[i] for i in range(len(ds))])
     sizes = torch.tensor(batch.input_sizes)[batch.instance_image]
     prompts = BoxPrompt()(batch.masks, sizes, torch.Generator().manual_seed(0), train=False)

@@ -58,7 +58,9 @@ def test_evaluation_predict_and_the_demo_give_the_same_mask_pixel_for_pixel(tmp_
     base, adapter, _ = load_finetuned(weights=str(weights))
     adapter.merge(base.sam)
     sam = ready(base.sam, "auto", torch.device("cpu"))
-    sample = make_sample("photo", str(photo), read_image_rgb(photo, orient=True), truth, 256)
+    sample = make_sample(
+        "photo", str(photo), read_image_rgb(photo, orient=True), truth, base.pipeline
+    )
     loader = DataLoader([sample], batch_size=1, collate_fn=collate)
     evaluated = evaluate(sam, loader, BoxPrompt(), torch.device("cpu"), keep_predictions=1)
     scored = evaluated.predictions["photo"]

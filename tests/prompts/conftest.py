@@ -7,6 +7,7 @@ import torch
 import torch.nn.functional as F
 
 from samexp.data.base import collate, make_sample
+from samexp.data.frame import Pipeline
 from samexp.models.build import BaseModel
 from samexp.prompts.base import PromptStrategy
 from samexp.training.evaluation import predict
@@ -23,7 +24,7 @@ def random_masks(seed: int, m: int = 8, size: int = 64) -> tuple[torch.Tensor, t
     return masks & inside, sizes
 
 
-def _seam_batch(img_size: int):
+def _seam_batch(pipeline: Pipeline):
     """Two images of different aspect ratios (so both are padded), 2 + 1 elliptic targets."""
     samples = []
     for name, (h, w), centres in [
@@ -33,7 +34,7 @@ def _seam_batch(img_size: int):
         yy, xx = np.mgrid[:h, :w]
         masks = np.stack([((xx - cx) / 20) ** 2 + ((yy - cy) / 14) ** 2 <= 1 for cx, cy in centres])
         image = np.random.default_rng(0).integers(0, 255, (h, w, 3), dtype=np.uint8)
-        samples.append(make_sample(name, f"{name}.png", image, masks, img_size))
+        samples.append(make_sample(name, f"{name}.png", image, masks, pipeline))
     return collate(samples)
 
 
@@ -42,7 +43,7 @@ def check_through_seam(tiny: BaseModel, strategy: PromptStrategy) -> list:
     the encoder once per image however many passes, and gradients reaching the mask decoder
     from every pass."""
     tiny.sam.image_encoder.requires_grad_(False)  # as decoder-only tuning; keeps the test fast
-    batch = _seam_batch(tiny.img_size)
+    batch = _seam_batch(tiny.pipeline)
     encoded = []
     hook = tiny.sam.image_encoder.register_forward_hook(lambda m, i, o: encoded.append(len(i[0])))
     try:

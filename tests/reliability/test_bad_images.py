@@ -19,6 +19,7 @@ import pytest
 from samexp.config.errors import DatasetError
 from samexp.data.coco_json import read_coco
 from samexp.data.folder import FolderDataset
+from samexp.data.frame import Pipeline
 from samexp.data.labelmap import LabelMapDataset
 from samexp.predict.run import list_images
 from tests.config.test_cli import output, samexp
@@ -40,7 +41,7 @@ def _reencode(path: Path, ext: str) -> Path:
 def _folder(root: Path, ext: str) -> tuple[Callable[[], object], dict[str, Path]]:
     write_shapes_dataset(root, {"train": 2})
     image = _reencode(root / "train" / "images" / "shape0.png", ext)
-    load = lambda: FolderDataset(str(root), "train", img_size=SIZE)  # noqa: E731
+    load = lambda: FolderDataset(str(root), "train", pipeline=Pipeline(SIZE))  # noqa: E731
     return load, {"images": image, "masks": root / "train" / "masks" / "shape0.png"}
 
 
@@ -55,7 +56,7 @@ def _labelmap(root: Path, ext: str) -> tuple[Callable[[], object], dict[str, Pat
     ids[20:70, 30:100] = 1
     ids[::7] = rng.integers(0, 2, (14, 128), dtype=np.uint8)  # some entropy, so a cut hits data
     assert cv2.imwrite(str(label), ids)
-    load = lambda: LabelMapDataset(str(root), "train", img_size=SIZE)  # noqa: E731
+    load = lambda: LabelMapDataset(str(root), "train", pipeline=Pipeline(SIZE))  # noqa: E731
     return load, {"images": image, "labels": label}
 
 
@@ -160,7 +161,7 @@ def test_a_symlink_leading_nowhere_is_skipped_named_and_counted(
     folder = tmp_path / "train" / side
     _LINKS[links](folder)
     with caplog.at_level(logging.WARNING):
-        dataset = FolderDataset(str(tmp_path), "train", img_size=SIZE)
+        dataset = FolderDataset(str(tmp_path), "train", pipeline=Pipeline(SIZE))
     for warning in warnings:
         assert f"{folder}: skipping {warning}" in caplog.text
     summary = dataset.summary()
@@ -173,7 +174,7 @@ def test_a_mask_that_is_a_symlink_loop_leaves_its_image_out_instead_of_failing(t
     mask = tmp_path / "train" / "masks" / "shape0.png"
     mask.unlink()
     os.symlink(mask.name, mask)
-    dataset = FolderDataset(str(tmp_path), "train", img_size=SIZE)
+    dataset = FolderDataset(str(tmp_path), "train", pipeline=Pipeline(SIZE))
     assert dataset.names == ["shape1"]
     assert dataset.unreadable == [("shape0", "mask shape0.png: symlink loop")]
 
@@ -184,11 +185,12 @@ _NON_UTF8 = textwrap.dedent("""
     from pathlib import Path
     import numpy as np
     from samexp.data.folder import FolderDataset
+    from samexp.data.frame import Pipeline
     from samexp.config.errors import DatasetError
     from samexp.predict.outputs import write_mask
 
     root = Path(sys.argv[1])
-    sample = FolderDataset(str(root), "train", img_size=64)[0]
+    sample = FolderDataset(str(root), "train", pipeline=Pipeline(64))[0]
     assert sample.name == "ring\\\\xff2", sample.name  # printable in logs and MLflow
     out = root / os.fsdecode(b"out/ring\\xff2_mask.png")
     write_mask(out, np.ones((4, 4), bool))
@@ -196,7 +198,7 @@ _NON_UTF8 = textwrap.dedent("""
     data = (root / "train" / "images" / os.fsdecode(b"ring\\xff2.jpg")).read_bytes()
     (root / "train" / "images" / os.fsdecode(b"ring\\xff2.jpg")).write_bytes(data[: len(data) // 3])
     try:
-        FolderDataset(str(root), "train", img_size=64)
+        FolderDataset(str(root), "train", pipeline=Pipeline(64))
     except DatasetError as e:
         print(str(e).encode("utf-8").decode())  # a UTF-8 log file can hold the message
 """)

@@ -23,6 +23,7 @@ from pycocotools import mask as mask_utils
 from samexp.config.errors import ConfigValueError, DatasetError
 from samexp.data.base import imread_unchanged
 from samexp.data.coco_json import read_coco
+from samexp.data.frame import Pipeline
 from samexp.data.labelmap import LabelMapDataset
 from samexp.data.labelme import read_labelme
 from samexp.data.yolo import read_data_yaml, read_yolo_split
@@ -191,7 +192,7 @@ def _labelmap(root: Path, classes: str, ids: int) -> Callable[[], object]:
     label = (np.arange(H * W) % ids + 1).reshape(H, W).astype(np.uint8)
     assert cv2.imwrite(str(root / "train" / "labels" / "a.png"), label)
     (root / "classes.txt").write_text(classes)
-    return lambda: LabelMapDataset(str(root), "train", img_size=32)
+    return lambda: LabelMapDataset(str(root), "train", pipeline=Pipeline(32))
 
 
 def labelmap_classes(root: Path) -> Callable[[], object]:

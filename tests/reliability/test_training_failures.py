@@ -17,6 +17,7 @@ from samexp.adapters.base import trainable_parameters
 from samexp.config.errors import SamexpError, TrainingDiverged
 from samexp.data.base import collate
 from samexp.data.folder import FolderDataset
+from samexp.data.frame import Pipeline
 from samexp.prompts.box import BoxPrompt
 from samexp.training.losses import SamLoss
 from tests.config.test_cli import samexp
@@ -43,7 +44,7 @@ class NanOnCalls(SamLoss):
 
 def _fit_with(loss_fn, shapes_root, **kwargs):
     sam = _decoder_model()
-    loader = DataLoader(FolderDataset(str(shapes_root), "train", img_size=256), batch_size=2,
+    loader = DataLoader(FolderDataset(str(shapes_root), "train", pipeline=Pipeline(256)), batch_size=2,
                         collate_fn=collate)  # fmt: skip
     optimizer = torch.optim.SGD(list(trainable_parameters(sam).values()), lr=0.1)
     logged: list[dict] = []

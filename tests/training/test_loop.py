@@ -13,6 +13,7 @@ from samexp.adapters.base import trainable_parameters
 from samexp.adapters.decoder import DecoderAdapter
 from samexp.data.base import collate, make_sample
 from samexp.data.folder import FolderDataset
+from samexp.data.frame import Pipeline
 from samexp.data.splits import DatasetSplits
 from samexp.models.build import build_tiny
 from samexp.prompts.box import BoxPrompt
@@ -38,7 +39,7 @@ def _fit(sam, dataset, batch_size, **kwargs):
 
 
 def test_gradient_accumulation_matches_one_larger_batch(shapes_root):
-    data = FolderDataset(str(shapes_root), "train", img_size=256)
+    data = FolderDataset(str(shapes_root), "train", pipeline=Pipeline(256))
     big, accumulated = _decoder_model(), _decoder_model()
     _fit(big, data, batch_size=2, epochs=1, max_steps=1)
     _fit(accumulated, data, batch_size=1, epochs=1, max_steps=1, grad_accum_steps=2)
@@ -49,7 +50,7 @@ def test_gradient_accumulation_matches_one_larger_batch(shapes_root):
 
 
 def test_gradient_clipping_bounds_the_update(shapes_root):
-    data = FolderDataset(str(shapes_root), "train", img_size=256)
+    data = FolderDataset(str(shapes_root), "train", pipeline=Pipeline(256))
     sam = _decoder_model()
     before = torch.cat([p.detach().flatten().clone() for p in trainable_parameters(sam).values()])
     _fit(sam, data, batch_size=2, epochs=1, max_steps=1, grad_clip=1e-3, lr=1.0)
@@ -58,7 +59,7 @@ def test_gradient_clipping_bounds_the_update(shapes_root):
 
 
 def test_early_stopping_waits_patience_evaluations_and_restores_the_best_epoch(shapes_root):
-    data = FolderDataset(str(shapes_root), "train", img_size=256)
+    data = FolderDataset(str(shapes_root), "train", pipeline=Pipeline(256))
     sam = _decoder_model()
     scores = iter([0.5, 0.7, 0.6, 0.65, 0.6, 0.9])
     snapshots = {}
@@ -78,7 +79,7 @@ def test_early_stopping_waits_patience_evaluations_and_restores_the_best_epoch(s
 
 
 def test_the_heartbeat_is_called_after_every_optimizer_step_not_once_an_epoch(shapes_root):
-    data = FolderDataset(str(shapes_root), "train", img_size=256)
+    data = FolderDataset(str(shapes_root), "train", pipeline=Pipeline(256))
     beats = []
     _fit(_decoder_model(), data, batch_size=2, epochs=1, max_steps=3,
          parts=[Heartbeat(lambda: beats.append(1))])  # fmt: skip
@@ -137,7 +138,7 @@ class _ManyInstances(torch.utils.data.Dataset):
         image = np.random.default_rng(i).integers(0, 256, (64, 96, 3), dtype=np.uint8)
         masks = np.zeros((3, 64, 96), bool)
         masks[0, 5:20, 5:30], masks[1, 30:60, 10:40], masks[2, 10:50, 60:90] = True, True, True
-        return make_sample(self.names[i], f"{i}.png", image, masks, 256)
+        return make_sample(self.names[i], f"{i}.png", image, masks, Pipeline(256))
 
 
 def test_many_instances_cost_one_encoder_pass_per_image_in_training_and_evaluation(tiny):
@@ -156,8 +157,8 @@ def test_many_instances_cost_one_encoder_pass_per_image_in_training_and_evaluati
 
 
 def test_validation_is_carved_from_train_seeded_disjoint_and_never_augmented(shapes_root):
-    train = FolderDataset(str(shapes_root), "train", img_size=256)
-    test = FolderDataset(str(shapes_root), "test", img_size=256)
+    train = FolderDataset(str(shapes_root), "train", pipeline=Pipeline(256))
+    test = FolderDataset(str(shapes_root), "test", pipeline=Pipeline(256))
     splits = DatasetSplits("shapes", train, test).carve_val(0.25, seed=3)
     again = DatasetSplits("shapes", train, test).carve_val(0.25, seed=3)
     other = DatasetSplits("shapes", train, test).carve_val(0.25, seed=4)
@@ -170,7 +171,7 @@ def test_validation_is_carved_from_train_seeded_disjoint_and_never_augmented(sha
 
 
 def test_a_dataset_with_its_own_val_split_is_not_carved(shapes_root):
-    train = FolderDataset(str(shapes_root), "train", img_size=256)
-    own = FolderDataset(str(shapes_root), "test", img_size=256)
+    train = FolderDataset(str(shapes_root), "train", pipeline=Pipeline(256))
+    own = FolderDataset(str(shapes_root), "test", pipeline=Pipeline(256))
     splits = DatasetSplits("shapes", train, own, val=own)
     assert splits.carve_val(0.5, seed=0) is splits

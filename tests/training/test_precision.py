@@ -9,6 +9,7 @@ import torch
 from samexp.adapters.lora import LoraAdapter
 from samexp.config.errors import SamexpError
 from samexp.data.folder import FolderDataset
+from samexp.data.frame import Pipeline
 from samexp.models.attention import set_attention
 from samexp.models.seam import encode
 from samexp.training.evaluation import predict
@@ -43,7 +44,7 @@ def test_bf16_runs_the_model_in_bf16_and_the_loss_in_fp32(tiny, shapes_root):
     from samexp.training.losses import SamLoss
 
     amp = mixed_precision("bf16", CPU)
-    batch = next(iter(DataLoader(FolderDataset(str(shapes_root), "train", img_size=256),
+    batch = next(iter(DataLoader(FolderDataset(str(shapes_root), "train", pipeline=Pipeline(256)),
                                  batch_size=2, collate_fn=collate)))  # fmt: skip
     with amp.autocast():
         passes = predict(tiny.sam, batch, BoxPrompt(jitter=0), torch.Generator(), train=False)
@@ -59,7 +60,7 @@ def test_bf16_training_of_the_encoder_with_blocked_attention_learns(shapes_root)
     base = build_tiny(seed=0)
     LoraAdapter(rank=4).apply(base.sam)
     set_attention(base.sam, "blocked")
-    data = FolderDataset(str(shapes_root), "train", img_size=256)
+    data = FolderDataset(str(shapes_root), "train", pipeline=Pipeline(256))
     result = _fit(base.sam, data, batch_size=2, epochs=3, lr=0.05,
                   precision=mixed_precision("bf16", CPU))  # fmt: skip
     assert torch.isfinite(torch.tensor(result.last_loss))

@@ -15,6 +15,7 @@ from samexp.adapters.base import trainable_parameters
 from samexp.adapters.decoder import DecoderAdapter
 from samexp.data.base import collate
 from samexp.data.folder import FolderDataset
+from samexp.data.frame import Pipeline
 from samexp.models.build import build_tiny
 from samexp.prompts.box import BoxPrompt
 from samexp.runner import run
@@ -60,7 +61,7 @@ def test_decoder_fine_tuning_changes_the_mask_decoder_and_leaves_both_encoders_b
     adapter.apply(base.sam)
     before = {k: v.clone() for k, v in base.sam.state_dict().items()}
     loader = DataLoader(
-        FolderDataset(str(shapes_root), "train", img_size=IMG_SIZE),
+        FolderDataset(str(shapes_root), "train", pipeline=Pipeline(IMG_SIZE)),
         batch_size=4,
         shuffle=True,
         collate_fn=collate,
