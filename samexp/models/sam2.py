@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import importlib.util
 import logging
+import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -202,10 +203,47 @@ class Sam2(ModelFamily):
         return f'sam2.build_sam.build_sam2("{config}", {str(path)!r}, device="cpu"{extra})'
 
     def mask_generator(self, predictor: Any, settings: dict[str, Any]) -> Any:
-        raise NotImplementedError(
-            "automatic masks on SAM 2.1 are not wired yet: SAM2AutomaticMaskGenerator needs an "
-            "adapter over samexp's predictor (samexp.models.sam2.Sam2.mask_generator)"
+        """Stock `SAM2AutomaticMaskGenerator`, its own predictor swapped for samexp's."""
+        import_sam2()
+        from sam2.automatic_mask_generator import SAM2AutomaticMaskGenerator
+
+        with warnings.catch_warnings():  # its SAM2Transforms calls torch.jit.script (deprecated)
+            warnings.simplefilter("ignore", FutureWarning)
+            generator = SAM2AutomaticMaskGenerator(predictor.model, **settings)
+        generator.predictor = _StockView(predictor)
+        return generator
+
+
+class _StockView:
+    """samexp's `Predictor` under the names `SAM2AutomaticMaskGenerator` calls on stock
+    `SAM2ImagePredictor` (images in and masks out through the one pipeline)."""
+
+    def __init__(self, predictor: Any) -> None:
+        self.predictor = predictor
+        self._transforms = self  # the generator maps its points with _transforms.transform_coords
+
+    @property
+    def device(self) -> torch.device:
+        return self.predictor.device
+
+    def set_image(self, image: Any) -> None:
+        self.predictor.set_image(image)
+
+    def reset_predictor(self) -> None:
+        self.predictor.reset_image()
+
+    def transform_coords(self, coords: torch.Tensor, normalize: bool = False,
+                         orig_hw: tuple[int, int] | None = None) -> torch.Tensor:  # fmt: skip
+        return self.predictor.frame.points(coords)  # image pixels -> the stretched S×S frame
+
+    def _predict(self, point_coords: torch.Tensor | None, point_labels: torch.Tensor | None,
+                 boxes: torch.Tensor | None = None, mask_input: torch.Tensor | None = None,
+                 multimask_output: bool = True, return_logits: bool = False,
+                 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:  # fmt: skip
+        masks, iou, low_res = self.predictor.predict_torch(
+            point_coords, point_labels, boxes, mask_input, multimask_output, return_logits
         )
+        return masks, iou, torch.clamp(low_res, -32.0, 32.0)  # as stock _predict
 
 
 # Hiera's fused qkv stacks [q | k | v], each a third (its forward reshapes to (B, HW, 3, heads,
