@@ -258,6 +258,7 @@ register(
             attention={f"{_HIERA}.MultiScaleAttention": stacked_qkv},
             mlps=(f"{_UTILS}.MLP",),
             norms=(f"{_UTILS}.LayerNorm2d",),
+            blocks=(f"{_HIERA}.MultiScaleBlock",),
         )
     ),
 )

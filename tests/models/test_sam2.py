@@ -190,6 +190,7 @@ def test_roles_of_the_tiny_and_of_hiera_t():
     assert len(hiera_t.attention) == 12 and hiera_t.unknown_attention == ()
     assert hiera_t.attention[0].name == "image_encoder.trunk.blocks.0.attn"
     assert hiera_t.mlps[0] == "image_encoder.trunk.blocks.0.mlp" and len(hiera_t.mlps) == 12
+    assert hiera_t.blocks[0] == "image_encoder.trunk.blocks.0" and len(hiera_t.blocks) == 12
     assert (hiera_t.image_encoder, hiera_t.prompt_encoder, hiera_t.mask_decoder) == (
         "image_encoder", "sam_prompt_encoder", "sam_mask_decoder"
     )  # fmt: skip
