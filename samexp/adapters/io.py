@@ -22,6 +22,7 @@ from samexp.adapters.meta import META_KEY, adapter_from_spec, parse_meta
 from samexp.config.atomic import atomic_path
 from samexp.config.errors import SamexpError, UntrustedFileError, WeightsWriteError
 from samexp.models.build import BaseModel
+from samexp.models.seam import prompt_dim
 from samexp.prompts.class_tokens import MODULE as CLASS_PROMPTS
 from samexp.prompts.class_tokens import attach_class_prompts, class_prompts_of
 
@@ -117,7 +118,7 @@ def load_adapter(path: str | Path, base: BaseModel) -> Adapter:
         # the prompts are built from the metadata's counts: held to the tensor the file really
         # carries first, so a forged count (10**9 tokens) is refused, never allocated
         held = tensors.get(f"{CLASS_PROMPTS}.tokens")
-        wanted = (len(spec["classes"]), spec["tokens"], base.sam.prompt_encoder.embed_dim)
+        wanted = (len(spec["classes"]), spec["tokens"], prompt_dim(base.sam))
         if held is None or tuple(held.shape) != wanted:
             found = "no such tensor" if held is None else _described(held)
             raise UntrustedFileError(

@@ -16,11 +16,11 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from segment_anything.modeling import Sam
+from torch import nn
 
 from samexp.config.devices import resolve_device
-from samexp.data.frame import Frame, check_fits
 from samexp.models.embedding_cache import EmbeddingCache
+from samexp.models.family import family_of
 from samexp.predict.predictor import Predictor
 from samexp.predict.run import ready
 from samexp.prompts.class_tokens import class_prompts_of
@@ -45,7 +45,7 @@ class CachedPredictor(Predictor):
     whose `misses` are the encoder passes. `last_encode_s` is 0 on a hit.
     """
 
-    def __init__(self, sam: Sam, embeddings: EmbeddingCache) -> None:
+    def __init__(self, sam: nn.Module, embeddings: EmbeddingCache) -> None:
         super().__init__(sam)
         self.embeddings = embeddings
         self.last_encode_s = 0.0
@@ -55,12 +55,11 @@ class CachedPredictor(Predictor):
     ) -> None:
         """`key`: the image's `digest`, when the caller has it (hashing a photo takes milliseconds)."""
         h, w = image.shape[:2]
-        size = self.model.image_encoder.img_size
-        check_fits("the image", h, w, size)  # every tab encodes here
+        self.geometry.check_fits("the image", h, w)  # every tab encodes here
         key = f"{key or digest(image)}:{image_format}"
         features = self.embeddings.get(key, device=self.device)
         if features is not None:
-            self.hold(Frame.of(h, w, size), features)  # the frame follows from the image's size
+            self.hold(self.geometry.frame(h, w), features)  # the frame follows from its size
             self.last_encode_s = 0.0
             return
         start = time.perf_counter()
@@ -93,9 +92,11 @@ class Pair:
         return self.finetuned.device
 
 
-def same_encoder(a: Sam, b: Sam) -> bool:
+def same_encoder(a: nn.Module, b: nn.Module) -> bool:
     """Whether two SAMs' image encoders hold the same weights (the adapter did not touch it)."""
-    ours, theirs = a.image_encoder.state_dict(), b.image_encoder.state_dict()
+    encoder = family_of(a).roles.image_encoder
+    ours = a.get_submodule(encoder).state_dict()
+    theirs = b.get_submodule(encoder).state_dict()
     return ours.keys() == theirs.keys() and all(torch.equal(ours[k], theirs[k]) for k in ours)
 
 
@@ -111,7 +112,8 @@ def load_pair(run_id: str | None = None, weights: str | None = None,
     zero_shot = ready(build_base(meta, checkpoint).sam, attention, target)
     shared = same_encoder(zero_shot, finetuned)
     if shared:
-        zero_shot.image_encoder = finetuned.image_encoder  # one module in memory, one pass
+        encoder = family_of(finetuned).roles.image_encoder  # one module in memory, one pass
+        setattr(zero_shot, encoder, finetuned.get_submodule(encoder))
     tuned_cache = EmbeddingCache(None, max_memory_items=cache_images)
     module = class_prompts_of(finetuned)
     pair = Pair(

@@ -140,6 +140,7 @@ def make_sample(
         if keep.any():
             image_rgb, masks = aug_image, aug_masks[keep]
             categories = [c for c, k in zip(categories, keep, strict=True) if k]
+    pipeline.check_fits(image_path, *image_rgb.shape[:2])  # a pixel left on every side
     image, frame = pipeline.image(image_rgb)  # the pipeline predict and the demo use
     return Sample(
         name=name,

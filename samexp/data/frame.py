@@ -15,6 +15,13 @@ does, chosen over OpenCV's INTER_AREA because:
   residual of stripes finer than the new Nyquist limit (period 2.5 px) is std 8 grey levels
   with PIL bilinear, 22 with INTER_AREA and 56 with INTER_LINEAR (input std 90).
 Masks take the same resize (as float, cut at 0.5), so targets land on the image's grid.
+
+A family whose models were trained on stretched squares (SAM 2: `SAM2Transforms` resizes to S×S,
+aspect ratio not kept, no padding) gets the other geometry, `Pipeline(size, stretch=True)`: the
+image resized to S×S as SAM 2 resizes it (torchvision's antialiased bilinear on the 0..1 image,
+kept as uint8, so within half a grey level of it), prompts scaled per axis, and the low-res logits
+upsampled straight to the original size (`SAM2Transforms.postprocess_masks`). Which geometry a
+model uses is its family's answer (`samexp.models.family`), so datasets receive a `Pipeline`.
 """
 
 from __future__ import annotations
@@ -72,6 +79,19 @@ def pad_to_square(t: torch.Tensor, size: int) -> torch.Tensor:
     return out
 
 
+def resize_to_square(array: np.ndarray, size: int) -> np.ndarray:
+    """H×W(×C) uint8 or float -> size×size, as SAM 2's transform resizes (antialiased bilinear on
+    values in 0..1; uint8 comes back rounded to uint8, float as float)."""
+    t = torch.from_numpy(np.ascontiguousarray(array))
+    t = (t[None] if t.ndim == 2 else t.permute(2, 0, 1)).float()
+    out = F.interpolate(t[None], (size, size), mode="bilinear", align_corners=False,
+                        antialias=True)[0]  # fmt: skip
+    out = out[0] if array.ndim == 2 else out.permute(1, 2, 0)
+    if array.dtype == np.uint8:
+        out = out.round().clamp(0, 255).to(torch.uint8)
+    return out.numpy()
+
+
 @dataclass(frozen=True)
 class Frame:
     """Where one image sits in the model's S×S input: what maps prompts in and masks out."""
@@ -79,11 +99,13 @@ class Frame:
     size: int  # S, the model's input side
     input_size: tuple[int, int]  # (h, w) of the resized image, before padding
     original_size: tuple[int, int]  # (H, W)
+    stretch: bool = False  # resized to S×S, aspect ratio not kept (SAM 2), no padding
 
     @classmethod
-    def of(cls, height: int, width: int, size: int) -> Frame:
+    def of(cls, height: int, width: int, size: int, stretch: bool = False) -> Frame:
         """The frame of an H×W image at input side `size` (without resizing it)."""
-        return cls(size, input_shape(height, width, size), (height, width))
+        shape = (size, size) if stretch else input_shape(height, width, size)
+        return cls(size, shape, (height, width), stretch)
 
     def points(self, xy: torch.Tensor) -> torch.Tensor:
         """…×2 xy in original pixels -> the same points in the frame (float)."""
@@ -99,7 +121,10 @@ class Frame:
 
     def logits(self, low_res: torch.Tensor) -> torch.Tensor:
         """N×C×h×w low-res logits -> N×C×H×W at the original size: upsampled to the S×S frame,
-        the padding cropped off, upsampled to the image (as `Sam.postprocess_masks`)."""
+        the padding cropped off, upsampled to the image (as `Sam.postprocess_masks`); a stretched
+        frame's straight to the image (as `SAM2Transforms.postprocess_masks`)."""
+        if self.stretch:
+            return F.interpolate(low_res, self.original_size, mode="bilinear", align_corners=False)
         full = F.interpolate(low_res, (self.size, self.size), mode="bilinear", align_corners=False)
         image = full[..., : self.input_size[0], : self.input_size[1]]
         return F.interpolate(image, self.original_size, mode="bilinear", align_corners=False)
@@ -112,6 +137,44 @@ class Frame:
 def to_model_input(image: np.ndarray, size: int) -> tuple[torch.Tensor, Frame]:
     """H×W×3 uint8 RGB -> the model's uint8 3×S×S input (resized, zero-padded bottom/right) and
     its frame; the model's own normalisation follows in `samexp.models.seam.encode`."""
-    resized = resize_longest_side(image, size)
-    tensor = torch.from_numpy(np.ascontiguousarray(resized)).permute(2, 0, 1)
-    return pad_to_square(tensor, size), Frame.of(image.shape[0], image.shape[1], size)
+    return Pipeline(size).image(image)
+
+
+@dataclass(frozen=True)
+class Pipeline:
+    """A model's input geometry: its side S and whether images are stretched to S×S (SAM 2) or
+    resized by their longest side and padded (SAM, MobileSAM). Every path into a model goes
+    through one: datasets, evaluation, predict and the demo."""
+
+    size: int
+    stretch: bool = False
+
+    def __post_init__(self) -> None:
+        if self.size <= 0:
+            raise DatasetError(f"the model's input size must be positive, got {self.size}")
+
+    def frame(self, height: int, width: int) -> Frame:
+        return Frame.of(height, width, self.size, self.stretch)
+
+    def check_fits(self, name: str, height: int, width: int) -> None:
+        """A stretched image always fits; a resized one must keep a pixel on its shorter side."""
+        if not self.stretch:
+            check_fits(name, height, width, self.size)
+
+    def image(self, image: np.ndarray) -> tuple[torch.Tensor, Frame]:
+        """H×W×3 uint8 RGB -> the model's uint8 3×S×S input and its frame."""
+        frame = self.frame(*image.shape[:2])
+        if self.stretch:
+            resized = resize_to_square(image, self.size)
+        else:
+            resized = resize_longest_side(image, self.size)
+        tensor = torch.from_numpy(np.ascontiguousarray(resized)).permute(2, 0, 1)
+        return pad_to_square(tensor, self.size), frame
+
+    def masks(self, masks: np.ndarray) -> torch.Tensor:
+        """K×H×W bool -> K×S×S bool in the frame, on the image's grid (resized as float, cut at 0.5)."""
+        if self.stretch:
+            resized = [resize_to_square(m.astype(np.float32), self.size) >= 0.5 for m in masks]
+        else:
+            resized = [resize_mask_longest_side(m, self.size) for m in masks]
+        return pad_to_square(torch.from_numpy(np.stack(resized)), self.size)

@@ -1,9 +1,11 @@
-"""`python -m samexp.export run_id=<id> out=ring_sam_vit_b.pth`: the fine-tuned model as a plain SAM
-checkpoint that `segment_anything.sam_model_registry[<arch>](checkpoint=out)` loads unchanged, so
-`SamPredictor` and `SamAutomaticMaskGenerator` work on it directly. A MobileSAM (`vit_t`) loads in
-stock `mobile_sam.sam_model_registry["vit_t"](checkpoint=out)`, followed by `.eval()` as
-MobileSAM's README does: its builder computes TinyViT's attention-bias table before it loads the
-weights, and entering eval mode again rebuilds it from them.
+"""`python -m samexp.export run_id=<id> out=ring_sam_vit_b.pth`: the fine-tuned model as a plain
+checkpoint of its family, which the family's own package loads unchanged (the family says how:
+`ModelFamily.stock_checkpoint`, `how_to_load`): `segment_anything.sam_model_registry[<arch>]
+(checkpoint=out)`, so `SamPredictor` and `SamAutomaticMaskGenerator` work on it directly; a
+MobileSAM (`vit_t`) in stock `mobile_sam.sam_model_registry["vit_t"](checkpoint=out)`, followed by
+`.eval()` as MobileSAM's README does (its builder computes TinyViT's attention-bias table before it
+loads the weights, and entering eval mode again rebuilds it from them); a SAM 2.1 in stock
+`sam2.build_sam.build_sam2(<its config>, out)`, so `SAM2ImagePredictor` works on it.
 
 A model trained with `model.encoder_size` (its encoder at, say, 512 px) is written as trained, not
 refused and not stretched back to 1024 px (that would be a model nobody evaluated): its position
@@ -31,6 +33,7 @@ from samexp.config.cli import hydra_main
 from samexp.config.errors import SamexpError, WeightsWriteError
 from samexp.config.options import schema, settings
 from samexp.models.build import BaseModel
+from samexp.models.family import family_of
 from samexp.prompts.class_tokens import MODULE as CLASS_PROMPTS
 from samexp.tracking.finetuned import load_finetuned
 
@@ -53,7 +56,8 @@ def export(
     state = adapter.plain_state_dict(base.sam)
     # learned class prompts are no part of a stock SAM: they go beside it, with their classes
     learned = {k: state.pop(k) for k in [k for k in state if k.startswith(f"{CLASS_PROMPTS}.")]}
-    _write(path, state, lambda tmp: _torch_save(state, tmp))
+    stock = family_of(base.sam).stock_checkpoint(state)
+    _write(path, state, lambda tmp: _torch_save(stock, tmp))
     if learned:
         classes = meta["class_prompts"]["classes"]
         tokens = {"tokens": learned[f"{CLASS_PROMPTS}.tokens"].contiguous()}
@@ -91,7 +95,7 @@ def _check_out(path: Path) -> None:
         raise SamexpError(f"out={path}: {nearest} is a file, not a folder")
 
 
-def _torch_save(state: dict[str, torch.Tensor], path: Path) -> None:
+def _torch_save(state: object, path: Path) -> None:
     with open(path, "wb") as f:  # opened here: a path torch cannot open is OSError, not its C++
         torch.save(state, f)
 
@@ -112,22 +116,8 @@ def class_prompts_file(path: Path) -> Path:
 
 
 def how_to_load(base: BaseModel, path: Path) -> str:
-    """The Python that rebuilds the exported model: stock segment_anything (mobile_sam for
-    MobileSAM) wherever it can."""
-    size = base.build_kwargs.get("encoder_size")
-    if base.arch == "vit_t":
-        return f"mobile_sam.sam_model_registry['vit_t'](checkpoint={str(path)!r}).eval()"
-    if base.arch != "tiny" and size is None:
-        return f"segment_anything.sam_model_registry[{base.arch!r}](checkpoint={str(path)!r})"
-    if base.arch == "tiny":
-        minus = "seed and encoder_size" if size is not None else "seed"
-        json_name = path.with_suffix(".json").name
-        sam = f"samexp.models.build.tiny_sam(**build_kwargs minus {minus} from {json_name})"
-    else:
-        sam = f"segment_anything.sam_model_registry[{base.arch!r}]()"
-    if size is not None:
-        sam = f"samexp.models.resolution.resize_encoder({sam}, {size})"
-    return f"sam = {sam}; sam.load_state_dict(torch.load({str(path)!r}, weights_only=True))"
+    """The Python that rebuilds the exported model: the family's stock package wherever it can."""
+    return family_of(base.sam).how_to_load(base.arch, base.build_kwargs, path)
 
 
 ExportConfig = schema(export)

@@ -26,13 +26,16 @@ from segment_anything.modeling import (
     TwoWayTransformer,
 )
 from segment_anything.modeling.common import LayerNorm2d, MLPBlock
-from segment_anything.modeling.image_encoder import Attention
+from segment_anything.modeling.image_encoder import Attention, Block
 
 from samexp.config.checks import AT_LEAST_1, NON_NEGATIVE, Seed
 from samexp.config.errors import CheckpointError
 from samexp.config.options import option, target_of
+from samexp.data.frame import Pipeline
+from samexp.models.family import register
 from samexp.models.resolution import check_encoder_size, resize_encoder
-from samexp.models.roles import Family, class_name, register_family, stacked_qkv
+from samexp.models.roles import Family, class_name, stacked_qkv
+from samexp.models.sam import SegmentAnything
 
 log = logging.getLogger(__name__)
 
@@ -43,17 +46,22 @@ OFFICIAL_ARCHS: tuple[str, ...] = get_args(OfficialArch)
 EncoderSize = int | None
 OFFICIAL_IMG_SIZE, OFFICIAL_PATCH_SIZE = 1024, 16  # what segment_anything's `_build_sam` hard-codes
 
-# the roles adapters target (samexp.models.roles): the ViT's attention stacks q, k and v in its
-# fused qkv (its forward reshapes the output to (..., 3, heads, -1))
-register_family(
+# the family on the seam, and the roles adapters target (samexp.models.roles): the ViT's attention
+# stacks q, k and v in its fused qkv (its forward reshapes the output to (..., 3, heads, -1))
+register(
     [class_name(Sam)],
-    Family(
-        image_encoder="image_encoder",
-        prompt_encoder="prompt_encoder",
-        mask_decoder="mask_decoder",
-        attention={class_name(Attention): stacked_qkv},
-        mlps=(class_name(MLPBlock),),
-        norms=(class_name(LayerNorm2d),),
+    SegmentAnything(
+        "segment_anything",
+        "segment_anything",
+        Family(
+            image_encoder="image_encoder",
+            prompt_encoder="prompt_encoder",
+            mask_decoder="mask_decoder",
+            attention={class_name(Attention): stacked_qkv},
+            mlps=(class_name(MLPBlock),),
+            norms=(class_name(LayerNorm2d),),
+            blocks=(class_name(Block),),
+        ),
     ),
 )
 
@@ -78,8 +86,15 @@ class BaseModel:
         return f"{self.target}:{self.weights_id}:{json.dumps(self.build_kwargs, sort_keys=True)}"
 
     @property
+    def pipeline(self) -> Pipeline:
+        """The input geometry its family gives every image (datasets are built with it)."""
+        from samexp.models.seam import pipeline
+
+        return pipeline(self.sam)
+
+    @property
     def img_size(self) -> int:
-        return self.sam.image_encoder.img_size
+        return self.pipeline.size
 
     def caveat(self) -> str | None:
         """What a run on this base can show, when that is less than a pretrained SAM's: said at

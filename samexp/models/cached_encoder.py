@@ -1,7 +1,8 @@
 """The image encoder behind the embedding cache, for runs whose encoder does not train.
 
-Keys cover the base weights and architecture, the exact model input and the attention kernel, so a cached
-embedding is only ever reused where the encoder would have computed the same one.
+Keys cover the base weights and architecture, the exact model input and the attention kernel, so cached
+features (every level the family's decoder reads) are only ever reused where the encoder would
+have computed the same ones.
 """
 
 from __future__ import annotations
@@ -10,13 +11,14 @@ from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
 
 import torch
-from segment_anything.modeling import Sam
+from torch import nn
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from samexp.config import distributed
 from samexp.config.distributed import World
 from samexp.models.embedding_cache import EmbeddingCache, cache_key
+from samexp.models.family import Features
 from samexp.models.seam import encode
 
 
@@ -27,23 +29,24 @@ class CachedEncoder:
         self.extra = extra
 
     def __call__(
-        self, sam: Sam, images: torch.Tensor, input_sizes: list[tuple[int, int]]
-    ) -> torch.Tensor:
+        self, sam: nn.Module, images: torch.Tensor, input_sizes: list[tuple[int, int]]
+    ) -> Features:
         host = images.cpu()
         keys = [
             cache_key(self.base_identity, host[i], input_sizes[i], extra=self.extra)
             for i in range(len(host))
         ]
 
-        def compute(index: list[int]) -> torch.Tensor:
+        def compute(index: list[int]) -> Features:
             with torch.no_grad():
-                return encode(sam, images[index], [input_sizes[i] for i in index]).cpu()
+                features = encode(sam, images[index], [input_sizes[i] for i in index])
+            return {k: v.cpu() for k, v in features.items()}
 
         return self.cache.get_or_compute(keys, compute, device=images.device, dtype=torch.float32)
 
     def fill(
         self,
-        sam: Sam,
+        sam: nn.Module,
         share: DataLoader,
         device: torch.device,
         world: World,

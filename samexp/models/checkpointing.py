@@ -1,5 +1,6 @@
-"""Activation checkpointing for the blocks of SAM's image encoder, bound onto the stock modules: the
-ViT blocks, or MobileSAM's TinyViT blocks (its MBConv convolution blocks and attention blocks).
+"""Activation checkpointing for the blocks of a model's image encoder, bound onto the stock modules:
+the blocks its family names (`Roles.blocks`: SAM's ViT blocks, MobileSAM's TinyViT MBConv and
+attention blocks, SAM 2's Hiera blocks).
 
 When the encoder trains (LoRA on it, full fine-tune), every block's activations are kept for
 backward; checkpointing keeps only each block's input and recomputes the rest during backward.
@@ -12,11 +13,10 @@ from __future__ import annotations
 import types
 
 import torch
-from segment_anything.modeling.image_encoder import Block
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
-from samexp.models.mobile import tiny_vit
+from samexp.models.roles import roles
 
 
 def checkpointed_block_forward(self: nn.Module, x: torch.Tensor) -> torch.Tensor:
@@ -33,10 +33,8 @@ def is_checkpointed(block: nn.Module) -> bool:
 
 
 def encoder_blocks(sam: nn.Module) -> list[nn.Module]:
-    """The image encoder's blocks, in order: ViT `Block`s, or TinyViT's `MBConv`s and `TinyViTBlock`s."""
-    tv = tiny_vit()
-    kinds = (Block,) if tv is None else (Block, tv.MBConv, tv.TinyViTBlock)
-    return [m for m in sam.image_encoder.modules() if isinstance(m, kinds)]
+    """The image encoder's blocks, in order, as its family names them."""
+    return [sam.get_submodule(name) for name in roles(sam).blocks]
 
 
 def enable_checkpointing(sam: nn.Module) -> int:

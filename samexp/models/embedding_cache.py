@@ -2,7 +2,8 @@
 
 When SAM's image encoder is frozen its output depends only on (weights, image, input size,
 transform), so it is computed once, keyed by a hash of those, and kept in a small in-memory LRU
-and, optionally, in a content-addressed folder several processes can share.
+and, optionally, in a content-addressed folder several processes can share. An entry is a tensor
+or a family's features (a dict of tensors: SAM 2 keeps three levels), stored whole.
 """
 
 from __future__ import annotations
@@ -27,6 +28,27 @@ _GIB = 1 << 30
 DISK_GB, MEMORY_ITEMS = 10.0, 256  # the defaults, in the config's units
 _EVICT_TO = 0.9  # evict below 90% of the bound so the next few puts do not trigger a scan each
 _SUFFIX = ".pt"
+
+# what an entry holds: one tensor, or every feature level of an image (`models.family.Features`)
+Entry = torch.Tensor | dict[str, torch.Tensor]
+
+
+def _each(entry: Entry, fn: Callable[[torch.Tensor], torch.Tensor]) -> Entry:
+    return {k: fn(v) for k, v in entry.items()} if isinstance(entry, dict) else fn(entry)
+
+
+def _rows(batch: Entry) -> int:
+    return len(next(iter(batch.values()))) if isinstance(batch, dict) else batch.shape[0]
+
+
+def _row(batch: Entry, i: int) -> Entry:
+    return _each(batch, lambda t: t[i])
+
+
+def _stack(rows: list[Entry]) -> Entry:
+    if isinstance(rows[0], dict):
+        return {k: torch.stack([r[k] for r in rows]) for k in rows[0]}
+    return torch.stack(rows)
 
 
 def cache_key(
@@ -81,7 +103,7 @@ class EmbeddingCache:
         self.max_disk_bytes = int(max_disk_bytes)
         self.max_memory_items = int(max_memory_items)
         self.dtype = dtype
-        self._memory: OrderedDict[str, torch.Tensor] = OrderedDict()
+        self._memory: OrderedDict[str, Entry] = OrderedDict()
         self.hits = 0
         self.misses = 0
         self.disk_hits = 0
@@ -94,8 +116,8 @@ class EmbeddingCache:
         key: str,
         device: torch.device | str | None = None,
         dtype: torch.dtype | None = None,
-    ) -> torch.Tensor | None:
-        """The cached tensor (a detached copy on `device`, default CPU), or None on a miss."""
+    ) -> Entry | None:
+        """The cached entry (a detached copy on `device`, default CPU), or None on a miss."""
         stored = self._lookup(key)
         if stored is None:
             self.misses += 1
@@ -103,24 +125,25 @@ class EmbeddingCache:
         self.hits += 1
         return self._deliver(stored, device, dtype)
 
-    def put(self, key: str, tensor: torch.Tensor) -> None:
+    def put(self, key: str, tensor: Entry) -> None:
         """Store `tensor` under `key` (in memory, and on disk when the cache has a root)."""
         self._store(key, tensor)
 
     def get_or_compute(
         self,
         keys: Sequence[str],
-        compute: Callable[[list[int]], torch.Tensor],
+        compute: Callable[[list[int]], Entry],
         device: torch.device | str | None = None,
         dtype: torch.dtype | None = None,
-    ) -> torch.Tensor:
-        """Stacked B x C x h x w embeddings in key order; `compute(indices)` runs once for the misses.
+    ) -> Entry:
+        """Stacked B x C x h x w embeddings (or features, level by level) in key order;
+        `compute(indices)` runs once for the misses.
 
         `compute` receives positions into `keys` (one per distinct missing key) and returns their
         embeddings stacked in that order. Every row is returned as stored, so a result does not
         depend on whether it was a hit (which matters with fp16 storage).
         """
-        rows: list[torch.Tensor | None] = [None] * len(keys)
+        rows: list[Entry | None] = [None] * len(keys)
         missing: dict[str, list[int]] = {}
         for i, key in enumerate(keys):
             if key in missing:  # a repeat of a key already missed in this batch: compute it once
@@ -136,15 +159,15 @@ class EmbeddingCache:
         if missing:
             first = [positions[0] for positions in missing.values()]
             computed = compute(first)
-            if computed.shape[0] != len(first):
+            if _rows(computed) != len(first):
                 raise ValueError(
-                    f"compute returned {computed.shape[0]} embeddings for {len(first)} indices"
+                    f"compute returned {_rows(computed)} embeddings for {len(first)} indices"
                 )
-            for (key, positions), emb in zip(missing.items(), computed, strict=True):
-                stored = self._store(key, emb)
+            for j, (key, positions) in enumerate(missing.items()):
+                stored = self._store(key, _row(computed, j))
                 for i in positions:
                     rows[i] = stored
-        return torch.stack([self._deliver(r, device, dtype) for r in rows])  # type: ignore[arg-type]
+        return _stack([self._deliver(r, device, dtype) for r in rows])  # type: ignore[arg-type]
 
     def stats(self) -> dict[str, float]:
         total = self.hits + self.misses
@@ -174,12 +197,13 @@ class EmbeddingCache:
 
     @staticmethod
     def _deliver(
-        stored: torch.Tensor, device: torch.device | str | None, dtype: torch.dtype | None
-    ) -> torch.Tensor:
+        stored: Entry, device: torch.device | str | None, dtype: torch.dtype | None
+    ) -> Entry:
         # copy=True: the caller may modify what it gets without corrupting the cache.
-        return stored.to(device=device or "cpu", dtype=dtype or stored.dtype, copy=True)
+        return _each(stored, lambda t: t.to(device=device or "cpu", dtype=dtype or t.dtype,
+                                            copy=True))  # fmt: skip
 
-    def _lookup(self, key: str) -> torch.Tensor | None:
+    def _lookup(self, key: str) -> Entry | None:
         stored = self._memory.get(key)
         if stored is not None:
             self._memory.move_to_end(key)
@@ -192,16 +216,17 @@ class EmbeddingCache:
             self._remember(key, stored)
         return stored
 
-    def _store(self, key: str, tensor: torch.Tensor) -> torch.Tensor:
-        stored = tensor.detach().to(device="cpu", dtype=self.dtype or tensor.dtype)
-        stored = stored.contiguous().clone()  # own storage: never a view of a bigger batch
+    def _store(self, key: str, tensor: Entry) -> Entry:
+        # own storage: never a view of a bigger batch
+        stored = _each(tensor, lambda t: t.detach().to(device="cpu", dtype=self.dtype or t.dtype)
+                       .contiguous().clone())  # fmt: skip
         self._remember(key, stored)
         if self.root is not None:
             self._write(self.path(key), stored)
             self._enforce_disk_bound()
         return stored
 
-    def _remember(self, key: str, stored: torch.Tensor) -> None:
+    def _remember(self, key: str, stored: Entry) -> None:
         if self.max_memory_items <= 0:
             return
         self._memory[key] = stored
@@ -210,11 +235,13 @@ class EmbeddingCache:
             self._memory.popitem(last=False)
 
     @staticmethod
-    def _read(path: Path) -> torch.Tensor | None:
+    def _read(path: Path) -> Entry | None:
         try:
             stored = torch.load(path, map_location="cpu", weights_only=True)
-            if not isinstance(stored, torch.Tensor):
-                raise TypeError(f"expected a tensor, found {type(stored).__name__}")
+            if not _is_entry(stored):
+                raise TypeError(
+                    f"expected a tensor or a dict of them, found {type(stored).__name__}"
+                )
         except FileNotFoundError:
             return None
         except Exception as err:  # truncated or corrupt: drop it so the next put rewrites it
@@ -228,7 +255,7 @@ class EmbeddingCache:
         return stored
 
     @staticmethod
-    def _write(path: Path, stored: torch.Tensor) -> None:
+    def _write(path: Path, stored: Entry) -> None:
         with atomic_path(path) as tmp:
             torch.save(stored, tmp)
 
@@ -257,6 +284,14 @@ class EmbeddingCache:
             except FileNotFoundError:
                 pass
             total -= size
+
+
+def _is_entry(value: object) -> bool:
+    if isinstance(value, dict):
+        return bool(value) and all(
+            isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in value.items()
+        )
+    return isinstance(value, torch.Tensor)
 
 
 @option("cache", "embeddings")

@@ -28,7 +28,9 @@ from torch import nn
 from samexp.config.errors import SamexpError
 from samexp.config.options import option, target_of
 from samexp.models.build import OFFICIAL_IMG_SIZE, BaseModel, EncoderSize, Seed, load_or_init
-from samexp.models.roles import Family, Rows, register_family
+from samexp.models.family import register
+from samexp.models.roles import Family, Rows
+from samexp.models.sam import SegmentAnything
 
 TINY_VIT_MODULE = "mobile_sam.modeling.tiny_vit_sam"
 
@@ -42,16 +44,24 @@ def _interleaved_qkv(attention: nn.Module) -> dict[str, tuple[str, Rows]]:
     return {p: ("qkv", (heads + s + torch.arange(n)).flatten()) for p, (s, n) in spans.items()}
 
 
-# the roles adapters target (samexp.models.roles), named without importing mobile_sam
-register_family(
+# segment_anything's protocol (mobile_sam's Sam is a copy of it) with TinyViT's roles, named
+# without importing mobile_sam; its builder computes TinyViT's attention-bias table before it
+# loads weights, so an exported file is loaded followed by .eval() (MobileSAM's README does)
+register(
     ["mobile_sam.modeling.sam.Sam"],
-    Family(
-        image_encoder="image_encoder",
-        prompt_encoder="prompt_encoder",
-        mask_decoder="mask_decoder",
-        attention={f"{TINY_VIT_MODULE}.Attention": _interleaved_qkv},
-        mlps=(f"{TINY_VIT_MODULE}.Mlp",),
-        norms=(f"{TINY_VIT_MODULE}.LayerNorm2d", "mobile_sam.modeling.common.LayerNorm2d"),
+    SegmentAnything(
+        "mobile_sam",
+        "mobile_sam",
+        Family(
+            image_encoder="image_encoder",
+            prompt_encoder="prompt_encoder",
+            mask_decoder="mask_decoder",
+            attention={f"{TINY_VIT_MODULE}.Attention": _interleaved_qkv},
+            mlps=(f"{TINY_VIT_MODULE}.Mlp",),
+            norms=(f"{TINY_VIT_MODULE}.LayerNorm2d", "mobile_sam.modeling.common.LayerNorm2d"),
+            blocks=(f"{TINY_VIT_MODULE}.MBConv", f"{TINY_VIT_MODULE}.TinyViTBlock"),
+        ),
+        then=".eval()",
     ),
 )
 

@@ -39,6 +39,7 @@ class Family:
     attention: dict[str, Split]  # encoder attention class -> where its q, k and v sit
     mlps: tuple[str, ...] = ()  # encoder MLP classes
     norms: tuple[str, ...] = ()  # the family's own norm classes (torch's are always known)
+    blocks: tuple[str, ...] = ()  # encoder block classes (activation checkpointing wraps them)
 
 
 _FAMILIES: dict[str, Family] = {}
@@ -76,6 +77,7 @@ class Roles:
     unknown_attention: tuple[str, ...] = ()
     mlps: tuple[str, ...] = ()
     norms: tuple[str, ...] = ()
+    blocks: tuple[str, ...] = ()
     _by_linear: dict[str, dict[str, Rows | None]] = field(default_factory=dict, repr=False)
 
     def parts_on(self, linear: str) -> dict[str, Rows | None] | None:
@@ -100,11 +102,13 @@ def roles(model: nn.Module) -> Roles:
             "its family module describes them with samexp.models.roles.register_family"
         )
     encoder = family.image_encoder
-    attention, unknown, mlps, norms = [], [], [], []
+    attention, unknown, mlps, norms, blocks = [], [], [], [], []
     for local, module in model.get_submodule(encoder).named_modules():
         name = f"{encoder}.{local}" if local else encoder
         kind = class_name(type(module))
-        if kind in family.attention:
+        if kind in family.blocks:
+            blocks.append(name)
+        elif kind in family.attention:
             parts = family.attention[kind](module)
             attention.append(
                 Attention(name, {p: (f"{name}.{a}", r) for p, (a, r) in parts.items()})
@@ -129,6 +133,7 @@ def roles(model: nn.Module) -> Roles:
         unknown_attention=tuple(unknown),
         mlps=tuple(mlps),
         norms=tuple(norms),
+        blocks=tuple(blocks),
         _by_linear=by_linear,
     )
 
@@ -142,5 +147,6 @@ def _looks_like_attention(module: nn.Module) -> bool:
 def stacked_qkv(attention: nn.Module, attr: str = "qkv") -> dict[str, tuple[str, Rows]]:
     """q, k, v stacked in one fused Linear, [q | k | v], each a third of its outputs (SAM's ViT: its
     forward reshapes the output to (..., 3, heads, -1))."""
-    d = getattr(attention, attr).out_features // 3
+    linear = getattr(attention, attr)
+    d = getattr(linear, "base", linear).out_features // 3  # an adapter may wrap it (LoRA's base)
     return {p: (attr, slice(i * d, (i + 1) * d)) for i, p in enumerate(QKV_PARTS)}

@@ -1,9 +1,10 @@
-"""The encode / decode seam: SAM's forward pass split where the cost is.
+"""The encode / decode seam: a model's forward pass split where the cost is, for every family.
 
 The image encoder is >95% of SAM's compute, the prompt encoder + mask decoder are milliseconds.
 Keeping them apart (instead of `Sam.forward`, which is `@torch.no_grad()` and re-encodes per call)
 lets training back-propagate, lets every prompt of an image share one encoder pass, and gives
-caching a place to plug in.
+caching a place to plug in. Each function asks the model's family (`samexp.models.family`) for
+the family-specific step, so callers never name a family.
 """
 
 from __future__ import annotations
@@ -12,7 +13,10 @@ from dataclasses import dataclass, fields
 
 import torch
 import torch.nn.functional as F
-from segment_anything.modeling import Sam
+from torch import nn
+
+from samexp.data.frame import Pipeline
+from samexp.models.family import Features, family_of
 
 
 @dataclass
@@ -40,53 +44,70 @@ def _move(t: torch.Tensor | None, device: torch.device | str) -> torch.Tensor | 
     return None if t is None else t.to(device)
 
 
-def encoder_trains(sam: Sam) -> bool:
+def encoder_trains(model: nn.Module) -> bool:
     """Whether the image encoder has trainable parameters (else its output can be cached, and needs no grad)."""
-    return any(p.requires_grad for p in sam.image_encoder.parameters())
+    encoder = model.get_submodule(family_of(model).roles.image_encoder)
+    return any(p.requires_grad for p in encoder.parameters())
 
 
-def preprocess(sam: Sam, images: torch.Tensor, input_sizes: list[tuple[int, int]]) -> torch.Tensor:
-    """Normalise uint8 images and zero the padding, exactly as `Sam.preprocess` (which pads after normalising)."""
-    x = (images.float() - sam.pixel_mean) / sam.pixel_std
-    valid = torch.zeros_like(x[:, :1])
-    for i, (h, w) in enumerate(input_sizes):
-        valid[i, :, :h, :w] = 1
-    return x * valid
+def pipeline(model: nn.Module) -> Pipeline:
+    """The input geometry of `model`: what datasets, evaluation, predict and the demo resize to."""
+    return family_of(model).pipeline(model)
 
 
-def encode(sam: Sam, images: torch.Tensor, input_sizes: list[tuple[int, int]]) -> torch.Tensor:
-    """Image embeddings B×C×h×w; gradients flow only if the encoder has trainable parameters."""
-    return sam.image_encoder(preprocess(sam, images, input_sizes))
+def mask_threshold(model: nn.Module) -> float:
+    return family_of(model).mask_threshold(model)
+
+
+def prompt_dim(model: nn.Module) -> int:
+    """Width of a sparse prompt token: learned class prompts are made this wide."""
+    return family_of(model).prompt_dim(model)
+
+
+def preprocess(model: nn.Module, images: torch.Tensor,
+               input_sizes: list[tuple[int, int]]) -> torch.Tensor:  # fmt: skip
+    """uint8 model inputs -> what the image encoder takes (normalised, padding zeroed)."""
+    return family_of(model).normalise(model, images, input_sizes)
+
+
+def encode(model: nn.Module, images: torch.Tensor, input_sizes: list[tuple[int, int]]) -> Features:
+    """Image features (each level B×…); gradients flow only if the encoder has trainable parameters."""
+    family = family_of(model)
+    return family.encode(model, family.normalise(model, images, input_sizes))
+
+
+def image_features(features: Features, index: int | slice | list[int]) -> Features:
+    """The features of some of the images (an int keeps a batch of one)."""
+    if isinstance(index, int):
+        index = slice(index, index + 1)
+    return {k: v[index] for k, v in features.items()}
+
+
+def features_to(features: Features, device: torch.device | str) -> Features:
+    return {k: v.to(device) for k, v in features.items()}
 
 
 def decode(
-    sam: Sam,
-    embeddings: torch.Tensor,
+    model: nn.Module,
+    features: Features,
     instance_image: torch.Tensor,
     prompts: Prompts,
     multimask_output: bool = False,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Low-res mask logits (M×C×4h×4w) and predicted IoU (M×C) for M instances over B embeddings.
+    """Low-res mask logits (M×C×h×w) and predicted IoU (M×C) for M instances over B images.
 
-    SAM's decoder broadcasts one image embedding over many prompts, so instances are decoded
-    image by image; the expensive embeddings are computed once per image either way.
+    The decoders broadcast one image's features over many prompts, so instances are decoded
+    image by image; the expensive features are computed once per image either way.
     """
-    image_pe = sam.prompt_encoder.get_dense_pe()
+    family = family_of(model)
     logits, ious = [], []
     order = []
-    for i in range(embeddings.shape[0]):
+    for i in range(len(next(iter(features.values())))):
         index = torch.nonzero(instance_image == i).flatten()
         if index.numel() == 0:
             continue
-        p = prompts.select(index)
-        sparse, dense = _encode_prompts(sam, p)
-        low_res, iou = sam.mask_decoder(
-            image_embeddings=embeddings[i : i + 1],
-            image_pe=image_pe,
-            sparse_prompt_embeddings=sparse,
-            dense_prompt_embeddings=dense,
-            multimask_output=multimask_output,
-        )
+        low_res, iou = family.decode(model, image_features(features, i), prompts.select(index),
+                                     multimask_output)  # fmt: skip
         logits.append(low_res)
         ious.append(iou)
         order.append(index)
@@ -94,22 +115,7 @@ def decode(
     return torch.cat(logits)[inverse], torch.cat(ious)[inverse]
 
 
-def _encode_prompts(sam: Sam, p: Prompts) -> tuple[torch.Tensor, torch.Tensor]:
-    """Sparse and dense embeddings of the prompts; learned tokens go in as they are, beside the
-    'no mask' dense embedding SAM uses when it is given no mask."""
-    if p.sparse is None:
-        return sam.prompt_encoder(
-            points=None if p.points is None else (p.points, p.labels),
-            boxes=p.boxes,
-            masks=p.mask_inputs,
-        )
-    encoder = sam.prompt_encoder
-    h, w = encoder.image_embedding_size
-    dense = encoder.no_mask_embed.weight.reshape(1, -1, 1, 1).expand(len(p.sparse), -1, h, w)
-    return p.sparse, dense
-
-
-def upscale(sam: Sam, low_res: torch.Tensor) -> torch.Tensor:
-    """Low-res logits to the padded input frame (S×S), where training compares them to the masks."""
-    size = sam.image_encoder.img_size
+def upscale(model: nn.Module, low_res: torch.Tensor) -> torch.Tensor:
+    """Low-res logits to the model's S×S input frame, where training compares them to the masks."""
+    size = pipeline(model).size
     return F.interpolate(low_res, (size, size), mode="bilinear", align_corners=False)

@@ -1,4 +1,5 @@
-"""Auto mode: the stock `SamAutomaticMaskGenerator` on the fine-tuned model, and what each image
+"""Auto mode: the family's stock automatic mask generator (`SamAutomaticMaskGenerator`,
+`SAM2AutomaticMaskGenerator`) on the fine-tuned model, and what each image
 gets: one PNG per mask (binary_mask) or a COCO RLE list (coco_rle), a JSON record per mask, and
 a coloured overlay."""
 
@@ -11,10 +12,10 @@ from typing import Any
 import cv2
 import numpy as np
 from pycocotools import mask as mask_utils
-from segment_anything import SamAutomaticMaskGenerator
-from segment_anything.modeling import Sam
+from torch import nn
 
 from samexp.config.schema import refuse_outside_ranges
+from samexp.models.family import family_of
 from samexp.predict.config import AutoConfig
 from samexp.predict.outputs import mask_stats, paint, write_json, write_mask, write_rgb
 from samexp.predict.predictor import Predictor
@@ -22,16 +23,15 @@ from samexp.predict.predictor import Predictor
 log = logging.getLogger(__name__)
 
 
-def mask_generator(sam: Sam, cfg: AutoConfig) -> SamAutomaticMaskGenerator:
-    """The stock generator on `sam` with `cfg`'s arguments, refused (naming `auto.<key>`) when
-    one is outside its range, before it runs; its images go through samexp's `Predictor`."""
+def mask_generator(sam: nn.Module, cfg: AutoConfig) -> Any:
+    """The family's stock generator on `sam` with `cfg`'s arguments, refused (naming
+    `auto.<key>`) when one is outside its range, before it runs; its images go through samexp's
+    `Predictor`."""
     refuse_outside_ranges(cfg, "auto.")
-    generator = SamAutomaticMaskGenerator(sam, **cfg.generator_arguments())
-    generator.predictor = Predictor(sam)
-    return generator
+    return family_of(sam).mask_generator(Predictor(sam), cfg.generator_arguments())
 
 
-def generate(generator: SamAutomaticMaskGenerator, image: np.ndarray,
+def generate(generator: Any, image: np.ndarray,
              max_side: int | None) -> list[dict[str, Any]]:  # fmt: skip
     """The generator's masks of `image`; with `max_side`, generated on a copy whose longest side
     is at most that, then scaled back: masks, boxes, areas and points in the photo's pixels."""

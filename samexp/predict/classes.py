@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from samexp.config.errors import SamexpError
-from samexp.models.seam import Prompts, decode
+from samexp.models.seam import Prompts, decode, mask_threshold
 from samexp.predict.outputs import colour, mask_stats, paint, write_image, write_json, write_rgb
 from samexp.predict.predictor import Predictor
 from samexp.prompts.class_tokens import ClassPrompts, class_prompts_of
@@ -54,7 +54,7 @@ def decode_classes(predictor: Predictor) -> tuple[np.ndarray, np.ndarray]:
     low_res, iou = decode(sam, predictor.features, owner, Prompts(sparse=module.tokens))
     logits = predictor.frame.logits(low_res)[:, 0]
     best, index = logits.max(0)
-    ids = torch.where(best > sam.mask_threshold, index + 1, 0)
+    ids = torch.where(best > mask_threshold(sam), index + 1, 0)
     return ids.cpu().numpy(), iou[:, 0].float().cpu().numpy()
 
 

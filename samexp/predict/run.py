@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from segment_anything.modeling import Sam
+from torch import nn
 from tqdm.auto import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
 
@@ -20,10 +20,10 @@ from samexp.config.errors import DatasetError, SamexpError
 from samexp.config.schema import AttentionKernel, Device, refuse_outside_ranges
 from samexp.data.base import IMAGE_EXTENSIONS, read_image_rgb
 from samexp.data.files import require_complete
-from samexp.data.frame import check_fits
 from samexp.data.orientation import displayed_shape, image_header
 from samexp.data.pairing import index_images
 from samexp.models.attention import choose_kernel, set_attention
+from samexp.models.seam import pipeline
 from samexp.predict.auto import generate, mask_generator, write_auto
 from samexp.predict.classes import learned_classes, predict_classes, write_class_list, write_classes
 from samexp.predict.config import PredictConfig, PredictMode
@@ -60,7 +60,7 @@ def list_images(image: str | None, images: str | None) -> list[Path]:
     return paths
 
 
-def load_model(cfg: PredictConfig, device: torch.device) -> tuple[Sam, dict]:
+def load_model(cfg: PredictConfig, device: torch.device) -> tuple[nn.Module, dict]:
     """The fine-tuned SAM on `device` (LoRA merged into its weights unless merge=false)."""
     base, adapter, meta = load_finetuned(cfg.run_id, cfg.weights, cfg.tracking_uri, cfg.checkpoint)
     if cfg.merge:
@@ -68,7 +68,7 @@ def load_model(cfg: PredictConfig, device: torch.device) -> tuple[Sam, dict]:
     return ready(base.sam, cfg.attention, device), meta
 
 
-def ready(sam: Sam, attention: str | AttentionKernel, device: torch.device) -> Sam:
+def ready(sam: nn.Module, attention: str | AttentionKernel, device: torch.device) -> nn.Module:
     """On `device`, in eval mode, with the `attention` kernel (auto: the fastest exact one)."""
     kernel = choose_kernel(sam, AttentionKernel(attention).value, device, "attention")
     set_attention(sam, kernel)
@@ -101,7 +101,7 @@ def _check(cfg: PredictConfig) -> PromptFile | Prompts | None:
 Step = Callable[[Path, np.ndarray], tuple[list[Path], list[float]]]
 
 
-def _auto_step(cfg: PredictConfig, sam: Sam, out: Path, style: dict) -> Step:
+def _auto_step(cfg: PredictConfig, sam: nn.Module, out: Path, style: dict) -> Step:
     generator = mask_generator(sam, cfg.auto)
 
     def step(path: Path, image: np.ndarray) -> tuple[list[Path], list[float]]:
@@ -114,7 +114,7 @@ def _auto_step(cfg: PredictConfig, sam: Sam, out: Path, style: dict) -> Step:
     return step
 
 
-def _classes_step(sam: Sam, out: Path, style: dict) -> Step:
+def _classes_step(sam: nn.Module, out: Path, style: dict) -> Step:
     predictor = Predictor(sam)
     classes = learned_classes(predictor).classes
     write_class_list(out, classes)
@@ -127,7 +127,7 @@ def _classes_step(sam: Sam, out: Path, style: dict) -> Step:
     return step
 
 
-def _prompt_step(cfg: PredictConfig, fitted: dict[Path, Prompts], sam: Sam, meta: dict,
+def _prompt_step(cfg: PredictConfig, fitted: dict[Path, Prompts], sam: nn.Module, meta: dict,
                  out: Path, style: dict) -> Step:  # fmt: skip
     predictor = Predictor(sam)
     device = next(sam.parameters()).device
@@ -185,8 +185,9 @@ def predict(cfg: PredictConfig) -> dict[str, Any]:
     fitted = _fitted(source, shapes)
     device = resolve_device(Device(cfg.device), key="device")
     sam, meta = load_model(cfg, device)
+    geometry = pipeline(sam)
     for path, shape in shapes.items():  # before anything is written: SAM's resize must leave
-        check_fits(path.name, *shape, sam.image_encoder.img_size)  # every side a pixel
+        geometry.check_fits(path.name, *shape)  # every side a pixel
     style = {"colors": [list(c) for c in cfg.overlay.colors], "alpha": cfg.overlay.alpha}
     out = Path(cfg.out)
     if PredictMode(cfg.mode) is PredictMode.classes:

@@ -14,7 +14,7 @@ import torch
 from samexp.models.seam import Prompts
 
 if TYPE_CHECKING:
-    from segment_anything.modeling import Sam
+    from torch import nn
 
     from samexp.data.base import Batch
     from samexp.data.splits import DatasetSplits
@@ -30,11 +30,11 @@ class PromptStrategy(ABC):
     # image is then a target for every class, and metrics come per class (mIoU)
     promptless: bool = False
 
-    def prepare(self, sam: Sam, splits: DatasetSplits) -> DatasetSplits:
+    def prepare(self, sam: nn.Module, splits: DatasetSplits) -> DatasetSplits:
         """Before training: add what the strategy learns to `sam`, shape the data it needs."""
         return splits
 
-    def bind(self, sam: Sam) -> None:
+    def bind(self, sam: nn.Module) -> None:
         """On a reloaded model: find what `prepare` added (prediction, export)."""
 
     def prompts_for(

@@ -17,7 +17,6 @@ import logging
 from typing import Annotated
 
 import torch
-from segment_anything.modeling import Sam
 from torch import nn
 
 from samexp.config.checks import AT_LEAST_1, because
@@ -26,12 +25,12 @@ from samexp.config.options import option
 from samexp.data.base import Batch, Sample
 from samexp.data.splits import DatasetSplits
 from samexp.data.views import DatasetView, SampleDataset
-from samexp.models.seam import Prompts
+from samexp.models.seam import Prompts, prompt_dim
 from samexp.prompts.base import PromptStrategy
 
 log = logging.getLogger(__name__)
 
-MODULE = "class_prompts"  # the attribute of the Sam that holds them; their tensors' name prefix
+MODULE = "class_prompts"  # the attribute of the model that holds them; their tensors' name prefix
 # declared once: the option's argument and an adapter file's class_prompts.tokens (adapters/meta.py)
 TokensPerClass = Annotated[int, because(AT_LEAST_1, "sparse tokens per class")]
 
@@ -51,15 +50,15 @@ class ClassPrompts(nn.Module):
         return {"classes": list(self.classes), "tokens": self.tokens.shape[1]}
 
 
-def attach_class_prompts(sam: Sam, classes: list[str], tokens: int) -> ClassPrompts:
+def attach_class_prompts(sam: nn.Module, classes: list[str], tokens: int) -> ClassPrompts:
     """Give `sam` trainable class prompts (replacing any it had)."""
-    module = ClassPrompts(classes, tokens, sam.prompt_encoder.embed_dim)
-    module.to(sam.prompt_encoder.no_mask_embed.weight.device)
+    module = ClassPrompts(classes, tokens, prompt_dim(sam))
+    module.to(next(sam.parameters()).device)
     setattr(sam, MODULE, module)
     return module
 
 
-def class_prompts_of(sam: Sam) -> ClassPrompts | None:
+def class_prompts_of(sam: nn.Module) -> ClassPrompts | None:
     return getattr(sam, MODULE, None)
 
 
@@ -77,7 +76,7 @@ class ClassTokenPrompt(PromptStrategy):
         self.tokens_per_class = tokens_per_class
         self.module: ClassPrompts | None = None
 
-    def prepare(self, sam: Sam, splits: DatasetSplits) -> DatasetSplits:
+    def prepare(self, sam: nn.Module, splits: DatasetSplits) -> DatasetSplits:
         classes = dataset_classes(splits)
         self.module = attach_class_prompts(sam, classes, self.tokens_per_class)
         log.info(
@@ -90,7 +89,7 @@ class ClassTokenPrompt(PromptStrategy):
         return DatasetSplits(splits.name, EveryClass(splits.train, classes),
                              EveryClass(splits.test, classes), val)  # fmt: skip
 
-    def bind(self, sam: Sam) -> None:
+    def bind(self, sam: nn.Module) -> None:
         """Use the class prompts `sam` already holds (a reloaded model)."""
         module = class_prompts_of(sam)
         if module is None:

@@ -9,49 +9,44 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import torch
-from segment_anything.modeling import Sam
+from torch import nn
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from samexp.config.distributed import ONE_PROCESS, World, gather
 from samexp.data.base import Batch
-from samexp.data.frame import Frame
-from samexp.models.seam import decode, encode, encoder_trains
+from samexp.models.family import Features
+from samexp.models.seam import decode, encode, encoder_trains, mask_threshold, pipeline
 from samexp.prompts.base import PromptStrategy
 from samexp.training import metrics
 
 
 def predict(
-    sam: Sam,
+    sam: nn.Module,
     batch: Batch,
     prompt: PromptStrategy,
     generator: torch.Generator,
     train: bool,
     multimask_output: bool = False,
-    encoder: Callable[[Sam, torch.Tensor, list[tuple[int, int]]], torch.Tensor] | None = None,
+    encoder: Callable[[nn.Module, torch.Tensor, list[tuple[int, int]]], Features] | None = None,
 ) -> list[tuple[torch.Tensor, torch.Tensor]]:
     """Low-res logits (M×C×h×w) and predicted IoU (M×C) for every instance of the batch, one
     entry per decoder pass (1 + `prompt.refinements`); one encoder pass per image in all cases."""
     trains = encoder_trains(sam)
     if encoder is not None and not trains:  # a frozen encoder's output can come from a cache
-        embeddings = encoder(sam, batch.images, batch.input_sizes)
+        features = encoder(sam, batch.images, batch.input_sizes)
     else:
         with torch.set_grad_enabled(torch.is_grad_enabled() and trains):
-            embeddings = encode(sam, batch.images, batch.input_sizes)
+            features = encode(sam, batch.images, batch.input_sizes)
+    device = batch.images.device
     sizes = torch.tensor(batch.input_sizes, device=batch.masks.device)[batch.instance_image]
-    prompts = prompt.prompts_for(batch, sizes, generator, train=train).to(embeddings.device)
-    passes = [decode(sam, embeddings, batch.instance_image, prompts, multimask_output)]
+    prompts = prompt.prompts_for(batch, sizes, generator, train=train).to(device)
+    passes = [decode(sam, features, batch.instance_image, prompts, multimask_output)]
     for _ in range(prompt.refinements):
         best = select_best(*passes[-1])
         prompts = prompt.refine(prompts, best.detach(), batch.masks, sizes, generator, train=train)
         passes.append(
-            decode(
-                sam,
-                embeddings,
-                batch.instance_image,
-                prompts.to(embeddings.device),
-                multimask_output,
-            )
+            decode(sam, features, batch.instance_image, prompts.to(device), multimask_output)
         )
     return passes
 
@@ -124,7 +119,7 @@ class EvalResult:
 
 @torch.no_grad()
 def evaluate(
-    sam: Sam,
+    sam: nn.Module,
     loader: DataLoader,
     prompt: PromptStrategy,
     device: torch.device,
@@ -142,6 +137,7 @@ def evaluate(
     rank evaluates its share and every rank returns the gathered whole, in single-process order."""
     was_training = sam.training
     sam.eval()
+    geometry, threshold = pipeline(sam), mask_threshold(sam)
     generator = torch.Generator()
     result = EvalResult()
     numbers = getattr(loader.batch_sampler, "numbers", None) or range(len(loader))
@@ -164,8 +160,8 @@ def evaluate(
         for i, name in enumerate(batch.names):
             index = torch.nonzero(batch.instance_image == i).flatten()
             # back to the photo's pixels as predict and the demo do (`samexp.data.frame`)
-            frame = Frame(batch.images.shape[-1], batch.input_sizes[i], batch.original_sizes[i])
-            pred = frame.masks(low_res[index], sam.mask_threshold)[:, 0].cpu()
+            frame = geometry.frame(*batch.original_sizes[i])
+            pred = frame.masks(low_res[index], threshold)[:, 0].cpu()
             target = torch.stack([batch.gt_masks[j] for j in index.tolist()])
             ious, dices = metrics.iou(pred, target), metrics.dice(pred, target)
             counts = _pixel_counts(pred, target) if prompt.promptless else [{}] * len(index)

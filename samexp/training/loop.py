@@ -14,7 +14,7 @@ from contextlib import AbstractContextManager, nullcontext
 from dataclasses import asdict, dataclass
 
 import torch
-from segment_anything.modeling import Sam
+from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, DistributedSampler
 from tqdm.auto import tqdm
@@ -39,7 +39,7 @@ class Setup:
     """What trains and how: the model, its data, prompts and loss, the optimizer and schedule,
     and the few settings of the step itself. Everything else is a part."""
 
-    sam: Sam
+    sam: nn.Module
     loader: DataLoader
     prompt: PromptStrategy
     loss_fn: SamLoss
@@ -249,7 +249,10 @@ class Loop:
 
 
 def training_loss(
-    sam: Sam, loss_fn: SamLoss, passes: list[tuple[torch.Tensor, torch.Tensor]], masks: torch.Tensor
+    sam: nn.Module,
+    loss_fn: SamLoss,
+    passes: list[tuple[torch.Tensor, torch.Tensor]],
+    masks: torch.Tensor,
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """Mean loss over the decoder passes; with several candidate masks per pass, each instance
     back-propagates only its lowest-loss candidate (SAM's multimask training)."""
@@ -286,7 +289,7 @@ class _StepModel(torch.nn.Module):
     """The prompted forward of one batch as a module, so DistributedDataParallel can wrap it
     (training never goes through `Sam.forward`, which is no_grad)."""
 
-    def __init__(self, sam: Sam, prompt: PromptStrategy, multimask_output: bool,
+    def __init__(self, sam: nn.Module, prompt: PromptStrategy, multimask_output: bool,
                  encoder: Callable | None) -> None:  # fmt: skip
         super().__init__()
         self.sam, self.prompt = sam, prompt

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypedDict
 
 import torch
-from segment_anything.modeling import Sam
+from torch import nn
 
 from samexp.adapters.base import trainable_parameters
 from samexp.config.errors import ConfigValueError
@@ -42,7 +42,7 @@ class Monitor:
             return True
         return value > self.best if self.mode == "max" else value < self.best
 
-    def update(self, value: float, epoch: int, sam: Sam) -> bool:
+    def update(self, value: float, epoch: int, sam: nn.Module) -> bool:
         """Record an evaluation; True when training should stop (patience exhausted)."""
         if self.improved(value):
             self.best, self.best_epoch, self.stale = value, epoch, 0
@@ -59,7 +59,7 @@ class Monitor:
         self.best_epoch, self.stale = progress.get("best_epoch", 0), progress.get("stale", 0)
         self.best_state = best_state
 
-    def restore(self, sam: Sam) -> None:
+    def restore(self, sam: nn.Module) -> None:
         params = trainable_parameters(sam)
         with torch.no_grad():
             for name, value in self.best_state.items():

@@ -19,7 +19,7 @@ from tests.models.conftest import encoder_images, tiny_lora_sam
 
 def _loss_and_grads(sam) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     images, sizes = encoder_images()
-    loss = encode(sam, images, sizes).square().mean()
+    loss = encode(sam, images, sizes)["image_embed"].square().mean()
     loss.backward()
     return loss.detach(), {n: p.grad for n, p in sam.named_parameters() if p.requires_grad}
 
@@ -71,11 +71,11 @@ def test_checkpointing_does_nothing_under_no_grad(monkeypatch):
     sam = tiny_lora_sam()
     images, sizes = encoder_images()
     with torch.no_grad():
-        expected = encode(sam, images, sizes)
+        expected = encode(sam, images, sizes)["image_embed"]
     enable_checkpointing(sam)
     calls = _count_checkpoint_calls(monkeypatch)
     with torch.no_grad():
-        out = encode(sam, images, sizes)
+        out = encode(sam, images, sizes)["image_embed"]
     assert calls[0] == 0
     assert torch.equal(out, expected)
     encode(sam, images, sizes)

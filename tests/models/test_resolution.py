@@ -95,8 +95,8 @@ def test_a_build_records_the_size_and_encodes_a_quarter_of_the_native_tokens():
     base = build_tiny(seed=0, encoder_size=SMALL)
     assert base.img_size == SMALL
     assert base.build_kwargs["encoder_size"] == SMALL and base.build_kwargs["img_size"] == NATIVE
-    small = encode(base.sam, _images(SMALL), [(SMALL, SMALL)])
-    native = encode(build_tiny(seed=0).sam, _images(NATIVE), [(NATIVE, NATIVE)])
+    small = encode(base.sam, _images(SMALL), [(SMALL, SMALL)])["image_embed"]
+    native = encode(build_tiny(seed=0).sam, _images(NATIVE), [(NATIVE, NATIVE)])["image_embed"]
     assert small.shape[-2:] == (SMALL // 16, SMALL // 16)  # 8×8 tokens
     assert native.shape[-2:].numel() == 4 * small.shape[-2:].numel()  # ~4x less encoder work
 
@@ -115,7 +115,7 @@ def test_a_resized_model_encodes_and_decodes_at_the_new_size_with_mask_prompts_o
     sam = build_tiny(seed=0, encoder_size=SMALL).sam
     tokens = SMALL // 16
     embeddings = encode(sam, _images(SMALL, n=2), [(SMALL, SMALL), (SMALL, 96)])
-    assert embeddings.shape == (2, 32, tokens, tokens)
+    assert embeddings["image_embed"].shape == (2, 32, tokens, tokens)
     assert sam.prompt_encoder.get_dense_pe().shape == (1, 32, tokens, tokens)
 
     g = torch.Generator().manual_seed(0)
@@ -142,7 +142,8 @@ def test_rel_pos_tables_resized_once_give_what_get_rel_pos_interpolates_at_every
     on_the_fly.image_encoder.blocks[GLOBAL].attn.rel_pos_w = old[GLOBAL].attn.rel_pos_w
     images, sizes = _images(SMALL, n=2), [(SMALL, SMALL), (SMALL, 80)]
     with torch.no_grad():
-        assert torch.equal(encode(resized, images, sizes), encode(on_the_fly, images, sizes))
+        assert torch.equal(encode(resized, images, sizes)["image_embed"],
+                           encode(on_the_fly, images, sizes)["image_embed"])  # fmt: skip
 
 
 def test_a_constant_position_grid_stays_constant_per_channel():
@@ -172,10 +173,11 @@ def test_a_cached_embedding_is_not_reused_at_another_encoder_size():
     at_native = CachedEncoder(cache, native.weights_id)(native.sam, image, [(NATIVE, NATIVE)])
     at_small = CachedEncoder(cache, small.weights_id)(small.sam, smaller, [(SMALL, SMALL)])
     assert (cache.hits, cache.misses) == (0, 2)
-    assert at_native.shape[-1] == NATIVE // 16 and at_small.shape[-1] == SMALL // 16
+    assert at_native["image_embed"].shape[-1] == NATIVE // 16
+    assert at_small["image_embed"].shape[-1] == SMALL // 16
 
     again = CachedEncoder(cache, small.weights_id)(small.sam, smaller, [(SMALL, SMALL)])
-    assert cache.hits == 1 and torch.equal(again, at_small)
+    assert cache.hits == 1 and torch.equal(again["image_embed"], at_small["image_embed"])
 
 
 # --- rebuilding from saved metadata ------------------------------------------------------------

@@ -34,7 +34,7 @@ TEST = {"t1": (1, 2, 3), "t2": (2,), "t3": (1,)}
 def test_learned_tokens_alone_prompt_the_decoder_and_train():
     sam = build_tiny(seed=0).sam
     module = attach_class_prompts(sam, CLASSES, tokens=2)
-    embeddings = torch.randn(1, 32, 16, 16)
+    embeddings = {"image_embed": torch.randn(1, 32, 16, 16)}
     owner = torch.zeros(3, dtype=torch.long)
     low_res, iou = decode(sam, embeddings, owner, Prompts(sparse=module.tokens))
     assert low_res.shape == (3, 1, 64, 64) and iou.shape == (3, 1)
