@@ -25,7 +25,10 @@ from samexp.config.options import option
 log = logging.getLogger(__name__)
 
 _GIB = 1 << 30
-DISK_GB, MEMORY_ITEMS = 10.0, 256  # the defaults, in the config's units
+# the defaults, in the config's units; memory is bounded in entries and in bytes: a SAM entry is
+# 4 MiB (256×64×64 fp32), a SAM 2.1 one 84 MiB (its three levels), so 256 entries of the latter
+# would be 21 GiB
+DISK_GB, MEMORY_ITEMS, MEMORY_GB = 10.0, 256, 2.0
 _EVICT_TO = 0.9  # evict below 90% of the bound so the next few puts do not trigger a scan each
 _SUFFIX = ".pt"
 
@@ -43,6 +46,11 @@ def _rows(batch: Entry) -> int:
 
 def _row(batch: Entry, i: int) -> Entry:
     return _each(batch, lambda t: t[i])
+
+
+def _bytes(entry: Entry) -> int:
+    tensors = entry.values() if isinstance(entry, dict) else [entry]
+    return sum(t.numel() * t.element_size() for t in tensors)
 
 
 def _stack(rows: list[Entry]) -> Entry:
@@ -96,12 +104,15 @@ class EmbeddingCache:
         max_disk_bytes: int = int(DISK_GB * _GIB),
         max_memory_items: int = MEMORY_ITEMS,
         dtype: torch.dtype | None = None,
+        max_memory_bytes: int = int(MEMORY_GB * _GIB),
     ) -> None:
         self.root = Path(root) if root is not None else None
         if self.root is not None:
             self.root.mkdir(parents=True, exist_ok=True)
         self.max_disk_bytes = int(max_disk_bytes)
         self.max_memory_items = int(max_memory_items)
+        self.max_memory_bytes = int(max_memory_bytes)
+        self._memory_bytes = 0
         self.dtype = dtype
         self._memory: OrderedDict[str, Entry] = OrderedDict()
         self.hits = 0
@@ -227,12 +238,17 @@ class EmbeddingCache:
         return stored
 
     def _remember(self, key: str, stored: Entry) -> None:
-        if self.max_memory_items <= 0:
+        if self.max_memory_items <= 0 or _bytes(stored) > self.max_memory_bytes:
             return
+        if key in self._memory:
+            self._memory_bytes -= _bytes(self._memory[key])
         self._memory[key] = stored
+        self._memory_bytes += _bytes(stored)
         self._memory.move_to_end(key)
-        while len(self._memory) > self.max_memory_items:
-            self._memory.popitem(last=False)
+        while (len(self._memory) > self.max_memory_items
+               or self._memory_bytes > self.max_memory_bytes):  # fmt: skip
+            _, dropped = self._memory.popitem(last=False)
+            self._memory_bytes -= _bytes(dropped)
 
     @staticmethod
     def _read(path: Path) -> Entry | None:
@@ -300,6 +316,7 @@ def embedding_cache(
     dir: str | None = None,  # default: <$SAMEXP_CACHE or ~/.cache/samexp>/embeddings
     max_disk_gb: Annotated[float, NON_NEGATIVE] = DISK_GB,
     memory_items: Annotated[int, because(NON_NEGATIVE, "embeddings kept in memory")] = MEMORY_ITEMS,
+    memory_gb: Annotated[float, NON_NEGATIVE] = MEMORY_GB,  # and at most this much memory
 ) -> EmbeddingCache | None:
     """The cache frozen-encoder runs (adapter=decoder, decoder-only LoRA) reuse image embeddings
     from across epochs, runs and sweep trials; None when turned off. The runner asks for it only
@@ -309,4 +326,5 @@ def embedding_cache(
     from samexp.models.checkpoints import default_cache_dir
 
     root = dir if dir is not None else default_cache_dir() / "embeddings"
-    return EmbeddingCache(root, int(max_disk_gb * _GIB), memory_items)
+    return EmbeddingCache(root, int(max_disk_gb * _GIB), memory_items,
+                          max_memory_bytes=int(memory_gb * _GIB))  # fmt: skip

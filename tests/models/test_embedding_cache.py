@@ -142,6 +142,19 @@ def test_memory_lru_drops_the_least_recently_used_item():
     assert cache.get(a) is not None and cache.get(c) is not None
 
 
+def test_memory_is_bounded_in_bytes_too_so_large_multi_level_features_cannot_exhaust_it():
+    features = {"fpn0": torch.zeros(4, 8, 8), "image_embed": torch.zeros(4, 2, 2)}  # 1088 bytes
+    cache = EmbeddingCache(None, max_memory_items=100, max_memory_bytes=2500)
+    a, b, c = _keys(3)
+    for key in (a, b, c):
+        cache.put(key, features)
+    assert cache.stats()["memory_items"] == 2  # a third would pass 2500 bytes: the oldest goes
+    assert cache.get(a) is None and set(cache.get(c)) == {"fpn0", "image_embed"}
+    too_big = EmbeddingCache(None, max_memory_bytes=1000)
+    too_big.put(a, features)  # one entry over the whole bound is not kept at all
+    assert too_big.stats()["memory_items"] == 0
+
+
 def test_disk_bound_evicts_the_least_recently_used_files(tmp_path: Path):
     keys = _keys(5)
     file_size = None
