@@ -50,7 +50,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     items.sort(key=lambda item: item.path.name not in LONGEST_MODULES)  # stable
 
 
-# the packages whose tests read `tiny_lora_run` / `tiny_decoder_run`
+# the packages whose tests read `tiny_lora_run` / `tiny_decoder_run` / `tiny_sam2_run`
 SHARED_FIXTURE_PACKAGES = dict.fromkeys(("app", "predict", "evaluate", "export"), "tiny_runs")
 # `make test`'s --durations: a server and two sweep workers (2 min), torchrun jobs, benchmarks
 LONGEST_MODULES = ("test_server.py", "test_distributed.py", "test_sweeps.py", "test_submitit.py",
@@ -242,3 +242,11 @@ def tiny_decoder_run(rings_root: Path, tmp_path_factory: pytest.TempPathFactory)
     return train_tiny(
         tmp_path_factory.mktemp("tiny-decoder-run"), "adapter=decoder", "trainer.val_fraction=0"
     )
+
+
+@pytest.fixture(scope="session")
+def tiny_sam2_run(rings_root: Path, tmp_path_factory: pytest.TempPathFactory) -> TinyRun:
+    """One real tiny SAM 2.1 LoRA run (`model=sam2_tiny`, on Hiera's qkv), trained once a session:
+    predict, the demo, evaluate and export read it to show each works on SAM 2.1 (~10 s)."""
+    return train_tiny(tmp_path_factory.mktemp("tiny-sam2-run"), "model=sam2_tiny",
+                      "adapter=lora", "trainer.device=cpu")  # fmt: skip

@@ -89,8 +89,8 @@ def auto_masks(pair: Pair, image: np.ndarray, points_per_side: int,
     pictures, lines = {}, {}
     with pair.lock:
         for name, predictor in _predictors(pair).items():
-            generator = mask_generator(predictor.model, cfg)
-            generator.predictor = predictor  # its set_image: the kept embedding, not a new pass
+            # its set_image: the kept embedding, not a new pass
+            generator = mask_generator(predictor.model, cfg, predictor)
             start = time.perf_counter()
             anns = generate(generator, image, cfg.max_side)
             total = time.perf_counter() - start

@@ -23,12 +23,13 @@ from samexp.predict.predictor import Predictor
 log = logging.getLogger(__name__)
 
 
-def mask_generator(sam: nn.Module, cfg: AutoConfig) -> Any:
+def mask_generator(sam: nn.Module, cfg: AutoConfig, predictor: Predictor | None = None) -> Any:
     """The family's stock generator on `sam` with `cfg`'s arguments, refused (naming
     `auto.<key>`) when one is outside its range, before it runs; its images go through samexp's
-    `Predictor`."""
+    `predictor` (a new `Predictor` of `sam` by default; the demo gives its own, which keeps
+    embeddings). The family wraps it as its generator needs (SAM 2's in a view of stock names)."""
     refuse_outside_ranges(cfg, "auto.")
-    return family_of(sam).mask_generator(Predictor(sam), cfg.generator_arguments())
+    return family_of(sam).mask_generator(predictor or Predictor(sam), cfg.generator_arguments())
 
 
 def generate(generator: Any, image: np.ndarray,

@@ -17,12 +17,16 @@ import torch
 from samexp.adapters.decoder import DecoderAdapter
 from samexp.adapters.io import save_adapter
 from samexp.adapters.lora import LoraAdapter
-from samexp.models.build import build_tiny
+from samexp.models.build import BaseModel, build_tiny
+from samexp.models.sam2 import build_sam2_tiny
 from samexp.prompts.class_tokens import attach_class_prompts
 from tests.app.page import free_port
 from tests.conftest import REPO, TinyRun
 
 CLASSES = ["ring", "stone"]
+# a test runs on SAM 2.1 too with @pytest.mark.parametrize("decoder_file", FAMILIES, indirect=True)
+TINY_MODELS = {"tiny": build_tiny, "sam2_tiny": build_sam2_tiny}
+FAMILIES = list(TINY_MODELS)
 STARTUP_S = 120  # gradio's import and first page build, on a busy 2-core CI machine
 
 
@@ -35,10 +39,15 @@ def _perturb(sam: torch.nn.Module, match: str) -> None:
                 p.add_(torch.randn(p.shape, generator=g) * 0.05)
 
 
+def _tiny_of(request: pytest.FixtureRequest) -> BaseModel:
+    """The tiny model of the family a test names (`indirect` parametrisation; default: SAM)."""
+    return TINY_MODELS[getattr(request, "param", "tiny")](seed=0)
+
+
 @pytest.fixture
-def decoder_file(tmp_path: Path) -> Path:
+def decoder_file(request: pytest.FixtureRequest, tmp_path: Path) -> Path:
     """A tiny decoder fine-tune with learned class prompts: the encoder is left as it was."""
-    base = build_tiny(seed=0)
+    base = _tiny_of(request)
     DecoderAdapter().apply(base.sam)
     torch.manual_seed(0)
     attach_class_prompts(base.sam, CLASSES, tokens=2)
@@ -47,9 +56,9 @@ def decoder_file(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-def lora_file(tmp_path: Path) -> Path:
+def lora_file(request: pytest.FixtureRequest, tmp_path: Path) -> Path:
     """A tiny LoRA on the image encoder, B drawn as if trained: the encoder differs."""
-    base = build_tiny(seed=0)
+    base = _tiny_of(request)
     adapter = LoraAdapter(rank=4)
     adapter.apply(base.sam)
     _perturb(base.sam, "lora_B")

@@ -15,7 +15,7 @@ from samexp.app.models import load_pair
 from samexp.config.errors import SamexpError
 from samexp.predict.prompts import parse_prompts
 from samexp.tracking.finetuned import load_finetuned
-from tests.app.conftest import CLASSES
+from tests.app.conftest import CLASSES, FAMILIES
 
 
 @pytest.fixture
@@ -27,6 +27,7 @@ def photo() -> np.ndarray:
 BOX = parse_prompts(box=[10, 15, 80, 70])
 
 
+@pytest.mark.parametrize("decoder_file", FAMILIES, indirect=True)
 def test_a_decoder_fine_tune_shares_one_encoder_pass_per_image_across_models_and_prompts(
     decoder_file: Path, photo: np.ndarray
 ):
@@ -44,6 +45,7 @@ def test_a_decoder_fine_tune_shares_one_encoder_pass_per_image_across_models_and
     )
 
 
+@pytest.mark.parametrize("lora_file", FAMILIES, indirect=True)
 def test_a_lora_run_encodes_each_image_once_per_model(lora_file: Path, photo: np.ndarray):
     pair = load_pair(weights=str(lora_file), device="cpu")
     assert not pair.shared_encoder
@@ -72,6 +74,7 @@ def test_the_fine_tuned_answer_is_what_the_stock_predictor_gives_for_the_same_we
     np.testing.assert_allclose(ours.scores, scores.numpy(), rtol=1e-5)
 
 
+@pytest.mark.parametrize("decoder_file", FAMILIES, indirect=True)
 def test_automatic_masks_and_learned_classes_reuse_the_prompt_tabs_embedding(
     decoder_file: Path, photo: np.ndarray
 ):

@@ -17,10 +17,11 @@ from tests.conftest import CONF_DIR, REPO, TinyRun, data_root
 from tests.data.test_labelmap import write_labelmap
 
 
-@pytest.fixture(scope="module")
-def saved_run(tiny_decoder_run: TinyRun):
-    """The session's tiny decoder run on the rings: its MLflow store, run id, weights and metrics."""
-    run = tiny_decoder_run
+@pytest.fixture(scope="module", params=["tiny_decoder_run", "tiny_sam2_run"])
+def saved_run(request: pytest.FixtureRequest):
+    """A session's tiny run on the rings (a SAM decoder fine-tune, a SAM 2.1 LoRA): its MLflow
+    store, run id, weights and metrics."""
+    run: TinyRun = request.getfixturevalue(request.param)
     return {"uri": run.tracking_uri, "tmp": run.home, "run_id": run.run_id, "metrics": run.metrics}
 
 

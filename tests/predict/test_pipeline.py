@@ -3,10 +3,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import cv2
 import numpy as np
+import pytest
 import torch
 from torch.utils.data import DataLoader
 
@@ -17,8 +19,8 @@ from samexp.app.models import load_pair
 from samexp.app.uploads import read_upload
 from samexp.config.schema import Device
 from samexp.data.base import collate, make_sample, read_image_rgb
-from samexp.data.frame import Frame
-from samexp.models.build import build_tiny
+from samexp.models.build import BaseModel, build_tiny
+from samexp.models.sam2 import build_sam2_tiny
 from samexp.predict import PredictConfig, predict
 from samexp.predict.config import PromptConfig
 from samexp.predict.prompts import parse_prompts
@@ -29,11 +31,17 @@ from samexp.tracking.finetuned import load_finetuned
 from samexp.training.evaluation import evaluate
 from tests.predict.conftest import read_mask
 
+# the photo's (H, W) per family: shrunk to exactly half on each side at the tiny models' 256 px
+# input (SAM letterboxes 384×512 into 192×256; SAM 2 stretches to the square, so a square photo),
+# so the box evaluation draws in the model's frame is a box in the photo's pixels with no
+# rounding; shrinking is also where OpenCV's INTER_AREA and SAM's own resize differ
+PHOTOS = {"tiny": (build_tiny, (384, 512)), "sam2_tiny": (build_sam2_tiny, (512, 512))}
 
-def _decoder_file(path: Path) -> Path:
+
+def _decoder_file(path: Path, build: Callable[..., BaseModel]) -> Path:
     """A tiny decoder fine-tune with its decoder drawn as if trained (LoRA's merge would make
     predict's weights differ from the run's by rounding, which is not what this test is about)."""
-    base = build_tiny(seed=0)
+    base = build(seed=0)
     DecoderAdapter().apply(base.sam)
     g = torch.Generator().manual_seed(0)
     with torch.no_grad():
@@ -43,14 +51,15 @@ def _decoder_file(path: Path) -> Path:
     return save_adapter(path, base, DecoderAdapter())
 
 
-def test_evaluation_predict_and_the_demo_give_the_same_mask_pixel_for_pixel(tmp_path: Path):
-    weights = _decoder_file(tmp_path / "decoder.safetensors")
-    # 512×384 (W×H) is shrunk to exactly half at the tiny model's 256 px input, so the box
-    # evaluation draws in the model's frame is a box in the photo's pixels with no rounding;
-    # shrinking is also where OpenCV's INTER_AREA and SAM's own resize differ
-    image = np.random.default_rng(0).integers(0, 256, (384, 512, 3), dtype=np.uint8)
-    truth = np.zeros((1, 384, 512), dtype=bool)
-    truth[0, 96:288, 128:384] = True
+@pytest.mark.parametrize("model", PHOTOS)
+def test_evaluation_predict_and_the_demo_give_the_same_mask_pixel_for_pixel(
+    tmp_path: Path, model: str
+):
+    build, (h, w) = PHOTOS[model]
+    weights = _decoder_file(tmp_path / "decoder.safetensors", build)
+    image = np.random.default_rng(0).integers(0, 256, (h, w, 3), dtype=np.uint8)
+    truth = np.zeros((1, h, w), dtype=bool)
+    truth[0, h // 4 : 3 * h // 4, w // 4 : 3 * w // 4] = True
     photo = tmp_path / "photo.png"
     cv2.imwrite(str(photo), cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
 
@@ -68,8 +77,7 @@ def test_evaluation_predict_and_the_demo_give_the_same_mask_pixel_for_pixel(tmp_
     # the box evaluation prompted with, in the photo's pixels (exactly: the scale is 1/2)
     in_frame = mask_to_box(sample.masks)[0]
     box = (in_frame * 2).tolist()
-    frame = Frame.of(384, 512, 256)
-    assert torch.equal(frame.boxes(torch.tensor([box]))[0], in_frame)
+    assert torch.equal(base.pipeline.frame(h, w).boxes(torch.tensor([box]))[0], in_frame)
 
     out = tmp_path / "out"
     predict(PredictConfig(weights=str(weights), image=str(photo), out=str(out),
