@@ -79,7 +79,8 @@ def segment(pair: Pair, image: np.ndarray, prompts: Prompts, key: str | None = N
 
 def auto_masks(pair: Pair, image: np.ndarray, points_per_side: int,
                alpha: float) -> tuple[dict[str, np.ndarray], dict[str, str]]:  # fmt: skip
-    """Everything SamAutomaticMaskGenerator finds, per model: pictures and a summary line each.
+    """Everything the family's automatic mask generator finds, per model: pictures and a summary
+    line each.
 
     A photo larger than 1024 px is searched on a 1024 px copy (`auto.max_side` of predict: the
     stock generator would upscale every candidate to the photo first); the copy's embedding is
