@@ -14,7 +14,7 @@ TEST_WORKERS ?= 2
 SWEEP_ARGS ?=
 SERVER_ARGS ?=
 
-.PHONY: install test test-fast smoke run sweep bench bench-data bench-demo ui dashboard app docs docs-serve screenshots server server-stop server-status postgresql chromium lint format clean
+.PHONY: install test test-fast smoke run sweep bench bench-gpu bench-data bench-demo ui dashboard app docs docs-serve screenshots server server-stop server-status postgresql chromium lint format clean
 
 # TORCH=cpu takes torch and torchvision from PyTorch's CPU-only index (about 0.2 GB; their
 # +cpu builds win over PyPI's, within pyproject's pins) instead of PyPI's default Linux build,
@@ -46,8 +46,11 @@ run: $(STAMP)  ## the real thing: vit_b, downloads the official checkpoint once 
 sweep: $(STAMP)  ## the default Optuna study over LoRA rank x lr; resumable (SWEEP_ARGS="experiment=smoke trainer.epochs=5" offline)
 	$(BIN)/python -m samexp -m hparams_search=lora_rank_lr $(SWEEP_ARGS)
 
-bench: $(STAMP)  ## naive loop vs ours: s/epoch, s/step, peak RSS (tiny and vit_b with random weights; minutes on CPU)
+bench: $(STAMP)  ## naive loop vs ours: s/epoch, s/step, peak RSS (tiny, vit_b, vit_t, SAM 2.1 hiera_t/_s; random weights; ~40 min on 2 CPU cores)
 	$(BIN)/python experiments/bench_speed.py
+
+bench-gpu: $(STAMP)  ## every model benchmark on one CUDA GPU (SDPA, bf16), each time-limited, all under 8 min; tables into bench-gpu/
+	$(BIN)/python experiments/bench_gpu.py
 
 bench-data: $(STAMP)  ## data loading: s/epoch and images/s, decoding every epoch (naive) vs the sample cache (ours)
 	$(BIN)/python experiments/bench_data.py

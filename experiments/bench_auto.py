@@ -35,7 +35,7 @@ def photo(height: int, width: int) -> np.ndarray:
 
 
 def measure(
-    model: str, height: int, width: int, max_side: int | None, points: int, batch: int
+    model: str, height: int, width: int, max_side: int | None, points: int, batch: int, device: str
 ) -> dict:
     from segment_anything import SamAutomaticMaskGenerator
 
@@ -43,6 +43,7 @@ def measure(
     from samexp.predict.auto import generate
 
     sam = (build_tiny(seed=0) if model == "tiny" else build_official(model, pretrained=False)).sam
+    sam.to(device)
     generator = SamAutomaticMaskGenerator(sam.eval(), points_per_side=points, points_per_batch=batch,
                                           pred_iou_thresh=0.0, stability_score_thresh=0.0)  # fmt: skip
     image = photo(height, width)
@@ -62,22 +63,21 @@ def main() -> None:
     parser.add_argument("--points-per-side", type=int, default=8)
     parser.add_argument("--points-per-batch", type=int, default=64)
     parser.add_argument("--max-side", type=int, default=1024)
+    parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     parser.add_argument("--case", help=argparse.SUPPRESS)
     args = parser.parse_args()
     h, w = args.side
     if args.case is not None:
         max_side = None if args.case == "naive" else args.max_side
-        print(
-            json.dumps(
-                measure(args.model, h, w, max_side, args.points_per_side, args.points_per_batch)
-            )
-        )
+        print(json.dumps(measure(args.model, h, w, max_side, args.points_per_side,
+                                 args.points_per_batch, args.device)))  # fmt: skip
         return
     rows = {}
     for case in ("naive", "ours"):
         cmd = [sys.executable, __file__, "--case", case, "--model", args.model, "--side", str(h), str(w),
                "--points-per-side", str(args.points_per_side), "--points-per-batch",
-               str(args.points_per_batch), "--max-side", str(args.max_side)]  # fmt: skip
+               str(args.points_per_batch), "--max-side", str(args.max_side),
+               "--device", args.device]  # fmt: skip
         done = subprocess.run(cmd, capture_output=True, text=True, check=True)
         rows[case] = json.loads(done.stdout.strip().splitlines()[-1])
     naive, ours = rows["naive"], rows["ours"]

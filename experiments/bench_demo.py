@@ -34,10 +34,10 @@ def adapter_file(model: str, kind: str, folder: Path) -> Path:
     return save_adapter(folder / f"{model}-{kind}.safetensors", base, adapter)
 
 
-def measure(path: Path, image: np.ndarray, prompts: int) -> tuple[float, float, bool]:
+def measure(path: Path, image: np.ndarray, prompts: int, device: str) -> tuple[float, float, bool]:
     """Seconds of the first answer, mean seconds of the next `prompts`, whether one encoder serves
     both models."""
-    pair = load_pair(weights=str(path), device="cuda" if torch.cuda.is_available() else "cpu")
+    pair = load_pair(weights=str(path), device=device)
     rng = np.random.default_rng(0)
     h, w = image.shape[:2]
     boxes = []
@@ -56,17 +56,19 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", nargs="+", default=["vit_b"], choices=["tiny", "vit_b"])
     parser.add_argument("--prompts", type=int, default=5, help="prompts after the first")
+    parser.add_argument("--device", choices=["cpu", "cuda"],
+                        default="cuda" if torch.cuda.is_available() else "cpu")  # fmt: skip
     args = parser.parse_args()
     image = np.random.default_rng(0).integers(0, 256, (1024, 1024, 3), dtype=np.uint8)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, "
-          f"{'cuda' if torch.cuda.is_available() else 'cpu'}; a 1024×1024 image, both models "
+          f"{args.device}; a 1024×1024 image, both models "
           "answer each box")  # fmt: skip
     print(f"{'model':<7}{'adapter':<9}{'encoders':<10}{'first s':>9}{'next s':>9}{'ratio':>8}")
     with tempfile.TemporaryDirectory() as tmp:
         for model in args.models:
             for kind in ("decoder", "lora"):
                 first, later, shared = measure(adapter_file(model, kind, Path(tmp)), image,
-                                               args.prompts)  # fmt: skip
+                                               args.prompts, args.device)  # fmt: skip
                 print(f"{model:<7}{kind:<9}{'1 shared' if shared else '2':<10}{first:>9.3f}"
                       f"{later:>9.4f}{first / later:>7.0f}x", flush=True)  # fmt: skip
 

@@ -1,7 +1,8 @@
 """Speed and memory of samexp's training paths against the naive loop, side by side in one table.
 
-    python experiments/bench_speed.py                 # tiny, vit_b and vit_t (random weights, same FLOPs)
-    python experiments/bench_speed.py --models tiny   # quick
+    python experiments/bench_speed.py                 # tiny, vit_b, vit_t, SAM 2.1 hiera_t and hiera_s
+    python experiments/bench_speed.py --models tiny   # quick (sam2_tiny: the tiny SAM 2.1)
+    python experiments/bench_speed.py --models vit_b sam2.1_hiera_t --cases lora-encoder frozen-decoder
     python experiments/bench_speed.py --models vit_b vit_t --cases encoder-fwd lora-encoder
     python experiments/bench_speed.py --device cuda --precision bf16   # on a GPU
 
@@ -21,38 +22,66 @@ about 0.3 GB under a fresh interpreter's (tiny: 0.41 G against 0.69 G); its own 
   lora-encoder:    s/optimizer step, LoRA r=8 on the encoder's q/v: stock vs our attention kernel.
   lora-ckpt:       the same plus per-block activation checkpointing (memory).
 Then the numeric agreement of the fast kernels with the stock attention (one vit_b-sized block).
-MobileSAM (vit_t) runs encoder-fwd and lora-encoder only, and with vit_b measured too its figures
-are set beside vit_b's (ours on both, same input): the other cases measure samexp's ViT kernels,
-the encoder size and the embedding cache, which TinyViT's encoder does not use or change.
+All models are random weights (same FLOPs as the real ones) and run through the family-agnostic
+seam (samexp.models.seam, adapters by role), so every model does the same work per case.
+MobileSAM (vit_t) runs encoder-fwd and lora-encoder only: the other cases measure samexp's ViT
+kernels, the encoder size and the embedding cache, which TinyViT's encoder does not use or change.
+SAM 2.1 (sam2.1_hiera_t/_s) runs every case its family can: Hiera already attends through SDPA, so
+samexp's ViT kernels have nothing to replace (naive and ours differ only by fused AdamW, precision
+and, in the frozen cases, the cache), and `model.encoder_size` is refused, which its row says.
+A case a model refuses prints `n/a` with the refusal. With several models measured, a second table
+sets each model's figures (ours) beside the reference's (vit_b when measured, else the first), with
+the ratio reference/model, peak memory, parameters and encoder FLOPs on the same input.
 """
 
 from __future__ import annotations
 
 import argparse
 import multiprocessing
+import re
 import resource
 import sys
 import tempfile
 import time
 from concurrent.futures import ProcessPoolExecutor
+from typing import TYPE_CHECKING
 
 import torch
 
+if TYPE_CHECKING:
+    from samexp.adapters.lora import LoraAdapter
+
 IMAGES = 2
-DECODER_LORA = r"mask_decoder\.transformer\..*(q_proj|v_proj)"
+SAM = ("tiny", "vit_b", "vit_l", "vit_h", "vit_t")
+SAM2 = ("sam2_tiny", "sam2.1_hiera_t", "sam2.1_hiera_s", "sam2.1_hiera_b+", "sam2.1_hiera_l")
 ONLY = {"vit_t": ("encoder-fwd", "lora-encoder")}  # a model's cases, where not all of them
-SIDE_BY_SIDE = ("vit_b", "vit_t")  # compared on the cases both run
+REFERENCE = "vit_b"  # what the side-by-side table compares the other models to, when measured
 
 
 def _model(name: str, encoder_size: int | None = None):
     from samexp.models.build import build_official, build_tiny
     from samexp.models.mobile import build_mobile
+    from samexp.models.sam2 import build_sam2, build_sam2_tiny
 
     if name == "tiny":
         return build_tiny(seed=0, encoder_size=encoder_size)
     if name == "vit_t":
         return build_mobile(pretrained=False, encoder_size=encoder_size)
+    if name == "sam2_tiny":
+        return build_sam2_tiny(seed=0, encoder_size=encoder_size)
+    if name in SAM2:
+        return build_sam2(name, pretrained=False, encoder_size=encoder_size)
     return build_official(name, pretrained=False, encoder_size=encoder_size)
+
+
+def _decoder_lora(sam) -> LoraAdapter:
+    """LoRA r=8 on the q/v projections of the mask decoder's transformer, wherever the family
+    keeps its decoder (SAM: mask_decoder, SAM 2: sam_mask_decoder; same layer names inside)."""
+    from samexp.adapters.lora import LoraAdapter
+    from samexp.models.roles import roles
+
+    decoder = re.escape(roles(sam).mask_decoder)
+    return LoraAdapter(rank=8, target_modules=rf"{decoder}\.transformer\..*(q_proj|v_proj)")
 
 
 def _batch(size: int, n: int, device: torch.device):
@@ -78,26 +107,37 @@ def _timed(fn, repeat: int, device: torch.device) -> list[float]:
     return times
 
 
+class NotApplicable(Exception):
+    """A case the model cannot run as measured (its builder refused the setting, or the model
+    has nothing the case changes): its row says `n/a` and why."""
+
+
 class Setup:
     """One case's model, optimizer and autocast, naive or ours."""
 
     def __init__(self, model: str, ours: bool, device: str, precision: str, adapter=None,
                  encoder_size: int | None = None, checkpointing: bool = False):  # fmt: skip
+        """`adapter(sam)` gives the adapter to apply (it may look up the model's roles)."""
+        from samexp.config.errors import SamexpError
         from samexp.models.attention import choose_kernel, set_attention
         from samexp.models.checkpointing import enable_checkpointing
         from samexp.training.precision import mixed_precision
 
         self.device = torch.device(device)
-        self.base = _model(model, encoder_size)
+        try:
+            self.base = _model(model, encoder_size)
+        except SamexpError as refusal:  # e.g. SAM 2.1 refuses model.encoder_size
+            raise NotApplicable(str(refusal)) from refusal
+        # before the adapter: the blocks keep their forward whatever the adapter wraps inside them
+        if checkpointing and not enable_checkpointing(self.base.sam):
+            raise NotApplicable("its family's roles name no image-encoder blocks to checkpoint")
         if adapter is not None:
-            adapter.apply(self.base.sam)
-        # vit_t: stock either way (TinyViT's attention is its own)
+            adapter(self.base.sam).apply(self.base.sam)
+        # vit_t, SAM 2: stock either way (TinyViT's attention is its own, Hiera's is SDPA already)
         self.kernel = choose_kernel(
             self.base.sam, "auto" if ours else "stock", self.device, "kernel"
         )
         set_attention(self.base.sam, self.kernel)
-        if checkpointing:
-            enable_checkpointing(self.base.sam)
         self.base.sam.to(self.device)
         # the naive loop is fp32 by definition; autocast is one of our speed-ups
         self.amp = mixed_precision(precision if ours else "fp32", self.device)
@@ -122,7 +162,7 @@ def encoder_forward(model: str, ours: bool, repeat: int, device: str, precision:
     from samexp.models.build import OFFICIAL_IMG_SIZE
     from samexp.models.seam import encode
 
-    native = 256 if model == "tiny" else OFFICIAL_IMG_SIZE  # build_tiny's default; vit_* 1024
+    native = 256 if "tiny" in model else OFFICIAL_IMG_SIZE  # the tiny builders' default; else 1024
     s = Setup(model, ours, device, precision, encoder_size=native // 2 if half else None)
     images, sizes, _ = _batch(s.base.img_size, 1, s.device)
 
@@ -138,12 +178,11 @@ def encoder_forward(model: str, ours: bool, repeat: int, device: str, precision:
 def frozen_encoder(model: str, ours: bool, epochs: int, device: str, precision: str,
                    lora: bool) -> dict:  # fmt: skip
     from samexp.adapters.decoder import DecoderAdapter
-    from samexp.adapters.lora import LoraAdapter
     from samexp.models.cached_encoder import CachedEncoder
     from samexp.models.embedding_cache import EmbeddingCache
     from samexp.models.seam import encode
 
-    adapter = LoraAdapter(rank=8, target_modules=DECODER_LORA) if lora else DecoderAdapter()
+    adapter = _decoder_lora if lora else (lambda sam: DecoderAdapter())
     s = Setup(model, ours, device, precision, adapter=adapter)
     images, sizes, boxes = _batch(s.base.img_size, IMAGES, s.device)
     if ours:
@@ -169,7 +208,7 @@ def lora_encoder(model: str, ours: bool, steps: int, device: str, precision: str
     from samexp.adapters.lora import LoraAdapter
     from samexp.models.seam import encode
 
-    s = Setup(model, ours, device, precision, adapter=LoraAdapter(rank=8),
+    s = Setup(model, ours, device, precision, adapter=lambda sam: LoraAdapter(rank=8),
               checkpointing=checkpointing and ours)  # fmt: skip
     images, sizes, boxes = _batch(s.base.img_size, 1, s.device)
     embeddings = lambda im, sz: encode(s.base.sam, im, sz)  # noqa: E731
@@ -188,10 +227,10 @@ CASES = {  # name: (unit, repetitions, measure(model, ours, repeat, device, prec
 }  # fmt: skip
 
 
-PRELOAD = ("__main__", "samexp.models.build", "samexp.models.mobile", "samexp.models.seam",
-           "samexp.models.attention", "samexp.models.checkpointing", "samexp.models.cached_encoder",
-           "samexp.models.embedding_cache", "samexp.adapters.lora", "samexp.adapters.decoder",
-           "samexp.training.precision")  # fmt: skip
+PRELOAD = ("__main__", "samexp.models.build", "samexp.models.mobile", "samexp.models.sam2",
+           "samexp.models.seam", "samexp.models.attention", "samexp.models.checkpointing",
+           "samexp.models.cached_encoder", "samexp.models.embedding_cache", "samexp.adapters.lora",
+           "samexp.adapters.decoder", "samexp.training.precision")  # fmt: skip
 
 
 def _fresh_processes() -> ProcessPoolExecutor:
@@ -208,7 +247,10 @@ def run_case(case: str, model: str, ours: bool, repeat: int, device: str, precis
     torch.manual_seed(0)
     if device == "cuda":
         torch.cuda.reset_peak_memory_stats()
-    result = CASES[case][2](model, ours, repeat, device, precision)
+    try:
+        result = CASES[case][2](model, ours, repeat, device, precision)
+    except NotApplicable as why:
+        return {"n/a": str(why)}
     result["peak_rss_gb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
     if device == "cuda":
         result["peak_cuda_gb"] = torch.cuda.max_memory_allocated() / 2**30
@@ -220,9 +262,12 @@ def agreement(model: str) -> list[str]:
     attention size, forward and input gradient, fp32 on CPU."""
     from segment_anything.modeling.image_encoder import Attention
 
-    from samexp.models.attention import FORWARDS
+    from samexp.models.attention import FORWARDS, choose_kernel
 
     base = _model(model)
+    if choose_kernel(base.sam, "auto", torch.device("cpu"), "kernel") == "stock":
+        return [f"agreement {model}: n/a, its image encoder has no segment_anything ViT attention "
+                "for samexp's kernels to replace"]  # fmt: skip
     encoder = base.sam.image_encoder
     grid = encoder.img_size // encoder.patch_embed.proj.kernel_size[0]
     dim, heads = encoder.pos_embed.shape[-1], encoder.blocks[0].attn.num_heads
@@ -255,7 +300,6 @@ def flop_bounds(model: str) -> str:
     from torch.utils.flop_counter import FlopCounterMode
 
     from samexp.adapters.decoder import DecoderAdapter
-    from samexp.adapters.lora import LoraAdapter
     from samexp.models.seam import Prompts, decode, encode
 
     def counted(fn, *args) -> tuple[float, object]:
@@ -268,10 +312,9 @@ def flop_bounds(model: str) -> str:
         low_res.sigmoid().mean().backward()
 
     bounds, encoder, emb = [], 0.0, None
-    for name, adapter in (("decoder", DecoderAdapter()),
-                          ("lora", LoraAdapter(rank=8, target_modules=DECODER_LORA))):  # fmt: skip
+    for name, adapter in (("decoder", lambda sam: DecoderAdapter()), ("lora", _decoder_lora)):
         base = _model(model)
-        adapter.apply(base.sam)
+        adapter(base.sam).apply(base.sam)
         images, sizes, boxes = _batch(base.img_size, 1, torch.device("cpu"))
         if emb is None:  # the same shapes for both adapters: count the encoder once
             with torch.no_grad():
@@ -282,31 +325,59 @@ def flop_bounds(model: str) -> str:
     return f"flops {model}: encoder forward {encoder / 1e9:.1f} GFLOP; " + "; ".join(bounds)
 
 
-def side_by_side(results: dict[tuple[str, str], float], units: dict[str, str]) -> list[str]:
-    """vit_t's figures (ours) beside vit_b's on the cases both ran, with the parameter counts and
-    encoder FLOPs of each, counted by PyTorch on the same 1024² input."""
+def _size(name: str) -> tuple[float, float, float]:
+    """Parameters (M), of which the image encoder's (M), and encoder forward GFLOP on the model's
+    own input (1024² but for the tiny models), counted by PyTorch."""
     from torch.utils.flop_counter import FlopCounterMode
 
+    from samexp.models.roles import roles
     from samexp.models.seam import encode
 
-    big, small = SIDE_BY_SIDE
-    lines = []
+    base = _model(name)
+    encoder = base.sam.get_submodule(roles(base.sam).image_encoder)
+    images, sizes, _ = _batch(base.img_size, 1, torch.device("cpu"))
+    with torch.no_grad(), FlopCounterMode(display=False) as counter:
+        encode(base.sam, images, sizes)
+    millions = [sum(p.numel() for p in m.parameters()) / 1e6 for m in (base.sam, encoder)]
+    return millions[0], millions[1], counter.get_total_flops() / 1e9
+
+
+def side_by_side(
+    ours: dict[tuple[str, str], dict], units: dict[str, str], memory: str
+) -> list[str]:
+    """One column per model (ours), the reference first: each case's time and peak memory, then
+    the model's size; beside every other model's figure, reference/model (how many times more
+    the reference takes)."""
+    models = list(dict.fromkeys(model for _, model in ours))
+    if len(models) < 2:
+        return []
+    ref = REFERENCE if REFERENCE in models else models[0]
+    models = [ref, *(m for m in models if m != ref)]
+    rows = []
     for case, unit in units.items():
-        if (case, big) in results and (case, small) in results:
-            b, s = results[case, big], results[case, small]
-            lines.append(f"{small} vs {big} {case:<13} {s:>9.4f} vs {b:>9.4f} {unit}, "
-                         f"{big}/{small} {b / s:.2f}x")  # fmt: skip
-    if lines:
-        about = []
-        for name in (small, big):
-            sam = _model(name).sam
-            images, sizes, _ = _batch(sam.image_encoder.img_size, 1, torch.device("cpu"))
-            with torch.no_grad(), FlopCounterMode(display=False) as counter:
-                encode(sam, images, sizes)
-            params = sum(p.numel() for p in sam.parameters()) / 1e6
-            about.append(f"{name} {params:.2f}M parameters, encoder forward "
-                         f"{counter.get_total_flops() / 1e9:.1f} GFLOP")  # fmt: skip
-        lines.append(f"{small} vs {big} size: " + "; ".join(about))
+        for what, key, fmt in ((unit, "value", ".4f"), (f"G {memory}", "memory", ".2f")):
+            figures = {m: ours[case, m][key] for m in models if (case, m) in ours}
+            if ref in figures and len(figures) > 1:
+                rows.append((f"{case} {what}", figures, fmt))
+    sizes = {m: _size(m) for m in models}
+    for i, what in enumerate(("M parameters", "M in encoder", "GFLOP encoder fwd")):
+        rows.append((what, {m: sizes[m][i] for m in models}, ".1f"))
+    width = max(18, *(len(m) + 2 for m in models))
+    lines = [
+        f"side by side, ours, {ref}/model in brackets (random weights, same input per model)",
+        f"{'':<26}" + "".join(f"{m:>{width}}" for m in models),
+    ]
+    for what, figures, fmt in rows:
+        cells = []
+        for m in models:
+            if m not in figures:
+                cells.append(f"{'-':>{width}}")
+                continue
+            cell = format(figures[m], fmt)
+            if m != ref and figures[m] > 0:
+                cell += f" ({figures[ref] / figures[m]:.2f}x)"
+            cells.append(f" {cell:>{width - 1}}")
+        lines.append(f"{what:<26}" + "".join(cells))
     return lines
 
 
@@ -314,7 +385,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--models", nargs="+", default=["tiny", "vit_b", "vit_t"])
+    parser.add_argument("--models", nargs="+", choices=[*SAM, *SAM2],
+                        default=["tiny", "vit_b", "vit_t", "sam2.1_hiera_t", "sam2.1_hiera_s"])  # fmt: skip
     parser.add_argument("--cases", nargs="+", default=list(CASES), choices=list(CASES))
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     parser.add_argument("--precision", default="fp32", choices=["fp32", "bf16", "fp16"],
@@ -325,28 +397,34 @@ def main() -> None:
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, device {gpu}, "
           f"ours in {args.precision}")  # fmt: skip
     memory = "CUDA" if args.device == "cuda" else "RSS"
-    header = (f"{'case':<15}{'model':<7}{'unit':<8}{'naive':>9}{'ours':>9}{'speed-up':>9}"
+    key = "peak_cuda_gb" if args.device == "cuda" else "peak_rss_gb"
+    width = max(7, *(len(m) + 1 for m in args.models))
+    header = (f"{'case':<15}{'model':<{width}}{'unit':<8}{'naive':>9}{'ours':>9}{'speed-up':>9}"
               f"{'img/s':>8}{'naive ' + memory:>12}{'ours ' + memory:>11}{'ratio':>7}")  # fmt: skip
     print(header)
     print("-" * len(header))
-    ours_values: dict[tuple[str, str], float] = {}
+    ours_figures: dict[tuple[str, str], dict] = {}
     for model in args.models:
         for case in args.cases:
             if case not in ONLY.get(model, CASES):
                 continue
             unit, repeat, _ = CASES[case]
             out = {}
-            for ours in (False, True):
+            for ours in (True, False):  # ours first: a case the model refuses stops there
                 try:
                     out[ours] = fresh.submit(
                         run_case, case, model, ours, repeat, args.device, args.precision
                     ).result()
                 except Exception as error:  # the child's traceback rides along as its cause
                     sys.exit(f"{case} {model} failed:\n{error.__cause__ or repr(error)}")
+                if "n/a" in out[ours]:
+                    break
+            if "n/a" in out[True]:
+                print(f"{case:<15}{model:<{width}}n/a: {out[True]['n/a']}", flush=True)
+                continue
             naive, ours_ = out[False], out[True]
-            ours_values[case, model] = ours_["value"]
-            key = "peak_cuda_gb" if args.device == "cuda" else "peak_rss_gb"
-            print(f"{case:<15}{model:<7}{unit:<8}{naive['value']:>9.4f}{ours_['value']:>9.4f}"
+            ours_figures[case, model] = {"value": ours_["value"], "memory": ours_[key]}
+            print(f"{case:<15}{model:<{width}}{unit:<8}{naive['value']:>9.4f}{ours_['value']:>9.4f}"
                   f"{naive['value'] / ours_['value']:>8.2f}x{ours_['images_per_s']:>8.2f}"
                   f"{naive[key]:>11.2f}G{ours_[key]:>10.2f}G{ours_[key] / naive[key]:>7.2f}",
                   flush=True)  # fmt: skip
@@ -356,7 +434,8 @@ def main() -> None:
         print("\n".join(agreement(model)), flush=True)
         if {"frozen-decoder", "frozen-lora"} & set(args.cases):
             print(flop_bounds(model), flush=True)
-    for line in side_by_side(ours_values, {case: CASES[case][0] for case in args.cases}):
+    units = {case: CASES[case][0] for case in args.cases}
+    for line in side_by_side(ours_figures, units, memory):
         print(line, flush=True)
     fresh.shutdown()
 

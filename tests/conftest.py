@@ -54,7 +54,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 SHARED_FIXTURE_PACKAGES = dict.fromkeys(("app", "predict", "evaluate", "export"), "tiny_runs")
 # `make test`'s --durations: a server and two sweep workers (2 min), torchrun jobs, benchmarks
 LONGEST_MODULES = ("test_server.py", "test_distributed.py", "test_sweeps.py", "test_submitit.py",
-                   "test_bench.py", "test_resume.py")  # fmt: skip
+                   "test_bench.py", "test_bench_gpu.py", "test_resume.py")  # fmt: skip
 
 
 def data_root() -> Path:
