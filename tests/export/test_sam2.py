@@ -22,7 +22,7 @@ from samexp.models.sam2 import tiny_overrides
 from samexp.predict.predictor import Predictor
 from samexp.tracking.finetuned import build_base, load_finetuned
 from tests.conftest import REPO, TinyRun
-from tests.models.test_sam2 import _stock_predictor
+from tests.models.stock_sam2 import stock_predictor
 
 BOX = np.array([60.0, 300.0, 700.0, 650.0])  # around the rings of ring_test_2.jpg (740×740)
 
@@ -83,7 +83,7 @@ def test_stock_sam2_image_predictor_on_the_export_gives_samexps_masks(
     fine_tuned, _, meta = load_finetuned(run_id=tiny_sam2_run.run_id,
                                          tracking_uri=tiny_sam2_run.tracking_uri)  # fmt: skip
     logits, iou = _logits(Predictor(fine_tuned.sam.eval()), image, box)
-    stock_logits, stock_iou = _logits(_stock_predictor(stock), image, box)
+    stock_logits, stock_iou = _logits(stock_predictor(stock), image, box)
     masks, differ = logits > 0, (stock_logits > 0) != (logits > 0)
     assert masks.any() and not masks.all()
     assert np.all(np.abs(logits[differ]) < tolerance) and np.all(np.abs(stock_logits[differ]) < tolerance)  # fmt: skip

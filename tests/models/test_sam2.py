@@ -26,6 +26,7 @@ from samexp.models.sam2 import build_sam2, build_sam2_tiny, sam2_model
 from samexp.models.seam import Prompts
 from tests.conftest import compose_config
 from tests.models.conftest import randomize_lora_b
+from tests.models.stock_sam2 import stock_predictor
 
 ARCHS = ("sam2.1_hiera_t", "sam2.1_hiera_s", "sam2.1_hiera_b+", "sam2.1_hiera_l")
 
@@ -33,18 +34,6 @@ ARCHS = ("sam2.1_hiera_t", "sam2.1_hiera_s", "sam2.1_hiera_b+", "sam2.1_hiera_l"
 @pytest.fixture(scope="module")
 def tiny():
     return build_sam2_tiny(seed=0)
-
-
-def _stock_predictor(sam):
-    """Stock SAM2ImagePredictor; it hard-codes the feature sizes of a 1024 px model."""
-    from sam2.sam2_image_predictor import SAM2ImagePredictor
-
-    with warnings.catch_warnings():  # SAM2Transforms uses torch.jit.script (deprecated in torch)
-        warnings.simplefilter("ignore")
-        predictor = SAM2ImagePredictor(sam)
-    s = sam.image_size
-    predictor._bb_feat_sizes = [(s // 4, s // 4), (s // 8, s // 8), (s // 16, s // 16)]
-    return predictor
 
 
 # --- building -------------------------------------------------------------------------------------
@@ -105,7 +94,7 @@ def _prompt_cases(s: int) -> dict[str, dict]:
 def test_decode_equals_stock_sam2_image_predictor(image_size, tiny):
     sam = tiny.sam if image_size == 256 else build_sam2_tiny(seed=0, image_size=1024).sam
     image = np.random.default_rng(0).integers(0, 256, (90, 120, 3), dtype=np.uint8)
-    predictor = _stock_predictor(sam)
+    predictor = stock_predictor(sam)
     predictor.set_image(image)
     family = family_of(sam)
     with torch.no_grad():
@@ -128,7 +117,7 @@ def test_normalise_is_sam2_transforms_normalisation(tiny):
     ours = family_of(tiny.sam).normalise(
         tiny.sam, torch.from_numpy(image).permute(2, 0, 1)[None], [(256, 256)]
     )
-    stock = _stock_predictor(tiny.sam)._transforms(image)[None]
+    stock = stock_predictor(tiny.sam)._transforms(image)[None]
     torch.testing.assert_close(ours, stock, atol=1e-5, rtol=0)
 
 
@@ -313,7 +302,7 @@ def test_automatic_masks_equal_stock_sam2_automatic_mask_generator_over_samexps_
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         stock = SAM2AutomaticMaskGenerator(tiny.sam, **settings)
-    stock.predictor = _stock_predictor(tiny.sam)
+    stock.predictor = stock_predictor(tiny.sam)
     expected = stock.generate(image)
     assert len(ours) == len(expected) > 1
     for a, b in zip(ours, expected, strict=True):

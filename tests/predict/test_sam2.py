@@ -22,7 +22,7 @@ from samexp.predict.predictor import Predictor
 from samexp.prompts.class_tokens import attach_class_prompts
 from samexp.tracking.finetuned import load_finetuned
 from tests.conftest import TinyRun
-from tests.models.test_sam2 import _stock_predictor
+from tests.models.stock_sam2 import stock_predictor
 from tests.predict.conftest import BOX, Trained, read_mask
 
 CASES = {"box": {"box": BOX}, "points": {"points": [[380.0, 470.0], [100.0, 100.0]], "labels": [1, 0]}}  # fmt: skip
@@ -46,7 +46,7 @@ def stock(trained: Trained):
     """Stock SAM2ImagePredictor on the fine-tuned model, LoRA merged as predict does."""
     base, adapter, _ = load_finetuned(weights=str(trained.weights))
     adapter.merge(base.sam)
-    return _stock_predictor(base.sam.eval())
+    return stock_predictor(base.sam.eval())
 
 
 @pytest.mark.parametrize("case", CASES)
