@@ -136,8 +136,10 @@ class Sam2(ModelFamily):
 
     def encode(self, model: nn.Module, x: torch.Tensor) -> Features:
         """The neck's levels as they leave the image encoder (stride 4, 8, 16), before the
-        decoder-side conv_s0/conv_s1 and no_mem_embed."""
-        fpn0, fpn1, embed = model.image_encoder(x)["backbone_fpn"]
+        decoder-side conv_s0/conv_s1 and no_mem_embed. Contiguous, as the embedding cache hands
+        them back: the neck leaves two levels channels-last, and the decoder's convolutions would
+        round those differently, so a cached run would drift from an uncached one."""
+        fpn0, fpn1, embed = (f.contiguous() for f in model.image_encoder(x)["backbone_fpn"])
         return {"fpn0": fpn0, "fpn1": fpn1, "image_embed": embed}
 
     def decode(self, model: nn.Module, features: Features, prompts: Prompts,
