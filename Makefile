@@ -46,7 +46,7 @@ run: $(STAMP)  ## the real thing: vit_b, downloads the official checkpoint once 
 sweep: $(STAMP)  ## the default Optuna study over LoRA rank x lr; resumable (SWEEP_ARGS="experiment=smoke trainer.epochs=5" offline)
 	$(BIN)/python -m samexp -m hparams_search=lora_rank_lr $(SWEEP_ARGS)
 
-bench: $(STAMP)  ## naive loop vs ours: s/epoch, s/step, peak RSS (tiny, vit_b, vit_t, SAM 2.1 hiera_t/_s; random weights; 20-35 min on 2 CPU cores)
+bench: $(STAMP)  ## naive loop vs ours: s/epoch, s/step, peak RSS (tiny, vit_b, vit_t, SAM 2.1 hiera_t/_s; random weights; ~15 min on 2 CPU cores)
 	$(BIN)/python experiments/bench_speed.py
 
 bench-gpu: $(STAMP)  ## every model benchmark on one CUDA GPU (SDPA, bf16), each time-limited, all under 8 min; tables into bench-gpu/
