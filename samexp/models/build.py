@@ -121,18 +121,19 @@ def build_official(
     """One of Meta's SAMs; `pretrained=False` keeps the random init (benchmarks: same FLOPs, no download)."""
     if encoder_size is not None:  # before a download, not after
         check_encoder_size(encoder_size, OFFICIAL_IMG_SIZE, OFFICIAL_PATCH_SIZE)
-    base = load_or_init(
-        arch,
-        lambda: sam_model_registry[arch](checkpoint=None),
-        target_of(build_official),
-        checkpoint=checkpoint,
-        pretrained=pretrained,
-        cache_dir=cache_dir,
-        mirror=mirror,
-        download=download,
-        seed=seed,
-    )
+    construct = lambda: sam_model_registry[arch](checkpoint=None)  # noqa: E731
+    base = load_or_init(arch, construct, target_of(build_official), **weights_source(locals()))
     return _at_encoder_size(base, encoder_size)
+
+
+# the builder arguments that say where a family's weights come from; every family's builder
+# offers these six, and hands them to `load_or_init` by name
+WEIGHTS_SOURCE = ("checkpoint", "pretrained", "cache_dir", "mirror", "download", "seed")
+
+
+def weights_source(arguments: dict) -> dict:
+    """`WEIGHTS_SOURCE` of a builder's arguments (it passes its `locals()`)."""
+    return {k: arguments[k] for k in WEIGHTS_SOURCE}
 
 
 def load_or_init(

@@ -27,7 +27,14 @@ from torch import nn
 
 from samexp.config.errors import SamexpError
 from samexp.config.options import option, target_of
-from samexp.models.build import OFFICIAL_IMG_SIZE, BaseModel, EncoderSize, Seed, load_or_init
+from samexp.models.build import (
+    OFFICIAL_IMG_SIZE,
+    BaseModel,
+    EncoderSize,
+    Seed,
+    load_or_init,
+    weights_source,
+)
 from samexp.models.family import register
 from samexp.models.roles import Family, Rows
 from samexp.models.sam import SegmentAnything
@@ -101,17 +108,8 @@ def build_mobile(
             f"{OFFICIAL_IMG_SIZE} px only (its stages are built for a 64x64 output grid); "
             "leave model.encoder_size unset with model=vit_t"
         )
-    base = load_or_init(
-        arch,
-        lambda: _registry()[arch](checkpoint=None),
-        target_of(build_mobile),
-        checkpoint=checkpoint,
-        pretrained=pretrained,
-        cache_dir=cache_dir,
-        mirror=mirror,
-        download=download,
-        seed=seed,
-    )
+    construct = lambda: _registry()[arch](checkpoint=None)  # noqa: E731
+    base = load_or_init(arch, construct, target_of(build_mobile), **weights_source(locals()))
     for module in base.sam.modules():
         if isinstance(module, nn.BatchNorm2d):
             module.train = types.MethodType(_statistics_frozen_train, module)

@@ -28,7 +28,7 @@ from samexp.config.checks import Seed
 from samexp.config.errors import SamexpError
 from samexp.config.options import option, target_of
 from samexp.data.frame import Pipeline
-from samexp.models.build import BaseModel, EncoderSize, load_or_init, local_rng
+from samexp.models.build import BaseModel, EncoderSize, load_or_init, local_rng, weights_source
 from samexp.models.family import Features, ModelFamily, register
 from samexp.models.roles import Family, stacked_qkv
 
@@ -289,12 +289,7 @@ def build_sam2(
         arch,
         lambda: sam2_model(arch),
         target_of(build_sam2),
-        checkpoint=checkpoint,
-        pretrained=pretrained,
-        cache_dir=cache_dir,
-        mirror=mirror,
-        download=download,
-        seed=seed,
+        **weights_source(locals()),
         unwrap="model",
         archs="sam2.1_hiera_t/sam2.1_hiera_s/sam2.1_hiera_b+/sam2.1_hiera_l",
     )

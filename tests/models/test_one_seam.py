@@ -8,7 +8,7 @@ from __future__ import annotations
 import ast
 
 from tests.conftest import REPO
-from tests.tracking.test_one_home import modules
+from tests.tracking.test_one_home import modules, top_level_imports
 
 FAMILY_PACKAGES = ("segment_anything", "mobile_sam", "sam2")
 
@@ -33,16 +33,7 @@ HOMES = {
 
 
 def family_imports(tree: ast.Module) -> set[str]:
-    found = set()
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Import):
-            names = [a.name for a in node.names]
-        elif isinstance(node, ast.ImportFrom) and node.level == 0:
-            names = [node.module or ""]
-        else:
-            continue
-        found |= {n.split(".")[0] for n in names if n.split(".")[0] in FAMILY_PACKAGES}
-    return found
+    return top_level_imports(tree) & set(FAMILY_PACKAGES)
 
 
 def test_only_the_family_modules_import_a_family_package():

@@ -18,17 +18,19 @@ def modules() -> Iterator[tuple[str, ast.Module]]:
             yield path.relative_to(REPO).as_posix(), ast.parse(path.read_text("utf-8"))
 
 
-def imports_mlflow(tree: ast.Module) -> bool:
+def top_level_imports(tree: ast.Module) -> set[str]:
+    """The top-level packages a module imports, absolute imports only (`mlflow`, `sam2`, ...)."""
+    found = set()
     for node in ast.walk(tree):
         if isinstance(node, ast.Import):
-            found = [a.name for a in node.names]
+            found |= {a.name.split(".")[0] for a in node.names}
         elif isinstance(node, ast.ImportFrom) and node.level == 0:
-            found = [node.module or ""]
-        else:
-            continue
-        if any(name == "mlflow" or name.startswith("mlflow.") for name in found):
-            return True
-    return False
+            found.add((node.module or "").split(".")[0])
+    return found
+
+
+def imports_mlflow(tree: ast.Module) -> bool:
+    return "mlflow" in top_level_imports(tree)
 
 
 def literals(tree: ast.Module) -> Iterator[str]:
