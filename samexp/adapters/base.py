@@ -7,6 +7,7 @@ registered `kind` and hyperparameters (see `registry.py`), never an import path.
 
 from __future__ import annotations
 
+import inspect
 from abc import ABC, abstractmethod
 from typing import Any
 
@@ -27,7 +28,22 @@ class Adapter(ABC):
         return {"kind": self.kind, **self.hparams()}
 
     def hparams(self) -> dict[str, Any]:
-        return {}
+        """The constructor's arguments as this adapter holds them, read from the one definition,
+        its signature (the same one the config schema comes from): every argument is kept as the
+        attribute of its name, so a new argument is saved and reloaded with no second list to
+        update, and one the class forgets to keep is an error, not a silent default on reload."""
+        names = [
+            name
+            for name, p in inspect.signature(type(self).__init__).parameters.items()
+            if name != "self" and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)
+        ]
+        missing = [n for n in names if not hasattr(self, n)]
+        if missing:
+            raise TypeError(
+                f"{type(self).__name__} keeps no attribute for its argument(s) {missing}: "
+                "store each constructor argument as self.<name> (hparams are read from them)"
+            )
+        return {n: _plain(getattr(self, n)) for n in names}
 
     def label(self) -> str:
         """Short name for run names, e.g. `lora-r8`."""
@@ -42,6 +58,15 @@ class Adapter(ABC):
     def plain_state_dict(self, sam: nn.Module) -> dict[str, torch.Tensor]:
         """The adapted model as a stock SAM state dict (what `sam_model_registry[...]` loads)."""
         return {k: v.detach().clone() for k, v in sam.state_dict().items()}
+
+
+def _plain(value: Any) -> Any:
+    """JSON's shapes: tuples become lists (the metadata is JSON; a reload compares equal)."""
+    if isinstance(value, tuple | list):
+        return [_plain(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    return value
 
 
 def freeze(module: nn.Module) -> None:

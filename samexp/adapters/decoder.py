@@ -22,6 +22,3 @@ class DecoderAdapter(Adapter):
         unfreeze(model.get_submodule(found.mask_decoder))
         if self.train_prompt_encoder:
             unfreeze(model.get_submodule(found.prompt_encoder))
-
-    def hparams(self) -> dict:
-        return {"train_prompt_encoder": self.train_prompt_encoder}

@@ -218,14 +218,5 @@ class LoraAdapter(Adapter):
                 sam.get_submodule(name).unmerge()
         return state
 
-    def hparams(self) -> dict:
-        return {
-            "rank": self.rank,
-            "alpha": self.alpha,
-            "dropout": self.dropout,
-            "target_modules": self.target_modules,
-            "qkv_parts": list(self.qkv_parts),
-        }
-
     def label(self) -> str:
         return f"lora-r{self.rank}"

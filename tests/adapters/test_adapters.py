@@ -1,4 +1,5 @@
-"""Invariants every adapter keeps, as a table of cases on the tiny SAM."""
+"""Invariants every adapter keeps, as a table of cases (every registered kind, built with
+non-default hyperparameters) on the tiny SAM and the tiny SAM 2.1."""
 
 from __future__ import annotations
 
@@ -12,13 +13,17 @@ from samexp.adapters.decoder import DecoderAdapter
 from samexp.adapters.full import FullAdapter
 from samexp.adapters.io import load_adapter, save_adapter
 from samexp.adapters.lora import LoraAdapter
+from samexp.adapters.registry import registered
 from samexp.models.build import build_tiny
+from samexp.models.sam2 import build_sam2_tiny
 from samexp.models.seam import Prompts, decode, encode, upscale
 
-# adapter -> regex every trainable parameter name must match (and every matching name must train)
+# every registered adapter, with hyperparameters other than its defaults (a reload that fell back
+# to a default would show) -> the regex every trainable parameter name of the tiny SAM must match
+# (and every matching name must train)
 CASES = {
     "lora": (
-        lambda: LoraAdapter(rank=4),
+        lambda: LoraAdapter(rank=4, alpha=6.0, dropout=0.1, qkv_parts=("q", "k", "v")),
         r"image_encoder\.blocks\.\d+\.attn\.qkv\.lora_[AB]\.\d+\.weight",
     ),
     "decoder": (lambda: DecoderAdapter(), r"mask_decoder\..*"),
@@ -29,6 +34,13 @@ CASES = {
     "full": (lambda: FullAdapter(), r".*"),
 }
 IDS = list(CASES)
+# the model families every adapter works on, at test size (vit_t: tests/models/test_mobile.py)
+FAMILIES = {"tiny": lambda: build_tiny(seed=0), "sam2_tiny": lambda: build_sam2_tiny(seed=0)}
+
+
+def test_every_registered_adapter_is_a_case():
+    kinds = {CASES[case][0]().kind for case in IDS}
+    assert kinds == set(registered()) - {"bitfit_throwaway"}  # test_options' plugin, if loaded
 
 
 def _forward(sam) -> torch.Tensor:
@@ -72,27 +84,47 @@ def test_adapter_trains_exactly_the_parameters_it_claims(case):
     assert changed, "nothing trained"
 
 
+@pytest.mark.parametrize("family", FAMILIES)
 @pytest.mark.parametrize("case", IDS)
-def test_adapter_starts_equal_to_the_base_model(case):
-    reference = _forward(build_tiny(seed=0).sam)[0]
-    base = build_tiny(seed=0)
+def test_adapter_starts_equal_to_the_base_model(case, family):
+    reference = _forward(FAMILIES[family]().sam)[0]
+    base = FAMILIES[family]()
     CASES[case][0]().apply(base.sam)
+    base.sam.eval()
     assert torch.allclose(_forward(base.sam)[0], reference, atol=1e-6)
 
 
+@pytest.mark.parametrize("family", FAMILIES)
 @pytest.mark.parametrize("case", IDS)
-def test_saved_adapter_round_trips_exactly(case, tmp_path):
-    base = build_tiny(seed=0)
+def test_saved_adapter_round_trips_exactly(case, family, tmp_path):
+    base = FAMILIES[family]()
     adapter: Adapter = CASES[case][0]()
     adapter.apply(base.sam)
     _train_step(base.sam)
     expected = _forward(base.sam)[0]
     path = save_adapter(tmp_path / "adapter.safetensors", base, adapter)
 
-    fresh = build_tiny(seed=0)
+    fresh = FAMILIES[family]()
     reloaded = load_adapter(path, fresh)
-    assert type(reloaded) is type(adapter) and reloaded.hparams() == adapter.hparams()
+    assert type(reloaded) is type(adapter) and reloaded.spec() == adapter.spec()
     assert torch.equal(_forward(fresh.sam)[0], expected)
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+@pytest.mark.parametrize("case", IDS)
+def test_merged_and_exported_adapter_gives_the_trained_output(case, family):
+    """`merge` (where the method allows it) keeps the output, and `plain_state_dict` is the stock
+    model: loaded strictly into a fresh base it computes what the adapted model computes."""
+    base = FAMILIES[family]()
+    adapter: Adapter = CASES[case][0]()
+    adapter.apply(base.sam)
+    _train_step(base.sam)
+    expected = _forward(base.sam)[0]
+    adapter.merge(base.sam)
+    assert torch.allclose(_forward(base.sam)[0], expected, atol=1e-5)
+    stock = FAMILIES[family]()
+    stock.sam.load_state_dict(adapter.plain_state_dict(base.sam))
+    assert torch.allclose(_forward(stock.sam.eval())[0], expected, atol=1e-5)
 
 
 def test_saved_file_holds_only_the_trained_tensors(tmp_path):

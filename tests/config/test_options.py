@@ -190,9 +190,6 @@ class BitFitAdapter(Adapter):
         for name, p in sam.named_parameters():
             if name.endswith(".bias") or (self.norms and ".norm" in name):
                 p.requires_grad_(True)
-
-    def hparams(self) -> dict:
-        return {"norms": self.norms, "lr_scale": self.lr_scale}
 '''
 YAML = "defaults:\n  - bitfit_throwaway_schema\nnorms: true\n"
 
