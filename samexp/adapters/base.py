@@ -17,6 +17,10 @@ from torch import nn
 
 class Adapter(ABC):
     kind: str = "adapter"
+    # False for a method that adds modules no stock model has (a parallel bottleneck MLP): it
+    # cannot be folded into the base weights, so `plain_state_dict` (export) refuses it in one
+    # line; samexp's own predict, evaluate and demo load it from its adapter file
+    mergeable: bool = True
 
     @abstractmethod
     def apply(self, sam: nn.Module) -> None:

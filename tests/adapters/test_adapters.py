@@ -14,6 +14,7 @@ from samexp.adapters.full import FullAdapter
 from samexp.adapters.io import load_adapter, save_adapter
 from samexp.adapters.lora import LoraAdapter
 from samexp.adapters.registry import registered
+from samexp.config.errors import SamexpError
 from samexp.models.build import build_tiny
 from samexp.models.sam2 import build_sam2_tiny
 from samexp.models.seam import Prompts, decode, encode, upscale
@@ -122,6 +123,10 @@ def test_merged_and_exported_adapter_gives_the_trained_output(case, family):
     expected = _forward(base.sam)[0]
     adapter.merge(base.sam)
     assert torch.allclose(_forward(base.sam)[0], expected, atol=1e-5)
+    if not adapter.mergeable:
+        with pytest.raises(SamexpError, match=adapter.kind):
+            adapter.plain_state_dict(base.sam)
+        return
     stock = FAMILIES[family]()
     stock.sam.load_state_dict(adapter.plain_state_dict(base.sam))
     assert torch.allclose(_forward(stock.sam.eval())[0], expected, atol=1e-5)
