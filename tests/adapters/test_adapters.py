@@ -8,12 +8,16 @@ import re
 import pytest
 import torch
 
+from samexp.adapters.attention import AttentionAdapter
 from samexp.adapters.base import Adapter, parameter_counts, trainable_parameters
+from samexp.adapters.bitfit import BitFitAdapter
 from samexp.adapters.decoder import DecoderAdapter
 from samexp.adapters.full import FullAdapter
 from samexp.adapters.io import load_adapter, save_adapter
+from samexp.adapters.layernorm import LayerNormAdapter
 from samexp.adapters.lora import LoraAdapter
 from samexp.adapters.registry import registered
+from samexp.adapters.ssf import SsfAdapter
 from samexp.config.errors import SamexpError
 from samexp.models.build import build_tiny
 from samexp.models.sam2 import build_sam2_tiny
@@ -33,6 +37,30 @@ CASES = {
         r"(mask_decoder|prompt_encoder)\..*",
     ),
     "full": (lambda: FullAdapter(), r".*"),
+    "bitfit": (
+        lambda: BitFitAdapter(scope="all"),
+        r"(image_encoder|prompt_encoder|mask_decoder)\..*\.bias",
+    ),
+    "layernorm": (
+        lambda: LayerNormAdapter(),
+        r"image_encoder\.(blocks\.\d+\.norm[12]|neck\.[13])\.(weight|bias)",
+    ),
+    "attention": (
+        lambda: AttentionAdapter(parts="qkv"),
+        r"image_encoder\.blocks\.\d+\.attn\.qkv\.(weight|bias)",
+    ),
+    "attention-all": (
+        lambda: AttentionAdapter(),
+        r"image_encoder\.blocks\.\d+\.attn\.(rel_pos_[hw]|qkv\.(weight|bias)|proj\.(weight|bias))",
+    ),
+    "ssf": (
+        lambda: SsfAdapter(targets=["mlp"]),
+        r"image_encoder\.blocks\.\d+\.mlp\.lin[12]\.(scale|shift)",
+    ),
+    "ssf-attention+mlp": (
+        lambda: SsfAdapter(),
+        r"image_encoder\.blocks\.\d+\.(attn\.(qkv|proj)|mlp\.lin[12])\.(scale|shift)",
+    ),
 }
 IDS = list(CASES)
 # the model families every adapter works on, at test size (vit_t: tests/models/test_mobile.py)
