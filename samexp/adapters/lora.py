@@ -10,13 +10,13 @@ What cannot be adapted as configured (an attention of a class no family describe
 from __future__ import annotations
 
 import math
-import re
 from typing import Annotated
 
 import torch
 from torch import nn
 
 from samexp.adapters.base import Adapter, freeze
+from samexp.adapters.linears import checked_regex, linears_matching, unwrapped_state_dict
 from samexp.adapters.registry import register_adapter
 from samexp.config.checks import AT_LEAST_1, POSITIVE, Range
 from samexp.config.errors import SamexpError
@@ -112,15 +112,8 @@ class LoraAdapter(Adapter):
             raise SamexpError(
                 f"adapter.qkv_parts must be a non-empty subset of {QKV_PARTS}, got {list(qkv_parts)}"
             )
-        try:
-            if target_modules is not None:
-                re.compile(target_modules)
-        except re.error as e:
-            raise SamexpError(
-                f"adapter.target_modules={target_modules!r} is not a regular expression ({e})"
-            ) from None
         self.rank, self.alpha, self.dropout = rank, alpha, dropout
-        self.target_modules = target_modules
+        self.target_modules = checked_regex(target_modules)
         self.qkv_parts = [p for p in QKV_PARTS if p in qkv_parts]
 
     def apply(self, model: nn.Module) -> None:
@@ -137,18 +130,7 @@ class LoraAdapter(Adapter):
     def _targets(self, model: nn.Module, found: Roles) -> list[str]:
         """The Linear layers to wrap: the attention projections holding `qkv_parts`, or the regex's."""
         if self.target_modules is not None:
-            names = [
-                n
-                for n, m in model.named_modules()
-                if isinstance(m, nn.Linear) and re.fullmatch(self.target_modules, n)
-            ]
-            if not names:
-                linears = [n for n, m in model.named_modules() if isinstance(m, nn.Linear)]
-                raise SamexpError(
-                    f"adapter.target_modules={self.target_modules!r} matches no Linear layer. "
-                    f"Examples of names: {linears[:3] + linears[-2:]}"
-                )
-            return names
+            return linears_matching(model, self.target_modules)
         if found.unknown_attention:
             more = len(found.unknown_attention) - 1
             self._refuse(found.unknown_attention[0] + (f" and {more} more" if more else ""))
@@ -206,13 +188,7 @@ class LoraAdapter(Adapter):
         wrapped = [name for name, m in sam.named_modules() if isinstance(m, LoraLinear)]
         was_merged = {name: sam.get_submodule(name).merged for name in wrapped}
         self.merge(sam)
-        state = {}
-        for key, value in sam.state_dict().items():
-            owner = next((n for n in wrapped if key.startswith(f"{n}.")), None)
-            if owner is None:
-                state[key] = value.detach().clone()
-            elif key.startswith(f"{owner}.base."):
-                state[owner + key[len(owner) + len(".base") :]] = value.detach().clone()
+        state = unwrapped_state_dict(sam, wrapped, "base")
         for name in wrapped:
             if not was_merged[name]:
                 sam.get_submodule(name).unmerge()

@@ -1,0 +1,59 @@
+"""What adapters that wrap Linear layers share (samexp's LoRA and FacT, the peft-backed methods): the
+layers a user's `adapter.target_modules` regex names, and the stock state dict of a model whose
+wrappers hold their base Linear under one attribute."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+
+import torch
+from torch import nn
+
+from samexp.config.errors import SamexpError
+
+
+def checked_regex(target_modules: str | None) -> str | None:
+    """`adapter.target_modules` as given, refused in one line if it is not a regular expression."""
+    try:
+        if target_modules is not None:
+            re.compile(target_modules)
+    except re.error as e:
+        raise SamexpError(
+            f"adapter.target_modules={target_modules!r} is not a regular expression ({e})"
+        ) from None
+    return target_modules
+
+
+def linears_matching(model: nn.Module, target_modules: str) -> list[str]:
+    """The full names of the Linear layers `target_modules` matches whole (peft's
+    check_target_module_exists); matching none is refused with examples of names."""
+    names = [
+        n
+        for n, m in model.named_modules()
+        if isinstance(m, nn.Linear) and re.fullmatch(target_modules, n)
+    ]
+    if not names:
+        linears = [n for n, m in model.named_modules() if isinstance(m, nn.Linear)]
+        raise SamexpError(
+            f"adapter.target_modules={target_modules!r} matches no Linear layer. "
+            f"Examples of names: {linears[:3] + linears[-2:]}"
+        )
+    return names
+
+
+def unwrapped_state_dict(
+    model: nn.Module, wrappers: Iterable[str], base: str
+) -> dict[str, torch.Tensor]:
+    """`model`'s state dict as the stock model names it: each wrapper's base Linear (attribute
+    `base` of the module named in `wrappers`) back under the wrapper's own name, everything else the
+    wrapper holds (the adapter's tensors) dropped. Call it with the deltas merged."""
+    wrappers = list(wrappers)
+    state = {}
+    for key, value in model.state_dict().items():
+        owner = next((n for n in wrappers if key.startswith(f"{n}.")), None)
+        if owner is None:
+            state[key] = value.detach().clone()
+        elif key.startswith(f"{owner}.{base}."):
+            state[owner + key[len(owner) + len(base) + 1 :]] = value.detach().clone()
+    return state
