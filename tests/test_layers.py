@@ -32,7 +32,8 @@ LAYERS: list[tuple[str, ...]] = [
     ("samexp.sweeps",),
     # commands users run, each on top of the layers above
     ("samexp.runner", "samexp.__main__", "samexp.predict", "samexp.evaluate", "samexp.export",
-     "samexp.app", "samexp.server.__main__", "samexp.ui", "samexp.data.__main__"),
+     "samexp.app", "samexp.server.__main__", "samexp.ui", "samexp.data.__main__",
+     "samexp.report"),
 ]  # fmt: skip
 # same layer, yet independent: a dataset never needs a model, nor a model a dataset
 SIBLINGS = [("samexp.data", "samexp.models")]

@@ -11,6 +11,8 @@ URI_ENV = "SAMEXP_TRACKING_URI"
 USERNAME_ENV, PASSWORD_ENV = "MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD"
 # environment of an `mlflow server` process: its basic-auth ini, the CSRF key of its sign-up page
 AUTH_CONFIG_ENV, SERVER_SECRET_ENV = "MLFLOW_AUTH_CONFIG_PATH", "MLFLOW_FLASK_SERVER_SECRET_KEY"
+# environment: MLflow's progress bars while it downloads artifacts (off while a report reads runs)
+PROGRESS_ENV = "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"
 
 PORT = 5000  # MLflow's own default (`make ui` and the team server both: stop one to run the other)
 REST_API = "api/2.0/mlflow"  # MLflow's REST prefix, under the server's address

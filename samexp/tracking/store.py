@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from samexp.config.errors import SamexpError
-from samexp.tracking.names import STATE
+from samexp.tracking.names import PROGRESS_ENV, STATE
 from samexp.tracking.store_lock import sqlite_path
 
 log = logging.getLogger(__name__)
@@ -122,3 +122,61 @@ def end(store, run_id: str, status: str) -> None:
     """End a run as `status` (FINISHED, KILLED, FAILED) unless it already is."""
     if store.get_run(run_id).info.status != status:
         store.set_terminated(run_id, status)
+
+
+def find_run(tracking_uri: str, run_id: str):
+    """The run with this id, or None when the store has none (a name given where an id may be)."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        return client(tracking_uri).get_run(run_id)
+    except MlflowException:
+        return None
+
+
+def search(
+    tracking_uri: str, filter_string: str = "", experiment_ids: list[str] | None = None
+) -> list:
+    """Every run matching `filter_string` (MLflow's search syntax) in these experiments (default:
+    all), oldest first, page after page; a store that cannot be read is one line."""
+    from mlflow.exceptions import MlflowException
+
+    store = client(tracking_uri)
+    try:
+        ids = experiment_ids or [e.experiment_id for e in store.search_experiments()]
+        runs, token = [], None
+        while ids:
+            page = store.search_runs(ids, filter_string=filter_string, max_results=1000,
+                                     order_by=["attributes.start_time ASC"], page_token=token)  # fmt: skip
+            runs.extend(page)
+            token = page.token
+            if not token:
+                break
+        return runs
+    except MlflowException as e:
+        raise SamexpError(f"cannot read the runs of {tracking_uri}: {e.message}") from None
+
+
+def experiment_id(tracking_uri: str, name: str) -> str | None:
+    """The id of the experiment called `name`, or None."""
+    found = client(tracking_uri).get_experiment_by_name(name)
+    return found.experiment_id if found is not None else None
+
+
+def artifact_text(tracking_uri: str, run_id: str, artifact: str) -> str | None:
+    """One small text artifact of a run, read through a temporary folder; None when it has none."""
+    from mlflow.exceptions import MlflowException
+
+    quiet = os.environ.get(PROGRESS_ENV)
+    os.environ[PROGRESS_ENV] = "false"  # a bar per small file would drown a report's log
+    try:
+        with tempfile.TemporaryDirectory(prefix="samexp-artifact-") as tmp:
+            local = client(tracking_uri).download_artifacts(run_id, artifact, tmp)
+            return Path(local).read_text(encoding="utf-8")
+    except (MlflowException, OSError):
+        return None
+    finally:
+        if quiet is None:
+            os.environ.pop(PROGRESS_ENV, None)
+        else:
+            os.environ[PROGRESS_ENV] = quiet
