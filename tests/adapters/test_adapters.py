@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from samexp.adapters.attention import AttentionAdapter
+from samexp.adapters.adaptformer import AdaptFormerAdapter
 from samexp.adapters.base import Adapter, parameter_counts, trainable_parameters
 from samexp.adapters.bitfit import BitFitAdapter
 from samexp.adapters.decoder import DecoderAdapter
@@ -37,6 +38,11 @@ CASES = {
         r"(mask_decoder|prompt_encoder)\..*",
     ),
     "full": (lambda: FullAdapter(), r".*"),
+    # hand-written (samexp/adapters/adaptformer.py): a bottleneck wrapped beside each encoder MLP
+    "adaptformer": (
+        lambda: AdaptFormerAdapter(bottleneck=5, scale=0.5, dropout=0.1),
+        r"image_encoder\.blocks\.\d+\.mlp\.(down|up)\.(weight|bias)",
+    ),
     "bitfit": (
         lambda: BitFitAdapter(scope="all"),
         r"(image_encoder|prompt_encoder|mask_decoder)\..*\.bias",
