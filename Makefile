@@ -12,9 +12,11 @@ APP_ARGS ?=
 # pytest-xdist workers: the tests wait on servers and subprocesses a lot, so two use 2 cores well
 TEST_WORKERS ?= 2
 SWEEP_ARGS ?=
+NAME ?=
+REPORT_ARGS ?=
 SERVER_ARGS ?=
 
-.PHONY: install test test-fast smoke run sweep bench bench-gpu bench-data bench-demo ui dashboard app docs docs-serve screenshots server server-stop server-status postgresql chromium lint format clean
+.PHONY: install test test-fast smoke run sweep report bench bench-gpu bench-data bench-demo ui dashboard app docs docs-serve screenshots server server-stop server-status postgresql chromium lint format clean
 
 # TORCH=cpu takes torch and torchvision from PyTorch's CPU-only index (about 0.2 GB; their
 # +cpu builds win over PyPI's, within pyproject's pins) instead of PyPI's default Linux build,
@@ -45,6 +47,9 @@ run: $(STAMP)  ## the real thing: vit_b, downloads the official checkpoint once 
 
 sweep: $(STAMP)  ## the default Optuna study over LoRA rank x lr; resumable (SWEEP_ARGS="experiment=smoke trainer.epochs=5" offline)
 	$(BIN)/python -m samexp -m hparams_search=lora_rank_lr $(SWEEP_ARGS)
+
+report: $(STAMP)  ## which adaptation works best: a study's report (NAME=<study name, parent run id or experiment>) into reports/NAME and its parent run
+	$(BIN)/python -m samexp.report $(NAME) $(REPORT_ARGS)
 
 bench: $(STAMP)  ## naive loop vs ours: s/epoch, s/step, peak RSS (tiny, vit_b, vit_t, SAM 2.1 hiera_t/_s; random weights; ~15 min on 2 CPU cores)
 	$(BIN)/python experiments/bench_speed.py
