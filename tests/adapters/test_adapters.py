@@ -13,6 +13,7 @@ from samexp.adapters.adaptformer import AdaptFormerAdapter
 from samexp.adapters.base import Adapter, parameter_counts, trainable_parameters
 from samexp.adapters.bitfit import BitFitAdapter
 from samexp.adapters.decoder import DecoderAdapter
+from samexp.adapters.fact import FactAdapter
 from samexp.adapters.full import FullAdapter
 from samexp.adapters.io import load_adapter, save_adapter
 from samexp.adapters.layernorm import LayerNormAdapter
@@ -38,7 +39,12 @@ CASES = {
         r"(mask_decoder|prompt_encoder)\..*",
     ),
     "full": (lambda: FullAdapter(), r".*"),
-    # hand-written (samexp/adapters/adaptformer.py): a bottleneck wrapped beside each encoder MLP
+    # hand-written (samexp/adapters/fact.py, adaptformer.py): U and V shared by width in the
+    # encoder's `fact` child, one core per part; a bottleneck wrapped beside each encoder MLP
+    "fact": (
+        lambda: FactAdapter(rank=3, scale=0.5, dropout=0.1, qkv_parts=("q", "v"), proj=False),
+        r"image_encoder\.fact\.[uv]\.\d+|image_encoder\.blocks\.\d+\.attn\.qkv\.sigma\.\d+",
+    ),
     "adaptformer": (
         lambda: AdaptFormerAdapter(bottleneck=5, scale=0.5, dropout=0.1),
         r"image_encoder\.blocks\.\d+\.mlp\.(down|up)\.(weight|bias)",
