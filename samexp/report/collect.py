@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 import yaml
 
+from samexp.config.errors import SamexpError
 from samexp.config.options import by_target
 from samexp.tracking.finished_runs import FinishedRun
 
@@ -36,7 +37,12 @@ def method_of(run: FinishedRun) -> str:
     option = by_target("adapter", node.get("_target_")) if isinstance(node, dict) else None
     if option is None:
         return run.name.split("-")[0]
-    return option.obj(**{k: v for k, v in node.items() if k != "_target_"}).label()
+    try:
+        return option.obj(**{k: v for k, v in node.items() if k != "_target_"}).label()
+    except (SamexpError, TypeError, ValueError) as e:  # a run of an older version of the kind
+        log.warning("run %s: %s's label cannot be rebuilt (%s); it counts as %s",
+                    run.run_id, option.name, e, option.name)  # fmt: skip
+        return option.name
 
 
 def one_per_seed(runs: list[FinishedRun]) -> list[FinishedRun]:
