@@ -45,8 +45,10 @@ class SsfLinear(nn.Module):
         out = self.base(x)
         if self.merged:
             return out
-        out = out * self.scale
-        return out if self.shift is None else out + self.shift
+        # in the layer's own output dtype (bf16 under autocast), so what follows sees what the
+        # stock layer gives it
+        out = out * self.scale.to(out.dtype)
+        return out if self.shift is None else out + self.shift.to(out.dtype)
 
     @torch.no_grad()
     def folded(self) -> tuple[torch.Tensor, torch.Tensor | None]:
