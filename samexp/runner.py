@@ -45,6 +45,7 @@ from samexp.tracking.resume import (
 )
 from samexp.tracking.tracker import Tracker, flatten, provenance, scratch_dir
 from samexp.training.checkpoint import Checkpointing
+from samexp.training.costs import Costs
 from samexp.training.divergence import Divergence
 from samexp.training.evaluation import EvalResult, evaluate
 from samexp.training.loop import Setup, fit
@@ -216,7 +217,7 @@ class _Data:
         augment = build(cfg.augment, _convert_="all") if cfg.get("augment") else None
         splits: DatasetSplits = build(cfg.dataset, pipeline=m.base.pipeline, _convert_="object")
         loaded = splits.summary()  # before carving: the skip counts of the files as read
-        splits = splits.carve_val(tc.val_fraction, tc.seed)
+        splits = splits.carve_val(tc.val_fraction, _or_seed(tc.split_seed, tc))
         summary = {**loaded, **splits.summary()}  # ...and the sizes actually used
         splits = m.prompt.prepare(m.base.sam, splits)  # class prompts join the model's parameters
         m.eval_prompt.bind(m.base.sam)
@@ -238,7 +239,7 @@ class _Data:
             log.info("embedding cache off for the train split: augmentation changes every "
                      "image, every epoch")  # fmt: skip
         evaluate_with = dict(sam=m.base.sam, prompt=m.eval_prompt, device=env.device,
-                             seed=tc.seed, multimask_output=tc.multimask_output,
+                             seed=_or_seed(tc.eval_seed, tc), multimask_output=tc.multimask_output,
                              encoder=eval_encoder, autocast=env.amp.autocast, world=env.world)  # fmt: skip
         run_name = f"{m.adapter.label()}-{splits.name}-{m.base.arch}{_trial_suffix(cfg)}"
         return cls(splits, summary, train, val, test, eval_encoder,
@@ -297,7 +298,7 @@ def _parts(tc: DictConfig, env: _Environment, data: _Data, monitor: Monitor | No
     if monitor is not None:
         parts.append(Validation(lambda epoch: data.evaluate(data.val, "eval").metrics("val"),
                                 monitor, tc.eval_every))  # fmt: skip
-    parts += [LogEpochs(log_epoch), Heartbeat(env.tracker.heartbeat)]
+    parts += [LogEpochs(log_epoch), Heartbeat(env.tracker.heartbeat), Costs(env.device, log_epoch)]
     report = shared_verdict(reporter, env.world)  # None outside an Optuna sweep
     if monitor is not None and report is not None:
         parts.append(ReportToTrial(report, monitor.name))
@@ -436,6 +437,11 @@ def _trial_suffix(cfg: DictConfig) -> str:
     if HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN:
         return f"#{HydraConfig.get().job.num}"
     return ""
+
+
+def _or_seed(seed: int | None, tc: DictConfig) -> int:
+    """trainer.split_seed / eval_seed, which follow trainer.seed unless set."""
+    return tc.seed if seed is None else seed
 
 
 def _enum_value(value) -> str:

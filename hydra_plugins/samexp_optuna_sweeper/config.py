@@ -37,6 +37,8 @@ SAMPLERS = {
     ),
     "random": preset("optuna.samplers.RandomSampler", seed=SEED),
     "gp": preset("optuna.samplers.GPSampler", seed=SEED),
+    # every point once, in order, resumable and shared by workers (grid.py)
+    "grid": preset("hydra_plugins.samexp_optuna_sweeper.grid.GridSampler"),
 }
 # when median and percentile may first prune: sooner than Optuna's defaults, for samexp's sweeps
 # hold tens of trials of a few epochs each (hparams_search=lora_rank_lr: 20)

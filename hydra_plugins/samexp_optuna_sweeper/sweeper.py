@@ -35,6 +35,7 @@ from samexp.tracking.store_lock import store_lock
 from samexp.training.stop import SIGNALS as STOP_SIGNALS
 
 from .children import mirror
+from .grid import GridSampler, check_same_values, points, queue_missing, trials_for
 from .outcomes import close, tell
 from .report import display_storage, write_results
 from .space import SearchSpace, override_value, parse_search_space
@@ -67,7 +68,7 @@ class OptunaSweeper(Sweeper):
         n_trials: Annotated[int, NON_NEGATIVE] = 20,
         # trials asked and launched together (in parallel with hydra/launcher=joblib)
         n_jobs: Annotated[int, AT_LEAST_1] = 1,
-        sampler: Any = None,  # hydra/sweeper/sampler: tpe, random, gp (config.py); null: Optuna's default
+        sampler: Any = None,  # hydra/sweeper/sampler: tpe, random, gp, grid (config.py); null: Optuna's default
         pruner: Any = None,  # hydra/sweeper/pruner: median, percentile, ..., nop; null: never prune
         # key -> Hydra sweep syntax: choice(2,4,8), range(1,10,step=2), interval(1e-5,1e-2),
         # tag(log, interval(1e-5,1e-2)), int(interval(1,10)); command-line sweeps add or override
@@ -112,6 +113,12 @@ class OptunaSweeper(Sweeper):
         study = self.open_study()
         self.reap(study)
         study.sampler = self.sampler(already=len(study.get_trials(deepcopy=False)))
+        grid = points(space.distributions) if isinstance(study.sampler, GridSampler) else None
+        if grid is not None:
+            check_same_values(study, space.distributions)
+            log.info("a grid of %d points: one trial each (n_trials=%d is not used)", len(grid),
+                     self.n_trials)  # fmt: skip
+            self.n_trials = trials_for(study, grid)
         now = progress(study)
         log.info(
             "Optuna study '%s' in %s: %d trials done, %d running, %d to go for n_trials=%d; "
@@ -144,6 +151,9 @@ class OptunaSweeper(Sweeper):
                 time.sleep(self.heartbeat_interval)
                 continue
             waiting = False
+            if grid is not None:  # the points without a result, queued: ask() takes them first
+                with store_lock(self.storage or ""):
+                    queue_missing(study, grid)
             batch = [self.claim(study, space) for _ in range(min(self.n_jobs, now.free(self.n_trials)))]  # fmt: skip
             trials = [trial for trial in batch if trial is not None]
             interrupted = self.run(study, space, trials) if trials else None

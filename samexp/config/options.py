@@ -28,7 +28,7 @@ from dataclasses import dataclass, field, fields, make_dataclass, replace
 from typing import Annotated, Any, Literal, TypeVar, Union
 
 from hydra.core.config_store import ConfigStore
-from omegaconf import MISSING
+from omegaconf import MISSING, OmegaConf
 
 from samexp.config.checks import check_in, checks_of, out_of_range
 from samexp.config.errors import ConfigValueError
@@ -106,6 +106,15 @@ def options(group: str) -> dict[str, Option]:
     """Every option of `group` (sorted by name), after importing every module that may define one."""
     load_all()
     return dict(sorted(_OPTIONS.get(group, {}).items()))
+
+
+def names(group: str) -> str:
+    """`${samexp_options:adapter}`: every option of `group`, comma-separated, so a sweep over all
+    of them (hparams_search=adapter_study) follows the registry, never a list kept by hand."""
+    return ",".join(options(group))
+
+
+OmegaConf.register_new_resolver("samexp_options", names, replace=True)
 
 
 def groups() -> list[str]:

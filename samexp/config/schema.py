@@ -86,6 +86,11 @@ class TrainerConfig:
     max_steps: Annotated[int | None, because(AT_LEAST_1, "or null for no limit")] = None
     batch_size: BatchSize = 2
     seed: Seed = 0  # ${seed} in conf/
+    # what a run is measured on, apart from how it trains: the carved validation split (and
+    # dataset.limit's subset) follows split_seed, the evaluation prompts eval_seed; null: seed.
+    # A study of training seeds fixes both (hparams_search=adapter_study)
+    split_seed: Annotated[int | None, because(NON_NEGATIVE, "a seed, or null for trainer.seed")] = None  # fmt: skip
+    eval_seed: Annotated[int | None, because(NON_NEGATIVE, "a seed, or null for trainer.seed")] = None  # fmt: skip
     device: Device = Device.auto
     # DataLoader workers; default (null): 0 on CPU, min(8, cores // 2) on CUDA
     num_workers: Annotated[int | None, because(NON_NEGATIVE, "0 loads in the main process")] = None

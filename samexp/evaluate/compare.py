@@ -21,8 +21,11 @@ def compared(baseline: EvalResult, final: EvalResult, split: str) -> dict[str, f
 
 
 def per_image(baseline: EvalResult, final: EvalResult) -> list[dict]:
+    """One row per test instance, zero-shot beside fine-tuned: what a study's report pairs across
+    methods and seeds (`metrics/per_image.json`; the run's params hold its adapter and seeds)."""
     return [
-        {"name": b["name"], "instance": b["instance"], "baseline_iou": b["iou"], "final_iou": f["iou"],
+        {"name": b["name"], "instance": b["instance"], "category": b["category"],
+         "baseline_iou": b["iou"], "final_iou": f["iou"],
          "baseline_dice": b["dice"], "final_dice": f["dice"]}
         for b, f in zip(baseline.rows, final.rows, strict=True)
     ]  # fmt: skip
