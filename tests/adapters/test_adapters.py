@@ -8,18 +8,23 @@ import re
 import pytest
 import torch
 
-from samexp.adapters.attention import AttentionAdapter
 from samexp.adapters.adaptformer import AdaptFormerAdapter
+from samexp.adapters.attention import AttentionAdapter
 from samexp.adapters.base import Adapter, parameter_counts, trainable_parameters
 from samexp.adapters.bitfit import BitFitAdapter
 from samexp.adapters.decoder import DecoderAdapter
+from samexp.adapters.dora import DoraAdapter
 from samexp.adapters.fact import FactAdapter
 from samexp.adapters.full import FullAdapter
+from samexp.adapters.ia3 import Ia3Adapter
 from samexp.adapters.io import load_adapter, save_adapter
 from samexp.adapters.layernorm import LayerNormAdapter
+from samexp.adapters.loha import LohaAdapter
+from samexp.adapters.lokr import LokrAdapter
 from samexp.adapters.lora import LoraAdapter
 from samexp.adapters.registry import registered
 from samexp.adapters.ssf import SsfAdapter
+from samexp.adapters.vera import VeraAdapter
 from samexp.config.errors import SamexpError
 from samexp.models.build import build_tiny
 from samexp.models.sam2 import build_sam2_tiny
@@ -48,6 +53,31 @@ CASES = {
     "adaptformer": (
         lambda: AdaptFormerAdapter(bottleneck=5, scale=0.5, dropout=0.1),
         r"image_encoder\.blocks\.\d+\.mlp\.(down|up)\.(weight|bias)",
+    ),
+    # peft-backed (samexp/adapters/peft_engine.py): each encoder attention's fused qkv, whole
+    "dora": (
+        lambda: DoraAdapter(rank=4, alpha=6.0, dropout=0.1),
+        r"image_encoder\.blocks\.\d+\.attn\.qkv\.lora_(A|B|magnitude_vector)\.default\.weight",
+    ),
+    "loha": (
+        lambda: LohaAdapter(rank=4, alpha=6.0, rank_dropout=0.1, module_dropout=0.05),
+        r"image_encoder\.blocks\.\d+\.attn\.qkv\.hada_w[12]_[ab]\.default",
+    ),
+    "lokr": (
+        lambda: LokrAdapter(
+            rank=4, alpha=6.0, rank_dropout=0.1, module_dropout=0.05, decompose_both=True
+        ),
+        r"image_encoder\.blocks\.\d+\.attn\.qkv\.lokr_w[12](_[ab])?\.default",
+    ),
+    "ia3": (  # the MLP's second layer scaled at its input (IA3's feed-forward rule)
+        lambda: Ia3Adapter(
+            target_modules=r"image_encoder\.(trunk\.)?blocks\.\d+\.(attn\.qkv|mlp\.(lin2|layers\.1))"
+        ),
+        r"image_encoder\.blocks\.\d+\.(attn\.qkv|mlp\.lin2)\.ia3_l\.default",
+    ),
+    "vera": (
+        lambda: VeraAdapter(rank=8, dropout=0.1, d_initial=0.2, projection_seed=3),
+        r"image_encoder\.blocks\.\d+\.attn\.qkv\.vera_lambda_[bd]\.default",
     ),
     "bitfit": (
         lambda: BitFitAdapter(scope="all"),
