@@ -2,7 +2,8 @@
 layer, its inputs; the fewest parameters of the low-rank family; peft's IA3 layer.
 
 Which targets are feed-forward is read from the roles, not configured: a Linear inside an image-
-encoder MLP is scaled at its input (as IA3 does a transformer's FFN), any other at its output.
+encoder MLP is scaled at its input (IA3 rescales an FFN's inner activations, the input of its second
+layer: `target_modules` naming it adds that), any other at its output (by default each fused qkv).
 """
 
 from __future__ import annotations
