@@ -30,8 +30,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from samexp.adapters.base import Adapter, freeze
-from samexp.adapters.linears import unwrapped_state_dict
-from samexp.adapters.lora import _part_rows
+from samexp.adapters.linears import output_parts, unwrapped_state_dict
 from samexp.adapters.registry import register_adapter
 from samexp.config.checks import AT_LEAST_1, POSITIVE, Range
 from samexp.config.errors import SamexpError
@@ -80,7 +79,7 @@ class FactLinear(nn.Module):
         self._factors = (factors,)
         self.scale = scale
         self.dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
-        rows = [_part_rows(p) for p in (out_slices or [slice(0, base.out_features)])]
+        rows, index, self.covers_all = output_parts(base, out_slices)
         self.part_sizes = [len(r) for r in rows]
         factors.u_for(base.in_features)
         for size in self.part_sizes:
@@ -90,9 +89,7 @@ class FactLinear(nn.Module):
             core = torch.empty(factors.rank, factors.rank)
             nn.init.kaiming_uniform_(core, a=math.sqrt(5))
             self.sigma.append(nn.Parameter(core))
-        index = torch.cat(rows)
         self.register_buffer("out_index", index, persistent=False)
-        self.covers_all = torch.equal(index, torch.arange(base.out_features))
         self.merged = False
 
     @property

@@ -11,6 +11,7 @@ import torch
 from torch import nn
 
 from samexp.config.errors import SamexpError
+from samexp.models.roles import Rows
 
 
 def checked_regex(target_modules: str | None) -> str | None:
@@ -57,3 +58,18 @@ def unwrapped_state_dict(
         elif key.startswith(f"{owner}.{base}."):
             state[owner + key[len(owner) + len(base) + 1 :]] = value.detach().clone()
     return state
+
+
+def output_parts(
+    base: nn.Linear, out_slices: list[Rows] | None
+) -> tuple[list[torch.Tensor], torch.Tensor, bool]:
+    """The output rows of each part a wrapper adds a delta to (a slice, or the rows of a part
+    interleaved with others; None: one part, every row), their concatenation, and whether that
+    is every output in order (then the delta is a plain add, no scatter)."""
+    rows = [
+        torch.arange(p.start, p.stop) if isinstance(p, slice)
+        else torch.as_tensor(p, dtype=torch.long).flatten()
+        for p in (out_slices or [slice(0, base.out_features)])
+    ]  # fmt: skip
+    index = torch.cat(rows)
+    return rows, index, torch.equal(index, torch.arange(base.out_features))

@@ -16,7 +16,12 @@ import torch
 from torch import nn
 
 from samexp.adapters.base import Adapter, freeze
-from samexp.adapters.linears import checked_regex, linears_matching, unwrapped_state_dict
+from samexp.adapters.linears import (
+    checked_regex,
+    linears_matching,
+    output_parts,
+    unwrapped_state_dict,
+)
 from samexp.adapters.registry import register_adapter
 from samexp.config.checks import AT_LEAST_1, POSITIVE, Range
 from samexp.config.errors import SamexpError
@@ -45,16 +50,14 @@ class LoraLinear(nn.Module):
         self.scaling = alpha / rank
         self.dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
         self.out_slices = out_slices or [slice(0, base.out_features)]
-        rows = [_part_rows(part) for part in self.out_slices]
+        rows, index, self.covers_all = output_parts(base, self.out_slices)
         self.part_sizes = [len(r) for r in rows]
         self.lora_A = nn.ModuleList(nn.Linear(base.in_features, rank, bias=False) for _ in rows)
         self.lora_B = nn.ModuleList(nn.Linear(rank, len(r), bias=False) for r in rows)
         for a, b in zip(self.lora_A, self.lora_B, strict=True):
             nn.init.kaiming_uniform_(a.weight, a=math.sqrt(5))
             nn.init.zeros_(b.weight)
-        index = torch.cat(rows)
         self.register_buffer("out_index", index, persistent=False)
-        self.covers_all = torch.equal(index, torch.arange(base.out_features))
         self.merged = False
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -83,12 +86,6 @@ class LoraLinear(nn.Module):
             for i, rows in enumerate(self.out_index.split(self.part_sizes)):
                 self.base.weight.index_add_(0, rows, self.delta_weight(i), alpha=-1)
             self.merged = False
-
-
-def _part_rows(part: Rows) -> torch.Tensor:
-    if isinstance(part, slice):
-        return torch.arange(part.start, part.stop)
-    return torch.as_tensor(part, dtype=torch.long).flatten()
 
 
 @register_adapter
