@@ -116,6 +116,13 @@ def signed_rank_p(differences) -> float:
         return math.nan
 
 
+def smallest_p(n: int) -> float:
+    """The smallest two-sided signed-rank p-value n paired instances can give (every difference
+    of one sign, exact distribution): 2 / 2**n. Below log2(2 / ALPHA) ≈ 5.3 instances no
+    difference can reach ALPHA however large it is."""
+    return min(1.0, 2.0 / 2.0**n)
+
+
 def p_text(p: float) -> str:
     if math.isnan(p):
         return "p = n/a"

@@ -75,6 +75,11 @@ def verdict(table: list[MethodRow]) -> str:
         else:
             said += (f" {best.method} changes IoU by {interval(gain, signed=True)} over "
                      f"zero-shot ({p_text(gain.p)}).")  # fmt: skip
+    n = max((r.vs_best.n for r in others if r.vs_best is not None), default=0)
+    if others and stats.smallest_p(n) >= stats.ALPHA:
+        said += (f" With {n} test instance{'s' * (n != 1)} no paired test can reach "
+                 f"p < {stats.ALPHA:g} (the smallest possible p is {stats.smallest_p(n):.3g}), and "
+                 "the intervals rest on as few images: add test images to tell methods apart.")  # fmt: skip
     return said
 
 

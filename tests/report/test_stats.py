@@ -90,3 +90,18 @@ def test_when_nothing_beats_zero_shot_the_verdict_says_zero_shot_is_best():
     rows = table.rows(figures({ZERO_SHOT: [BASE], "full": worse}), costs([ZERO_SHOT, "full"]))
     assert rows[0].method == ZERO_SHOT
     assert table.verdict(rows).startswith("zero-shot is best") and "full is worse" in table.verdict(rows)  # fmt: skip
+
+
+def test_with_too_few_test_instances_the_verdict_says_no_difference_can_be_significant():
+    """Two test images (the ring data's split): the signed-rank test cannot go below p = 0.5,
+    however much better a method is, and the verdict says so instead of implying a tie."""
+    two = BASE[:2]
+    rows = table.rows(figures({ZERO_SHOT: [two] * 3, "full": [two + 0.3] * 3}),
+                      costs([ZERO_SHOT, "full"]))  # fmt: skip
+    assert rows[0].vs_zero_shot.p == pytest.approx(0.5) == stats.smallest_p(2)
+    said = table.verdict(rows)
+    assert "With 2 test instances no paired test can reach p < 0.05" in said
+    assert "smallest possible p is 0.5" in said
+    big = table.rows(figures({ZERO_SHOT: [BASE] * 3, "full": [BASE + 0.3] * 3}),
+                     costs([ZERO_SHOT, "full"]))  # fmt: skip
+    assert "no paired test can reach" not in table.verdict(big)
