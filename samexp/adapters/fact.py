@@ -30,7 +30,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from samexp.adapters.base import Adapter, freeze
-from samexp.adapters.linears import output_parts, unwrapped_state_dict
+from samexp.adapters.linears import PartsDelta, unwrapped_state_dict
 from samexp.adapters.registry import register_adapter
 from samexp.config.checks import AT_LEAST_1, POSITIVE, Range
 from samexp.config.errors import SamexpError
@@ -60,7 +60,7 @@ class FactFactors(nn.Module):
             self.v[str(width)] = nn.Parameter(torch.zeros(width, self.rank))  # step 0 = base
 
 
-class FactLinear(nn.Module):
+class FactLinear(PartsDelta):
     """`base(x) + s · V(dropout(Σ_p(U(x))))` on each part p of `base`'s outputs (q, k, v of a fused
     projection, or all its outputs), with U and V read from the shared `FactFactors`."""
 
@@ -72,25 +72,20 @@ class FactLinear(nn.Module):
         dropout: float = 0.0,
         out_slices: list[Rows] | None = None,
     ) -> None:
-        super().__init__()
-        self.base = base
+        super().__init__(base, out_slices)
         # a tuple, so nn.Module does not register the factors here too: they live once, in the
         # image encoder's `fact` child, and every wrapper reads (and trains) the same tensors
         self._factors = (factors,)
         self.scale = scale
         self.dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
-        rows, index, self.covers_all = output_parts(base, out_slices)
-        self.part_sizes = [len(r) for r in rows]
         factors.u_for(base.in_features)
         for size in self.part_sizes:
             factors.v_for(size)
         self.sigma = nn.ParameterList()
-        for _ in rows:
+        for _ in self.part_sizes:
             core = torch.empty(factors.rank, factors.rank)
             nn.init.kaiming_uniform_(core, a=math.sqrt(5))
             self.sigma.append(nn.Parameter(core))
-        self.register_buffer("out_index", index, persistent=False)
-        self.merged = False
 
     @property
     def factors(self) -> FactFactors:
@@ -107,29 +102,13 @@ class FactLinear(nn.Module):
              for core, size in zip(self.sigma, self.part_sizes, strict=True)],
             dim=-1,
         )  # fmt: skip
-        if self.covers_all:  # a plain add: no scatter forward, no gather backward
-            return out + delta * self.scale
-        return out.index_add(-1, self.out_index, delta * self.scale)
+        return self.add(out, delta * self.scale)
 
     def delta_weight(self, part: int) -> torch.Tensor:
         """ΔW of one part, as `base.weight` rows: s · V Σ U."""
         f = self.factors
         u, v = f.u[str(self.base.in_features)], f.v[str(self.part_sizes[part])]
         return self.scale * (v @ self.sigma[part] @ u)
-
-    @torch.no_grad()
-    def merge(self) -> None:
-        if not self.merged:
-            for i, rows in enumerate(self.out_index.split(self.part_sizes)):
-                self.base.weight.index_add_(0, rows, self.delta_weight(i))
-            self.merged = True
-
-    @torch.no_grad()
-    def unmerge(self) -> None:
-        if self.merged:
-            for i, rows in enumerate(self.out_index.split(self.part_sizes)):
-                self.base.weight.index_add_(0, rows, self.delta_weight(i), alpha=-1)
-            self.merged = False
 
 
 @register_adapter

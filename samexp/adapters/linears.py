@@ -73,3 +73,42 @@ def output_parts(
     ]  # fmt: skip
     index = torch.cat(rows)
     return rows, index, torch.equal(index, torch.arange(base.out_features))
+
+
+class PartsDelta(nn.Module):
+    """A Linear wrapped so a learned delta is added to some of its output rows (the q and v of a
+    fused qkv, or all of them): what LoRA's and FacT's wrappers share. A subclass computes the
+    delta (`forward` hands it to `add`) and its weight form (`delta_weight`), which `merge` folds
+    into `base.weight` and `unmerge` takes out again."""
+
+    def __init__(self, base: nn.Linear, out_slices: list[Rows] | None) -> None:
+        super().__init__()
+        self.base = base
+        rows, index, self.covers_all = output_parts(base, out_slices)
+        self.part_sizes = [len(r) for r in rows]
+        self.register_buffer("out_index", index, persistent=False)
+        self.merged = False
+
+    def add(self, out: torch.Tensor, delta: torch.Tensor) -> torch.Tensor:
+        """`out` with `delta` (…×Σ part sizes, parts in order) added to the parts' rows."""
+        if self.covers_all:  # a plain add: no scatter forward, no gather backward
+            return out + delta
+        return out.index_add(-1, self.out_index, delta)
+
+    def delta_weight(self, part: int) -> torch.Tensor:
+        """ΔW of one part, as rows of `base.weight`."""
+        raise NotImplementedError
+
+    @torch.no_grad()
+    def merge(self) -> None:
+        if not self.merged:
+            for i, rows in enumerate(self.out_index.split(self.part_sizes)):
+                self.base.weight.index_add_(0, rows, self.delta_weight(i))
+            self.merged = True
+
+    @torch.no_grad()
+    def unmerge(self) -> None:
+        if self.merged:
+            for i, rows in enumerate(self.out_index.split(self.part_sizes)):
+                self.base.weight.index_add_(0, rows, self.delta_weight(i), alpha=-1)
+            self.merged = False

@@ -17,9 +17,9 @@ from torch import nn
 
 from samexp.adapters.base import Adapter, freeze
 from samexp.adapters.linears import (
+    PartsDelta,
     checked_regex,
     linears_matching,
-    output_parts,
     unwrapped_state_dict,
 )
 from samexp.adapters.registry import register_adapter
@@ -28,7 +28,7 @@ from samexp.config.errors import SamexpError
 from samexp.models.roles import QKV_PARTS, Roles, Rows, roles
 
 
-class LoraLinear(nn.Module):
+class LoraLinear(PartsDelta):
     """`base(x) + B(A(dropout(x))) * alpha/rank`, added only to the chosen output parts of `base`.
 
     Each part, with its own A and B, is a slice of the outputs or the output rows it is made of
@@ -44,21 +44,18 @@ class LoraLinear(nn.Module):
         dropout: float = 0.0,
         out_slices: list[Rows] | None = None,
     ) -> None:
-        super().__init__()
-        self.base = base
+        self.out_slices = out_slices or [slice(0, base.out_features)]
+        super().__init__(base, self.out_slices)
         self.rank = rank
         self.scaling = alpha / rank
         self.dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
-        self.out_slices = out_slices or [slice(0, base.out_features)]
-        rows, index, self.covers_all = output_parts(base, self.out_slices)
-        self.part_sizes = [len(r) for r in rows]
-        self.lora_A = nn.ModuleList(nn.Linear(base.in_features, rank, bias=False) for _ in rows)
-        self.lora_B = nn.ModuleList(nn.Linear(rank, len(r), bias=False) for r in rows)
+        self.lora_A = nn.ModuleList(
+            nn.Linear(base.in_features, rank, bias=False) for _ in self.part_sizes
+        )
+        self.lora_B = nn.ModuleList(nn.Linear(rank, n, bias=False) for n in self.part_sizes)
         for a, b in zip(self.lora_A, self.lora_B, strict=True):
             nn.init.kaiming_uniform_(a.weight, a=math.sqrt(5))
             nn.init.zeros_(b.weight)
-        self.register_buffer("out_index", index, persistent=False)
-        self.merged = False
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = self.base(x)
@@ -66,26 +63,10 @@ class LoraLinear(nn.Module):
             return out
         h = self.dropout(x)
         delta = torch.cat([b(a(h)) for a, b in zip(self.lora_A, self.lora_B, strict=True)], dim=-1)
-        if self.covers_all:  # a plain add: no scatter forward, no gather backward
-            return out + delta * self.scaling
-        return out.index_add(-1, self.out_index, delta * self.scaling)
+        return self.add(out, delta * self.scaling)
 
-    def delta_weight(self, s: int) -> torch.Tensor:
-        return (self.lora_B[s].weight @ self.lora_A[s].weight) * self.scaling
-
-    @torch.no_grad()
-    def merge(self) -> None:
-        if not self.merged:
-            for i, rows in enumerate(self.out_index.split(self.part_sizes)):
-                self.base.weight.index_add_(0, rows, self.delta_weight(i))
-            self.merged = True
-
-    @torch.no_grad()
-    def unmerge(self) -> None:
-        if self.merged:
-            for i, rows in enumerate(self.out_index.split(self.part_sizes)):
-                self.base.weight.index_add_(0, rows, self.delta_weight(i), alpha=-1)
-            self.merged = False
+    def delta_weight(self, part: int) -> torch.Tensor:
+        return (self.lora_B[part].weight @ self.lora_A[part].weight) * self.scaling
 
 
 @register_adapter
