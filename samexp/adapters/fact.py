@@ -30,7 +30,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from samexp.adapters.base import Adapter, freeze
-from samexp.adapters.linears import PartsDelta, unwrapped_state_dict
+from samexp.adapters.linears import PartsDelta, encoder_attention, unwrapped_state_dict
 from samexp.adapters.registry import register_adapter
 from samexp.config.checks import AT_LEAST_1, POSITIVE, Range
 from samexp.config.errors import SamexpError
@@ -153,21 +153,7 @@ class FactAdapter(Adapter):
 
     def _targets(self, model: nn.Module, found: Roles) -> dict[str, list[Rows] | None]:
         """Linear name -> the output rows of each part adapted there (None: all its outputs)."""
-        if found.unknown_attention:
-            more = len(found.unknown_attention) - 1
-            raise SamexpError(
-                f"FacT cannot adapt {found.unknown_attention[0]}"
-                + (f" and {more} more" if more else "")
-                + ": no model family describes how this attention's projections split into q, k "
-                "and v; describe its class in its family module (samexp.models.roles."
-                "register_family)"
-            )
-        if not found.attention:
-            encoder = model.get_submodule(found.image_encoder)
-            raise SamexpError(
-                f"FacT adapts the image encoder's attention weights, and {found.image_encoder} "
-                f"({type(encoder).__name__}) has none"
-            )
+        encoder_attention(model, found, "FacT")
         targets: dict[str, list[Rows] | None] = {}
         for attention in found.attention:
             qkv = {}

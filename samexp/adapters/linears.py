@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 from samexp.config.errors import SamexpError
-from samexp.models.roles import Rows
+from samexp.models.roles import Roles, Rows
 
 
 def checked_regex(target_modules: str | None) -> str | None:
@@ -112,3 +112,26 @@ class PartsDelta(nn.Module):
             for i, rows in enumerate(self.out_index.split(self.part_sizes)):
                 self.base.weight.index_add_(0, rows, self.delta_weight(i), alpha=-1)
             self.merged = False
+
+
+TARGETS_HINT = "; to adapt other layers, name them with adapter.target_modules=<regex>"
+
+
+def encoder_attention(model: nn.Module, found: Roles, method: str, hint: str = "") -> None:
+    """Refuse, in one line naming the module, an image encoder whose attention `method` cannot
+    adapt as configured: one of a class no family describes (where q, k and v sit is unknown, so
+    nothing is adapted by guess), or none at all. `hint` says what the user can do instead."""
+    if found.unknown_attention:
+        more = len(found.unknown_attention) - 1
+        raise SamexpError(
+            f"{method} cannot adapt {found.unknown_attention[0]}"
+            f"{f' and {more} more' if more else ''}: no model family describes how this "
+            "attention's projections split into q, k and v; describe its class in its family "
+            f"module (samexp.models.roles.register_family){hint}"
+        )
+    if not found.attention:
+        encoder = model.get_submodule(found.image_encoder)
+        raise SamexpError(
+            f"{method} adapts the image encoder's attention projections, and "
+            f"{found.image_encoder} ({type(encoder).__name__}) has none{hint}"
+        )

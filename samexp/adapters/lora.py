@@ -17,8 +17,10 @@ from torch import nn
 
 from samexp.adapters.base import Adapter, freeze
 from samexp.adapters.linears import (
+    TARGETS_HINT,
     PartsDelta,
     checked_regex,
+    encoder_attention,
     linears_matching,
     unwrapped_state_dict,
 )
@@ -112,13 +114,7 @@ class LoraAdapter(Adapter):
         if found.unknown_attention:
             more = len(found.unknown_attention) - 1
             self._refuse(found.unknown_attention[0] + (f" and {more} more" if more else ""))
-        if not found.attention:
-            encoder = model.get_submodule(found.image_encoder)
-            raise SamexpError(
-                f"LoRA targets the image encoder's attention projections, and {found.image_encoder} "
-                f"({type(encoder).__name__}) has none: name the Linear layers to adapt with "
-                "adapter.target_modules=<regex>"
-            )
+        encoder_attention(model, found, "LoRA", hint=TARGETS_HINT)
         linears = [
             lin for a in found.attention for p, (lin, _) in a.parts.items() if p in self.qkv_parts
         ]

@@ -19,8 +19,12 @@ import torch
 from torch import nn
 
 from samexp.adapters.base import Adapter, freeze
-from samexp.adapters.linears import checked_regex, linears_matching
-from samexp.config.errors import SamexpError
+from samexp.adapters.linears import (
+    TARGETS_HINT,
+    checked_regex,
+    encoder_attention,
+    linears_matching,
+)
 from samexp.models.roles import Roles, roles
 
 if TYPE_CHECKING:
@@ -67,21 +71,7 @@ class PeftAdapter(Adapter):
     def _targets(self, model: nn.Module, found: Roles) -> list[str]:
         if self.target_modules is not None:
             return linears_matching(model, self.target_modules)
-        if found.unknown_attention:
-            more = len(found.unknown_attention) - 1
-            raise SamexpError(
-                f"{self.kind} cannot tell which Linear layers of {found.unknown_attention[0]}"
-                f"{f' and {more} more' if more else ''} are its attention projections (no model "
-                "family describes its class): describe it in its family module (samexp.models."
-                "roles.register_family), or name the layers with adapter.target_modules=<regex>"
-            )
-        if not found.attention:
-            encoder = model.get_submodule(found.image_encoder)
-            raise SamexpError(
-                f"{self.kind} targets the image encoder's attention projections, and "
-                f"{found.image_encoder} ({type(encoder).__name__}) has none: name the Linear "
-                "layers to adapt with adapter.target_modules=<regex>"
-            )
+        encoder_attention(model, found, self.kind, hint=TARGETS_HINT)
         projections = (linear for a in found.attention for linear, _ in a.parts.values())
         return list(dict.fromkeys(projections))  # a fused qkv holds three parts: wrapped once
 
