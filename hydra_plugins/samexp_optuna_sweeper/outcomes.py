@@ -12,7 +12,7 @@ from hydra.core.utils import JobReturn, JobStatus
 from optuna.exceptions import UpdateFinishedTrialError
 from optuna.trial import FrozenTrial, Trial, TrialState
 
-from samexp.config.errors import Interrupted
+from samexp.config.errors import Interrupted, SamexpError
 
 from .workers import ERROR, INTERRUPTED, retry_once
 
@@ -44,8 +44,11 @@ def tell(
         if told:
             retry_once(study, final)
         return final, error
+    # a samexp error is the user's words, already logged by the job: its traceback is noise (one
+    # per trial when every trial meets the same bad setting); anything else keeps its traceback
+    trace = None if isinstance(error, SamexpError) else error
     log.warning(
-        "trial %d failed: %s: %s", trial.number, type(error).__name__, error, exc_info=error
+        "trial %d failed: %s: %s", trial.number, type(error).__name__, error, exc_info=trace
     )
     error_text = f"{type(error).__name__}: {error}"[:2000]
     return close(study, trial, TrialState.FAIL, attrs={ERROR: error_text})[0], None

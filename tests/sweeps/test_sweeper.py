@@ -32,6 +32,7 @@ from hydra_plugins.samexp_optuna_sweeper.workers import (
     Heartbeat,
     open_storage,
 )
+from samexp.config.errors import SamexpError
 from samexp.sweeps.callback import plot_objective
 from samexp.sweeps.pruning import trial_id
 from samexp.tracking.sweep_parent import Parent
@@ -196,6 +197,25 @@ def test_a_failing_or_nan_trial_is_recorded_failed_and_the_sweep_goes_on(app):
     assert [t.state for t in study_of(app).trials] == [C, F, F, C]
     assert "trial 1 failed: RuntimeError: boom" in done.stderr + done.stdout
     assert (app / "multirun/0/optuna_results.yaml").exists()
+
+
+@pytest.mark.parametrize("error, traceback", [(RuntimeError("boom"), True),
+                                              (SamexpError("dataset root x does not exist"), False)])  # fmt: skip
+def test_a_failed_trial_is_logged_with_a_traceback_unless_samexp_said_why(error, traceback, caplog):
+    """A samexp error is the user's words (a bad setting fails every trial alike): one line per
+    trial, no traceback; anything unexpected keeps its traceback."""
+    from hydra.core.utils import JobReturn, JobStatus
+
+    from hydra_plugins.samexp_optuna_sweeper.outcomes import tell
+
+    study = optuna.create_study(direction="maximize")
+    ret = JobReturn(status=JobStatus.FAILED, _return_value=error)
+    with caplog.at_level(logging.WARNING):
+        final, _ = tell(study, study.ask(), ret)
+    assert final.state == F
+    (record,) = [r for r in caplog.records if "trial 0 failed" in r.getMessage()]
+    assert str(error) in record.getMessage()
+    assert (record.exc_info is not None) is traceback
 
 
 # seconds: a worker beats every second and is taken for dead 2 s after its last beat
