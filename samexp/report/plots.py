@@ -11,6 +11,9 @@ from samexp.report.table import MethodRow
 
 # the report's plots: file stem -> (cost column, axis label, log scale): parameter counts span
 # orders of magnitude (a bias vector to a whole encoder), training times rarely do
+# label offsets (points) cycled along the x axis: methods that tie near zero-shot sit on one line,
+# and labels at one height would print over each other
+LABEL_OFFSETS = ((4, 6), (4, -13), (4, 16), (4, -23))
 PLOTS = {
     "iou_vs_params": ("trainable", "trainable parameters", True),
     "iou_vs_time": ("wall s", "training wall time (s)", False),
@@ -38,16 +41,17 @@ def pareto_png(table: list[MethodRow], cost: str, label: str, log_x: bool) -> by
     points = [(c, r) for c, r in points if not math.isnan(c) and c > 0]
     if not points:
         return None
-    fig, ax = plt.subplots(figsize=(6, 4), dpi=120)
+    fig, ax = plt.subplots(figsize=(8, 5), dpi=120)
     zero = next((r for r in table if r.method == ZERO_SHOT), None)
     if zero is not None:
         ax.axhline(zero.iou.mean, color="grey", linestyle="--", label=ZERO_SHOT)
         if not math.isnan(zero.iou.lo):
             ax.axhspan(zero.iou.lo, zero.iou.hi, color="grey", alpha=0.15)
-    for c, r in points:
+    for i, (c, r) in enumerate(sorted(points, key=lambda p: p[0])):
         lo, hi = (r.iou.mean - r.iou.lo, r.iou.hi - r.iou.mean) if not math.isnan(r.iou.lo) else (0, 0)  # fmt: skip
         ax.errorbar(c, r.iou.mean, yerr=[[lo], [hi]], fmt="o", capsize=3)
-        ax.annotate(r.method, (c, r.iou.mean), textcoords="offset points", xytext=(5, 4), fontsize=8)  # fmt: skip
+        ax.annotate(r.method, (c, r.iou.mean), textcoords="offset points",
+                    xytext=LABEL_OFFSETS[i % len(LABEL_OFFSETS)], fontsize=7)  # fmt: skip
     on_front = set(front([(c, r.iou.mean, r.method) for c, r in points]))
     line = sorted((c, r.iou.mean) for c, r in points if r.method in on_front)
     ax.plot([x for x, _ in line], [y for _, y in line], drawstyle="steps-post", color="C3",
