@@ -3,6 +3,7 @@ non-default hyperparameters) on the tiny SAM and the tiny SAM 2.1."""
 
 from __future__ import annotations
 
+import copy
 import re
 
 import pytest
@@ -71,7 +72,9 @@ CASES = {
     ),
     "ia3": (  # the MLP's second layer scaled at its input (IA3's feed-forward rule)
         lambda: Ia3Adapter(
-            target_modules=r"image_encoder\.(trunk\.)?blocks\.\d+\.(attn\.qkv|mlp\.(lin2|layers\.1))"
+            # SAM's, Hiera's and TinyViT's names for the attention qkv and the MLP's second layer
+            target_modules=r"image_encoder\.(trunk\.|layers\.\d+\.)?blocks\.\d+\."
+            r"(attn\.qkv|mlp\.(lin2|layers\.1|fc2))"
         ),
         r"image_encoder\.blocks\.\d+\.(attn\.qkv|mlp\.lin2)\.ia3_l\.default",
     ),
@@ -244,3 +247,35 @@ def test_loading_a_file_that_is_not_samexp_weights_is_a_clear_error(tmp_path):
         load_adapter(garbage, build_tiny())
     with pytest.raises(SamexpError, match="not found"):
         load_adapter(tmp_path / "missing.safetensors", build_tiny())
+
+
+@pytest.mark.parametrize("case", IDS)
+def test_every_adapter_applies_reloads_and_exports_on_mobilesam(case, vit_t_base, tmp_path):
+    """MobileSAM (TinyViT encoder, 1024 px only) without a forward pass, which would cost a
+    second per adapter: its trained tensors (drawn, as if trained) reload exactly with the same
+    spec, and a foldable method exports strictly loadable stock weights that carry its delta."""
+    base = copy.deepcopy(vit_t_base)
+    adapter: Adapter = CASES[case][0]()
+    adapter.apply(base.sam)
+    g = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for p in trainable_parameters(base.sam).values():
+            p.add_(torch.randn(p.shape, generator=g) * 0.01)
+    trained = {n: p.detach().clone() for n, p in trainable_parameters(base.sam).items()}
+    assert trained
+    path = save_adapter(tmp_path / "adapter.safetensors", base, adapter)
+    fresh = copy.deepcopy(vit_t_base)
+    reloaded = load_adapter(path, fresh)
+    assert reloaded.spec() == adapter.spec()
+    again = trainable_parameters(fresh.sam)
+    assert again.keys() == trained.keys()
+    assert all(torch.equal(again[n], t) for n, t in trained.items())
+    if not adapter.mergeable:
+        with pytest.raises(SamexpError, match=adapter.kind):
+            adapter.plain_state_dict(base.sam)
+        return
+    state = adapter.plain_state_dict(base.sam)
+    stock = copy.deepcopy(vit_t_base).sam
+    before = {k: v.clone() for k, v in stock.state_dict().items()}
+    stock.load_state_dict(state)  # strict: exactly the stock names
+    assert any(not torch.equal(v, before[k]) for k, v in stock.state_dict().items())

@@ -74,7 +74,9 @@ def test_attention_qkv_trains_only_the_q_k_v_projections(model):
 
 
 @pytest.mark.parametrize(
-    "adapter", [AttentionAdapter(), AttentionAdapter(parts="qkv"), SsfAdapter()], ids=str
+    "adapter",
+    [AttentionAdapter(), AttentionAdapter(parts="qkv"), SsfAdapter()],
+    ids=["attention", "attention-qkv", "ssf"],  # stable ids: xdist workers must collect the same
 )
 def test_an_attention_of_unknown_class_is_refused_in_one_line_leaving_the_model(adapter: Adapter):
     sam = tiny_with_unknown_attention()

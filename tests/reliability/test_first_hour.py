@@ -35,7 +35,7 @@ CASES = [
     pytest.param("config", "+trainer.epoch=3", "trainer.epoch: trainer has no key epoch; did you mean epochs?", id="setting-added-with-plus"),
     pytest.param("config", "adapter=decoder adapter.rnak=4", "adapter.rnak: adapter=decoder has no key rnak; valid: train_prompt_encoder", id="key-typo-nothing-close"),
     pytest.param("config", "adapter=full adapter.rnak=4", "adapter.rnak: adapter=full has no key rnak; it takes no keys", id="key-of-an-option-without-keys"),
-    pytest.param("config", "adapter=lorra", "adapter=lorra: no such adapter option; did you mean lora?", id="option-typo"),
+    pytest.param("config", "adapter=lorra", "adapter=lorra: no such adapter option; did you mean lora or lokr or loha?", id="option-typo"),
     pytest.param("config", "adapter.rank=abc", "adapter.rank='abc': must be an integer", id="bad-type-int"),
     pytest.param("config", "trainer.epochs=1.5", "trainer.epochs=1.5: must be an integer", id="bad-type-float-for-int"),
     pytest.param("config", "trainer.max_steps=x", "trainer.max_steps='x': must be an integer or null", id="bad-type-optional"),
