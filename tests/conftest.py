@@ -54,7 +54,8 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 SHARED_FIXTURE_PACKAGES = dict.fromkeys(("app", "predict", "evaluate", "export"), "tiny_runs")
 # `make test`'s --durations: a server and two sweep workers (2 min), torchrun jobs, benchmarks
 LONGEST_MODULES = ("test_server.py", "test_distributed.py", "test_sweeps.py", "test_submitit.py",
-                   "test_bench.py", "test_bench_gpu.py", "test_resume.py")  # fmt: skip
+                   "test_run_lease.py", "test_bench.py", "test_bench_gpu.py", "test_resume.py",
+                   "test_sweeper.py", "test_adapter_study.py", "test_sam2_runs.py")  # fmt: skip
 
 
 def data_root() -> Path:
