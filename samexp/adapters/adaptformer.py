@@ -76,10 +76,10 @@ class AdaptFormerAdapter(Adapter):
                 raise SamexpError(f"AdaptFormer cannot read the widths of MLP {name}: no Linear")
         freeze(model)  # after every target is known: a refused model is left as it was
         for name in found.mlps:
-            parent, _, attr = name.rpartition(".")
             mlp = model.get_submodule(name)
-            wrapped = AdaptFormerMlp(mlp, self.bottleneck, self.scale, self.dropout)
-            setattr(model.get_submodule(parent), attr, wrapped)
+            model.set_submodule(
+                name, AdaptFormerMlp(mlp, self.bottleneck, self.scale, self.dropout)
+            )
 
     def plain_state_dict(self, sam: nn.Module) -> dict[str, torch.Tensor]:
         raise SamexpError(

@@ -16,7 +16,8 @@ from typing import Literal
 
 from torch import nn
 
-from samexp.adapters.partial import PartialAdapter, parameter_names, refuse_unknown_attention
+from samexp.adapters.linears import refuse_unknown_attention
+from samexp.adapters.partial import PartialAdapter, parameter_names
 from samexp.adapters.registry import register_adapter
 from samexp.models.roles import roles
 
@@ -30,13 +31,11 @@ class AttentionAdapter(PartialAdapter):
 
     def chosen(self, model: nn.Module) -> list[str]:
         found = roles(model)
-        refuse_unknown_attention(self.kind, found.unknown_attention)
+        refuse_unknown_attention(f"adapter={self.kind}", found)
         if self.parts == "all":
             modules = [a.name for a in found.attention]
         else:  # a fused projection computes several parts: listed once
-            modules = list(
-                dict.fromkeys(lin for a in found.attention for lin, _ in a.parts.values())
-            )
+            modules = list(found.qkv_linears)
         return [n for m in modules for n in parameter_names(model, m)]
 
     def label(self) -> str:

@@ -147,9 +147,8 @@ class FactAdapter(Adapter):
         factors = FactFactors(self.rank)
         setattr(encoder, FACTORS, factors)
         for name, rows in targets.items():
-            parent, _, attr = name.rpartition(".")
             wrapped = FactLinear(model.get_submodule(name), factors, self.scale, self.dropout, rows)
-            setattr(model.get_submodule(parent), attr, wrapped)
+            model.set_submodule(name, wrapped)
 
     def _targets(self, model: nn.Module, found: Roles) -> dict[str, list[Rows] | None]:
         """Linear name -> the output rows of each part adapted there (None: all its outputs)."""

@@ -117,10 +117,9 @@ class PartsDelta(nn.Module):
 TARGETS_HINT = "; to adapt other layers, name them with adapter.target_modules=<regex>"
 
 
-def encoder_attention(model: nn.Module, found: Roles, method: str, hint: str = "") -> None:
-    """Refuse, in one line naming the module, an image encoder whose attention `method` cannot
-    adapt as configured: one of a class no family describes (where q, k and v sit is unknown, so
-    nothing is adapted by guess), or none at all. `hint` says what the user can do instead."""
+def refuse_unknown_attention(method: str, found: Roles, hint: str = "") -> None:
+    """An encoder attention of a class no family describes is never adapted by guess: refused in
+    one line naming it (where its q, k and v sit is unknown)."""
     if found.unknown_attention:
         more = len(found.unknown_attention) - 1
         raise SamexpError(
@@ -129,6 +128,13 @@ def encoder_attention(model: nn.Module, found: Roles, method: str, hint: str = "
             "attention's projections split into q, k and v; describe its class in its family "
             f"module (samexp.models.roles.register_family){hint}"
         )
+
+
+def encoder_attention(model: nn.Module, found: Roles, method: str, hint: str = "") -> None:
+    """Refuse, in one line naming the module, an image encoder whose attention `method` cannot
+    adapt as configured: one of a class no family describes (where q, k and v sit is unknown, so
+    nothing is adapted by guess), or none at all. `hint` says what the user can do instead."""
+    refuse_unknown_attention(method, found, hint)
     if not found.attention:
         encoder = model.get_submodule(found.image_encoder)
         raise SamexpError(

@@ -101,11 +101,10 @@ class LoraAdapter(Adapter):
         targets = {name: self._rows(name, found) for name in self._targets(model, found)}
         freeze(model)  # after every target is known: a refused model is left as it was
         for name, rows in targets.items():
-            parent, _, attr = name.rpartition(".")
             linear = LoraLinear(
                 model.get_submodule(name), self.rank, self.alpha, self.dropout, rows
             )
-            setattr(model.get_submodule(parent), attr, linear)
+            model.set_submodule(name, linear)
 
     def _targets(self, model: nn.Module, found: Roles) -> list[str]:
         """The Linear layers to wrap: the attention projections holding `qkv_parts`, or the regex's."""

@@ -35,14 +35,3 @@ def parameter_names(model: nn.Module, module: str, recurse: bool = True) -> list
     """The full names of module `module`'s parameters (its children's too unless `recurse=False`)."""
     owner = model.get_submodule(module)
     return [f"{module}.{n}" for n, _ in owner.named_parameters(recurse=recurse)]
-
-
-def refuse_unknown_attention(kind: str, unknown: tuple[str, ...]) -> None:
-    """An encoder attention of a class no family describes is never adapted by guess."""
-    if unknown:
-        more = f" and {len(unknown) - 1} more" if len(unknown) > 1 else ""
-        raise SamexpError(
-            f"adapter={kind} cannot adapt {unknown[0]}{more}: no model family describes this "
-            "attention class; describe it in its family module (samexp.models.roles."
-            "register_family)"
-        )

@@ -72,8 +72,7 @@ class PeftAdapter(Adapter):
         if self.target_modules is not None:
             return linears_matching(model, self.target_modules)
         encoder_attention(model, found, self.kind, hint=TARGETS_HINT)
-        projections = (linear for a in found.attention for linear, _ in a.parts.values())
-        return list(dict.fromkeys(projections))  # a fused qkv holds three parts: wrapped once
+        return list(found.qkv_linears)
 
     def merge(self, sam: nn.Module) -> None:
         for layer in _peft_layers(sam).values():
@@ -96,11 +95,11 @@ class PeftAdapter(Adapter):
         self.merge(sam)
         try:
             for name, layer in layers.items():
-                _put(sam, name, layer.get_base_layer())
+                sam.set_submodule(name, layer.get_base_layer())
             state = {k: v.detach().clone() for k, v in sam.state_dict().items()}
         finally:
             for name, layer in layers.items():
-                _put(sam, name, layer)
+                sam.set_submodule(name, layer)
         with warnings.catch_warnings():  # IA3's "unmerge can be inaccurate": restored exactly
             warnings.simplefilter("ignore", UserWarning)
             for name, base in unmerged.items():
@@ -119,8 +118,3 @@ def _peft_layers(model: nn.Module) -> dict[str, BaseTunerLayer]:
     from peft.tuners.tuners_utils import BaseTunerLayer
 
     return {n: m for n, m in model.named_modules() if isinstance(m, BaseTunerLayer)}
-
-
-def _put(model: nn.Module, name: str, module: nn.Module) -> None:
-    parent, _, attr = name.rpartition(".")
-    setattr(model.get_submodule(parent), attr, module)

@@ -19,7 +19,7 @@ import torch
 from torch import nn
 
 from samexp.adapters.base import Adapter, freeze
-from samexp.adapters.partial import refuse_unknown_attention
+from samexp.adapters.linears import refuse_unknown_attention
 from samexp.adapters.registry import register_adapter
 from samexp.config.errors import SamexpError
 from samexp.models.roles import roles
@@ -98,14 +98,13 @@ class SsfAdapter(Adapter):
         targets = self._targets(model)
         freeze(model)  # after every target is known: a refused model is left as it was
         for name in targets:
-            parent, _, attr = name.rpartition(".")
-            setattr(model.get_submodule(parent), attr, SsfLinear(model.get_submodule(name)))
+            model.set_submodule(name, SsfLinear(model.get_submodule(name)))
 
     def _targets(self, model: nn.Module) -> list[str]:
         found = roles(model)
         modules = []
         if "attention" in self.targets:
-            refuse_unknown_attention(self.kind, found.unknown_attention)
+            refuse_unknown_attention(f"adapter={self.kind}", found)
             modules += [a.name for a in found.attention]
         if "mlp" in self.targets:
             modules += list(found.mlps)

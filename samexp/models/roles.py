@@ -80,6 +80,12 @@ class Roles:
     blocks: tuple[str, ...] = ()
     _by_linear: dict[str, dict[str, Rows | None]] = field(default_factory=dict, repr=False)
 
+    @property
+    def qkv_linears(self) -> tuple[str, ...]:
+        """The Linear layers computing q, k or v, in encoder order, each once (a fused qkv
+        computes all three)."""
+        return tuple(self._by_linear)
+
     def parts_on(self, linear: str) -> dict[str, Rows | None] | None:
         """The q/k/v parts a Linear computes (part -> its rows), if it is an attention projection."""
         return self._by_linear.get(linear)

@@ -60,7 +60,10 @@ def test_cfg_job_prints_the_composed_config(tmp_path):
         # Hydra's own advice for a typo: the constructor failed on it with a TypeError
         ("+adapter.rnak=4", "adapter.rnak: adapter=lora has no key rnak; did you mean rank?"),
         ("trainer.epochs=abc", "trainer.epochs='abc': must be an integer"),
-        ("adapter=lorra", "adapter=lorra: no such adapter option; did you mean lora or lokr or loha?"),
+        (
+            "adapter=lorra",
+            "adapter=lorra: no such adapter option; did you mean lora or lokr or loha?",
+        ),
     ],
 )
 def test_a_config_mistake_is_one_line_with_the_closest_valid_keys_and_exit_2(
