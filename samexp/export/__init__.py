@@ -1,123 +1,78 @@
-"""`python -m samexp.export run_id=<id> out=ring_sam_vit_b.pth`: the fine-tuned model as a plain
-checkpoint of its family, which the family's own package loads unchanged (the family says how:
-`ModelFamily.stock_checkpoint`, `how_to_load`): `segment_anything.sam_model_registry[<arch>]
-(checkpoint=out)`, so `SamPredictor` and `SamAutomaticMaskGenerator` work on it directly; a
-MobileSAM (`vit_t`) in stock `mobile_sam.sam_model_registry["vit_t"](checkpoint=out)`, followed by
-`.eval()` as MobileSAM's README does (its builder computes TinyViT's attention-bias table before it
-loads the weights, and entering eval mode again rebuilds it from them); a SAM 2.1 in stock
-`sam2.build_sam.build_sam2(<its config>, out)`, so `SAM2ImagePredictor` works on it.
-
-A model trained with `model.encoder_size` (its encoder at, say, 512 px) is written as trained, not
-refused and not stretched back to 1024 px (that would be a model nobody evaluated): its position
-tensors have the smaller shapes, which the registry's 1024 px SAM refuses with a size mismatch.
-The JSON records the size, and the log gives the lines that load it: build the stock model, then
-`samexp.models.resolution.resize_encoder(sam, size)`, then `sam.load_state_dict(...)`.
-"""
+"""`python -m samexp.export run_id=<id> [format=pth|onnx] out=...`: a fine-tuned model in the
+form the tools users already have take, each format one module: `pth` (the family's own stock
+checkpoint, `samexp.export.pth`) and `onnx` (SAM's encoder / decoder graph pair, checked against
+PyTorch with onnxruntime, `samexp.export.onnx`)."""
 
 from __future__ import annotations
 
-import json
 import logging
 import sys
-from collections.abc import Callable
+from enum import Enum
 from pathlib import Path
+from typing import Annotated
 
-import torch
 from hydra.core.config_store import ConfigStore
 from omegaconf import DictConfig, OmegaConf
-from safetensors import SafetensorError
-from safetensors.torch import save_file
 
-from samexp.config.atomic import atomic_path
+from samexp.config.checks import POSITIVE, because
 from samexp.config.cli import hydra_main
-from samexp.config.errors import SamexpError, WeightsWriteError
+from samexp.config.errors import SamexpError
 from samexp.config.options import schema, settings
-from samexp.models.build import BaseModel
-from samexp.models.family import family_of
-from samexp.prompts.class_tokens import MODULE as CLASS_PROMPTS
+from samexp.export.onnx import write_onnx
+from samexp.export.pth import write_pth
 from samexp.tracking.finetuned import load_finetuned
 
 log = logging.getLogger("samexp.export")
+
+
+class ExportFormat(str, Enum):
+    pth = "pth"  # the family's stock checkpoint: sam_model_registry / build_sam2 load it
+    onnx = "onnx"  # a folder: encoder.onnx, decoder.onnx, samexp_onnx.json, parity.json
+
+
+DEFAULT_OUT = {ExportFormat.pth: "sam_finetuned.pth", ExportFormat.onnx: "sam_finetuned_onnx"}
 
 
 @settings("")
 def export(
     run_id: str | None = None,  # an MLflow run that logged weights/adapter.safetensors
     weights: str | None = None,  # or a local adapter.safetensors
-    out: str = "sam_finetuned.pth",
+    format: ExportFormat = ExportFormat.pth,  # noqa: A002 (the user's word for it)
+    out: str | None = None,  # default: sam_finetuned.pth / sam_finetuned_onnx (a folder)
     tracking_uri: str | None = None,  # where runs go; default: the store under the paths root
     checkpoint: str | None = None,  # the base model's checkpoint, if not in the cache
+    # onnx: the photo PyTorch and onnxruntime are compared on (default: one of the run's test
+    # images when this machine has it, else a generated image)
+    image: str | None = None,
+    # onnx: the largest difference of logits or IoU accepted; above it nothing is written
+    atol: Annotated[float, because(POSITIVE, "logit units")] = 1e-3,
 ) -> Path:
-    """Write the fine-tuned model to `out` as a plain SAM checkpoint (the command's arguments: its
-    signature is the schema `python -m samexp.export` composes)."""
-    path = Path(out)
-    _check_out(path)
+    """Write the fine-tuned model to `out` (the command's arguments: its signature is the schema
+    `python -m samexp.export` composes)."""
+    kind = ExportFormat(format)
+    path = Path(out or DEFAULT_OUT[kind])
+    _check_out(path, kind)
+    if image is not None and not Path(image).is_file():
+        raise SamexpError(f"image={image}: no such file")
     base, adapter, meta = load_finetuned(run_id, weights, tracking_uri, checkpoint)
-    state = adapter.plain_state_dict(base.sam)
-    # learned class prompts are no part of a stock SAM: they go beside it, with their classes
-    learned = {k: state.pop(k) for k in [k for k in state if k.startswith(f"{CLASS_PROMPTS}.")]}
-    stock = family_of(base.sam).stock_checkpoint(state)
-    _write(path, state, lambda tmp: _torch_save(stock, tmp))
-    if learned:
-        classes = meta["class_prompts"]["classes"]
-        tokens = {"tokens": learned[f"{CLASS_PROMPTS}.tokens"].contiguous()}
-        _write(class_prompts_file(path), tokens, lambda tmp: save_file(
-            tokens, str(tmp), metadata={"classes": json.dumps(classes)}))  # fmt: skip
-        log.info("wrote %s: the %d classes' learned prompt tokens (%s); decode them as "
-                 "samexp.predict.classes.predict_classes does", class_prompts_file(path),
-                 len(classes), ", ".join(classes))  # fmt: skip
-    # how to rebuild it: the registry name for official SAMs, constructor arguments for `tiny`, and
-    # the encoder input size when it is not native
-    info = {"arch": base.arch, "build_kwargs": base.build_kwargs, "adapter": meta["adapter"],
-            "base_weights_id": base.weights_id, "source": run_id or weights,
-            "img_size": base.img_size,
-            **({"class_prompts": meta["class_prompts"]} if learned else {})}  # fmt: skip
-    _write(path.with_suffix(".json"), {}, lambda tmp: tmp.write_text(json.dumps(info, indent=2)))
-    size = base.build_kwargs.get("encoder_size")
-    if size is not None:
-        log.warning(
-            "%s is SAM %s with its image encoder at %d px (model.encoder_size=%d): a SAM built at "
-            "the native size refuses it (position embedding shapes); load it as shown next",
-            path, base.arch, size, size,
-        )  # fmt: skip
-    log.info("wrote %s (%s, %s merged, %.1f MB); load it with %s", path, base.arch,
-             adapter.label(), path.stat().st_size / 1e6, how_to_load(base, path))  # fmt: skip
-    return path
+    if kind is ExportFormat.onnx:
+        return write_onnx(path, base, adapter, meta, run_id or weights, image, atol,
+                          run_id=run_id, tracking_uri=tracking_uri)  # fmt: skip
+    return write_pth(path, base, adapter, meta, run_id or weights)
 
 
-def _check_out(path: Path) -> None:
-    """Before the model is built: `out` names a file, in a folder or where one can be made."""
-    if path.is_dir():
+def _check_out(path: Path, kind: ExportFormat) -> None:
+    """Before the model is built: `out` names a file (pth) or a folder (onnx), where one can be
+    made."""
+    if kind is ExportFormat.pth and path.is_dir():
         raise SamexpError(f"out={path} is a folder: give the file to write, e.g. "
                           f"out={path / 'sam_finetuned.pth'}")  # fmt: skip
+    if kind is ExportFormat.onnx and path.exists() and not path.is_dir():
+        raise SamexpError(f"out={path} is a file: format=onnx writes a folder (two graphs and "
+                          "their manifest)")  # fmt: skip
     nearest = next(p for p in path.parents if p.exists())  # "." or "/" at worst
     if not nearest.is_dir():
         raise SamexpError(f"out={path}: {nearest} is a file, not a folder")
-
-
-def _torch_save(state: object, path: Path) -> None:
-    with open(path, "wb") as f:  # opened here: a path torch cannot open is OSError, not its C++
-        torch.save(state, f)
-
-
-def _write(dest: Path, tensors: dict[str, torch.Tensor], write: Callable[[Path], object]) -> None:
-    """`write` into a temporary file renamed onto `dest`: no partial file is left, and a path that
-    cannot be written (under a file, read-only, a full disk) is one line naming it."""
-    try:
-        with atomic_path(dest) as tmp:
-            write(tmp)
-    except (OSError, RuntimeError, SafetensorError) as e:  # torch.save: RuntimeError mid-write
-        needed = sum(t.numel() * t.element_size() for t in tensors.values())
-        raise WeightsWriteError(dest, needed, e) from None
-
-
-def class_prompts_file(path: Path) -> Path:
-    return path.with_name(f"{path.stem}.class_prompts.safetensors")
-
-
-def how_to_load(base: BaseModel, path: Path) -> str:
-    """The Python that rebuilds the exported model: the family's stock package wherever it can."""
-    return family_of(base.sam).how_to_load(base.arch, base.build_kwargs, path)
 
 
 ExportConfig = schema(export)

@@ -39,6 +39,10 @@ class ModelFamily(ABC):
 
     name: str  # e.g. "segment_anything", shown in messages
     roles: Roles  # where its image encoder, prompt encoder and mask decoder and their parts are
+    # whether its prompt encoder appends a "not a point" to prompts that hold a box too: SAM pads
+    # only box-less clicks; SAM 2 passes a box as two points, so it always pads. The ONNX decoder
+    # takes the points as written, and a runtime writes them as the family's own predictor would
+    pads_boxed_prompts: bool = False
 
     # ---- the image pipeline -----------------------------------------------------------------
     @abstractmethod
@@ -67,6 +71,18 @@ class ModelFamily(ABC):
         """Prompts of M instances on ONE image (`features` batch 1) -> low-res logits M×C×h×w
         (h, w = S/4) and predicted IoU M×C. Learned tokens (`prompts.sparse`) go in as sparse
         embeddings beside the family's "no mask" dense embedding."""
+
+    @abstractmethod
+    def decode_points(self, model: nn.Module, features: Features, coords: torch.Tensor,
+                      labels: torch.Tensor, mask_input: torch.Tensor,
+                      has_mask_input: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:  # fmt: skip
+        """`decode` in the prompt convention of SAM's ONNX model (`segment_anything/utils/onnx.py`),
+        which the ONNX decoder graph (`samexp.models.onnx`) exports: every prompt as B×N points in
+        the input frame, labelled 1 foreground, 0 background, 2 / 3 a box's top-left / bottom-right
+        corner, -1 padding; `mask_input` (B×1×4h×4w) counts where `has_mask_input` (1) is 1.
+        Returns every mask token, B×4×h×w logits and B×4 IoU: token 0 is the family's single-mask
+        answer (what `decode(multimask_output=False)` gives), tokens 1..3 its three candidates.
+        Traced for export: no control flow on tensor values."""
 
     @abstractmethod
     def prompt_dim(self, model: nn.Module) -> int:

@@ -37,11 +37,13 @@ class SegmentAnything(ModelFamily):
 
     def normalise(self, model: nn.Module, images: torch.Tensor,
                   input_sizes: list[tuple[int, int]]) -> torch.Tensor:  # fmt: skip
-        """As `Sam.preprocess`, which pads after normalising: the padding is zeroed again."""
+        """As `Sam.preprocess`, which pads after normalising: the padding is zeroed again. The
+        sizes may be a B×2 tensor (the ONNX encoder graph's input): comparisons, no slicing."""
         x = (images.float() - model.pixel_mean) / model.pixel_std
-        valid = torch.zeros_like(x[:, :1])
-        for i, (h, w) in enumerate(input_sizes):
-            valid[i, :, :h, :w] = 1
+        sizes = torch.as_tensor(input_sizes, device=x.device).reshape(-1, 2, 1, 1)
+        rows = torch.arange(x.shape[-2], device=x.device).view(1, 1, -1, 1)
+        cols = torch.arange(x.shape[-1], device=x.device).view(1, 1, 1, -1)
+        valid = (rows < sizes[:, :1]) & (cols < sizes[:, 1:])
         return x * valid
 
     def encode(self, model: nn.Module, x: torch.Tensor) -> Features:
@@ -72,6 +74,21 @@ class SegmentAnything(ModelFamily):
         h, w = encoder.image_embedding_size
         dense = encoder.no_mask_embed.weight.reshape(1, -1, 1, 1).expand(len(p.sparse), -1, h, w)
         return p.sparse, dense
+
+    def decode_points(self, model: nn.Module, features: Features, coords: torch.Tensor,
+                      labels: torch.Tensor, mask_input: torch.Tensor,
+                      has_mask_input: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:  # fmt: skip
+        """Stock `SamOnnxModel`'s prompt embedding (the convention is its own), then the decoder
+        with every mask token; SAM's single-mask answer is token 0 as it is."""
+        from segment_anything.utils.onnx import SamOnnxModel  # MobileSAM's copy is the same
+
+        stock = SamOnnxModel(model, return_single_mask=False)
+        return model.mask_decoder.predict_masks(
+            image_embeddings=features["image_embed"],
+            image_pe=model.prompt_encoder.get_dense_pe(),
+            sparse_prompt_embeddings=stock._embed_points(coords, labels),
+            dense_prompt_embeddings=stock._embed_masks(mask_input, has_mask_input),
+        )
 
     def prompt_dim(self, model: nn.Module) -> int:
         return model.prompt_encoder.embed_dim

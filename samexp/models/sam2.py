@@ -120,6 +120,7 @@ class Sam2(ModelFamily):
     """SAM 2.1's image path: input stretched to S×S (`SAM2Transforms`), three feature levels."""
 
     name = "sam2"
+    pads_boxed_prompts = True  # a box is two points to its prompt encoder, which pads points
 
     def __init__(self, roles: Family) -> None:
         self.roles = roles
@@ -145,12 +146,7 @@ class Sam2(ModelFamily):
     def decode(self, model: nn.Module, features: Features, prompts: Prompts,
                multimask_output: bool) -> tuple[torch.Tensor, torch.Tensor]:  # fmt: skip
         """What `SAM2ImagePredictor.set_image` adds to the features, then its `_predict`."""
-        embed, high_res = features["image_embed"], None
-        if model.directly_add_no_mem_embed:
-            embed = embed + model.no_mem_embed.view(1, -1, 1, 1)
-        if model.use_high_res_features_in_sam:
-            decoder = model.sam_mask_decoder
-            high_res = [decoder.conv_s0(features["fpn0"]), decoder.conv_s1(features["fpn1"])]
+        embed, high_res = self._image_inputs(model, features)
         sparse, dense = self._prompt_embeddings(model, prompts)
         low_res, iou, _, _ = model.sam_mask_decoder(
             image_embeddings=embed,
@@ -162,6 +158,42 @@ class Sam2(ModelFamily):
             high_res_features=high_res,
         )
         return low_res, iou
+
+    @staticmethod
+    def _image_inputs(model: nn.Module, features: Features) -> tuple[torch.Tensor, list | None]:
+        """What `SAM2ImagePredictor.set_image` adds to the encoder's levels: the "no memory"
+        embedding, and the decoder's own convolutions of the two high-resolution levels."""
+        embed, high_res = features["image_embed"], None
+        if model.directly_add_no_mem_embed:
+            embed = embed + model.no_mem_embed.view(1, -1, 1, 1)
+        if model.use_high_res_features_in_sam:
+            decoder = model.sam_mask_decoder
+            high_res = [decoder.conv_s0(features["fpn0"]), decoder.conv_s1(features["fpn1"])]
+        return embed, high_res
+
+    def decode_points(self, model: nn.Module, features: Features, coords: torch.Tensor,
+                      labels: torch.Tensor, mask_input: torch.Tensor,
+                      has_mask_input: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:  # fmt: skip
+        """SAM 2's prompt encoder reads the same labels (its `_embed_points` selects with
+        `torch.where`); the mask input is blended in by `has_mask_input` as SAM's ONNX model does;
+        token 0 becomes what the decoder answers for one mask, which on SAM 2.1 falls back to
+        the best candidate when token 0 is unstable (`dynamic_multimask_via_stability`)."""
+        embed, high_res = self._image_inputs(model, features)
+        encoder, decoder = model.sam_prompt_encoder, model.sam_mask_decoder
+        no_mask = encoder.no_mask_embed.weight.reshape(1, -1, 1, 1)
+        dense = has_mask_input * encoder.mask_downscaling(mask_input) + (1 - has_mask_input) * no_mask
+        masks, iou, _, _ = decoder.predict_masks(
+            image_embeddings=embed,
+            image_pe=encoder.get_dense_pe(),
+            sparse_prompt_embeddings=encoder._embed_points(coords, labels, pad=False),
+            dense_prompt_embeddings=dense,
+            repeat_image=True,
+            high_res_features=high_res,
+        )
+        single, single_iou = masks[:, :1], iou[:, :1]
+        if decoder.dynamic_multimask_via_stability:
+            single, single_iou = decoder._dynamic_multimask_via_stability(masks, iou)
+        return torch.cat([single, masks[:, 1:]], 1), torch.cat([single_iou, iou[:, 1:]], 1)
 
     @staticmethod
     def _prompt_embeddings(model: nn.Module, p: Prompts) -> tuple[torch.Tensor, torch.Tensor]:

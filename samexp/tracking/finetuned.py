@@ -14,7 +14,7 @@ from samexp.config.errors import CheckpointError, SamexpError, UntrustedFileErro
 from samexp.config.options import by_target
 from samexp.config.paths import default_tracking_uri
 from samexp.models.build import BaseModel
-from samexp.tracking.store import run_file
+from samexp.tracking.store import client, run_file
 
 log = logging.getLogger(__name__)
 
@@ -84,3 +84,24 @@ def load_finetuned(
     adapter = load_adapter(path, base)
     log.info("loaded %s adapter onto %s from %s", adapter.label(), base.arch, path)
     return base, adapter, meta
+
+
+def test_image(run_id: str, tracking_uri: str | None = None) -> Path | None:
+    """The first of run `run_id`'s test images, when this machine has it where the run read it
+    (its `dataset.root` param joined with the logged test list); None otherwise. The paths come
+    from the store: only an existing image file is returned, and it is only read as an image."""
+    from samexp.data.splits import TEST_FILES
+
+    tracking_uri = tracking_uri or default_tracking_uri()
+    try:
+        root = client(tracking_uri).get_run(run_id).data.params.get("dataset.root")
+        listed = run_file(run_id, TEST_FILES, tracking_uri)
+    except SamexpError:
+        return None
+    if not root:
+        return None
+    for line in listed.read_text().splitlines()[:1]:
+        path = Path(root) / line
+        if line and path.is_file():
+            return path
+    return None

@@ -120,7 +120,7 @@ def test_vit_t_lora_export_loads_in_stock_mobile_sam_and_gives_the_same_masks(
     import mobile_sam
 
     from samexp.data.base import read_image_rgb
-    from samexp.export import how_to_load
+    from samexp.export.pth import how_to_load
     from tests.conftest import data_root
 
     weights = vit_t_lora_file

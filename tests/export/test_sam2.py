@@ -17,7 +17,8 @@ import torch
 from hydra import initialize_config_module
 
 from samexp.data.base import read_image_rgb
-from samexp.export import export, how_to_load
+from samexp.export import export
+from samexp.export.pth import how_to_load
 from samexp.models.sam2 import tiny_overrides
 from samexp.predict.predictor import Predictor
 from samexp.tracking.finetuned import build_base, load_finetuned

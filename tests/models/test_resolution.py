@@ -20,7 +20,8 @@ from samexp.config.errors import CheckpointError, SamexpError
 from samexp.data.base import collate
 from samexp.data.folder import FolderDataset
 from samexp.data.frame import Pipeline
-from samexp.export import export, how_to_load
+from samexp.export import export
+from samexp.export.pth import how_to_load
 from samexp.models.build import BaseModel, build_official, build_tiny, tiny_sam
 from samexp.models.cached_encoder import CachedEncoder
 from samexp.models.embedding_cache import EmbeddingCache

@@ -17,7 +17,8 @@ from samexp.adapters.base import trainable_parameters
 from samexp.adapters.decoder import DecoderAdapter
 from samexp.adapters.io import load_adapter, save_adapter
 from samexp.data.base import Sample
-from samexp.export import class_prompts_file, export
+from samexp.export import export
+from samexp.export.pth import class_prompts_file
 from samexp.models.build import build_tiny, tiny_sam
 from samexp.models.seam import Prompts, decode
 from samexp.predict.config import PredictConfig, PredictMode

@@ -1,0 +1,79 @@
+"""Running an ONNX export through onnxruntime: the two sessions and the manifest's geometry, with
+tensors in and out as the seam has them (a `Features` dict, low-res logits and IoU), so the
+predictor built on it (`samexp.predict.onnx_predictor`) reuses the one image pipeline unchanged.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from samexp.config.errors import SamexpError
+from samexp.data.frame import Frame, Pipeline
+from samexp.models.family import Features
+from samexp.models.onnx.manifest import DECODER_FILE, ENCODER_FILE, read_manifest
+
+
+def session(path: Path, threads: int | None = None) -> Any:
+    """An onnxruntime CPU session; a graph it cannot load is one line naming the file."""
+    import onnxruntime as ort  # imported when used: the PyTorch paths never need it
+
+    options = ort.SessionOptions()
+    options.log_severity_level = 3  # its shape-merge warnings are about the graph, not the user
+    if threads:
+        options.intra_op_num_threads = threads
+    try:
+        return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    except Exception as e:  # onnxruntime raises its own Fail / InvalidGraph / ...
+        first = (str(e).strip().splitlines() or [""])[0]
+        raise SamexpError(
+            f"{path}: onnxruntime cannot load it ({type(e).__name__}: {first})"
+        ) from None
+
+
+class OnnxModel:
+    """An export folder's encoder and decoder sessions and what feeding them takes."""
+
+    def __init__(self, folder: str | Path, threads: int | None = None) -> None:
+        self.folder = Path(folder)
+        self.manifest = read_manifest(self.folder)
+        spec = self.manifest["input"]
+        self.geometry = Pipeline(spec["size"], stretch=spec["stretch"])
+        self.mask_threshold = float(spec["mask_threshold"])
+        self.pad_with_box = spec["pad_with_box"]  # ModelFamily.pads_boxed_prompts
+        self.encoder = session(self.folder / ENCODER_FILE, threads)
+        self.decoder = session(self.folder / DECODER_FILE, threads)
+        self.levels = [o.name for o in self.encoder.get_outputs()]
+        self._encoder_inputs = {i.name for i in self.encoder.get_inputs()}
+
+    def encode(self, model_input: torch.Tensor, frame: Frame) -> Features:
+        """The uint8 3×S×S model input of one image -> its feature levels (batch 1)."""
+        feed = {"image": model_input[None].numpy(),
+                "input_size": np.asarray(frame.input_size, dtype=np.int64)}  # fmt: skip
+        # a stretched family's graph has no use for input_size, and the exporter drops it
+        outputs = self.encoder.run(
+            None, {k: v for k, v in feed.items() if k in self._encoder_inputs}
+        )
+        return {name: torch.from_numpy(a) for name, a in zip(self.levels, outputs, strict=True)}
+
+    def decode(self, features: Features, coords: np.ndarray, labels: np.ndarray,
+               mask_input: np.ndarray | None,
+               frame: Frame) -> tuple[torch.Tensor, torch.Tensor]:  # fmt: skip
+        """SAM's ONNX prompt convention (B×N points, labels 1/0/2/3/-1) -> every mask token's
+        low-res logits (B×4×h×w) and IoU (B×4)."""
+        count = len(coords)
+        side = self.geometry.size // 4
+        has_mask = mask_input is not None
+        if mask_input is None:
+            mask_input = np.zeros((count, 1, side, side), np.float32)
+        feed = {**{k: v.numpy() for k, v in features.items()},
+                "point_coords": coords.astype(np.float32),
+                "point_labels": labels.astype(np.float32),
+                "mask_input": mask_input.astype(np.float32),
+                "has_mask_input": np.array([float(has_mask)], np.float32),
+                "orig_im_size": np.asarray(frame.original_size, np.float32)}  # fmt: skip
+        iou, low_res = self.decoder.run(["iou_predictions", "low_res_masks"], feed)
+        return torch.from_numpy(low_res), torch.from_numpy(iou)

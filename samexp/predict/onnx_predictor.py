@@ -1,0 +1,92 @@
+"""`python -m samexp.predict backend=onnx`: samexp's `Predictor` (stock `SamPredictor`'s interface)
+with the model's two ONNX graphs in place of the PyTorch model, so prompt mode, the MLflow model
+and anything written for `SamPredictor` run through onnxruntime with the same image pipeline in
+front and the same mask upscaling behind (`Frame.logits`)."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from samexp.models.onnx.runtime import OnnxModel
+from samexp.predict.predictor import FrameTransform, Predictor
+
+PAD = -1.0  # "not a point": what SAM's prompt encoder appends when there is no box
+CORNERS = (2.0, 3.0)  # a box's top-left and bottom-right corner
+
+
+class OnnxPredictor(Predictor):
+    """`set_image` runs the encoder graph, `predict_torch` the decoder graph (on the CPU)."""
+
+    def __init__(self, onnx: OnnxModel) -> None:  # no nn.Module: the graphs are the model
+        self.onnx = onnx
+        self.model = None
+        self.geometry = onnx.geometry
+        self.transform = FrameTransform(self.geometry)
+        self.reset_image()
+
+    @property
+    def device(self) -> torch.device:
+        return torch.device("cpu")
+
+    @torch.no_grad()
+    def set_image(self, image: np.ndarray, image_format: str = "RGB") -> None:
+        if image_format not in ("RGB", "BGR"):
+            raise ValueError(f"image_format must be 'RGB' or 'BGR', got {image_format!r}")
+        if image_format != "RGB":
+            image = image[..., ::-1]
+        model_input, frame = self.geometry.image(image)
+        self.hold(frame, self.onnx.encode(model_input, frame))
+
+    @torch.no_grad()
+    def predict_torch(
+        self,
+        point_coords: torch.Tensor | None,
+        point_labels: torch.Tensor | None,
+        boxes: torch.Tensor | None = None,
+        mask_input: torch.Tensor | None = None,
+        multimask_output: bool = True,
+        return_logits: bool = False,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """As `Predictor.predict_torch`; the prompts are written in SAM's ONNX convention the way
+        its prompt encoder reads them (clicks, then a box's corners, else a padding point)."""
+        if not self.is_image_set or self.frame is None:
+            raise RuntimeError("An image must be set with .set_image(...) before mask prediction.")
+        coords, labels = onnx_prompts(point_coords, point_labels, boxes, mask_input,
+                                      self.onnx.pad_with_box)  # fmt: skip
+        low_res, iou = self.onnx.decode(
+            self.features, coords, labels,
+            None if mask_input is None else mask_input.float().numpy(), self.frame,
+        )  # fmt: skip
+        chosen = slice(1, None) if multimask_output else slice(0, 1)
+        low_res, iou = low_res[:, chosen], iou[:, chosen]
+        logits = self.frame.logits(low_res)
+        masks = logits if return_logits else logits > self.onnx.mask_threshold
+        return masks, iou, low_res
+
+
+def onnx_prompts(
+    point_coords: torch.Tensor | None,
+    point_labels: torch.Tensor | None,
+    boxes: torch.Tensor | None,
+    mask_input: torch.Tensor | None,
+    pad_with_box: bool = False,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Prompts in the model's input frame -> B×N coordinates and labels as SAM's ONNX decoder
+    takes them (`segment_anything/utils/onnx.py`), padded as the family's prompt encoder pads
+    (`ModelFamily.pads_boxed_prompts`). Token order does not change the answer: the decoder's
+    attention treats prompt tokens as a set."""
+    count = next((len(t) for t in (point_coords, boxes, mask_input) if t is not None), 1)
+    coords = [np.zeros((count, 0, 2), np.float32)]
+    labels = [np.zeros((count, 0), np.float32)]
+    if point_coords is not None:
+        coords.append(point_coords.float().cpu().numpy())
+        labels.append(point_labels.float().cpu().numpy())
+    if boxes is not None:
+        coords.append(boxes.float().cpu().numpy().reshape(count, 2, 2))
+        labels.append(np.tile(np.array(CORNERS, np.float32), (count, 1)))
+    # SAM pads clicks without a box; SAM 2 pads any points, and a box is two points to it
+    if (point_coords is not None and boxes is None) or (pad_with_box and boxes is not None):
+        coords.append(np.zeros((count, 1, 2), np.float32))
+        labels.append(np.full((count, 1), PAD, np.float32))
+    return np.concatenate(coords, 1), np.concatenate(labels, 1)
