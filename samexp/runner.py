@@ -26,6 +26,7 @@ from samexp.config.schema import validate
 from samexp.data import loading
 from samexp.data.splits import TEST_FILES, DatasetSplits
 from samexp.evaluate.compare import compared, log_comparisons, per_image
+from samexp.export.mlflow_model import ship_trained
 from samexp.models.build import BaseModel
 from samexp.models.cached_encoder import CachedEncoder
 from samexp.models.checkpoints import in_cache
@@ -323,6 +324,8 @@ def _log_outputs(env: _Environment, m: _Model, data: _Data, baseline: EvalResult
     env.tracker.log_json(per_image(baseline, final), "metrics/per_image.json")
     weights = save_weights(env.out / "adapter.safetensors", m.base, m.adapter, env.tracker)
     log.info("adapter weights (epoch %d): %s", weights_epoch, weights)
+    if env.tracker.log_model and env.tracker.run_id is not None:
+        ship_trained(weights, env.tracker.run_id, env.tracker.tracking_uri, env.tracker.register)
 
 
 def _restore_best(tc: DictConfig, monitor: Monitor | None, base: BaseModel, epochs_run: int) -> int:  # fmt: skip

@@ -72,9 +72,12 @@ IMAGE_PIXELS = Limit("image_pixels", 178_956_970, "decoded pixels per image")
 # pycocotools traces a polygon at 5 points per pixel of its outline (~50 bytes per pixel): a
 # 10 kB zigzag across a large image would ask for gigabytes.
 POLYGON_OUTLINE = Limit("polygon_outline", 2_000_000, "pixels of polygon outline per annotation")
+# An image sent to the served MLflow model (`samexp.predict.serving`), as its encoded file: a
+# 24 MP JPEG is ~10 MB, a PNG of it ~40 MB; base64 text is a third more.
+REQUEST_IMAGE_BYTES = Limit("request_image_bytes", 64 * 2**20, "bytes per request image")
 
 LIMITS = (JSON_BYTES, TEXT_BYTES, ANNOTATIONS, INSTANCES_PER_IMAGE, MASK_PIXELS, IMAGE_PIXELS,
-          POLYGON_OUTLINE)  # fmt: skip
+          POLYGON_OUTLINE, REQUEST_IMAGE_BYTES)  # fmt: skip
 
 
 def shown(path: str | bytes | PathLike) -> str:

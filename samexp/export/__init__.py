@@ -1,7 +1,9 @@
 """`python -m samexp.export run_id=<id> [format=pth|onnx] out=...`: a fine-tuned model in the
 form the tools users already have take, each format one module: `pth` (the family's own stock
 checkpoint, `samexp.export.pth`) and `onnx` (SAM's encoder / decoder graph pair, checked against
-PyTorch with onnxruntime, `samexp.export.onnx`)."""
+PyTorch with onnxruntime, `samexp.export.onnx`). `register=<name>` logs the run's model as an
+MLflow model and registers it (`samexp.export.mlflow_model`); `best_of=<study, sweep or
+experiment>` picks the run by `metric`."""
 
 from __future__ import annotations
 
@@ -18,9 +20,12 @@ from samexp.config.checks import POSITIVE, because
 from samexp.config.cli import hydra_main
 from samexp.config.errors import SamexpError
 from samexp.config.options import schema, settings
+from samexp.config.paths import default_tracking_uri
+from samexp.export.mlflow_model import ship
 from samexp.export.onnx import write_onnx
 from samexp.export.pth import write_pth
 from samexp.tracking.finetuned import load_finetuned
+from samexp.tracking.registry import best_run
 
 log = logging.getLogger("samexp.export")
 
@@ -46,9 +51,30 @@ def export(
     image: str | None = None,
     # onnx: the largest difference of logits or IoU accepted; above it nothing is written
     atol: Annotated[float, because(POSITIVE, "logit units")] = 1e-3,
-) -> Path:
-    """Write the fine-tuned model to `out` (the command's arguments: its signature is the schema
-    `python -m samexp.export` composes)."""
+    # log the run's model as an MLflow model (ONNX inside) and register it under this name in
+    # the Model Registry; `out` (a folder), if given, keeps the ONNX export too
+    register: str | None = None,
+    # or instead of run_id: the best finished run of a study, a sweep's parent run (name or id)
+    # or an experiment, by `metric` (higher is better)
+    best_of: str | None = None,
+    metric: str = "test/iou",
+) -> Path | int:
+    """Write the fine-tuned model to `out`, or register it (returns the version) (the command's
+    arguments: its signature is the schema `python -m samexp.export` composes)."""
+    if best_of is not None:
+        if run_id is not None or weights is not None:
+            raise SamexpError(f"best_of={best_of} chooses the run: give it without run_id= or "
+                              "weights=")  # fmt: skip
+        run_id = best_run(tracking_uri or default_tracking_uri(), best_of, metric).run_id
+    if register is not None:
+        if run_id is None:
+            raise SamexpError(f"register={register} logs the model to a run: give run_id=<id> or "
+                              "best_of=<study, sweep or experiment>, not weights=")  # fmt: skip
+        if image is not None:
+            raise SamexpError("image= is for format=onnx without register=: the registered "
+                              "model's parity is checked on one of the run's test images")  # fmt: skip
+        return ship(run_id, tracking_uri or default_tracking_uri(), register,
+                    checkpoint=checkpoint, atol=atol, keep=Path(out) if out else None)  # fmt: skip
     kind = ExportFormat(format)
     path = Path(out or DEFAULT_OUT[kind])
     _check_out(path, kind)

@@ -36,6 +36,8 @@ PER_NODE = "samexp.nproc_per_node"
 LEASE = "samexp.lease"  # the run tag of the tag lease (tracking.lease)
 OVERRIDES = "overrides"  # the command line's overrides: a run's resume command is built from them
 EVALUATES = "samexp.evaluates"  # an evaluation of saved weights: the run or file it evaluates
+# a run's MLflow model (tracking.registry): the registered name:version, or why there is none
+REGISTERED, MODEL_ERROR = "samexp.registered_model", "samexp.model_error"
 
 # a sweep's parent run (tracking.sweep_parent): which sweep it is, and its best child
 SWEEP_KEY = "samexp.sweep_key"

@@ -78,6 +78,11 @@ class Tracker:
         | None = None,  # default: <adapter>-<dataset>-<model>, e.g. lora-r8-rings-vit_b
         max_images: Annotated[int, because(NON_NEGATIVE, "comparison images logged per run")] = 16,
         log_weights: bool = True,
+        # at the end of the run: its model as an MLflow model (ONNX inside, samexp.export.
+        # mlflow_model), and registered under this name (implies log_model); a failure there is
+        # a warning and the run tag samexp.model_error, never a failed run (the weights are saved)
+        log_model: bool = False,
+        register: str | None = None,
         # nest under this run (sweeps set $SAMEXP_PARENT_RUN_ID instead)
         parent_run_id: str | None = None,
         # a RUNNING run whose heartbeat is older than this is taken for dead (killed, lost node)
@@ -95,6 +100,8 @@ class Tracker:
         self.run_name = run_name
         self.max_images = max_images
         self.log_weights = log_weights
+        self.log_model = log_model or register is not None
+        self.register = register
         # a sweep's parent run: explicit, or set for every job by the sweep callback
         self.parent_run_id = parent_run_id or os.environ.get(PARENT_ENV) or None
         self.stale_after_s = stale_after_s

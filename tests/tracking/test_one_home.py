@@ -66,7 +66,8 @@ def test_only_the_tracking_package_imports_mlflow():
 
 def test_the_tracking_package_is_where_mlflow_is_imported():
     inside = {m for m, tree in modules() if imports_mlflow(tree)}
-    assert inside == {"samexp/tracking/tracker.py", "samexp/tracking/store.py"}
+    assert inside == {"samexp/tracking/tracker.py", "samexp/tracking/store.py",
+                      "samexp/tracking/pyfunc.py", "samexp/tracking/registry.py"}  # fmt: skip
 
 
 def test_mlflow_names_are_written_once_in_tracking_names():
