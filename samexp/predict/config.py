@@ -27,6 +27,13 @@ class PredictMode(str, Enum):
     classes = "classes"  # every learned class, no prompt (a run trained with prompt=class_tokens)
 
 
+class Backend(str, Enum):
+    torch = "torch"  # the PyTorch model, rebuilt from run_id= / weights=
+    # an ONNX export (python -m samexp.export format=onnx) through onnxruntime on the CPU:
+    # prompt mode only, the graphs take prompts
+    onnx = "onnx"
+
+
 @dataclass
 class PromptConfig:
     """Pixel coordinates of the original image (as displayed, EXIF orientation applied)."""
@@ -95,6 +102,8 @@ class AutoConfig(GeneratorConfig):
 class PredictConfig:
     run_id: str | None = None  # an MLflow run that logged weights/adapter.safetensors
     weights: str | None = None  # or a local adapter.safetensors
+    backend: Backend = Backend.torch
+    onnx: str | None = None  # backend=onnx: the folder python -m samexp.export format=onnx wrote
     tracking_uri: str | None = None  # where runs go; default: the store under the paths root
     checkpoint: str | None = None  # the official base checkpoint, if not in the cache
     image: str | None = None  # one image ...

@@ -23,10 +23,12 @@ from samexp.data.files import require_complete
 from samexp.data.orientation import displayed_shape, image_header
 from samexp.data.pairing import index_images
 from samexp.models.attention import choose_kernel, set_attention
-from samexp.models.seam import pipeline
+from samexp.models.onnx.manifest import read_manifest
+from samexp.models.onnx.runtime import OnnxModel
 from samexp.predict.auto import generate, mask_generator, write_auto
 from samexp.predict.classes import learned_classes, predict_classes, write_class_list, write_classes
-from samexp.predict.config import PredictConfig, PredictMode
+from samexp.predict.config import Backend, PredictConfig, PredictMode
+from samexp.predict.onnx_predictor import OnnxPredictor
 from samexp.predict.outputs import check_palette, write_json
 from samexp.predict.predictor import Predictor
 from samexp.predict.prompt_file import PromptFile, load_prompt_file
@@ -68,6 +70,21 @@ def load_model(cfg: PredictConfig, device: torch.device) -> tuple[nn.Module, dic
     return ready(base.sam, cfg.attention, device), meta
 
 
+def load_predictor(cfg: PredictConfig, device: torch.device) -> tuple[Predictor, dict]:
+    """The predictor every mode's step runs, and what the index records of the model: the
+    PyTorch model's (`load_model`), or the export's graphs through onnxruntime (its manifest)."""
+    if Backend(cfg.backend) is Backend.torch:
+        sam, meta = load_model(cfg, device)
+        return Predictor(sam), meta
+    onnx = OnnxModel(cfg.onnx)
+    found = onnx.manifest
+    base = {"arch": found.get("arch"), "weights_id": found.get("base_weights_id"),
+            "build_kwargs": found.get("build_kwargs")}  # fmt: skip
+    log.info("running the ONNX export %s (%s) through onnxruntime", onnx.folder, base["arch"])
+    return OnnxPredictor(onnx), {"adapter": found.get("adapter"), "base": base,
+                                 "exported_from": found.get("source")}  # fmt: skip
+
+
 def ready(sam: nn.Module, attention: str | AttentionKernel, device: torch.device) -> nn.Module:
     """On `device`, in eval mode, with the `attention` kernel (auto: the fastest exact one)."""
     kernel = choose_kernel(sam, AttentionKernel(attention).value, device, "attention")
@@ -82,6 +99,7 @@ def _check(cfg: PredictConfig) -> PromptFile | Prompts | None:
     check_palette(cfg.overlay.colors)
     p = cfg.prompt
     mode = PredictMode(cfg.mode)
+    _check_backend(cfg, mode)
     given = any(v is not None for v in (p.box, p.boxes, p.points, p.labels))
     if cfg.prompts is not None:
         if mode is not PredictMode.prompt:
@@ -98,11 +116,55 @@ def _check(cfg: PredictConfig) -> PromptFile | Prompts | None:
     return None
 
 
+# what only the PyTorch model has, and the settings that build or tune it: with backend=onnx,
+# fixed when the graphs were exported
+NEEDS_TORCH = {
+    PredictMode.auto: "the automatic mask generators run the PyTorch model",
+    PredictMode.classes: "the learned class prompts are not in the ONNX graphs, which take "
+    "prompts (format=pth exports them)",
+}
+NOT_APPLIED = {"attention": AttentionKernel.auto, "merge": True, "checkpoint": None,
+               "tracking_uri": None}  # fmt: skip
+
+
+def _check_backend(cfg: PredictConfig, mode: PredictMode) -> None:
+    """backend=onnx runs an export folder's graphs (checked here, before any image is read):
+    no run or weights file is read, and what needs the PyTorch model is refused."""
+    if Backend(cfg.backend) is Backend.torch:
+        if cfg.onnx is not None:
+            raise SamexpError(f"onnx={cfg.onnx} needs backend=onnx (backend=torch rebuilds the "
+                              "model from run_id= or weights=)")  # fmt: skip
+        return
+    if cfg.onnx is None:
+        raise SamexpError("backend=onnx needs onnx=<folder> (python -m samexp.export format=onnx "
+                          "writes one)")  # fmt: skip
+    given = [f"{k}={v}" for k in ("run_id", "weights") if (v := getattr(cfg, k)) is not None]
+    if given:
+        raise SamexpError(f"backend=onnx runs the graphs in onnx={cfg.onnx}, not {given[0]}: "
+                          "drop one of them (backend=torch reads the run or weights)")  # fmt: skip
+    if mode in NEEDS_TORCH:
+        raise SamexpError(f"mode={mode.value} needs backend=torch: {NEEDS_TORCH[mode]}")
+    if cfg.compare:
+        raise SamexpError("compare=true needs backend=torch: the zero-shot side rebuilds the base "
+                          "PyTorch model")  # fmt: skip
+    shown = {k: getattr(cfg, k) for k, default in NOT_APPLIED.items() if getattr(cfg, k) != default}
+    if Device(cfg.device) not in (Device.auto, Device.cpu):
+        shown = {"device": cfg.device, **shown}
+    # as typed on the command line: device=cuda, merge=false
+    ignored = [f"{k}={str(v).lower() if isinstance(v, bool) else getattr(v, 'value', v)}"
+               for k, v in shown.items()]  # fmt: skip
+    if ignored:
+        log.warning("backend=onnx: %s do%s not apply (onnxruntime runs the exported graphs on the "
+                    "CPU; weights, merging and attention were fixed at export); ignored",
+                    ", ".join(ignored), "es" if len(ignored) == 1 else "")  # fmt: skip
+    read_manifest(cfg.onnx)  # not an export, or a manifest off its schema: one line, now
+
+
 Step = Callable[[Path, np.ndarray], tuple[list[Path], list[float]]]
 
 
-def _auto_step(cfg: PredictConfig, sam: nn.Module, out: Path, style: dict) -> Step:
-    generator = mask_generator(sam, cfg.auto)
+def _auto_step(cfg: PredictConfig, predictor: Predictor, out: Path, style: dict) -> Step:
+    generator = mask_generator(predictor.model, cfg.auto, predictor)
 
     def step(path: Path, image: np.ndarray) -> tuple[list[Path], list[float]]:
         anns = generate(generator, image, cfg.auto.max_side)
@@ -114,8 +176,7 @@ def _auto_step(cfg: PredictConfig, sam: nn.Module, out: Path, style: dict) -> St
     return step
 
 
-def _classes_step(sam: nn.Module, out: Path, style: dict) -> Step:
-    predictor = Predictor(sam)
+def _classes_step(predictor: Predictor, out: Path, style: dict) -> Step:
     classes = learned_classes(predictor).classes
     write_class_list(out, classes)
 
@@ -127,10 +188,9 @@ def _classes_step(sam: nn.Module, out: Path, style: dict) -> Step:
     return step
 
 
-def _prompt_step(cfg: PredictConfig, fitted: dict[Path, Prompts], sam: nn.Module, meta: dict,
-                 out: Path, style: dict) -> Step:  # fmt: skip
-    predictor = Predictor(sam)
-    device = next(sam.parameters()).device
+def _prompt_step(cfg: PredictConfig, fitted: dict[Path, Prompts], predictor: Predictor,
+                 meta: dict, out: Path, style: dict) -> Step:  # fmt: skip
+    device = predictor.device
     zero_shot = Predictor(ready(build_base(meta, cfg.checkpoint).sam, cfg.attention, device)) if cfg.compare else None  # fmt: skip
 
     def step(path: Path, image: np.ndarray) -> tuple[list[Path], list[float]]:
@@ -183,19 +243,20 @@ def predict(cfg: PredictConfig) -> dict[str, Any]:
         _check_coverage(source, paths)
     shapes = {path: displayed_shape(*image_header(path)) for path in paths}  # headers only
     fitted = _fitted(source, shapes)
-    device = resolve_device(Device(cfg.device), key="device")
-    sam, meta = load_model(cfg, device)
-    geometry = pipeline(sam)
+    torch_backend = Backend(cfg.backend) is Backend.torch  # onnxruntime runs on the CPU here
+    device = resolve_device(Device(cfg.device), key="device") if torch_backend else torch.device("cpu")  # fmt: skip
+    predictor, meta = load_predictor(cfg, device)
+    geometry = predictor.geometry
     for path, shape in shapes.items():  # before anything is written: SAM's resize must leave
         geometry.check_fits(path.name, *shape)  # every side a pixel
     style = {"colors": [list(c) for c in cfg.overlay.colors], "alpha": cfg.overlay.alpha}
     out = Path(cfg.out)
     if PredictMode(cfg.mode) is PredictMode.classes:
-        step = _classes_step(sam, out, style)
+        step = _classes_step(predictor, out, style)
     elif fitted is None:
-        step = _auto_step(cfg, sam, out, style)
+        step = _auto_step(cfg, predictor, out, style)
     else:
-        step = _prompt_step(cfg, fitted, sam, meta, out, style)
+        step = _prompt_step(cfg, fitted, predictor, meta, out, style)
     entries = []
     with logging_redirect_tqdm():
         for path in tqdm(paths, desc="predict", unit="image"):
@@ -208,7 +269,10 @@ def predict(cfg: PredictConfig) -> dict[str, Any]:
                      shown or "-", out / f"{path.stem}*")  # fmt: skip
             entries.append({"image": str(path), "width": w, "height": h, "masks": len(scores),
                             "files": [str(f.relative_to(out)) for f in files]})  # fmt: skip
-    index = {"source": {"run_id": cfg.run_id, "weights": cfg.weights}, "prompts": cfg.prompts,
+    source = {"run_id": cfg.run_id, "weights": cfg.weights, "onnx": cfg.onnx}
+    if "exported_from" in meta:  # the run or weights file the graphs were exported from
+        source["exported_from"] = meta["exported_from"]
+    index = {"source": source, "backend": Backend(cfg.backend).value, "prompts": cfg.prompts,
              "adapter": meta["adapter"],
              "base": meta["base"], "mode": PredictMode(cfg.mode).value, "images": entries}  # fmt: skip
     write_json(out / "predictions.json", index)
