@@ -57,7 +57,7 @@ def export(
     # or instead of run_id: the best finished run of a study, a sweep's parent run (name or id)
     # or an experiment, by `metric` (higher is better)
     best_of: str | None = None,
-    metric: str = "test/iou",
+    metric: str = "final/test/iou",  # what a run logs after training (its objective)
 ) -> Path | int:
     """Write the fine-tuned model to `out`, or register it (returns the version) (the command's
     arguments: its signature is the schema `python -m samexp.export` composes)."""

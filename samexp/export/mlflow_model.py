@@ -19,7 +19,6 @@ from samexp.export.onnx import write_onnx
 from samexp.predict.serving import onnx_handler
 from samexp.tracking.finetuned import load_finetuned
 from samexp.tracking.names import MODEL_ERROR
-from samexp.tracking.pyfunc import log_model
 from samexp.tracking.registry import register, serve_lines
 from samexp.tracking.store import client
 
@@ -56,6 +55,10 @@ def ship(
     """Export run `run_id` to ONNX (`weights`: its adapter file when it is on this machine, else
     the run's), log the MLflow model to the run, and register it under `name` when given
     (returns the version). `keep`: a folder to leave the ONNX export in too."""
+    # imported here: importing MLflow's pyfunc prints its "add type hints" warning, which every
+    # run and every format=pth export would show otherwise
+    from samexp.tracking.pyfunc import log_model
+
     source = {"weights": weights} if weights else {"run_id": run_id}
     base, adapter, meta = load_finetuned(**source, tracking_uri=tracking_uri, checkpoint=checkpoint)
     with tempfile.TemporaryDirectory(prefix="samexp-model-") as tmp:

@@ -39,7 +39,7 @@ def best_run(tracking_uri: str, best_of: str, metric: str) -> FinishedRun:
     scored = [r for r in runs if math.isfinite(r.metrics.get(metric, math.nan))]
     if not scored:
         raise SamexpError(f"best_of={best_of}: none of its {len(runs)} finished run(s) logged "
-                          f"metric={metric} (e.g. test/iou, test/dice)")  # fmt: skip
+                          f"metric={metric} (e.g. final/test/iou, final/test/dice)")  # fmt: skip
     best = max(scored, key=lambda r: r.metrics[metric])
     log.info("best of %s by %s: run %s (%s) with %.4f, of %d run(s)", best_of, metric,
              best.name, best.run_id, best.metrics[metric], len(scored))  # fmt: skip

@@ -83,7 +83,7 @@ def test_the_registered_model_answers_as_the_onnx_predictor_does(
 
     trained = request.getfixturevalue(which)
     uri, artifacts = store
-    run_id = make_run(uri, artifacts, trained.weights, {"test/iou": 0.5})
+    run_id = make_run(uri, artifacts, trained.weights, {"final/test/iou": 0.5})
     assert export(register="rings", run_id=run_id, tracking_uri=uri) == 1
     assert MlflowClient(uri).get_run(run_id).data.tags[REGISTERED] == "rings:1"
 
@@ -108,9 +108,9 @@ def test_the_registered_model_answers_as_the_onnx_predictor_does(
 
 def test_best_of_an_experiment_registers_its_best_finished_run(store, tiny_lora_run):
     uri, artifacts = store
-    runs = {iou: make_run(uri, artifacts, tiny_lora_run.weights, {"test/iou": iou})
+    runs = {iou: make_run(uri, artifacts, tiny_lora_run.weights, {"final/test/iou": iou})
             for iou in (0.31, 0.52, 0.44)}  # fmt: skip
-    make_run(uri, artifacts, tiny_lora_run.weights, {"test/iou": 0.9}, finished=False)
+    make_run(uri, artifacts, tiny_lora_run.weights, {"final/test/iou": 0.9}, finished=False)
     assert export(register="best-rings", best_of=EXPERIMENT, tracking_uri=uri) == 1
     assert MlflowClient(uri).get_model_version("best-rings", "1").run_id == runs[0.52]
     with pytest.raises(SamexpError, match="metric=test/nope"):
@@ -129,7 +129,7 @@ def served_model(tiny_lora_run, tmp_path_factory) -> tuple[str, Path]:
     """The tiny LoRA run's model registered as `rings-served` version 1 in a store of its own."""
     home = tmp_path_factory.mktemp("served")
     uri, artifacts = f"sqlite:///{home}/mlruns/mlflow.db", home / "mlruns" / "artifacts"
-    run_id = make_run(uri, artifacts, tiny_lora_run.weights, {"test/iou": 0.5})
+    run_id = make_run(uri, artifacts, tiny_lora_run.weights, {"final/test/iou": 0.5})
     export(register="rings-served", run_id=run_id, tracking_uri=uri)
     return uri, home
 

@@ -149,6 +149,28 @@ def start_twice_at_once(*args: str) -> list[str]:
     return outputs
 
 
+def check_the_best_run_registers_and_loads_back_by_name(server: control.Server, tmp_path: Path):
+    """The study's best run, registered in the team server's Model Registry by the study's name,
+    answers a request once loaded back by its models:/ URI (the model's files go through the
+    server too)."""
+    import base64
+
+    import mlflow
+
+    from samexp.export import export
+    from samexp.predict.serving import decode_mask
+
+    version = export(register="team-best", best_of="team", tracking_uri=server.tracking_uri)
+    mlflow.set_tracking_uri(server.tracking_uri)
+    (tmp_path / "model").mkdir()
+    model = mlflow.pyfunc.load_model(f"models:/team-best/{version}", dst_path=str(tmp_path / "model"))
+    photo = data_root() / "rings" / "test" / "images" / "ring_test_1.jpg"
+    row = model.predict([{"image": base64.b64encode(photo.read_bytes()).decode(),
+                          "box": [300, 300, 700, 700]}]).iloc[0]  # fmt: skip
+    assert decode_mask(row["masks"][0]).shape == (1024, 1024) and len(row["scores"]) == 1
+    assert list((Path(server.data) / "artifacts").rglob("encoder.onnx"))  # kept by the server
+
+
 @pytest.mark.server
 @pytest.mark.slow
 def test_two_sweep_workers_share_one_study_through_the_postgresql_and_mlflow_servers(
@@ -211,6 +233,7 @@ def test_two_sweep_workers_share_one_study_through_the_postgresql_and_mlflow_ser
         assert any("lora" in key for key in f.keys())
     # uploaded through the server into its data folder, not written by the workers themselves
     assert len(list((server_data / "artifacts").rglob("adapter.safetensors"))) == 4
+    check_the_best_run_registers_and_loads_back_by_name(server, tmp_path)
 
     server_cli("stop", "--data", str(server_data))
     assert not alive(server.pg_pid) and not group_alive(server.mlflow_pid)
