@@ -82,14 +82,30 @@ def export_graphs(sam: nn.Module, folder: Path, opset: int = OPSET) -> list[str]
     # answer differs between the two)
     encoder, decoder = EncoderGraph(sam, levels).eval(), DecoderGraph(sam, levels).eval()
     with _exporting(family_of(sam).name, opset):
-        torch.onnx.export(encoder, (image, input_size), folder / ENCODER_FILE,
+        torch.onnx.export(encoder, (image, input_size), str(folder / ENCODER_FILE),
                           input_names=list(ENCODER_INPUTS), output_names=levels,
                           opset_version=opset, dynamo=False)  # fmt: skip
+        _one_data_file(folder / ENCODER_FILE)  # before the decoder joins it in the folder
         torch.onnx.export(decoder, (*features.values(), *prompts),
-                          folder / DECODER_FILE, input_names=[*levels, *PROMPT_INPUTS],
+                          str(folder / DECODER_FILE), input_names=[*levels, *PROMPT_INPUTS],
                           output_names=list(DECODER_OUTPUTS), dynamic_axes=DYNAMIC,
                           opset_version=opset, dynamo=False)  # fmt: skip
     return levels
+
+
+def _one_data_file(graph: Path) -> None:
+    """A graph over protobuf's 2 GiB (vit_h's encoder) keeps its weights outside it; the exporter
+    writes one file per tensor (hundreds): gathered into one `<graph>.data` beside it."""
+    import onnx
+
+    before = set(graph.parent.iterdir())
+    if before == {graph}:
+        return
+    model = onnx.load(str(graph))  # reads the external tensors in
+    onnx.save_model(model, str(graph), save_as_external_data=True, all_tensors_to_one_file=True,
+                    location=f"{graph.name}.data", size_threshold=1024)  # fmt: skip
+    for stray in before - {graph}:
+        stray.unlink()
 
 
 @contextlib.contextmanager
