@@ -16,7 +16,7 @@ NAME ?=
 REPORT_ARGS ?=
 SERVER_ARGS ?=
 
-.PHONY: install test test-fast smoke run sweep report bench bench-gpu bench-data bench-demo ui dashboard app docs docs-serve screenshots server server-stop server-status postgresql chromium lint format clean
+.PHONY: install test test-fast smoke run sweep report bench bench-onnx bench-gpu bench-data bench-demo ui dashboard app docs docs-serve screenshots server server-stop server-status postgresql chromium lint format clean
 
 # TORCH=cpu takes torch and torchvision from PyTorch's CPU-only index (about 0.2 GB; their
 # +cpu builds win over PyPI's, within pyproject's pins) instead of PyPI's default Linux build,
@@ -51,8 +51,12 @@ sweep: $(STAMP)  ## the default Optuna study over LoRA rank x lr; resumable (SWE
 report: $(STAMP)  ## which adaptation works best: a study's report (NAME=<study name, parent run id or experiment>) into reports/NAME and its parent run
 	$(BIN)/python -m samexp.report $(NAME) $(REPORT_ARGS)
 
-bench: $(STAMP)  ## naive loop vs ours: s/epoch, s/step, peak RSS (tiny, vit_b, vit_t, SAM 2.1 hiera_t/_s; random weights; ~15 min on 2 CPU cores)
+bench: $(STAMP)  ## naive loop vs ours (s/epoch, s/step, peak RSS; tiny, vit_b, vit_t, SAM 2.1 hiera_t/_s), then PyTorch vs onnxruntime predict (tiny, vit_b); random weights; ~20 min on 2 CPU cores
 	$(BIN)/python experiments/bench_speed.py
+	$(BIN)/python experiments/bench_onnx.py
+
+bench-onnx: $(STAMP)  ## predict on PyTorch vs onnxruntime: s/image, decoder ms/prompt, peak RSS, export s and MB (tiny, vit_b; ~4 min on 2 CPU cores)
+	$(BIN)/python experiments/bench_onnx.py
 
 bench-gpu: $(STAMP)  ## every model benchmark on one CUDA GPU (SDPA, bf16), each time-limited, all under 8 min; tables into bench-gpu/
 	$(BIN)/python experiments/bench_gpu.py

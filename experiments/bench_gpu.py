@@ -69,6 +69,8 @@ NOT_RUN = {
     "bench_inspect": "lists and decodes files (CPU), no model",
     "bench_bounded_input": "parses hostile files (CPU), no model; its 'before' alias bomb alone "
     "runs into its 60 s timeout by design",
+    "bench_onnx": "onnxruntime runs on the CPU here (its CPU provider only): PyTorch on the GPU "
+    "against it would compare devices, not runtimes",
 }
 
 

@@ -23,6 +23,9 @@ def session(path: Path, threads: int | None = None) -> Any:
 
     options = ort.SessionOptions()
     options.log_severity_level = 3  # its shape-merge warnings are about the graph, not the user
+    # its idle threads block rather than spin: the predictor runs torch (pipeline, upscaling)
+    # between sessions on the same cores, which spinning threads starve (bench_onnx: tiny 4x)
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     if threads:
         options.intra_op_num_threads = threads
     try:
