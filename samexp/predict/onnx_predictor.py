@@ -54,10 +54,8 @@ class OnnxPredictor(Predictor):
             raise RuntimeError("An image must be set with .set_image(...) before mask prediction.")
         coords, labels = onnx_prompts(point_coords, point_labels, boxes, mask_input,
                                       self.onnx.pad_with_box)  # fmt: skip
-        low_res, iou = self.onnx.decode(
-            self.features, coords, labels,
-            None if mask_input is None else mask_input.float().numpy(), self.frame,
-        )  # fmt: skip
+        mask = None if mask_input is None else mask_input.float().cpu().numpy()
+        low_res, iou = self.onnx.decode(self.features, coords, labels, mask)
         chosen = slice(1, None) if multimask_output else slice(0, 1)
         low_res, iou = low_res[:, chosen], iou[:, chosen]
         logits = self.frame.logits(low_res)

@@ -76,8 +76,9 @@ def reference(trained: Trained) -> SamPredictor:
 
 
 def sam_predict(predictor: SamPredictor, image: Path, box=None, points=None, labels=None,
-                multimask: bool = False) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
-    """(low-res logits upsampled to the image > 0, predicted IoU) from the stock single-prompt API."""
+                multimask: bool = False, logits: list | None = None) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
+    """(low-res logits upsampled to the image > 0, predicted IoU) from the stock single-prompt API;
+    the logits themselves are appended to `logits` when it is given."""
     predictor.set_image(read_image_rgb(image, orient=True))
     _, iou, low_res = predictor.predict(
         point_coords=None if points is None else np.array(points),
@@ -85,7 +86,9 @@ def sam_predict(predictor: SamPredictor, image: Path, box=None, points=None, lab
         box=None if box is None else np.array(box),
         multimask_output=multimask,
     )
-    logits = predictor.model.postprocess_masks(
+    upscaled = predictor.model.postprocess_masks(
         torch.from_numpy(low_res)[None], predictor.input_size, predictor.original_size
     )[0]
-    return (logits > 0).numpy(), iou
+    if logits is not None:
+        logits.append(upscaled.numpy())
+    return (upscaled > 0).numpy(), iou

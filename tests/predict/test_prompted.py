@@ -62,9 +62,13 @@ def test_several_boxes_give_one_mask_each_equal_to_prompting_them_one_by_one(
     assert [m["file"] for m in info["masks"]] == [f"{image.stem}_mask{k}.png" for k in range(2)]
     assert info["prompts"]["boxes"] == boxes
     for k, box in enumerate(boxes):
-        expected, iou = sam_predict(reference, image, box=box)
-        assert np.array_equal(read_mask(tmp_path / f"{image.stem}_mask{k}.png"), expected[0])
-        assert info["masks"][k]["score"] == pytest.approx(float(iou[0]), abs=1e-6)
+        logits: list = []
+        expected, iou = sam_predict(reference, image, box=box, logits=logits)
+        differ = read_mask(tmp_path / f"{image.stem}_mask{k}.png") != expected[0]
+        # a batch of two is computed with other kernels than a batch of one (AVX-512 / AMX CPUs
+        # round them differently): only pixels within a hair of SAM's threshold may flip
+        assert np.all(np.abs(logits[0][0][differ]) < 1e-4), np.abs(logits[0][0][differ]).max()
+        assert info["masks"][k]["score"] == pytest.approx(float(iou[0]), abs=1e-5)
 
 
 def test_multimask_writes_sams_three_candidates_per_prompt(trained, reference, tmp_path):

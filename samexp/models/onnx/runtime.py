@@ -63,8 +63,7 @@ class OnnxModel:
         return {name: torch.from_numpy(a) for name, a in zip(self.levels, outputs, strict=True)}
 
     def decode(self, features: Features, coords: np.ndarray, labels: np.ndarray,
-               mask_input: np.ndarray | None,
-               frame: Frame) -> tuple[torch.Tensor, torch.Tensor]:  # fmt: skip
+               mask_input: np.ndarray | None) -> tuple[torch.Tensor, torch.Tensor]:  # fmt: skip
         """SAM's ONNX prompt convention (B×N points, labels 1/0/2/3/-1) -> every mask token's
         low-res logits (B×4×h×w) and IoU (B×4)."""
         count = len(coords)
@@ -77,6 +76,9 @@ class OnnxModel:
                 "point_labels": labels.astype(np.float32),
                 "mask_input": mask_input.astype(np.float32),
                 "has_mask_input": np.array([float(has_mask)], np.float32),
-                "orig_im_size": np.asarray(frame.original_size, np.float32)}  # fmt: skip
+                # onnxruntime computes every output, asked or not: the graph's own full-size
+                # `masks` (this runtime upscales low-res logits with `Frame.logits`, the one
+                # pipeline) is made 1×1 rather than the photo's size for every token
+                "orig_im_size": np.ones(2, np.float32)}  # fmt: skip
         iou, low_res = self.decoder.run(["iou_predictions", "low_res_masks"], feed)
         return torch.from_numpy(low_res), torch.from_numpy(iou)
