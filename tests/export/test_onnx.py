@@ -5,6 +5,7 @@ at all, and refused in one line naming the operator when ONNX cannot express it.
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -142,6 +143,14 @@ def test_an_earlier_export_is_replaced_whole_and_other_folders_are_refused(tmp_p
     assert (tmp_path / "mine" / "notes.txt").read_text() == "keep"
 
 
+@pytest.fixture(scope="module")
+def tiny_export(tmp_path_factory) -> Path:
+    """One tiny LoRA export, for the tests that break a copy of it."""
+    folder = tmp_path_factory.mktemp("tiny-export")
+    weights = _trained_file(build_tiny(), LoraAdapter(rank=4), folder)
+    return export(weights=str(weights), format="onnx", out=str(folder / "onnx"))
+
+
 class _Opaque(nn.Module):
     """An image encoder wrapped in an operator ONNX has no translation for."""
 
@@ -182,9 +191,10 @@ def test_an_operator_onnx_cannot_express_is_refused_naming_it(tmp_path):
     ],
     ids=["size", "stretch", "threshold", "format"],
 )
-def test_a_manifest_off_its_schema_is_refused_naming_the_key(change, message, tmp_path):
-    weights = _trained_file(build_tiny(), LoraAdapter(rank=4), tmp_path)
-    out = export(weights=str(weights), format="onnx", out=str(tmp_path / "onnx"))
+def test_a_manifest_off_its_schema_is_refused_naming_the_key(
+    change, message, tiny_export, tmp_path
+):
+    out = Path(shutil.copytree(tiny_export, tmp_path / "onnx"))
     manifest = json.loads((out / MANIFEST_FILE).read_text())
     change(manifest)
     (out / MANIFEST_FILE).write_text(json.dumps(manifest))
