@@ -181,7 +181,9 @@ class Sam2(ModelFamily):
         embed, high_res = self._image_inputs(model, features)
         encoder, decoder = model.sam_prompt_encoder, model.sam_mask_decoder
         no_mask = encoder.no_mask_embed.weight.reshape(1, -1, 1, 1)
-        dense = has_mask_input * encoder.mask_downscaling(mask_input) + (1 - has_mask_input) * no_mask
+        dense = (
+            has_mask_input * encoder.mask_downscaling(mask_input) + (1 - has_mask_input) * no_mask
+        )
         masks, iou, _, _ = decoder.predict_masks(
             image_embeddings=embed,
             image_pe=encoder.get_dense_pe(),

@@ -163,7 +163,9 @@ def check_the_best_run_registers_and_loads_back_by_name(server: control.Server, 
     version = export(register="team-best", best_of="team", tracking_uri=server.tracking_uri)
     mlflow.set_tracking_uri(server.tracking_uri)
     (tmp_path / "model").mkdir()
-    model = mlflow.pyfunc.load_model(f"models:/team-best/{version}", dst_path=str(tmp_path / "model"))
+    model = mlflow.pyfunc.load_model(
+        f"models:/team-best/{version}", dst_path=str(tmp_path / "model")
+    )
     photo = data_root() / "rings" / "test" / "images" / "ring_test_1.jpg"
     row = model.predict([{"image": base64.b64encode(photo.read_bytes()).decode(),
                           "box": [300, 300, 700, 700]}]).iloc[0]  # fmt: skip
