@@ -8,6 +8,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from samexp.data.frame import Frame
+from samexp.models.family import Features
 from samexp.models.onnx.runtime import OnnxModel
 from samexp.predict.predictor import FrameTransform, Predictor
 
@@ -16,12 +18,14 @@ CORNERS = (2.0, 3.0)  # a box's top-left and bottom-right corner
 
 
 class OnnxPredictor(Predictor):
-    """`set_image` runs the encoder graph, `predict_torch` the decoder graph (on the CPU)."""
+    """`set_image` runs the encoder graph, `predict_torch` the decoder graph (on the CPU); the
+    image pipeline around them is `Predictor`'s."""
 
     def __init__(self, onnx: OnnxModel) -> None:  # no nn.Module: the graphs are the model
         self.onnx = onnx
         self.model = None
         self.geometry = onnx.geometry
+        self.threshold = onnx.mask_threshold
         self.transform = FrameTransform(self.geometry)
         self.reset_image()
 
@@ -29,38 +33,25 @@ class OnnxPredictor(Predictor):
     def device(self) -> torch.device:
         return torch.device("cpu")
 
-    @torch.no_grad()
-    def set_image(self, image: np.ndarray, image_format: str = "RGB") -> None:
-        if image_format not in ("RGB", "BGR"):
-            raise ValueError(f"image_format must be 'RGB' or 'BGR', got {image_format!r}")
-        if image_format != "RGB":
-            image = image[..., ::-1]
-        model_input, frame = self.geometry.image(image)
-        self.hold(frame, self.onnx.encode(model_input, frame))
+    def encode_input(self, model_input: torch.Tensor, frame: Frame) -> Features:
+        return self.onnx.encode(model_input, frame)
 
-    @torch.no_grad()
-    def predict_torch(
+    def decode_input(
         self,
         point_coords: torch.Tensor | None,
         point_labels: torch.Tensor | None,
-        boxes: torch.Tensor | None = None,
-        mask_input: torch.Tensor | None = None,
-        multimask_output: bool = True,
-        return_logits: bool = False,
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """As `Predictor.predict_torch`; the prompts are written in SAM's ONNX convention the way
-        its prompt encoder reads them (clicks, then a box's corners, else a padding point)."""
-        if not self.is_image_set or self.frame is None:
-            raise RuntimeError("An image must be set with .set_image(...) before mask prediction.")
+        boxes: torch.Tensor | None,
+        mask_input: torch.Tensor | None,
+        multimask_output: bool,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The prompts written in SAM's ONNX convention the way the family's prompt encoder reads
+        them (clicks, a box's corners, the padding point), through the decoder graph."""
         coords, labels = onnx_prompts(point_coords, point_labels, boxes, mask_input,
                                       self.onnx.pad_with_box)  # fmt: skip
         mask = None if mask_input is None else mask_input.float().cpu().numpy()
         low_res, iou = self.onnx.decode(self.features, coords, labels, mask)
         chosen = slice(1, None) if multimask_output else slice(0, 1)
-        low_res, iou = low_res[:, chosen], iou[:, chosen]
-        logits = self.frame.logits(low_res)
-        masks = logits if return_logits else logits > self.onnx.mask_threshold
-        return masks, iou, low_res
+        return low_res[:, chosen], iou[:, chosen]
 
 
 def onnx_prompts(

@@ -52,6 +52,7 @@ class Predictor(SamPredictor):
     def __init__(self, model: nn.Module) -> None:  # not SamPredictor's: it reads a ViT's size
         self.model = model
         self.geometry = pipeline(model)
+        self.threshold = mask_threshold(model)
         self.transform = FrameTransform(self.geometry)
         self.reset_image()
 
@@ -67,7 +68,11 @@ class Predictor(SamPredictor):
         if image_format != "RGB":  # every family samexp knows takes RGB
             image = image[..., ::-1]
         model_input, frame = self.geometry.image(image)
-        self.hold(frame, encode(self.model, model_input[None].to(self.device), [frame.input_size]))
+        self.hold(frame, self.encode_input(model_input, frame))
+
+    def encode_input(self, model_input: torch.Tensor, frame: Frame) -> Features:
+        """One image's uint8 3×S×S model input -> its features (what a backend replaces)."""
+        return encode(self.model, model_input[None].to(self.device), [frame.input_size])
 
     def hold(self, frame: Frame, features: Features) -> None:
         """Hold `features` of the image in `frame` as `set_image` leaves them (the demo restores
@@ -95,11 +100,24 @@ class Predictor(SamPredictor):
         logits) at the image's size, predicted IoU and low-res logits, one row per prompt."""
         if not self.is_image_set or self.frame is None:
             raise RuntimeError("An image must be set with .set_image(...) before mask prediction.")
+        low_res, iou = self.decode_input(point_coords, point_labels, boxes, mask_input,
+                                         multimask_output)  # fmt: skip
+        if return_logits:
+            return self.frame.logits(low_res), iou, low_res
+        return self.frame.masks(low_res, self.threshold), iou, low_res
+
+    def decode_input(
+        self,
+        point_coords: torch.Tensor | None,
+        point_labels: torch.Tensor | None,
+        boxes: torch.Tensor | None,
+        mask_input: torch.Tensor | None,
+        multimask_output: bool,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Prompts in the frame -> low-res logits and IoU on the held image (what a backend
+        replaces)."""
         prompts = Prompts(boxes=boxes, points=point_coords, labels=point_labels,
                           mask_inputs=mask_input)  # fmt: skip
         count = next((len(t) for t in (point_coords, boxes, mask_input) if t is not None), 1)
         owner = torch.zeros(count, dtype=torch.long, device=self.device)
-        low_res, iou = decode(self.model, self.features, owner, prompts, multimask_output)
-        if return_logits:
-            return self.frame.logits(low_res), iou, low_res
-        return self.frame.masks(low_res, mask_threshold(self.model)), iou, low_res
+        return decode(self.model, self.features, owner, prompts, multimask_output)
