@@ -22,7 +22,7 @@ from samexp.config.errors import SamexpError
 from samexp.config.options import schema, settings
 from samexp.config.paths import default_tracking_uri
 from samexp.export.mlflow_model import ship
-from samexp.export.onnx import write_onnx
+from samexp.export.onnx import check_export_folder, write_onnx
 from samexp.export.pth import write_pth
 from samexp.tracking.finetuned import load_finetuned
 from samexp.tracking.registry import best_run
@@ -73,6 +73,8 @@ def export(
         if image is not None:
             raise SamexpError("image= is for format=onnx without register=: the registered "
                               "model's parity is checked on one of the run's test images")  # fmt: skip
+        if out is not None:  # the copy of the export kept beside the registered model
+            _check_out(Path(out), ExportFormat.onnx)
         return ship(run_id, tracking_uri or default_tracking_uri(), register,
                     checkpoint=checkpoint, atol=atol, keep=Path(out) if out else None)  # fmt: skip
     kind = ExportFormat(format)
@@ -93,9 +95,8 @@ def _check_out(path: Path, kind: ExportFormat) -> None:
     if kind is ExportFormat.pth and path.is_dir():
         raise SamexpError(f"out={path} is a folder: give the file to write, e.g. "
                           f"out={path / 'sam_finetuned.pth'}")  # fmt: skip
-    if kind is ExportFormat.onnx and path.exists() and not path.is_dir():
-        raise SamexpError(f"out={path} is a file: format=onnx writes a folder (two graphs and "
-                          "their manifest)")  # fmt: skip
+    if kind is ExportFormat.onnx:
+        check_export_folder(path)
     nearest = next(p for p in path.parents if p.exists())  # "." or "/" at worst
     if not nearest.is_dir():
         raise SamexpError(f"out={path}: {nearest} is a file, not a folder")

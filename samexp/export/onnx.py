@@ -130,16 +130,24 @@ def _exporting(family: str, opset: int) -> Iterator[None]:
             ) from None
 
 
+def check_export_folder(dest: Path) -> None:
+    """`out` of an ONNX export: a new folder, an empty one or an earlier export (replaced whole),
+    never a file or a folder holding anything else. The command asks before building the model;
+    `staged_folder` asks again for every other caller."""
+    if dest.exists() and not dest.is_dir():
+        raise SamexpError(f"out={dest} is a file: format=onnx writes a folder (two graphs and "
+                          "their manifest)")  # fmt: skip
+    if dest.is_dir() and any(dest.iterdir()) and not (dest / MANIFEST_FILE).is_file():
+        raise SamexpError(f"out={dest} is a folder holding other files: give a new or empty "
+                          "folder (an earlier ONNX export there is replaced)")  # fmt: skip
+
+
 @contextlib.contextmanager
 def staged_folder(dest: Path) -> Iterator[Path]:
     """A fresh folder beside `dest` to write into, which replaces `dest` when the block succeeds
     (an earlier export there is replaced whole) and is removed when it fails: no half-written
     export is ever left where a runtime would load it."""
-    if dest.exists() and not dest.is_dir():
-        raise SamexpError(f"out={dest} is a file: give a folder for the ONNX export")
-    if dest.is_dir() and any(dest.iterdir()) and not (dest / MANIFEST_FILE).is_file():
-        raise SamexpError(f"out={dest} is a folder holding other files: give a new or empty "
-                          "folder (an earlier ONNX export there is replaced)")  # fmt: skip
+    check_export_folder(dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
     stage = dest.parent / f".{dest.name}.{uuid.uuid4().hex}.partial"
     stage.mkdir()

@@ -94,11 +94,7 @@ def _graph_masks(reference: Predictor, runtime: OnnxPredictor, onnx: OnnxModel,
     h, w = image.shape[:2]
     boxes = reference.frame.boxes(torch.tensor([[w * 0.25, h * 0.25, w * 0.75, h * 0.75]]))
     coords, labels = onnx_prompts(None, None, boxes, None, onnx.pad_with_box)
-    side = onnx.geometry.size // 4
-    feed = {**{k: v.numpy() for k, v in runtime.features.items()}, "point_coords": coords,
-            "point_labels": labels, "mask_input": np.zeros((1, 1, side, side), np.float32),
-            "has_mask_input": np.zeros(1, np.float32),
-            "orig_im_size": np.array([h, w], np.float32)}  # fmt: skip
+    feed = onnx.feed(runtime.features, coords, labels, None, image_size=(h, w))
     masks, low_res = onnx.decoder.run(["masks", "low_res_masks"], feed)
     return _diff(reference.frame.logits(torch.from_numpy(low_res)), torch.from_numpy(masks))
 

@@ -12,9 +12,10 @@ instead log a code file, a second copy of the entry point to keep in step.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +25,7 @@ from mlflow.pyfunc import PythonModel
 from mlflow.types.schema import AnyType, Array, ColSpec, Schema
 
 from samexp.config.errors import SamexpError
+from samexp.tracking.store import client
 
 log = logging.getLogger(__name__)
 
@@ -65,8 +67,6 @@ def log_model(
     """Log the export in `onnx_folder` as run `run_id`'s MLflow model `model`, with `example`
     (rows) as its input example and the signature inferred from it, and from a `refused` row, so
     the optional columns and the answer's `error` text are typed too. Returns the model's URI."""
-    from samexp.tracking.store import client
-
     client(tracking_uri)  # a team server's login, when the environment has none
     mlflow.set_tracking_uri(tracking_uri)
     rows = [*example, refused]
@@ -99,23 +99,20 @@ def _loose(column: ColSpec) -> ColSpec:
     return column
 
 
-class _on_run:  # noqa: N801 - used as a context manager
+@contextlib.contextmanager
+def _on_run(run_id: str) -> Iterator[None]:
     """The run `run_id` open in this process for the block, whatever its status (a finished run
     gets its model afterwards; MLflow reopens it and restores the status it had)."""
-
-    def __init__(self, run_id: str) -> None:
-        self.run_id = run_id
-
-    def __enter__(self) -> None:
-        active = mlflow.active_run()
-        self.nested = active is not None and active.info.run_id == self.run_id
-        if not self.nested:
-            self.status = mlflow.MlflowClient().get_run(self.run_id).info.status
-            if self.status == "RUNNING":  # another process's open run: not ours to end
-                raise SamexpError(f"run {self.run_id} is still RUNNING: log its model when it "
-                                  "has finished (or with tracking.log_model=true in the run)")  # fmt: skip
-            mlflow.start_run(run_id=self.run_id)
-
-    def __exit__(self, *exc: object) -> None:
-        if not self.nested:
-            mlflow.end_run(self.status)
+    active = mlflow.active_run()
+    if active is not None and active.info.run_id == run_id:  # the run logging its own model
+        yield
+        return
+    status = mlflow.MlflowClient().get_run(run_id).info.status
+    if status == "RUNNING":  # another process's open run: not ours to end
+        raise SamexpError(f"run {run_id} is still RUNNING: log its model when it has finished "
+                          "(or with tracking.log_model=true in the run)")  # fmt: skip
+    mlflow.start_run(run_id=run_id)
+    try:
+        yield
+    finally:
+        mlflow.end_run(status)

@@ -69,19 +69,23 @@ class OnnxModel:
                mask_input: np.ndarray | None) -> tuple[torch.Tensor, torch.Tensor]:  # fmt: skip
         """SAM's ONNX prompt convention (B×N points, labels 1/0/2/3/-1) -> every mask token's
         low-res logits (B×4×h×w) and IoU (B×4)."""
-        count = len(coords)
-        side = self.geometry.size // 4
+        # onnxruntime computes every output, asked or not: the graph's own full-size `masks`
+        # (this runtime upscales low-res logits with `Frame.logits`, the one pipeline) is made
+        # 1×1 rather than the photo's size for every token
+        feed = self.feed(features, coords, labels, mask_input, image_size=(1, 1))
+        iou, low_res = self.decoder.run(["iou_predictions", "low_res_masks"], feed)
+        return torch.from_numpy(low_res), torch.from_numpy(iou)
+
+    def feed(self, features: Features, coords: np.ndarray, labels: np.ndarray,
+             mask_input: np.ndarray | None, image_size: tuple[int, int]) -> dict[str, np.ndarray]:  # fmt: skip
+        """The decoder graph's inputs; `image_size` (H, W) is what its `masks` come back at."""
         has_mask = mask_input is not None
         if mask_input is None:
-            mask_input = np.zeros((count, 1, side, side), np.float32)
-        feed = {**{k: v.numpy() for k, v in features.items()},
+            side = self.geometry.size // 4
+            mask_input = np.zeros((len(coords), 1, side, side), np.float32)
+        return {**{k: v.numpy() for k, v in features.items()},
                 "point_coords": coords.astype(np.float32),
                 "point_labels": labels.astype(np.float32),
                 "mask_input": mask_input.astype(np.float32),
                 "has_mask_input": np.array([float(has_mask)], np.float32),
-                # onnxruntime computes every output, asked or not: the graph's own full-size
-                # `masks` (this runtime upscales low-res logits with `Frame.logits`, the one
-                # pipeline) is made 1×1 rather than the photo's size for every token
-                "orig_im_size": np.ones(2, np.float32)}  # fmt: skip
-        iou, low_res = self.decoder.run(["iou_predictions", "low_res_masks"], feed)
-        return torch.from_numpy(low_res), torch.from_numpy(iou)
+                "orig_im_size": np.asarray(image_size, np.float32)}  # fmt: skip
